@@ -1,0 +1,5 @@
+"""skdice.cli: the ``skdice`` command line (needs the ``cli`` extra)."""
+
+from .app import main
+
+__all__ = ["main"]

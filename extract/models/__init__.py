@@ -1,0 +1,1 @@
+"""Model presets for the extraction stage."""

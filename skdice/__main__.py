@@ -1,0 +1,5 @@
+"""``python -m skdice`` runs the command line."""
+
+from skdice.cli import main
+
+main()

@@ -1,0 +1,400 @@
+"""The detector template every skdice estimator shares."""
+
+from __future__ import annotations
+
+from numbers import Real
+from typing import ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._head import Head
+from ._numeric import chunk_rows
+
+__all__ = ["BaseDetector", "available_detectors", "get_detector"]
+
+_REGISTRY: dict[str, type["BaseDetector"]] = {}
+
+_FLOAT_DTYPES = [np.float32, np.float64, np.float16]
+
+
+def _is_dask(X) -> bool:
+    return type(X).__module__.split(".")[0] == "dask"
+
+
+class BaseDetector(OutlierMixin, BaseEstimator):
+    """Template for post hoc OOD detectors on penultimate features and a linear head.
+
+    Subclasses set the class attribute ``name`` (the registry and CLI name) and
+    implement two hooks: ``_fit_statistics`` (what the detector learns from the
+    in-distribution features and the head) and ``_score_block`` (the score of
+    one float32 chunk of rows). The public ``fit`` validates input, calls the
+    hook, and calibrates :attr:`offset_`; ``score_samples`` validates input and
+    runs the hook chunk by chunk so that memory does not grow with the number
+    of rows.
+
+    Sign convention, for every detector: ``score_samples`` is higher for more
+    in-distribution inputs; ``decision_function = score_samples - offset_`` is
+    negative for inputs flagged OOD; ``predict`` returns +1 (ID) or -1 (OOD).
+
+    Calling ``fit``
+    ---------------
+    All spellings below are equivalent::
+
+        det.fit(H, W, b)                 # the design card
+        det.fit(H, W=W, b=b)
+        det.fit(H, head=Head(W, b))      # immune to GridSearchCV's slicing
+        det.fit(X, y, W=W, b=b)          # what GridSearchCV calls
+        det.fit(W=W, b=b, train_mean=mu) # only a cached training mean (DICE)
+
+    A second positional argument that is 2-D is the weight ``W`` (then the
+    third is ``b`` and a fourth ``y``); one that is 1-D is ``y``.
+
+    Parameters
+    ----------
+    tpr : float, default=0.95
+        Fraction of the fitting (ID) samples that ``predict`` keeps as ID:
+        ``offset_`` is their ``1 - tpr`` score quantile.
+    """
+
+    name: ClassVar[str | None] = None
+    summary: ClassVar[str] = ""
+    #: whether ``fit`` needs the classifier head (W, b)
+    _requires_head: ClassVar[bool] = True
+    #: whether ``y`` holds class labels (Mahalanobis) instead of an ID/OOD mask
+    _requires_class_labels: ClassVar[bool] = False
+    #: whether the detector can be fitted from a training mean without features
+    _accepts_train_mean: ClassVar[bool] = False
+
+    _parameter_constraints: dict = {
+        "tpr": [Interval(Real, 0, 1, closed="neither")],
+    }
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is not None:
+            if name in _REGISTRY and _REGISTRY[name] is not cls:
+                raise RuntimeError(
+                    f"detector name {name!r} is taken by {_REGISTRY[name].__qualname__}"
+                )
+            _REGISTRY[name] = cls
+
+    # ------------------------------------------------------------------ hooks
+    def _fit_statistics(self, X, y, head, train_mean):  # pragma: no cover
+        raise NotImplementedError
+
+    def _score_block(self, X):  # pragma: no cover
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ public API
+    def fit(self, X=None, *args, y=None, W=None, b=None, head=None, train_mean=None):
+        """Fit the detector on in-distribution features and a classifier head.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), default=None
+            In-distribution training features (the penultimate layer). May be
+            ``None`` only for detectors that can fit from ``train_mean``; then
+            ``offset_`` is NaN and ``predict`` refuses to run.
+        *args
+            Positional ``W, b, y`` (the design card's ``fit(H, W, b)``) or
+            ``y`` alone (scikit-learn's ``fit(X, y)``); see the class docstring.
+        y : array-like of shape (n_samples,), default=None
+            For most detectors an ID mask: rows with ``y == 0`` are left out of
+            the statistics and of the calibration (GridSearchCV passes its OOD
+            training rows this way). Class-conditional detectors take class
+            labels here instead.
+        W : array-like of shape (n_features, n_classes), default=None
+            Final-layer weight in the paper's orientation. PyTorch's ``fc.weight``
+            is ``(n_classes, n_features)``: pass ``fc.weight.T`` or
+            ``head=Head.from_torch(fc.weight, fc.bias)``.
+        b : array-like of shape (n_classes,), default=None
+            Final-layer bias; zeros when omitted.
+        head : Head, default=None
+            The head as one object, instead of ``W`` and ``b``.
+        train_mean : array-like of shape (n_features,), default=None
+            A precomputed mean training feature (detectors that support it).
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        self._validate_params()
+        y, head = self._parse_fit_arguments(args, y, W, b, head)
+        if X is None:
+            if train_mean is None or not self._accepts_train_mean:
+                raise ValueError(
+                    f"{type(self).__name__}.fit needs the training features X"
+                    + (" (or train_mean=...)." if self._accepts_train_mean else ".")
+                )
+            n_features = head.n_features
+            self.n_features_in_ = n_features
+        else:
+            X = validate_data(self, X, dtype=_FLOAT_DTYPES, ensure_min_samples=1)
+            n_features = X.shape[1]
+        if train_mean is not None:
+            if not self._accepts_train_mean:
+                raise ValueError(f"{type(self).__name__} does not accept train_mean.")
+            train_mean = self._check_train_mean(train_mean, n_features)
+        if head is not None:
+            self._check_head_width(head, n_features)
+        elif self._requires_head:
+            raise ValueError(
+                f"{type(self).__name__}.fit needs the classifier head: "
+                "pass W (n_features, n_classes) and b, or head=Head(W, b)."
+            )
+        if X is not None and y is not None:
+            y = np.asarray(y)
+            if y.ndim != 1 or y.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"y must be 1-D with one entry per row of X ({X.shape[0]}), "
+                    f"got shape {y.shape}."
+                )
+            if not self._requires_class_labels:
+                keep = y != 0
+                if not keep.any():
+                    raise ValueError(
+                        "every row of X is marked y == 0 (OOD); fit needs in-distribution rows."
+                    )
+                X, y = X[keep], None
+        elif self._requires_class_labels:
+            raise ValueError(f"{type(self).__name__}.fit needs class labels y.")
+        if head is not None:
+            self.weight_ = head.weight
+            self.bias_ = head.bias
+        self._fit_statistics(X, y, head, train_mean)
+        if X is None:
+            self.offset_ = np.nan
+        else:
+            self.offset_ = float(np.quantile(self._score_all(X), 1.0 - self.tpr))
+        return self
+
+    def score_samples(self, X):
+        """Score inputs: higher means more in-distribution.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Penultimate features. float16, float32 and float64 are accepted;
+            the heavy products run in float32, chunk by chunk. A dask array
+            returns a lazy dask array of scores.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,), float64
+        """
+        check_is_fitted(self)
+        if _is_dask(X):
+            return self._score_dask(X)
+        X = validate_data(
+            self, X, reset=False, dtype=_FLOAT_DTYPES, ensure_all_finite=False
+        )
+        return self._score_all(X)
+
+    def decision_function(self, X):
+        """Shifted scores: ``score_samples(X) - offset_``; negative means OOD.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        self._check_calibrated()
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """Label inputs +1 (in-distribution) or -1 (out-of-distribution).
+
+        A decision value of exactly 0 counts as in-distribution.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), int
+        """
+        decision = self.decision_function(X)
+        return np.where(decision >= 0, 1, -1)
+
+    # -------------------------------------------------------------- helpers
+    def _check_calibrated(self):
+        if np.isnan(self.offset_):
+            raise ValueError(
+                f"{type(self).__name__} was fitted without features (train_mean only), "
+                "so offset_ is not calibrated: call fit with in-distribution features X "
+                "to use decision_function or predict (score_samples works as is)."
+            )
+
+    def _score_all(self, X) -> np.ndarray:
+        n, m = X.shape
+        width = max(m, getattr(self, "_block_width", m))
+        step = chunk_rows(n, 4 * (m + 2 * width))
+        out = np.empty(n, dtype=np.float64)
+        for start in range(0, n, step):
+            block = np.asarray(X[start : start + step], dtype=np.float32)
+            scores = self._score_block(block)
+            if not np.isfinite(scores).all():
+                self._raise_non_finite(block, scores, start)
+            out[start : start + step] = scores
+        return out
+
+    def _score_dask(self, X):
+        import dask.array as da
+
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has shape {X.shape}, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+
+        def _block(chunk):
+            return self._score_all(np.asarray(chunk))
+
+        return da.map_blocks(_block, X, drop_axis=1, dtype=np.float64)
+
+    @staticmethod
+    def _raise_non_finite(block, scores, start):
+        bad_row = int(np.flatnonzero(~np.isfinite(scores))[0])
+        if not np.isfinite(block[bad_row]).all():
+            raise ValueError(
+                f"Input X contains NaN or infinity (first at row {start + bad_row})."
+            )
+        raise ValueError(
+            f"the score of row {start + bad_row} is not finite: its features overflow "
+            "float32 in the head's product; rescale the features."
+        )
+
+    def _parse_fit_arguments(self, args, y, W, b, head):
+        args = list(args)
+        if len(args) > 3:
+            raise TypeError(
+                "fit takes at most X, W, b, y positionally; got "
+                f"{len(args) + 1} positional arguments."
+            )
+        if args and isinstance(args[0], Head):
+            head, args = args[0], args[1:]
+            if args:
+                y = self._take(args.pop(0), y, "y")
+        elif args and args[0] is not None and np.ndim(args[0]) == 2:
+            W = self._take(args.pop(0), W, "W")
+            if args:
+                b = self._take(args.pop(0), b, "b")
+            if args:
+                y = self._take(args.pop(0), y, "y")
+        elif args:
+            y = self._take(args.pop(0), y, "y")
+            if args:
+                raise TypeError(
+                    "after a 1-D y, pass the head by keyword: fit(X, y, W=W, b=b)."
+                )
+        if head is not None:
+            if W is not None or b is not None:
+                raise TypeError("pass either head=Head(W, b) or W and b, not both.")
+            if not isinstance(head, Head):
+                raise TypeError(f"head must be a skdice.Head, got {type(head).__name__}.")
+            return y, head
+        if W is None:
+            if b is not None:
+                raise ValueError("b was given without W.")
+            return y, None
+        W_arr = np.asarray(W.detach().cpu().numpy() if hasattr(W, "detach") else W)
+        if W_arr.ndim == 2 and b is not None:
+            b_len = np.shape(b)[0] if np.ndim(b) == 1 else None
+            if b_len is not None and b_len != W_arr.shape[1] and b_len != W_arr.shape[0]:
+                raise ValueError(
+                    f"b has {b_len} entries but W of shape {W_arr.shape} has "
+                    f"{W_arr.shape[1]} classes. If b went through GridSearchCV's "
+                    "fit params and has as many entries as there are samples, "
+                    "GridSearchCV slices it: pass head=Head(W, b) instead."
+                )
+        return y, Head(W, b)
+
+    @staticmethod
+    def _take(value, current, name):
+        if current is not None:
+            raise TypeError(f"{name} was given both positionally and by keyword.")
+        return value
+
+    def _check_head_width(self, head: Head, n_features: int):
+        if head.n_features == n_features:
+            return
+        shape = head.weight.shape
+        if head.n_classes == n_features:
+            raise ValueError(
+                f"W has shape {shape} but X has {n_features} features: W must be "
+                f"(n_features, n_classes) = ({n_features}, {shape[0]}). This looks "
+                "like PyTorch's fc.weight layout (n_classes, n_features): pass W.T "
+                "or head=Head.from_torch(fc.weight, fc.bias)."
+            )
+        raise ValueError(
+            f"W has shape {shape} but X has {n_features} features: W must be "
+            f"(n_features, n_classes) with n_features = {n_features}. If W went "
+            "through GridSearchCV's fit params and has as many rows as there are "
+            "samples, GridSearchCV slices it: pass head=Head(W, b) instead."
+        )
+
+    @staticmethod
+    def _check_train_mean(train_mean, n_features):
+        mean = np.asarray(train_mean)
+        if mean.dtype.kind not in "fiu":
+            raise ValueError(f"train_mean must be numeric, got dtype {mean.dtype}.")
+        mean = mean.astype(np.float64).reshape(-1) if mean.ndim == 2 and 1 in mean.shape else mean.astype(np.float64)
+        if mean.shape != (n_features,):
+            raise ValueError(
+                f"train_mean must have shape ({n_features},), got {np.shape(train_mean)}."
+            )
+        if not np.isfinite(mean).all():
+            raise ValueError("train_mean contains NaN or infinity.")
+        return mean
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def available_detectors() -> dict[str, type[BaseDetector]]:
+    """All registered detectors, by registry name, sorted by name.
+
+    Returns
+    -------
+    dict of str to type
+        The mapping the CLI, the docs and the tests read.
+    """
+    from . import detectors  # noqa: F401  (importing registers the catalogue)
+
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_detector(name: str, **params) -> BaseDetector:
+    """Instantiate a registered detector by its registry name.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, for example ``"dice"`` or ``"energy"``.
+    **params
+        Constructor parameters.
+
+    Returns
+    -------
+    BaseDetector
+    """
+    registry = available_detectors()
+    if name not in registry:
+        raise ValueError(
+            f"unknown detector {name!r}; choose one of: {', '.join(registry)}."
+        )
+    return registry[name](**params)

@@ -1,0 +1,145 @@
+"""The classifier head as one explicit value object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Head"]
+
+
+def _as_float_array(value, name: str, ndim: int) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor: no torch import needed to read it
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}.")
+    if arr.ndim != ndim:
+        raise ValueError(
+            f"{name} must be {ndim}-dimensional, got an array of shape {arr.shape}."
+        )
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}).")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"{name} contains NaN or infinity (first at index {tuple(int(i) for i in bad)})."
+        )
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Head:
+    """A linear classification head ``logits = H @ weight + bias``.
+
+    The weight is stored in the paper's orientation, ``(n_features, n_classes)``.
+    Use :meth:`from_torch` for PyTorch's ``nn.Linear`` layout ``(n_classes,
+    n_features)``: the orientation is always stated, never guessed.
+
+    Passing a ``Head`` to ``fit(..., head=...)`` also protects the weights from
+    scikit-learn's ``GridSearchCV``, which slices every array-like fit
+    parameter whose length equals the number of samples. A ``Head`` is not
+    array-like, so it always arrives whole.
+
+    Parameters
+    ----------
+    weight : array-like of shape (n_features, n_classes)
+        Final-layer weight W in the paper's orientation.
+    bias : array-like of shape (n_classes,), default=None
+        Final-layer bias b; ``None`` means zeros.
+
+    Attributes
+    ----------
+    weight : ndarray of shape (n_features, n_classes), float32
+    bias : ndarray of shape (n_classes,), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdice import Head
+    >>> head = Head.from_torch(np.ones((10, 4)), np.zeros(10))
+    >>> head.weight.shape, head.n_features, head.n_classes
+    ((4, 10), 4, 10)
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None = field(default=None)
+
+    def __post_init__(self):
+        weight = _as_float_array(self.weight, "W", 2)
+        if self.bias is None:
+            bias = np.zeros(weight.shape[1], dtype=np.float32)
+        else:
+            bias = _as_float_array(self.bias, "b", 1)
+            if bias.shape[0] != weight.shape[1]:
+                raise ValueError(
+                    f"b has {bias.shape[0]} entries but W of shape {weight.shape} has "
+                    f"{weight.shape[1]} classes (columns); W must be (n_features, n_classes)."
+                )
+        weight = np.array(weight, dtype=np.float32, copy=True)
+        bias = np.array(bias, dtype=np.float32, copy=True)
+        weight.setflags(write=False)
+        bias.setflags(write=False)
+        object.__setattr__(self, "weight", weight)
+        object.__setattr__(self, "bias", bias)
+
+    @classmethod
+    def from_torch(cls, weight, bias=None) -> "Head":
+        """Build a head from PyTorch's ``nn.Linear`` layout.
+
+        Parameters
+        ----------
+        weight : array-like or torch.Tensor of shape (n_classes, n_features)
+            ``fc.weight``; a 1x1 convolution's ``(C, m, 1, 1)`` kernel is also accepted.
+        bias : array-like or torch.Tensor of shape (n_classes,), default=None
+
+        Returns
+        -------
+        Head
+        """
+        if hasattr(weight, "detach"):
+            weight = weight.detach().cpu().numpy()
+        weight = np.asarray(weight)
+        if weight.ndim == 4 and weight.shape[2:] == (1, 1):
+            weight = weight[:, :, 0, 0]
+        if weight.ndim != 2:
+            raise ValueError(
+                f"a torch head weight must be (n_classes, n_features), got shape {weight.shape}."
+            )
+        return cls(weight.T, bias)
+
+    @property
+    def n_features(self) -> int:
+        """Width of the penultimate feature, m."""
+        return self.weight.shape[0]
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes, C."""
+        return self.weight.shape[1]
+
+    def logits(self, H) -> np.ndarray:
+        """Dense logits ``H @ weight + bias`` in float32.
+
+        Parameters
+        ----------
+        H : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        H = np.asarray(H, dtype=np.float32)
+        if H.ndim != 2 or H.shape[1] != self.n_features:
+            raise ValueError(
+                f"H must have shape (n_samples, {self.n_features}), got {H.shape}."
+            )
+        return H @ self.weight + self.bias
+
+    def __repr__(self) -> str:
+        return f"Head(n_features={self.n_features}, n_classes={self.n_classes})"
