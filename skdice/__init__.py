@@ -7,6 +7,7 @@ stage lives in :mod:`skdice.extract` and the command line in :mod:`skdice.cli`.
 from ._base import BaseDetector, available_detectors, get_detector
 from ._dice import DICEDetector
 from ._head import Head
+from .persistence import load_detector, save_detector
 
 __version__ = "0.1.0"
 
@@ -16,5 +17,7 @@ __all__ = [
     "Head",
     "available_detectors",
     "get_detector",
+    "load_detector",
+    "save_detector",
     "__version__",
 ]
