@@ -1,0 +1,257 @@
+"""Tests of skdice.plotting: the figure data against NumPy references, and the PNG files."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from skdice import Head
+from skdice.exceptions import MissingExtraError
+from skdice.plotting import (
+    PAPER_PS,
+    histogram_data,
+    load_train_mean,
+    p_sweep,
+    plot_p_sweep,
+    plot_score_histograms,
+    plot_unit_contributions,
+    unit_contributions,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _problem(seed=0, m=24, C=5):
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(m, C)).astype(np.float32)
+    b = rng.normal(size=C).astype(np.float32) * 0.1
+    H_train = np.maximum(rng.normal(0.4, 1.0, size=(400, m)), 0).astype(np.float32)
+    H_id = np.maximum(rng.normal(0.4, 1.0, size=(300, m)), 0).astype(np.float32)
+    H_ood = {
+        "far": np.maximum(rng.normal(0.0, 1.6, size=(250, m)), 0).astype(np.float32),
+        "near": np.maximum(rng.normal(0.3, 1.1, size=(200, m)), 0).astype(np.float32),
+    }
+    return W, b, H_train, H_id, H_ood
+
+
+# --------------------------------------------------------- reference code
+def _ref_density(x, lo, hi, bins):
+    """Equal-width histogram density by explicit bin indices (last bin closed)."""
+    width = (hi - lo) / bins
+    idx = np.minimum(((x - lo) / width).astype(int), bins - 1)
+    return np.bincount(idx, minlength=bins) / (x.size * width)
+
+
+def _ref_energy(H, W, b):
+    from scipy.special import logsumexp
+
+    return logsumexp(H.astype(np.float64) @ W.astype(np.float64) + b, axis=1)
+
+
+def _ref_fpr95(id_s, ood_s):
+    """Accept the top 95% of ID scores (no ties): the fraction of OOD accepted."""
+    s = np.sort(id_s)
+    k = int(np.floor(0.05 * s.size + 1e-9))
+    return float(np.mean(ood_s >= s[k]))
+
+
+def _ref_masked_weight(mean, W, p):
+    V = mean[:, None] * W.astype(np.float64)
+    if p == 0:
+        return W.astype(np.float64)
+    flat = np.sort(V.ravel())
+    pos = p * (flat.size - 1)
+    lo = int(np.floor(pos))
+    thr = flat[lo] + (pos - lo) * (flat[min(lo + 1, flat.size - 1)] - flat[lo])
+    return np.where(V > thr, W.astype(np.float64), 0.0)
+
+
+# ------------------------------------------------------------ histograms
+def test_histogram_densities_match_explicit_binning():
+    rng = np.random.default_rng(1)
+    id_s = rng.normal(5, 1, 500)
+    ood = {"a": rng.normal(3, 2, 300), "b": rng.normal(4, 0.5, 100)}
+    d = histogram_data(id_s, ood, bins=17)
+    lo = min(id_s.min(), ood["a"].min(), ood["b"].min())
+    hi = max(id_s.max(), ood["a"].max(), ood["b"].max())
+    np.testing.assert_allclose(d["edges"], np.linspace(lo, hi, 18))
+    np.testing.assert_allclose(d["id"], _ref_density(id_s, lo, hi, 17), rtol=1e-12)
+    for k in ood:
+        np.testing.assert_allclose(d["ood"][k], _ref_density(ood[k], lo, hi, 17), rtol=1e-12)
+        assert d["ood_std"][k] == pytest.approx(np.sqrt(np.mean((ood[k] - ood[k].mean()) ** 2)))
+    assert np.sum(d["id"] * np.diff(d["edges"])) == pytest.approx(1.0)
+
+
+def test_histogram_of_constant_scores_gets_a_unit_wide_bin():
+    d = histogram_data([2.0, 2.0], {"o": [2.0]}, bins=1)
+    np.testing.assert_allclose(d["edges"], [1.5, 2.5])
+    np.testing.assert_allclose(d["id"], [1.0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"ood_scores": {}}, "ood_scores is empty"),
+        ({"ood_scores": {"o": [1.0]}, "bins": 0}, "bins must be a positive integer"),
+        ({"ood_scores": {"o": [np.nan]}}, r"ood_scores\['o'\] contains NaN"),
+    ],
+)
+def test_histogram_rejects_bad_input_with_message(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        histogram_data([1.0, 2.0], **kwargs)
+
+
+# ------------------------------------------------------- contributions
+def test_unit_contributions_match_elementwise_reference():
+    W, _, _, H_id, H_ood = _problem()
+    c = 3
+    d = unit_contributions(H_id, H_ood["far"], W, c)
+    V_id = H_id.astype(np.float64) * W[:, c].astype(np.float64)
+    V_ood = H_ood["far"].astype(np.float64) * W[:, c].astype(np.float64)
+    order = np.argsort(V_id.mean(axis=0))
+    np.testing.assert_array_equal(d["order"], order)
+    np.testing.assert_allclose(d["id_mean"], V_id.mean(axis=0)[order], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(d["id_var"], V_id.var(axis=0)[order], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(d["ood_mean"], V_ood.mean(axis=0)[order], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(d["ood_var"], V_ood.var(axis=0)[order], rtol=1e-10, atol=1e-12)
+    assert np.all(np.diff(d["id_mean"]) >= 0)
+    # the unit means sum to the bias-free logit's mean (Eq. 6)
+    assert d["id_mean"].sum() == pytest.approx((H_id.astype(np.float64) @ W[:, c]).mean())
+
+
+def test_unit_contributions_follow_a_given_sort_key():
+    W, _, _, H_id, H_ood = _problem()
+    key = -np.arange(W.shape[0], dtype=float)
+    d = unit_contributions(H_id, H_ood["near"], W, 0, sort_by=key)
+    np.testing.assert_array_equal(d["order"], np.arange(W.shape[0])[::-1])
+
+
+def test_unit_contributions_independent_of_chunking():
+    from sklearn import config_context
+
+    W, _, _, H_id, H_ood = _problem()
+    full = unit_contributions(H_id, H_ood["far"], W, 1)
+    with config_context(working_memory=0.001):  # a few rows per chunk
+        small = unit_contributions(H_id, H_ood["far"], W, 1)
+    np.testing.assert_allclose(small["id_var"], full["id_var"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(small["ood_mean"], full["ood_mean"], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "c, X_ood, match",
+    [
+        (9, None, "class_index 9 is out of range for 5 classes"),
+        (0, np.zeros((3, 7)), r"ood_features has shape \(3, 7\); expected \(n, 24\)"),
+        (0, np.zeros((0, 24)), "ood_features has no rows"),
+    ],
+)
+def test_unit_contributions_reject_bad_input_with_message(c, X_ood, match):
+    W, _, _, H_id, H_ood = _problem()
+    with pytest.raises(ValueError, match=match):
+        unit_contributions(H_id, H_ood["far"] if X_ood is None else X_ood, W, c)
+
+
+# -------------------------------------------------------------- p sweep
+@pytest.mark.parametrize("use_mean", [True, False])
+def test_p_sweep_matches_reference_energy_and_fpr(use_mean):
+    W, b, H_train, H_id, H_ood = _problem()
+    mean = H_train.astype(np.float64).mean(axis=0)
+    ps = (0.0, 0.5, 0.9)
+    kw = {"train_mean": mean} if use_mean else {"train_features": H_train}
+    d = p_sweep(H_id, H_ood, Head(W, b), ps=ps, **kw)
+    np.testing.assert_array_equal(d["p"], ps)
+    for i, p in enumerate(ps):
+        Wm = _ref_masked_weight(mean, W, p)
+        id_s = _ref_energy(H_id, Wm, b)
+        assert d["id_mean"][i] == pytest.approx(id_s.mean(), rel=1e-5)
+        fprs, stds = [], []
+        for name, X in H_ood.items():
+            ood_s = _ref_energy(X, Wm, b)
+            fprs.append(_ref_fpr95(id_s, ood_s))
+            stds.append(ood_s.std() / abs(id_s.mean()))
+            assert d["fpr"][name][i] == pytest.approx(fprs[-1], abs=1e-12)
+            assert d["ood_std"][name][i] == pytest.approx(stds[-1], rel=1e-4)
+        assert d["fpr"]["average"][i] == pytest.approx(np.mean(fprs))
+        assert d["ood_std"]["average"][i] == pytest.approx(np.mean(stds), rel=1e-4)
+
+
+def test_p_sweep_defaults_to_the_paper_grid():
+    W, b, H_train, H_id, H_ood = _problem()
+    d = p_sweep(H_id, {"far": H_ood["far"]}, Head(W, b), train_features=H_train)
+    np.testing.assert_array_equal(d["p"], PAPER_PS)
+    assert set(d["auroc"]) == {"far", "average"}
+
+
+def test_p_sweep_needs_a_mask_source():
+    W, b, _, H_id, H_ood = _problem()
+    with pytest.raises(ValueError, match="needs train_mean or train_features"):
+        p_sweep(H_id, H_ood, Head(W, b))
+
+
+# ---------------------------------------------------------- train mean file
+def test_load_train_mean_reads_npy_and_checks_width(tmp_path):
+    path = tmp_path / "mean.npy"
+    np.save(path, np.arange(4.0))
+    np.testing.assert_array_equal(load_train_mean(path, 4), np.arange(4.0))
+    with pytest.raises(ValueError, match="has 4 entries but the head has 5 features"):
+        load_train_mean(path, 5)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_train_mean(tmp_path / "nope.npy", 4)
+    (tmp_path / "bad.npy").write_text("not numpy")
+    with pytest.raises(ValueError, match="is not a .npy array file"):
+        load_train_mean(tmp_path / "bad.npy", 4)
+
+
+# --------------------------------------------------------------- drawing
+def _check_png(path, size):
+    from PIL import Image
+
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        assert img.size == size
+        # not a blank canvas
+        assert len(set(np.asarray(img.convert("L")).ravel().tolist())) > 10
+
+
+def test_plots_are_valid_pngs_of_the_expected_size(tmp_path):
+    W, b, H_train, H_id, H_ood = _problem()
+    mean = H_train.mean(axis=0)
+    panels = {
+        "energy": histogram_data(_ref_energy(H_id, W, b), {k: _ref_energy(v, W, b) for k, v in H_ood.items()}),
+        "dice": histogram_data(_ref_energy(H_id, W * 0.5, b), {k: _ref_energy(v, W * 0.5, b) for k, v in H_ood.items()}),
+    }
+    _check_png(plot_score_histograms(panels, tmp_path / "h.png", title="t"), (840, 520))
+    contrib = {k: unit_contributions(H_id, v, W, 2) for k, v in H_ood.items()}
+    _check_png(plot_unit_contributions(contrib, tmp_path / "sub" / "c.png"), (900, 520))
+    sweep = p_sweep(H_id, H_ood, Head(W, b), train_mean=mean, ps=(0, 0.5, 0.9))
+    _check_png(plot_p_sweep(sweep, tmp_path / "p.png"), (900, 340))
+
+
+def test_plot_bytes_are_identical_across_runs(tmp_path):
+    W, b, _, H_id, H_ood = _problem()
+    contrib = {"far": unit_contributions(H_id, H_ood["far"], W, 0)}
+    a = plot_unit_contributions(contrib, tmp_path / "a.png").read_bytes()
+    b_ = plot_unit_contributions(contrib, tmp_path / "b.png").read_bytes()
+    assert a == b_
+
+
+def test_missing_matplotlib_names_the_plot_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    W, _, _, H_id, H_ood = _problem()
+    contrib = {"far": unit_contributions(H_id, H_ood["far"], W, 0)}
+    with pytest.raises(MissingExtraError, match=r'pip install "skdice\[plot\]"'):
+        plot_unit_contributions(contrib, tmp_path / "a.png")
+
+
+def test_import_skdice_plotting_does_not_import_matplotlib():
+    import subprocess
+
+    code = "import skdice.plotting, sys; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
