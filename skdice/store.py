@@ -1,0 +1,736 @@
+"""The feature store: one Zarr group per model, its schema, readers and writer.
+
+Everything downstream of extraction (fit, tune, evaluate) reads penultimate
+features through :func:`open_store`; the extraction stage writes them through
+:func:`create_store` and :class:`SplitWriter`, so the schema lives in this one
+module. The full layout is documented in ``docs/store.md``.
+
+Layout (all arrays are Zarr format 3)::
+
+    <store>/                      root attrs: skdice_store (schema version), skdice_version,
+                                  model, weights_sha256, preprocessing, feature_layer,
+                                  n_features, n_classes
+    <store>/head/weight           (m, C) float32, the paper's orientation
+    <store>/head/bias             (C,) float32
+    <store>/<split>/              attrs: source, count, chunk_rows, n_chunks, complete, ...
+    <store>/<split>/features      (N, m) float32, chunks (chunk_rows, m)
+    <store>/<split>/logits        (N, C) float32, chunks (chunk_rows, C)
+    <store>/<split>/labels        (N,) int64, -1 = unknown
+    <store>/<split>/paths         (N,) variable-length UTF-8 strings
+    <store>/<split>/written       (n_chunks,) uint8, one flag per row chunk
+
+Integrity: Zarr returns the fill value for chunks that were never written, so
+an interrupted extraction would read back as rows of zeros. A split counts as
+complete only once every row chunk is flagged in ``written`` and the split's
+``complete`` attribute (the completion marker) has been set, last. Every reader
+refuses an incomplete split with :class:`~skdice.exceptions.IncompleteSplitError`.
+
+zarr is imported inside the functions, so ``import skdice`` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._head import Head
+from .exceptions import IncompleteSplitError, StoreError, require
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FeatureStore",
+    "StoreWriter",
+    "SplitWriter",
+    "open_store",
+    "create_store",
+    "default_chunk_rows",
+]
+
+#: Version of the layout above; bumped when readers of an older layout would misread it.
+SCHEMA_VERSION = 1
+
+#: Root attribute whose presence (holding the schema version) marks a skdice store.
+_MARKER_ATTR = "skdice_store"
+_HEAD = "head"
+_SPLIT_ARRAYS = ("features", "logits", "labels", "paths")
+_RESERVED = {_HEAD}
+_RERUN = "re-run the same `skdice extract` command (it resumes from the last written chunk)"
+
+
+def _zarr():
+    return require("zarr", "store")
+
+
+def _validate_split_name(split: str) -> str:
+    if not isinstance(split, str) or not split or split in _RESERVED:
+        raise StoreError(f"invalid split name {split!r}: use a non-empty name other than 'head'.")
+    if "/" in split or "\\" in split or split.startswith(".") or split.strip() != split:
+        raise StoreError(
+            f"invalid split name {split!r}: no slashes, no leading dot, no surrounding spaces."
+        )
+    return split
+
+
+def default_chunk_rows(n_features: int, n_classes: int, batch_size: int = 1) -> int:
+    """Rows per store chunk: about 1 MiB of features and logits, a multiple of the batch.
+
+    Smaller chunks lose less work to an interruption; larger ones compress and
+    read better. Being a multiple of ``batch_size`` keeps the batches of a
+    resumed run identical to those of an uninterrupted one.
+
+    Parameters
+    ----------
+    n_features : int
+        Feature width m.
+    n_classes : int
+        Number of classes C.
+    batch_size : int, default=1
+        Extraction batch size.
+
+    Returns
+    -------
+    int
+        At least ``batch_size`` and at most ``max(1024, batch_size)``.
+    """
+    batch_size = max(int(batch_size), 1)
+    row_bytes = 4 * (int(n_features) + int(n_classes))
+    rows = min(2**20 // max(row_bytes, 1), 1024)
+    return max(batch_size, rows // batch_size * batch_size)
+
+
+# --------------------------------------------------------------------------- readers
+
+
+class FeatureStore:
+    """Read-only view of a feature store; use :func:`open_store` to get one.
+
+    Every array accessor refuses a split whose completion marker is missing.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The store's folder.
+    attrs : dict
+        Root attributes (model, weights_sha256, preprocessing, feature_layer, ...).
+    """
+
+    def __init__(self, path: Path, group):
+        self.path = path
+        self._group = group
+        self.attrs = dict(group.attrs.asdict())
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.path)!r}, model={self.model!r}, splits={self.splits})"
+
+    @property
+    def model(self) -> str:
+        """Name of the model whose features the store holds."""
+        return str(self.attrs.get("model", ""))
+
+    @property
+    def head(self) -> Head:
+        """The classifier head, weight ``(m, C)`` in the paper's orientation."""
+        try:
+            head = self._group[_HEAD]
+            weight = head["weight"][...]
+            bias = head["bias"][...]
+        except KeyError:
+            raise StoreError(f"{self.path} has no head/weight and head/bias arrays: not a complete store.") from None
+        return Head(weight, bias)
+
+    @property
+    def splits(self) -> list[str]:
+        """Names of the splits present, complete or not, in sorted order."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # stray non-Zarr files in the folder
+            names = [name for name, _ in self._group.groups() if name not in _RESERVED]
+        return sorted(names)
+
+    def _split_group(self, split: str):
+        try:
+            group = self._group[split]
+        except KeyError:
+            available = ", ".join(self.splits) or "none"
+            raise StoreError(
+                f"{self.path} has no split {split!r} (splits: {available}); "
+                f"write it with `skdice extract ... --split {split}`."
+            ) from None
+        zarr = _zarr()
+        if split in _RESERVED or not isinstance(group, zarr.Group):
+            raise StoreError(f"{split!r} in {self.path} is not a split.")
+        return group
+
+    def split_info(self, split: str) -> dict:
+        """Attributes and progress of one split, without refusing incomplete ones.
+
+        Parameters
+        ----------
+        split : str
+
+        Returns
+        -------
+        dict
+            ``count`` (rows), ``complete`` (bool), ``source``, ``chunk_rows``,
+            ``n_chunks``, ``written_chunks`` (flagged so far), and any other
+            attributes the extraction recorded.
+        """
+        group = self._split_group(split)
+        info = dict(group.attrs.asdict())
+        info.setdefault("count", 0)
+        info["complete"] = bool(info.get("complete", False))
+        try:
+            flags = group["written"][...]
+            info["written_chunks"] = int(np.count_nonzero(flags))
+        except (KeyError, ValueError, OSError):
+            info["written_chunks"] = 0
+        return info
+
+    def _complete_group(self, split: str):
+        group = self._split_group(split)
+        attrs = group.attrs.asdict()
+        if attrs.get("complete") is not True:
+            info = self.split_info(split)
+            n_chunks = info.get("n_chunks", "?")
+            raise IncompleteSplitError(
+                f"split {split!r} in {self.path} is incomplete "
+                f"({info['written_chunks']} of {n_chunks} chunks written): its extraction was "
+                f"interrupted or is still running; {_RERUN}."
+            )
+        return group
+
+    def array(self, split: str, name: str):
+        """The Zarr array ``<split>/<name>`` of a complete split, for streaming or dask.
+
+        Parameters
+        ----------
+        split : str
+        name : {"features", "logits", "labels", "paths"} or another array of the split
+
+        Returns
+        -------
+        zarr.Array
+        """
+        group = self._complete_group(split)
+        try:
+            return group[name]
+        except KeyError:
+            raise StoreError(f"split {split!r} in {self.path} has no array {name!r}.") from None
+
+    def features(self, split: str, *, dask: bool = False):
+        """Penultimate features of a split.
+
+        Parameters
+        ----------
+        split : str
+        dask : bool, default=False
+            Return a dask array chunked like the store instead of loading it.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features), float32, or dask.array.Array
+        """
+        arr = self.array(split, "features")
+        if dask:
+            da = require("dask.array", "dask")
+            return da.from_zarr(arr)
+        return arr[...]
+
+    def logits(self, split: str) -> np.ndarray:
+        """Logits of the unmodified head, ndarray of shape (n_samples, n_classes), float32."""
+        return self.array(split, "logits")[...]
+
+    def labels(self, split: str) -> np.ndarray:
+        """Labels, ndarray of shape (n_samples,), int64; -1 where unknown."""
+        return np.asarray(self.array(split, "labels")[...], dtype=np.int64)
+
+    def paths(self, split: str) -> list[str]:
+        """The source of each row (a file path, or ``file#index`` for array files)."""
+        return [str(p) for p in self.array(split, "paths")[...].tolist()]
+
+    def iter_features(self, split: str):
+        """Iterate over a split's features one store chunk at a time.
+
+        Parameters
+        ----------
+        split : str
+
+        Yields
+        ------
+        start : int
+            Index of the chunk's first row.
+        chunk : ndarray of shape (n_rows_in_chunk, n_features), float32
+        """
+        arr = self.array(split, "features")
+        n = arr.shape[0]
+        step = max(int(arr.chunks[0]), 1)
+        for start in range(0, n, step):
+            yield start, arr[start : min(start + step, n)]
+
+
+def open_store(path) -> FeatureStore:
+    """Open a feature store for reading.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Folder written by ``skdice extract``.
+
+    Returns
+    -------
+    FeatureStore
+
+    Raises
+    ------
+    StoreError
+        When the folder does not exist or is not a skdice feature store.
+    """
+    zarr = _zarr()
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"feature store {path} does not exist; create it with `skdice extract --out {path} ...`.")
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path} is not a feature store (no zarr.json): was it written by `skdice extract`?")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as exc:  # corrupt metadata, a zarr array instead of a group, ...
+        raise StoreError(f"{path} could not be opened as a Zarr group: {exc}") from None
+    version = group.attrs.get(_MARKER_ATTR)
+    if version is None:
+        raise StoreError(f"{path} is a Zarr group but not a skdice feature store (no {_MARKER_ATTR!r} attribute).")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} uses store schema {version!r}; this skdice reads schema {SCHEMA_VERSION}: upgrade skdice."
+        )
+    return FeatureStore(path, group)
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def _lock_path(store: Path, split: str) -> Path:
+    # Beside the store, not inside it: Zarr warns about unknown files in a group's folder.
+    return store.parent / f"{store.name}.{split}.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class _SplitLock:
+    """An exclusive lock file created with O_CREAT | O_EXCL, holding pid and host.
+
+    A lock left behind by a process that died on this host (its pid is gone)
+    is stale and taken over; a lock held by a live process or by another host
+    is refused, with the lock file named so the user can delete it.
+    """
+
+    def __init__(self, store: Path, split: str):
+        self.path = _lock_path(store, split)
+        self.split = split
+        self.store = store
+        self._held = False
+
+    def acquire(self) -> None:
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and owner.get("host") == me["host"] and not _pid_alive(int(owner.get("pid", -1))):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                who = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "an unknown process"
+                raise StoreError(
+                    f"split {self.split!r} of {self.store} is being written by {who} "
+                    f"(lock file {self.path}); a second writer is refused. If no extraction is "
+                    f"running, delete the lock file and {_RERUN}."
+                ) from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            self._held = True
+            return
+        raise StoreError(f"could not take the lock {self.path}: it keeps reappearing.")
+
+    def _owner(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        if self._held:
+            self.path.unlink(missing_ok=True)
+            self._held = False
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def _head_arrays(head) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(head, Head):
+        head = Head(*head) if isinstance(head, tuple) else Head(head)
+    return head.weight, head.bias
+
+
+def create_store(
+    path,
+    *,
+    model: str,
+    head,
+    preprocessing: dict | None = None,
+    weights_sha256: str | None = None,
+    feature_layer: str | None = None,
+) -> "StoreWriter":
+    """Create a feature store, or open an existing one of the same model to add splits.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Folder of the store.
+    model : str
+        Model name recorded in the root attributes.
+    head : Head or tuple (weight (m, C), bias (C,))
+        The classifier head, in the paper's orientation.
+    preprocessing : dict, default=None
+        JSON-able description of the input preprocessing.
+    weights_sha256 : str, default=None
+        SHA-256 of the weights file, when there is one.
+    feature_layer : str, default=None
+        Name of the layer whose input is the penultimate feature.
+
+    Returns
+    -------
+    StoreWriter
+
+    Raises
+    ------
+    StoreError
+        When ``path`` exists and is not a skdice store, or holds another model or head.
+    """
+    zarr = _zarr()
+    from . import __version__
+
+    path = Path(path)
+    weight, bias = _head_arrays(head)
+    if path.exists():
+        if path.is_dir() and not any(path.iterdir()):
+            pass  # an empty folder is as good as none
+        else:
+            store = open_store(path)
+            if store.model != model or store.attrs.get("weights_sha256") != weights_sha256:
+                raise StoreError(
+                    f"{path} holds features of model {store.model!r} (weights sha256 "
+                    f"{store.attrs.get('weights_sha256')}), not {model!r} (weights sha256 "
+                    f"{weights_sha256}): write to another --out."
+                )
+            old = store.head
+            if old.weight.shape != weight.shape or not (
+                np.array_equal(old.weight, weight) and np.array_equal(old.bias, bias)
+            ):
+                raise StoreError(
+                    f"{path} holds a head of shape {old.weight.shape} with other values than this "
+                    f"model's head {weight.shape}: write to another --out."
+                )
+            return StoreWriter(path, zarr.open_group(str(path), mode="r+"))
+    group = zarr.open_group(str(path), mode="w")
+    m, c = weight.shape
+    head_group = group.create_group(_HEAD)
+    w_arr = head_group.create_array(
+        "weight", shape=(m, c), chunks=(m, min(c, max(1, 2**22 // max(m, 1)))), dtype="float32"
+    )
+    w_arr[...] = weight
+    b_arr = head_group.create_array("bias", shape=(c,), chunks=(c,), dtype="float32")
+    b_arr[...] = bias
+    # The marker attribute goes last: a store interrupted before it is not a store.
+    group.attrs.update(
+        {
+            "skdice_version": __version__,
+            "model": str(model),
+            "weights_sha256": weights_sha256,
+            "preprocessing": json.loads(json.dumps(preprocessing)) if preprocessing is not None else None,
+            "feature_layer": feature_layer,
+            "n_features": int(m),
+            "n_classes": int(c),
+            _MARKER_ATTR: SCHEMA_VERSION,
+        }
+    )
+    return StoreWriter(path, group)
+
+
+class StoreWriter:
+    """Writable handle on a store; made by :func:`create_store`, used by the extraction stage.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+    group : zarr.Group
+        The root group opened for writing.
+    """
+
+    def __init__(self, path: Path, group):
+        self.path = Path(path)
+        self._group = group
+        attrs = group.attrs.asdict()
+        self.n_features = int(attrs["n_features"])
+        self.n_classes = int(attrs["n_classes"])
+
+    @classmethod
+    def open(cls, path) -> "StoreWriter":
+        """Open an existing store for writing (for ranks other than the one that created it).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        StoreWriter
+        """
+        open_store(path)  # validates
+        return cls(Path(path), _zarr().open_group(str(path), mode="r+"))
+
+    def prepare_split(
+        self,
+        split: str,
+        n_rows: int,
+        *,
+        source: str,
+        chunk_rows: int,
+        lock: bool = True,
+        extra_attrs: dict | None = None,
+    ) -> "SplitWriter":
+        """Pre-size a split's arrays, or reopen a started split to resume it.
+
+        A split already present with the same row count, source and chunking
+        is resumed: its flagged chunks are kept and only the others are
+        pending. A complete split has nothing pending.
+
+        Parameters
+        ----------
+        split : str
+            Split name.
+        n_rows : int
+            Number of rows the split will hold.
+        source : str
+            Description of the data source (recorded; must match on resume).
+        chunk_rows : int
+            Rows per chunk of every array of the split.
+        lock : bool, default=True
+            Take the split's lock file; a second writer is refused.
+        extra_attrs : dict, default=None
+            More JSON-able split attributes to record.
+
+        Returns
+        -------
+        SplitWriter
+
+        Raises
+        ------
+        StoreError
+            When another process holds the split's lock, or the split exists
+            with a different row count, source or chunking.
+        """
+        _validate_split_name(split)
+        n_rows, chunk_rows = int(n_rows), int(chunk_rows)
+        if n_rows < 0 or chunk_rows < 1:
+            raise ValueError(f"n_rows must be >= 0 and chunk_rows >= 1, got {n_rows} and {chunk_rows}.")
+        split_lock = _SplitLock(self.path, split) if lock else None
+        if split_lock is not None:
+            split_lock.acquire()
+        try:
+            group = self._prepare_group(split, n_rows, source, chunk_rows, extra_attrs or {})
+        except BaseException:
+            if split_lock is not None:
+                split_lock.release()
+            raise
+        return SplitWriter(self, split, group, split_lock)
+
+    def _prepare_group(self, split, n_rows, source, chunk_rows, extra_attrs):
+        zarr = _zarr()
+        n_chunks = -(-n_rows // chunk_rows)
+        wanted = {
+            "source": str(source),
+            "count": n_rows,
+            "chunk_rows": chunk_rows,
+            "n_chunks": n_chunks,
+            "n_features": self.n_features,
+            "n_classes": self.n_classes,
+        }
+        try:
+            existing = self._group[split]
+        except KeyError:
+            existing = None
+        if existing is not None:
+            attrs = existing.attrs.asdict()
+            if "count" in attrs:  # fully prepared before: resume or refuse
+                diff = [
+                    f"{key} {attrs.get(key)!r} vs {value!r}"
+                    for key, value in wanted.items()
+                    if attrs.get(key) != value
+                ]
+                if diff:
+                    raise StoreError(
+                        f"split {split!r} of {self.path} was started with other settings "
+                        f"({'; '.join(diff)} in this run): use another --split, or delete the "
+                        f"folder {self.path / split} to start it again."
+                    )
+                return existing
+            # created but never prepared to the end: start it again
+        rows = max(n_rows, 1)
+        group = self._group.create_group(split, overwrite=True)
+        shape_rows = n_rows
+        group.create_array(
+            "features", shape=(shape_rows, self.n_features), chunks=(min(chunk_rows, rows), self.n_features), dtype="float32"
+        )
+        group.create_array(
+            "logits", shape=(shape_rows, self.n_classes), chunks=(min(chunk_rows, rows), self.n_classes), dtype="float32"
+        )
+        group.create_array("labels", shape=(shape_rows,), chunks=(min(chunk_rows, rows),), dtype="int64", fill_value=-1)
+        group.create_array("paths", shape=(shape_rows,), chunks=(min(chunk_rows, rows),), dtype=str)
+        # One uncompressed byte per chunk, each its own object: flags of different
+        # chunks never share a storage object, so concurrent ranks cannot clobber them.
+        group.create_array(
+            "written", shape=(n_chunks,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None
+        )
+        group.attrs.update({**json.loads(json.dumps(extra_attrs)), **wanted, "complete": False})
+        return group
+
+    def open_split(self, split: str) -> "SplitWriter":
+        """Open a prepared split without locking it (for the other ranks of a multi-process run).
+
+        Parameters
+        ----------
+        split : str
+
+        Returns
+        -------
+        SplitWriter
+        """
+        try:
+            group = self._group[split]
+        except KeyError:
+            raise StoreError(f"split {split!r} of {self.path} has not been prepared.") from None
+        if "count" not in group.attrs.asdict():
+            raise StoreError(f"split {split!r} of {self.path} has not been prepared.")
+        return SplitWriter(self, split, group, None)
+
+
+class SplitWriter:
+    """Chunk-aligned writer of one split; made by :meth:`StoreWriter.prepare_split`.
+
+    Each :meth:`write_chunk` writes one whole row chunk of every array, then
+    that chunk's flag. :meth:`finalize` checks every flag and then writes the
+    completion marker. A context manager: leaving it releases the lock
+    (without finalizing), so an interrupted run can be resumed.
+    """
+
+    def __init__(self, store: StoreWriter, split: str, group, lock: _SplitLock | None):
+        self.store = store
+        self.split = split
+        self._group = group
+        self._lock = lock
+        attrs = group.attrs.asdict()
+        self.n_rows = int(attrs["count"])
+        self.chunk_rows = int(attrs["chunk_rows"])
+        self.n_chunks = int(attrs["n_chunks"])
+        self._arrays = {name: group[name] for name in (*_SPLIT_ARRAYS, "written")}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    @property
+    def complete(self) -> bool:
+        """Whether the completion marker is set."""
+        return self._group.attrs.get("complete") is True
+
+    def chunk_bounds(self, index: int) -> tuple[int, int]:
+        """Rows ``[start, stop)`` of chunk ``index``."""
+        if not 0 <= index < self.n_chunks:
+            raise IndexError(f"chunk {index} out of range for {self.n_chunks} chunks.")
+        start = index * self.chunk_rows
+        return start, min(start + self.chunk_rows, self.n_rows)
+
+    def written_flags(self) -> np.ndarray:
+        """Boolean array of shape (n_chunks,): which chunks are fully written."""
+        if self.n_chunks == 0:
+            return np.zeros(0, dtype=bool)
+        return np.asarray(self._arrays["written"][...], dtype=bool)
+
+    def pending(self) -> list[int]:
+        """Indices of the chunks still to write, in order."""
+        return [int(i) for i in np.flatnonzero(~self.written_flags())]
+
+    def write_chunk(self, index: int, features, logits, labels, paths) -> None:
+        """Write one whole row chunk of every array, then flag it as written.
+
+        Parameters
+        ----------
+        index : int
+            Chunk index.
+        features : ndarray of shape (rows, n_features)
+        logits : ndarray of shape (rows, n_classes)
+        labels : ndarray of shape (rows,)
+        paths : sequence of str of length rows
+            ``rows`` must equal the chunk's row count (chunk-aligned writes only).
+        """
+        start, stop = self.chunk_bounds(index)
+        rows = stop - start
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
+        labels = np.asarray(labels, dtype=np.int64)
+        paths = np.asarray([str(p) for p in paths], dtype=str)
+        expected = {
+            "features": (rows, self.store.n_features),
+            "logits": (rows, self.store.n_classes),
+            "labels": (rows,),
+            "paths": (rows,),
+        }
+        for name, value in zip(_SPLIT_ARRAYS, (features, logits, labels, paths)):
+            if value.shape != expected[name]:
+                raise ValueError(
+                    f"chunk {index} of split {self.split!r} needs {name} of shape "
+                    f"{expected[name]}, got {value.shape} (writes must cover whole chunks)."
+                )
+        self._arrays["features"][start:stop] = features
+        self._arrays["logits"][start:stop] = logits
+        self._arrays["labels"][start:stop] = labels
+        self._arrays["paths"][start:stop] = paths
+        self._arrays["written"][index] = 1  # only after the data, never before
+
+    def finalize(self) -> None:
+        """Write the completion marker, after checking that every chunk is flagged.
+
+        Raises
+        ------
+        IncompleteSplitError
+            When a chunk has not been written.
+        """
+        missing = self.pending()
+        if missing:
+            raise IncompleteSplitError(
+                f"split {self.split!r} of {self.store.path} still misses chunks {missing[:10]}"
+                f"{' ...' if len(missing) > 10 else ''}; {_RERUN}."
+            )
+        self._group.attrs.update({"complete": True})
+
+    def close(self) -> None:
+        """Release the split's lock (the data written so far stays for a resume)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
