@@ -131,7 +131,14 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                     f"{type(self).__name__}.fit needs the training features X"
                     + (" (or train_mean=...)." if self._accepts_train_mean else ".")
                 )
-            n_features = head.n_features
+            if head is None:
+                raise ValueError(
+                    f"{type(self).__name__}.fit needs the classifier head: "
+                    "pass W (n_features, n_classes) and b, or head=Head(W, b)."
+                )
+            n_features = (
+                head.n_features if isinstance(head, Head) else np.shape(head[0])[0]
+            )
             self.n_features_in_ = n_features
         else:
             X = validate_data(self, X, dtype=_FLOAT_DTYPES, ensure_min_samples=1)
@@ -141,7 +148,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 raise ValueError(f"{type(self).__name__} does not accept train_mean.")
             train_mean = self._check_train_mean(train_mean, n_features)
         if head is not None:
-            self._check_head_width(head, n_features)
+            head = self._build_head(head, n_features)
         elif self._requires_head:
             raise ValueError(
                 f"{type(self).__name__}.fit needs the classifier head: "
@@ -241,8 +248,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         step = chunk_rows(n, 4 * (m + 2 * width))
         out = np.empty(n, dtype=np.float64)
         for start in range(0, n, step):
-            block = np.asarray(X[start : start + step], dtype=np.float32)
-            scores = self._score_block(block)
+            # overflow and NaN are reported below, as one clear error
+            with np.errstate(over="ignore", invalid="ignore"):
+                block = np.asarray(X[start : start + step], dtype=np.float32)
+                scores = self._score_block(block)
             if not np.isfinite(scores).all():
                 self._raise_non_finite(block, scores, start)
             out[start : start + step] = scores
@@ -287,7 +296,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             head, args = args[0], args[1:]
             if args:
                 y = self._take(args.pop(0), y, "y")
-        elif args and args[0] is not None and np.ndim(args[0]) == 2:
+        elif args and args[0] is not None and np.ndim(args[0]) >= 2:
             W = self._take(args.pop(0), W, "W")
             if args:
                 b = self._take(args.pop(0), b, "b")
@@ -305,21 +314,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             if not isinstance(head, Head):
                 raise TypeError(f"head must be a skdice.Head, got {type(head).__name__}.")
             return y, head
-        if W is None:
-            if b is not None:
-                raise ValueError("b was given without W.")
-            return y, None
-        W_arr = np.asarray(W.detach().cpu().numpy() if hasattr(W, "detach") else W)
-        if W_arr.ndim == 2 and b is not None:
-            b_len = np.shape(b)[0] if np.ndim(b) == 1 else None
-            if b_len is not None and b_len != W_arr.shape[1] and b_len != W_arr.shape[0]:
-                raise ValueError(
-                    f"b has {b_len} entries but W of shape {W_arr.shape} has "
-                    f"{W_arr.shape[1]} classes. If b went through GridSearchCV's "
-                    "fit params and has as many entries as there are samples, "
-                    "GridSearchCV slices it: pass head=Head(W, b) instead."
-                )
-        return y, Head(W, b)
+        if W is None and b is not None:
+            raise ValueError("b was given without W.")
+        return y, (W, b) if W is not None else None
 
     @staticmethod
     def _take(value, current, name):
@@ -327,23 +324,37 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             raise TypeError(f"{name} was given both positionally and by keyword.")
         return value
 
-    def _check_head_width(self, head: Head, n_features: int):
-        if head.n_features == n_features:
-            return
-        shape = head.weight.shape
-        if head.n_classes == n_features:
+    @staticmethod
+    def _build_head(head, n_features: int) -> Head:
+        """Make a Head from ``(W, b)`` (or check a given Head) against the feature count."""
+        if isinstance(head, Head):
+            W, b = head.weight, head.bias
+        else:
+            W, b = head
+        shape = np.shape(W)
+        if len(shape) == 2 and shape[0] != n_features:
+            if shape[1] == n_features:
+                raise ValueError(
+                    f"W has shape {shape} but X has {n_features} features: W must be "
+                    f"(n_features, n_classes) = ({n_features}, {shape[0]}). This looks "
+                    "like PyTorch's fc.weight layout (n_classes, n_features): pass W.T "
+                    "or head=Head.from_torch(fc.weight, fc.bias)."
+                )
             raise ValueError(
                 f"W has shape {shape} but X has {n_features} features: W must be "
-                f"(n_features, n_classes) = ({n_features}, {shape[0]}). This looks "
-                "like PyTorch's fc.weight layout (n_classes, n_features): pass W.T "
-                "or head=Head.from_torch(fc.weight, fc.bias)."
+                f"(n_features, n_classes) with n_features = {n_features}. If W went "
+                "through GridSearchCV's fit params and has as many rows as there are "
+                "samples, GridSearchCV slices it: pass head=Head(W, b) instead."
             )
-        raise ValueError(
-            f"W has shape {shape} but X has {n_features} features: W must be "
-            f"(n_features, n_classes) with n_features = {n_features}. If W went "
-            "through GridSearchCV's fit params and has as many rows as there are "
-            "samples, GridSearchCV slices it: pass head=Head(W, b) instead."
-        )
+        if isinstance(head, Head):
+            return head
+        if len(shape) == 2 and b is not None and np.ndim(b) == 1 and len(b) != shape[1]:
+            raise ValueError(
+                f"b has {len(b)} entries but W of shape {shape} has {shape[1]} classes. "
+                "If b went through GridSearchCV's fit params and has as many entries "
+                "as there are samples, GridSearchCV slices it: pass head=Head(W, b) instead."
+            )
+        return Head(W, b)
 
     @staticmethod
     def _check_train_mean(train_mean, n_features):
