@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ._numeric import chunk_rows
-
 __all__ = [
     "PAPER_PS",
     "histogram_data",
@@ -102,30 +100,18 @@ def histogram_data(id_scores, ood_scores: Mapping[str, object], *, bins: int = 5
     }
 
 
-def _contribution_moments(features, w_c):
-    """Per-unit mean and variance of ``features * w_c`` in float64, two passes by chunk."""
-    n, m = features.shape
-    step = chunk_rows(n, 8 * m)
-    total = np.zeros(m, dtype=np.float64)
-    for start in range(0, n, step):
-        total += (np.asarray(features[start : start + step], dtype=np.float64) * w_c).sum(axis=0)
-    mean = total / n
-    sq = np.zeros(m, dtype=np.float64)
-    for start in range(0, n, step):
-        dev = np.asarray(features[start : start + step], dtype=np.float64) * w_c - mean
-        sq += (dev * dev).sum(axis=0)
-    return mean, sq / n
-
-
 def unit_contributions(
     id_features,
     ood_features,
     weight,
     class_index: int,
     *,
-    sort_by=None,
+    train_mean=None,
 ) -> dict:
-    """Per-unit contributions ``h_i(x) w_ic`` to one class, sorted by the ID mean.
+    """Per-unit contributions ``h_i(x) w_ic`` to one class, ID and OOD, for plotting.
+
+    A thin wrapper over :func:`skdice.theory.unit_contributions` that puts
+    the ID and OOD statistics on the same unit order.
 
     Parameters
     ----------
@@ -138,16 +124,17 @@ def unit_contributions(
         Head weight in the paper's orientation.
     class_index : int
         The class ``c`` whose output ``f_c`` the units contribute to.
-    sort_by : array-like of shape (n_features,), default=None
-        Key to sort the units by (ascending). Default: the mean ID
-        contribution computed here.
+    train_mean : array-like of shape (n_features,), default=None
+        Mean ID feature that orders the units (by ``train_mean * W[:, c]``,
+        DICE's ``V[:, c]``). Default: the mean of ``id_features``.
 
     Returns
     -------
     dict
         ``order``: ndarray of shape (n_features,), the unit indices in plot
-        order; ``id_mean``, ``id_var``, ``ood_mean``, ``ood_var``: ndarrays of
-        shape (n_features,) in that order (float64, variances with ``ddof=0``);
+        order (ascending sort key); ``key``: the sort key in that order;
+        ``id_mean``, ``id_var``, ``ood_mean``, ``ood_var``: ndarrays of shape
+        (n_features,) in that order (float64, variances with ``ddof=1``);
         ``class_index``, ``n_id``, ``n_ood``.
 
     Notes
@@ -156,36 +143,40 @@ def unit_contributions(
     ``v_i = h_i(x) w_ic``. Summing ``id_mean`` over the units gives the mean
     bias-free logit of class ``c``.
     """
+    from .theory import unit_contributions as _theory_contributions
+
     W = np.asarray(weight)
     if W.ndim != 2:
         raise ValueError(f"weight must be 2-D (n_features, n_classes), got shape {W.shape}.")
     c = int(class_index)
     if not 0 <= c < W.shape[1]:
         raise ValueError(f"class_index {class_index} is out of range for {W.shape[1]} classes.")
-    w_c = W[:, c].astype(np.float64)
-    moments = {}
+    stats = {}
     for name, X in (("id", id_features), ("ood", ood_features)):
         X = X if hasattr(X, "ndim") else np.asarray(X)
         if X.ndim != 2 or X.shape[1] != W.shape[0]:
             raise ValueError(
                 f"{name}_features has shape {X.shape}; expected (n, {W.shape[0]}) to match weight."
             )
-        if X.shape[0] == 0:
-            raise ValueError(f"{name}_features has no rows.")
-        moments[name] = _contribution_moments(X, w_c)
-    key = moments["id"][0] if sort_by is None else np.asarray(sort_by, dtype=np.float64)
-    if key.shape != (W.shape[0],):
-        raise ValueError(f"sort_by must have shape ({W.shape[0]},), got {key.shape}.")
-    order = np.argsort(key, kind="stable")
+        if X.shape[0] < 2:
+            raise ValueError(f"{name}_features needs at least 2 rows, got {X.shape[0]}.")
+        stats[name] = X
+    if train_mean is None:
+        from ._numeric import column_mean
+
+        train_mean = column_mean(np.asarray(stats["id"]))
+    id_uc = _theory_contributions(stats["id"], W, c, id_mean=train_mean)
+    ood_uc = _theory_contributions(stats["ood"], W, c, id_mean=train_mean)
     return {
-        "order": order,
-        "id_mean": moments["id"][0][order],
-        "id_var": moments["id"][1][order],
-        "ood_mean": moments["ood"][0][order],
-        "ood_var": moments["ood"][1][order],
+        "order": id_uc.order,
+        "key": id_uc.id_mean,
+        "id_mean": id_uc.mean,
+        "id_var": id_uc.var,
+        "ood_mean": ood_uc.mean,
+        "ood_var": ood_uc.var,
         "class_index": c,
-        "n_id": int(np.shape(id_features)[0]),
-        "n_ood": int(np.shape(ood_features)[0]),
+        "n_id": int(stats["id"].shape[0]),
+        "n_ood": int(stats["ood"].shape[0]),
     }
 
 
@@ -229,8 +220,9 @@ def p_sweep(
     Notes
     -----
     The spread is the paper's Table 4 column "OOD STD": the standard deviation
-    of the OOD scores divided by the magnitude of the mean ID score under the
-    same ``p``, so that settings whose scores have different scales compare.
+    of the OOD scores divided by the mean ID score under the same ``p``
+    (:func:`skdice.theory.sparsity_profile`), so that settings whose scores
+    have different scales compare.
     """
     from ._dice import DICEDetector
     from .metrics import auroc, fpr_at_tpr
@@ -250,6 +242,13 @@ def p_sweep(
         "ood_std": {k: np.empty(ps.size) for k in names},
         "id_mean": np.empty(ps.size),
     }
+    from .theory import sparsity_profile
+
+    mask_source = {"train_mean": train_mean} if train_mean is not None else {"X_train": train_features}
+    for name, X in zip(names, ood_features.values()):
+        out["ood_std"][name][:] = sparsity_profile(
+            head=head, X_id=id_features, X_ood=X, ps=ps, **mask_source
+        )["ood_std_normalised"]
     for i, p in enumerate(ps):
         det = DICEDetector(p=float(p))
         if train_mean is not None:
@@ -257,13 +256,11 @@ def p_sweep(
         else:
             det.fit(train_features, head=head)
         id_s = det.score_samples(id_features)
-        scale = abs(float(id_s.mean()))
         out["id_mean"][i] = float(id_s.mean())
         for name, X in zip(names, ood_features.values()):
             ood_s = det.score_samples(X)
             out["fpr"][name][i] = fpr_at_tpr(id_s, ood_s, tpr=tpr)
             out["auroc"][name][i] = auroc(id_s, ood_s)
-            out["ood_std"][name][i] = float(ood_s.std()) / scale if scale > 0 else np.nan
     for key in ("fpr", "auroc", "ood_std"):
         out[key]["average"] = np.mean([out[key][k] for k in names], axis=0)
     return out
@@ -324,9 +321,10 @@ def plot_score_histograms(panels: Mapping[str, dict], path, *, title: str | None
             ax = axes[i, j]
             ax.stairs(data["id"], edges, fill=True, alpha=0.55, color=_ID_COLOUR, label="ID")
             ax.stairs(data["ood"][ood], edges, fill=True, alpha=0.55, color=_OOD_COLOUR, label=ood)
-            scale = abs(data["id_mean"]) or 1.0
-            ax.set_title(f"{method} | {ood}: OOD std/|ID mean| = {data['ood_std'][ood] / scale:.3f}",
-                         fontsize=8)
+            ax.set_title(
+                f"{method} | {ood}: OOD std / ID mean = {data['ood_std'][ood] / data['id_mean']:.3f}",
+                fontsize=8,
+            )
             ax.legend(fontsize=7, loc="upper left")
             ax.tick_params(labelsize=7)
             if i == len(ood_names) - 1:
@@ -400,7 +398,7 @@ def plot_p_sweep(data: dict, path, *, title: str | None = None) -> Path:
     ps = np.asarray(data["p"])
     x = np.arange(ps.size)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, key, label in ((axes[0], "fpr", "FPR95 (%)"), (axes[1], "ood_std", "OOD score std / |ID mean|")):
+    for ax, key, label in ((axes[0], "fpr", "FPR95 (%)"), (axes[1], "ood_std", "OOD score std / ID score mean")):
         scale = 100.0 if key == "fpr" else 1.0
         for name, values in data[key].items():
             avg = name == "average"
@@ -509,8 +507,15 @@ def plot_store(
     chosen = labels == class_index if (labels >= 0).any() else predicted == class_index
     if not chosen.any():
         raise ValueError(f"no row of split {id_split!r} belongs to class {class_index}.")
+    if mean is None:
+        from ._numeric import column_mean
+
+        sort_mean = column_mean(H_train)
+    else:
+        sort_mean = mean
     contrib = {
-        name: unit_contributions(H_id[chosen], X, head.weight, class_index) for name, X in H_ood.items()
+        name: unit_contributions(H_id[chosen], X, head.weight, class_index, train_mean=sort_mean)
+        for name, X in H_ood.items()
     }
     sweep = p_sweep(H_id, H_ood, head, train_mean=mean, train_features=H_train, ps=ps)
 
