@@ -1,0 +1,100 @@
+"""Private building blocks shared by the detectors of the catalogue.
+
+``_HeadDetector`` scores inputs from the logits of the classifier head;
+``_SparseHeadEnergy`` scores them by the energy of a masked head, the shape
+shared by DICE's unit-selection variants and the sparsification ablations.
+Neither is registered (they have no ``name``).
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval
+
+from .._base import BaseDetector
+from .._numeric import logsumexp_rows
+
+
+class _HeadDetector(BaseDetector):
+    """A detector whose score is a function of the head's logits ``X @ W + b``.
+
+    Subclasses implement ``_score_logits(Z)``; ``Z`` is a float32 scratch
+    array of one chunk's logits that they may overwrite.
+    """
+
+    def _fit_statistics(self, X, y, head, train_mean):
+        """Logit-based baselines learn nothing beyond the head."""
+
+    @property
+    def _block_width(self):
+        return self.weight_.shape[1]
+
+    def _logits(self, X, weight=None):
+        Z = X @ (self.weight_ if weight is None else weight)
+        Z += self.bias_
+        return Z
+
+    def _score_block(self, X):
+        return self._score_logits(self._logits(X))
+
+    def _score_logits(self, Z):  # pragma: no cover
+        raise NotImplementedError
+
+
+class _SparseHeadEnergy(BaseDetector):
+    """Energy of a head whose weights are masked by a rule fixed at fit time.
+
+    Subclasses implement ``_build_mask(X, head, train_mean)`` returning a
+    boolean ``(n_features, n_classes)`` mask (True = kept). The score is
+    ``logsumexp((mask * W)^T h + b)``, exactly DICE's score with another mask,
+    so all of them are compared under the same scoring function and the same
+    sparsity ``p`` (the paper's Tables 2, 5 and 10). The bias is never masked
+    and kept weights are not rescaled, as in DICE.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDetector._parameter_constraints,
+        "p": [Interval(Real, 0, 1, closed="left")],
+    }
+
+    def _fit_statistics(self, X, y, head, train_mean):
+        mask = np.asarray(self._build_mask(X, head, train_mean), dtype=bool)
+        self.mask_ = mask
+        self.masked_weight_ = np.where(mask, head.weight, np.float32(0))
+
+    def _build_mask(self, X, head, train_mean):  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def _block_width(self):
+        return self.masked_weight_.shape[1]
+
+    def _score_block(self, X):
+        Z = X @ self.masked_weight_
+        Z += self.bias_
+        return logsumexp_rows(Z)
+
+
+def _top_k_count(n_features: int, percentile: float) -> int:
+    """Units ASH and SCALE keep per row: ``n - round(n * percentile / 100)``.
+
+    The rounding is the one of the ASH authors' code (``int(np.round(...))``,
+    round half to even). At least one unit is kept, so that the binarised and
+    rescaled variants stay defined on very narrow features.
+    """
+    k = n_features - int(np.round(n_features * percentile / 100.0))
+    return max(k, 1)
+
+
+def _top_k_mask(X: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the ``k`` largest entries of each row (ties: any of them)."""
+    n, m = X.shape
+    mask = np.zeros((n, m), dtype=bool)
+    if k >= m:
+        mask[:] = True
+        return mask
+    idx = np.argpartition(X, m - k, axis=1)[:, m - k :]
+    np.put_along_axis(mask, idx, True, axis=1)
+    return mask

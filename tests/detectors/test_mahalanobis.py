@@ -1,0 +1,81 @@
+"""Mahalanobis: the squared distance to the nearest class mean, shared covariance."""
+
+import numpy as np
+import pytest
+from _detector_problems import auroc, id_ood_problem
+
+from skdice import get_detector
+from skdice.detectors.mahalanobis import MahalanobisDetector
+
+
+def _reference(H_train, y, H, reg):
+    """Lee et al.'s recipe in float64 with an explicit solve (fine at this size)."""
+    H_train = H_train.astype(np.float64)
+    classes = np.unique(y)
+    means = np.stack([H_train[y == c].mean(axis=0) for c in classes])
+    centred = H_train - means[np.searchsorted(classes, y)]
+    cov = centred.T @ centred / len(H_train)
+    m = cov.shape[0]
+    cov += reg * np.trace(cov) / m * np.eye(m)
+    diffs = H.astype(np.float64)[:, None, :] - means[None, :, :]
+    d2 = np.einsum("ncm,ncm->nc", diffs, np.linalg.solve(cov, diffs.transpose(0, 2, 1)).transpose(0, 2, 1))
+    return -d2.min(axis=1)
+
+
+def test_hand_checkable_identity_covariance():
+    # classes at (0, 0) and (4, 0), within-class deviations +-1 on each axis:
+    # the shared covariance is the identity, so the score is -squared Euclidean distance
+    offsets = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float64)
+    H = np.r_[offsets, offsets + [4, 0]]
+    y = np.repeat([0, 1], 4)
+    det = MahalanobisDetector(reg=0.0).fit(H, y)
+    np.testing.assert_allclose(det.covariance_, np.eye(2) * 0.5)
+    # covariance 0.5 I: d^2 = 2 ||x - mu||^2
+    np.testing.assert_allclose(det.score_samples([[1.0, 1.0], [2.0, 0.0], [7.0, 0.0]]), [-4.0, -8.0, -18.0])
+
+
+def test_scores_match_numpy_reference():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 5, size=400)
+    H = (rng.normal(size=(400, 12)) @ rng.normal(size=(12, 12)) + 2 * y[:, None]).astype(np.float32)
+    det = MahalanobisDetector().fit(H, y)
+    np.testing.assert_allclose(det.score_samples(H[:100]), _reference(H, y, H[:100], 1e-6), rtol=1e-5)
+
+
+def test_singular_covariance_is_regularised_not_inverted():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, size=200)
+    H = np.maximum(rng.normal(size=(200, 10)), 0)
+    H[:, :4] = 0  # dead units: the covariance is singular
+    det = MahalanobisDetector().fit(H, y)
+    assert np.isfinite(det.score_samples(H)).all()
+    np.testing.assert_allclose(det.score_samples(H[:20]), _reference(H, y, H[:20], 1e-6), rtol=1e-5)
+
+
+def test_string_labels_and_head_is_optional():
+    rng = np.random.default_rng(3)
+    H = rng.normal(size=(60, 4))
+    y = np.array(["cat", "dog", "eel"])[rng.integers(0, 3, size=60)]
+    det = MahalanobisDetector().fit(H, y)
+    assert det.classes_.tolist() == ["cat", "dog", "eel"]
+    with_head = MahalanobisDetector().fit(H, rng.normal(size=(4, 3)), None, y)
+    np.testing.assert_allclose(with_head.score_samples(H), det.score_samples(H))
+
+
+def test_needs_class_labels():
+    with pytest.raises(ValueError, match="needs class labels y"):
+        MahalanobisDetector().fit(np.ones((5, 2)))
+
+
+def test_id_scores_higher_than_ood():
+    H_train, y_train, H_id, H_ood, _, _ = id_ood_problem()
+    det = get_detector("mahalanobis").fit(H_train, y_train)
+    assert auroc(det.score_samples(H_id), det.score_samples(H_ood)) > 0.95
+
+
+def test_fit_leaves_the_callers_features_untouched():
+    rng = np.random.default_rng(4)
+    H = rng.normal(size=(50, 3))
+    before = H.copy()
+    MahalanobisDetector().fit(H, rng.integers(0, 2, size=50))
+    np.testing.assert_array_equal(H, before)
