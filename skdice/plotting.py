@@ -33,7 +33,6 @@ __all__ = [
     "plot_unit_contributions",
     "plot_p_sweep",
     "plot_store",
-    "load_train_mean",
 ]
 
 #: The sparsities of the paper's Tables 4 and 7 (``0`` is the dense energy score).
@@ -338,13 +337,16 @@ def plot_score_histograms(panels: Mapping[str, dict], path, *, title: str | None
 
 
 def plot_unit_contributions(data: Mapping[str, dict], path, *, title: str | None = None) -> Path:
-    """Draw unit contributions, ID and each OOD set, mean line and ±1 std band.
+    """Draw unit contributions: the ID panel, then one panel per OOD set.
+
+    Each panel shows the mean contribution of every unit (line) and a band of
+    one standard deviation around it, units in the order of ``data``.
 
     Parameters
     ----------
     data : mapping of str to dict
-        OOD name to the output of :func:`unit_contributions` (all for the same
-        class and ID data): one row of two panels (ID, OOD) per entry.
+        OOD name to the output of :func:`unit_contributions`, all for the same
+        class, ID data and unit order (the ID panel is drawn from the first).
     path : str or Path
         PNG file to write.
     title : str, default=None
@@ -356,23 +358,23 @@ def plot_unit_contributions(data: Mapping[str, dict], path, *, title: str | None
     if not data:
         raise ValueError("data is empty: give at least one OOD set.")
     plt = _pyplot()
-    fig, axes = plt.subplots(len(data), 2, figsize=(9, 2.6 * len(data)), squeeze=False,
-                             sharey="row")
-    for i, (ood, d) in enumerate(data.items()):
-        x = np.arange(d["id_mean"].size)
-        for j, (who, colour, label) in enumerate(
-            (("id", _ID_COLOUR, f"ID (n={d['n_id']})"), ("ood", _OOD_COLOUR, f"{ood} (n={d['n_ood']})"))
-        ):
-            ax = axes[i, j]
-            mean, std = d[f"{who}_mean"], np.sqrt(d[f"{who}_var"])
-            ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.3, linewidth=0)
-            ax.plot(x, mean, color=colour, linewidth=1.0, label=label)
-            ax.axhline(0, color="black", linewidth=0.5)
-            ax.set_title(f"{label}: contribution to class {d['class_index']}", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.set_xlabel("unit (sorted by mean ID contribution)", fontsize=8)
-            if j == 0:
-                ax.set_ylabel("weight × activation", fontsize=8)
+    first = next(iter(data.values()))
+    panels = [("id", first, _ID_COLOUR, f"ID (n={first['n_id']})")]
+    panels += [("ood", d, _OOD_COLOUR, f"{name} (n={d['n_ood']})") for name, d in data.items()]
+    n_rows = (len(panels) + 1) // 2
+    fig, axes = plt.subplots(n_rows, 2, figsize=(9, 2.6 * n_rows), squeeze=False, sharey=True)
+    for ax, (who, d, colour, label) in zip(axes.ravel(), panels):
+        x = np.arange(d[f"{who}_mean"].size)
+        mean, std = d[f"{who}_mean"], np.sqrt(d[f"{who}_var"])
+        ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.3, linewidth=0)
+        ax.plot(x, mean, color=colour, linewidth=1.0)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set_title(f"{label}: contribution to class {d['class_index']}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("unit (sorted by mean ID contribution)", fontsize=8)
+        ax.set_ylabel("weight × activation", fontsize=8)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -482,7 +484,14 @@ def plot_store(
         H_train = fs.features(train_split)
         mean = None
     elif train_mean is not None:
-        mean = load_train_mean(train_mean, head.n_features)
+        from ._base import BaseDetector
+        from .evaluation import load_train_mean
+
+        mean = (
+            load_train_mean(train_mean, head.n_features)
+            if isinstance(train_mean, (str, Path))
+            else BaseDetector._check_train_mean(train_mean, head.n_features)
+        )
     else:
         raise ValueError("give train_split (a store split) or train_mean (a .npy file).")
 
@@ -535,31 +544,3 @@ def plot_store(
     }
     paths["data"] = {"histograms": panels, "contributions": contrib, "p_sweep": sweep}
     return paths
-
-
-def load_train_mean(value, n_features: int) -> np.ndarray:
-    """A mean training feature from an array or a ``.npy`` file, checked for width.
-
-    Parameters
-    ----------
-    value : array-like or str or Path
-    n_features : int
-
-    Returns
-    -------
-    ndarray of shape (n_features,), float64
-    """
-    if isinstance(value, (str, Path)):
-        path = Path(value)
-        if not path.is_file():
-            raise FileNotFoundError(f"train mean file {path} does not exist.")
-        try:
-            value = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise ValueError(f"{path} is not a .npy array file: {exc}") from None
-    mean = np.asarray(value, dtype=np.float64).reshape(-1)
-    if mean.shape != (n_features,):
-        raise ValueError(
-            f"the train mean has {mean.size} entries but the head has {n_features} features."
-        )
-    return mean

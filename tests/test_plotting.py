@@ -12,7 +12,6 @@ from skdice.exceptions import MissingExtraError
 from skdice.plotting import (
     PAPER_PS,
     histogram_data,
-    load_train_mean,
     p_sweep,
     plot_p_sweep,
     plot_score_histograms,
@@ -190,20 +189,6 @@ def test_p_sweep_needs_a_mask_source():
     W, b, _, H_id, H_ood = _problem()
     with pytest.raises(ValueError, match="needs train_mean or train_features"):
         p_sweep(H_id, H_ood, Head(W, b))
-
-
-# ---------------------------------------------------------- train mean file
-def test_load_train_mean_reads_npy_and_checks_width(tmp_path):
-    path = tmp_path / "mean.npy"
-    np.save(path, np.arange(4.0))
-    np.testing.assert_array_equal(load_train_mean(path, 4), np.arange(4.0))
-    with pytest.raises(ValueError, match="has 4 entries but the head has 5 features"):
-        load_train_mean(path, 5)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_train_mean(tmp_path / "nope.npy", 4)
-    (tmp_path / "bad.npy").write_text("not numpy")
-    with pytest.raises(ValueError, match="is not a .npy array file"):
-        load_train_mean(tmp_path / "bad.npy", 4)
 
 
 # --------------------------------------------------------------- drawing

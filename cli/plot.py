@@ -1,0 +1,60 @@
+"""``skdice plot``: the paper's figures from a feature store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``plot`` command to the app.
+
+    Parameters
+    ----------
+    app : typer.Typer
+    """
+
+    @app.command("plot")
+    def plot(
+        store: Annotated[Path, typer.Argument(help="Feature store written by `skdice extract`.")],
+        id_split: Annotated[str, typer.Option("--id", help="In-distribution test split.")],
+        ood: Annotated[
+            list[str], typer.Option("--ood", help="OOD split; repeat for several.")
+        ],
+        out: Annotated[Path, typer.Option("--out", help="Folder for the PNG files.")] = Path("."),
+        train: Annotated[
+            str | None, typer.Option("--train", help="Split whose mean feature defines the DICE mask.")
+        ] = None,
+        train_mean: Annotated[
+            Path | None,
+            typer.Option("--train-mean", help="Cached mean training feature (.npy), instead of --train."),
+        ] = None,
+        p: Annotated[float, typer.Option("--p", help="DICE sparsity for the histograms, in [0, 1).")] = 0.9,
+        class_index: Annotated[
+            int | None,
+            typer.Option("--class", help="Class of the unit-contribution figure (default: the most predicted)."),
+        ] = None,
+        ps: Annotated[
+            str,
+            typer.Option("--ps", help="Comma-separated sparsities of the p sweep (0 = energy)."),
+        ] = "0,0.1,0.3,0.5,0.7,0.9,0.99",
+        bins: Annotated[int, typer.Option("--bins", help="Histogram bins.")] = 50,
+        prefix: Annotated[str, typer.Option("--prefix", help="Prefix of the file names.")] = "",
+    ) -> None:
+        """Write histograms.png (Figure 4), contributions.png (Figures 1, 5) and p_sweep.png (Table 4)."""
+        from skdice.plotting import plot_store
+
+        if (train is None) == (train_mean is None):
+            raise ValueError("give exactly one of --train SPLIT or --train-mean FILE.npy.")
+        try:
+            grid = [float(v) for v in ps.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--ps must be comma-separated numbers, got {ps!r}.") from None
+        paths = plot_store(
+            store, out, id_split=id_split, ood_splits=ood, train_split=train,
+            train_mean=train_mean, p=p, class_index=class_index, ps=grid, bins=bins, prefix=prefix,
+        )
+        for key in ("histograms", "contributions", "p_sweep"):
+            typer.echo(str(paths[key]))
