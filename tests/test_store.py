@@ -218,3 +218,10 @@ def test_empty_split_is_complete_after_finalize(tmp_path, head):
         assert sw.pending() == []
         sw.finalize()
     assert open_store(tmp_path / "s.zarr").features("empty").shape == (0, M)
+
+
+def test_resume_with_other_recorded_settings_is_refused(tmp_path, head):
+    writer = create_store(tmp_path / "s.zarr", model="toy", head=head)
+    writer.prepare_split("test", 8, source="x", chunk_rows=4, settings={"amp": False}).close()
+    with pytest.raises(StoreError, match=r"amp False vs True"):
+        writer.prepare_split("test", 8, source="x", chunk_rows=4, settings={"amp": True})

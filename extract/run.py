@@ -1,0 +1,429 @@
+"""The extraction loop: a model and a data source in, one split of a feature store out.
+
+:func:`extract_features` runs the model under ``torch.inference_mode`` and
+writes the penultimate features, logits, labels and row paths of one split,
+chunk by chunk, through :mod:`skdice.store`:
+
+* batches never straddle a store chunk, and each chunk is written whole by a
+  background thread (a bounded queue overlaps writing with compute);
+* a chunk is flagged as written only after its arrays are, and the split's
+  completion marker is set last, so an interrupted run leaves a split that
+  every reader refuses, and re-running the same call resumes from the chunks
+  not yet flagged. On CPU the resumed arrays equal those of an uninterrupted
+  run bit for bit (same batch size: batches are cut at the same rows);
+* under ``torchrun`` (or an initialised ``torch.distributed`` group) each rank
+  takes whole, contiguous blocks of chunks of the pre-sized arrays; rank 0
+  prepares the split, holds its lock and writes the marker at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from skdice.exceptions import StoreError, require
+from skdice.store import create_store, default_chunk_rows, StoreWriter
+
+torch = require("torch", "extract")
+
+from .data import Source, open_source  # noqa: E402
+from .hooked import HookedExtractor  # noqa: E402
+
+__all__ = ["extract_features", "resolve_device", "Progress"]
+
+_QUEUE_CHUNKS = 2  # chunks buffered for the writer thread: bounds memory
+
+
+def resolve_device(device="auto"):
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a ``torch.device``.
+
+    Parameters
+    ----------
+    device : str or torch.device, default="auto"
+        ``"auto"`` picks CUDA when available, else the CPU.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        When CUDA is asked for and not available, or the name is unknown.
+    """
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device} asked for CUDA, but torch sees no CUDA device; use --device cpu.")
+        return torch.device(name)
+    raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda.")
+
+
+class Progress:
+    """A small progress bar on stderr: rows done, images/s and ETA.
+
+    Parameters
+    ----------
+    total : int
+        Rows to process in this run.
+    label : str
+        Shown before the counts.
+    enabled : bool, default=True
+    stream : file, default=sys.stderr
+    interval : float, default=0.5
+        Seconds between redraws (30 when the stream is not a terminal).
+    """
+
+    def __init__(self, total: int, label: str, enabled: bool = True, stream=None, interval: float = 0.5):
+        self.total = int(total)
+        self.label = label
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval if tty else max(interval, 30.0)
+        self._end = "\r" if tty else "\n"
+        self.done = 0
+        self._start = time.perf_counter()
+        self._last = self._start
+
+    def rate(self) -> float:
+        """Rows per second so far."""
+        elapsed = time.perf_counter() - self._start
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def text(self) -> str:
+        """The current line."""
+        rate = self.rate()
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        eta = "?" if not np.isfinite(left) else time.strftime("%H:%M:%S", time.gmtime(left))
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        return f"{self.label}: {self.done}/{self.total} ({pct:5.1f}%) {rate:8.1f} img/s ETA {eta}"
+
+    def update(self, n: int) -> None:
+        """Count ``n`` more rows and redraw if it is time."""
+        self.done += int(n)
+        now = time.perf_counter()
+        if self.enabled and now - self._last >= self.interval and self.done < self.total:
+            self._last = now
+            self.stream.write(self.text() + self._end)
+            self.stream.flush()
+
+    def close(self) -> None:
+        """Draw the final line."""
+        if self.enabled:
+            self.stream.write(self.text() + "\n")
+            self.stream.flush()
+
+
+class _ChunkWriter:
+    """Background thread writing whole chunks; errors surface in the main thread."""
+
+    def __init__(self, split_writer):
+        self._sw = split_writer
+        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="skdice-store-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # drain without writing after a failure
+            try:
+                self._sw.write_chunk(*item)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+                self.error = exc
+
+    def put(self, item) -> None:
+        self._check()
+        self._queue.put(item)
+
+    def _check(self):
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Wait until every queued chunk is written, then raise any write error."""
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
+
+
+def _batches_of(chunks, split_writer, batch_size: int):
+    # Batches are cut inside each chunk, so a resumed run forms the same batches.
+    out = []
+    for index in chunks:
+        start, stop = split_writer.chunk_bounds(index)
+        for s in range(start, stop, batch_size):
+            out.append(list(range(s, min(s + batch_size, stop))))
+    return out
+
+
+def _resolve_model(module_or_spec, head, model_name, input_size, preprocess):
+    """(module, head, name, input_size, preprocess, store attrs) from a spec, preset name or module."""
+    nn = torch.nn
+    if isinstance(module_or_spec, str):
+        from .models import load_preset
+
+        module_or_spec = load_preset(module_or_spec)
+    if isinstance(module_or_spec, nn.Module):
+        module = module_or_spec
+        attrs = {"preprocessing": None, "weights_sha256": None}
+        name = model_name or type(module).__name__
+    elif hasattr(module_or_spec, "module") and hasattr(module_or_spec, "preprocess"):
+        spec = module_or_spec
+        module = spec.module
+        head = head if head is not None else getattr(spec, "head", None)
+        input_size = input_size or getattr(spec, "input_size", None)
+        preprocess = preprocess or spec.preprocess
+        name = model_name or spec.name
+        attrs = {
+            "preprocessing": getattr(spec, "preprocessing", None),
+            "weights_sha256": getattr(spec, "weights_sha256", None),
+            "feature_layer": getattr(spec, "feature_layer", None),
+        }
+    else:
+        raise TypeError(
+            f"extract_features needs an nn.Module, a ModelSpec or a preset name, got {type(module_or_spec).__name__}."
+        )
+    return module, head, name, input_size, preprocess, attrs
+
+
+def _dist_context():
+    """(rank, world_size, initialised_here) for torchrun or an existing process group."""
+    dist = torch.distributed
+    if not dist.is_available():
+        return 0, 1, False
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("SKDICE_DIST_BACKEND") != "gloo" else "gloo"
+        dist.init_process_group(backend=backend)
+        return dist.get_rank(), dist.get_world_size(), True
+    return 0, 1, False
+
+
+def _broadcast_status(rank, world, message):
+    """Share rank 0's setup outcome, so no rank waits on a barrier rank 0 never reaches."""
+    box = [message]
+    torch.distributed.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        if rank == 0:
+            return
+        raise StoreError(f"rank 0 could not prepare the split: {box[0]}")
+
+
+def extract_features(
+    module_or_spec,
+    data,
+    out,
+    split: str,
+    *,
+    head=None,
+    batch_size: int = 64,
+    device="auto",
+    workers: int | None = None,
+    limit: int | None = None,
+    amp: bool = False,
+    progress: bool = True,
+    model_name: str | None = None,
+    chunk_rows: int | None = None,
+    input_size=None,
+    preprocess=None,
+    channels_last: bool | None = None,
+) -> Path:
+    """Extract penultimate features of one split into a feature store (resumable).
+
+    Parameters
+    ----------
+    module_or_spec : nn.Module or ModelSpec or str
+        A classifier (its head found or given by ``head``), a preset's
+        :class:`ModelSpec` from ``skdice.extract.models.load_preset``, or a preset name.
+    data : Source or str
+        A data source from :mod:`skdice.extract.data`, or a ``--data`` string
+        (folder, .npz, CIFAR batches, ``noise:N[:seed]``) opened with the
+        model's preprocessing.
+    out : str or os.PathLike
+        The store's folder; created, or reused when it holds the same model.
+    split : str
+        Split name, for example ``"test"`` or ``"noise"``.
+    head : nn.Module or str, default=None
+        The classifier head (an ``nn.Linear`` or 1x1 ``nn.Conv2d``) or its
+        dotted name; None finds it (or takes the spec's).
+    batch_size : int, default=64
+    device : {"auto", "cpu", "cuda"} or torch.device, default="auto"
+    workers : int, default=None
+        DataLoader worker processes; None means 0 on CPU and
+        ``min(8, cpu_count - 1)`` on CUDA.
+    limit : int, default=None
+        Use only the first ``limit`` rows of the source.
+    amp : bool, default=False
+        bf16 autocast on CUDA (ignored with a warning on CPU). Recorded in the
+        split; a resume must use the same setting.
+    progress : bool, default=True
+        Show a progress bar with images/s and ETA on stderr.
+    model_name : str, default=None
+        Name recorded in the store (default: the spec's name or the module's class).
+    chunk_rows : int, default=None
+        Rows per store chunk; default about 1 MiB per chunk, a multiple of ``batch_size``.
+    input_size : tuple of int, default=None
+        The network's input shape (3, H, W), needed for noise with a bare module.
+    preprocess : callable, default=None
+        PIL image -> tensor, for string ``data`` with a bare module.
+    channels_last : bool, default=None
+        Use the channels-last memory format; None means on CUDA only.
+
+    Returns
+    -------
+    pathlib.Path
+        The store's folder.
+
+    Raises
+    ------
+    StoreError
+        When another process writes the same split, or the store or split
+        exists with other settings.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    module, head, name, input_size, preprocess, attrs = _resolve_model(
+        module_or_spec, head, model_name, input_size, preprocess
+    )
+    rank, world, dist_here = _dist_context()
+    dev = resolve_device(device)
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+    if amp and dev.type != "cuda":
+        warnings.warn("--amp (bf16 autocast) applies on CUDA only; running in float32 on the CPU.", stacklevel=2)
+        amp = False
+    if channels_last is None:
+        channels_last = dev.type == "cuda"
+    if workers is None:
+        workers = min(8, max((os.cpu_count() or 1) - 1, 0)) if dev.type == "cuda" else 0
+
+    source = open_source(data, input_size, preprocess) if not isinstance(data, Source) else data
+    source = source.limit(limit)
+    extractor = HookedExtractor(module, head)
+    was_training = module.training
+    module.eval()
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+    module.to(dev)
+
+    out = Path(out)
+    rows = default_chunk_rows(extractor.n_features, extractor.n_classes, batch_size) if chunk_rows is None else int(chunk_rows)
+    extra = {"batch_size": int(batch_size)}
+    if getattr(source, "classes", None):
+        extra["classes"] = list(source.classes)
+    split_writer = None
+    try:
+        if rank == 0:
+            status = None
+            try:
+                writer = create_store(
+                    out,
+                    model=name,
+                    head=extractor.to_head(),
+                    preprocessing=attrs.get("preprocessing"),
+                    weights_sha256=attrs.get("weights_sha256"),
+                    feature_layer=attrs.get("feature_layer") or extractor.head_name,
+                )
+                split_writer = writer.prepare_split(
+                    split, len(source), source=source.description, chunk_rows=rows,
+                    settings={"amp": bool(amp)}, extra_attrs=extra,
+                )
+            except Exception as exc:
+                status = str(exc)
+                if world == 1:
+                    raise
+            if world > 1:
+                _broadcast_status(rank, world, status)
+                if status is not None:
+                    raise StoreError(status)
+        else:
+            _broadcast_status(rank, world, None)
+            split_writer = StoreWriter.open(out).open_split(split)
+        pending = split_writer.pending()
+        if not pending and rank == 0 and progress:
+            print(f"split {split!r} of {out} has every chunk written already.", file=sys.stderr)
+        if world > 1:
+            torch.distributed.barrier()  # every rank read the flags before anyone writes
+            mine = [int(c) for c in np.array_split(np.asarray(pending, dtype=int), world)[rank]]
+        else:
+            mine = pending
+        todo = sum(stop - start for start, stop in map(split_writer.chunk_bounds, mine))
+        bar = Progress(todo, f"{split}", enabled=progress and rank == 0)
+        _run_chunks(extractor, source, split_writer, mine, batch_size, dev, workers, amp, channels_last, bar)
+        if world > 1:
+            torch.distributed.barrier()  # every rank's blocks are written
+        if rank == 0:
+            split_writer.finalize()
+    finally:
+        if split_writer is not None:
+            split_writer.close()
+        module.train(was_training)
+        if dist_here:
+            torch.distributed.destroy_process_group()
+    return out
+
+
+def _run_chunks(extractor, source, split_writer, chunks, batch_size, dev, workers, amp, channels_last, bar):
+    if not chunks:
+        return
+    batches = _batches_of(chunks, split_writer, batch_size)
+    loader = torch.utils.data.DataLoader(
+        source,
+        batch_sampler=batches,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    m, c = extractor.n_features, extractor.n_classes
+    writer = _ChunkWriter(split_writer)
+    order = iter(chunks)
+    current = None
+    try:
+        with torch.inference_mode():
+            for x, y, paths in loader:
+                if current is None:
+                    index = next(order)
+                    start, stop = split_writer.chunk_bounds(index)
+                    current = (index, start, stop, np.empty((stop - start, m), np.float32),
+                               np.empty((stop - start, c), np.float32), np.empty(stop - start, np.int64), [])
+                    filled = 0
+                x = x.to(dev, non_blocking=True)
+                if channels_last and x.ndim == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                    feats, logits = extractor(x)
+                n = feats.shape[0]
+                index, start, stop, f_buf, l_buf, y_buf, p_buf = current
+                f_buf[filled : filled + n] = feats.float().cpu().numpy()
+                l_buf[filled : filled + n] = logits.float().cpu().numpy()
+                y_buf[filled : filled + n] = y.numpy()
+                p_buf.extend(paths)
+                filled += n
+                bar.update(n)
+                if filled == stop - start:
+                    writer.put((index, f_buf, l_buf, y_buf, p_buf))
+                    current = None
+    finally:
+        writer.close()
+        bar.close()

@@ -1,0 +1,236 @@
+"""The extraction loop: values, resume after a kill, the lock, workers and two-process runs."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("zarr")
+from torch import nn  # noqa: E402
+
+from skdice.exceptions import IncompleteSplitError, StoreError  # noqa: E402
+from skdice.extract.data import ArraySource, NoiseSource  # noqa: E402
+from skdice.extract.run import Progress, extract_features, resolve_device  # noqa: E402
+from skdice.store import create_store, open_store  # noqa: E402
+
+# The toy model used by the in-process tests and by the subprocess scripts.
+MODEL_SRC = """
+import torch
+from torch import nn
+
+def toy_model():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+    ).eval()
+"""
+_ns: dict = {}
+exec(MODEL_SRC, _ns)
+toy_model = _ns["toy_model"]
+
+
+def _reference(model, x):
+    with torch.no_grad():
+        feats = model[:5](x)
+        return feats.numpy(), model(x).numpy()
+
+
+def test_store_holds_direct_forward_features_logits_labels_and_paths(tmp_path):
+    model = toy_model()
+    x = torch.randn(23, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    labels = np.arange(23) % 4
+    out = extract_features(model, ArraySource(x, labels, name="toy"), tmp_path / "s.zarr", "test",
+                           batch_size=4, chunk_rows=8, progress=False)
+    store = open_store(out)
+    feats, logits = _reference(model, x)
+    np.testing.assert_allclose(store.features("test"), feats, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(store.logits("test"), logits, rtol=1e-5, atol=1e-6)
+    head = store.head
+    np.testing.assert_allclose(store.features("test") @ head.weight + head.bias, store.logits("test"), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(head.weight, model[5].weight.detach().numpy().T)
+    np.testing.assert_array_equal(store.labels("test"), labels)
+    assert store.paths("test") == [f"toy#{i}" for i in range(23)]
+    info = store.split_info("test")
+    assert info["complete"] and info["count"] == 23 and info["source"] == "array:toy" and info["n_chunks"] == 3
+    assert store.model == "Sequential" and store.attrs["feature_layer"] == "5"
+
+
+def test_one_by_one_conv_head_and_named_model(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Conv2d(5, 3, 1), nn.Flatten()).eval()
+    x = torch.randn(6, 3, 6, 6)
+    store = open_store(extract_features(model, ArraySource(x), tmp_path / "s.zarr", "a", model_name="tiny",
+                                        batch_size=4, progress=False))
+    with torch.no_grad():
+        feats = model[:3](x).flatten(1).numpy()
+    np.testing.assert_allclose(store.features("a"), feats, rtol=1e-5, atol=1e-6)
+    assert store.model == "tiny" and store.head.weight.shape == (5, 3)
+    np.testing.assert_array_equal(store.labels("a"), -1)
+
+
+def test_workers_and_batch_size_do_not_change_rows(tmp_path):
+    model = toy_model()
+    src = NoiseSource(20, (3, 8, 8), seed=3)
+    a = extract_features(model, src, tmp_path / "a.zarr", "n", batch_size=5, chunk_rows=10, progress=False)
+    b = extract_features(model, src, tmp_path / "b.zarr", "n", batch_size=5, chunk_rows=10, workers=2, progress=False)
+    c = extract_features(model, src, tmp_path / "c.zarr", "n", batch_size=2, chunk_rows=10, progress=False)
+    fa, fb, fc = (open_store(p).features("n") for p in (a, b, c))
+    np.testing.assert_array_equal(fa, fb)  # same batches: identical
+    np.testing.assert_allclose(fa, fc, rtol=1e-5, atol=1e-6)  # other batches: equal to float32 rounding
+    assert open_store(a).paths("n") == open_store(b).paths("n")
+
+
+def test_noise_string_with_bare_module_needs_input_size(tmp_path):
+    with pytest.raises(ValueError, match="need the network's input size"):
+        extract_features(toy_model(), "noise:4", tmp_path / "s.zarr", "noise", progress=False)
+
+
+def test_limit_uses_first_rows(tmp_path):
+    out = extract_features(toy_model(), "noise:30:0", tmp_path / "s.zarr", "noise", input_size=(3, 8, 8),
+                           limit=7, batch_size=4, progress=False)
+    store = open_store(out)
+    assert store.split_info("noise")["count"] == 7
+    assert store.paths("noise")[-1] == "noise:30:0#6"
+
+
+def test_extraction_refused_while_another_writer_holds_the_split(tmp_path):
+    model = toy_model()
+    src = NoiseSource(8, (3, 8, 8))
+    extract_features(model, src, tmp_path / "s.zarr", "other", batch_size=4, progress=False)
+    writer = create_store(tmp_path / "s.zarr", model="Sequential", head=open_store(tmp_path / "s.zarr").head,
+                          feature_layer="5")
+    held = writer.prepare_split("noise", 8, source=src.description, chunk_rows=4)
+    try:
+        with pytest.raises(StoreError, match=r"being written by pid \d+ .*second writer is refused"):
+            extract_features(model, src, tmp_path / "s.zarr", "noise", batch_size=4, progress=False)
+    finally:
+        held.close()
+
+
+def test_rerun_of_complete_split_writes_nothing(tmp_path):
+    model = toy_model()
+    src = NoiseSource(8, (3, 8, 8))
+    out = extract_features(model, src, tmp_path / "s.zarr", "n", batch_size=4, progress=False)
+    chunk_files = sorted((out / "n" / "features").rglob("*"))
+    stamps = [p.stat().st_mtime_ns for p in chunk_files]
+    err = io.StringIO()
+    sys_stderr, sys.stderr = sys.stderr, err
+    try:
+        extract_features(model, src, out, "n", batch_size=4)
+    finally:
+        sys.stderr = sys_stderr
+    assert "every chunk written already" in err.getvalue()
+    assert [p.stat().st_mtime_ns for p in chunk_files] == stamps
+
+
+def test_other_source_on_existing_split_is_refused(tmp_path):
+    model = toy_model()
+    extract_features(model, NoiseSource(8, (3, 8, 8), seed=0), tmp_path / "s.zarr", "n", batch_size=4, progress=False)
+    with pytest.raises(StoreError, match=r"started with other settings \(source 'noise:8:0' vs 'noise:8:1'"):
+        extract_features(model, NoiseSource(8, (3, 8, 8), seed=1), tmp_path / "s.zarr", "n", batch_size=4, progress=False)
+
+
+_KILL_SCRIPT = MODEL_SRC + """
+import os, signal, sys
+from skdice.extract.run import extract_features
+from skdice.store import SplitWriter
+
+kill_after = int(sys.argv[2])
+if kill_after >= 0:
+    original = SplitWriter.write_chunk
+    count = [0]
+    def write_then_maybe_die(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        count[0] += 1
+        if count[0] == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no lock release: a crash
+    SplitWriter.write_chunk = write_then_maybe_die
+extract_features(toy_model(), "noise:45:5", sys.argv[1], "noise", input_size=(3, 8, 8),
+                 batch_size=3, chunk_rows=6, progress=False)
+"""
+
+
+def _run_script(tmp_path, script, *args):
+    path = tmp_path / "script.py"
+    path.write_text(textwrap.dedent(script))
+    return subprocess.run([sys.executable, str(path), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_killed_extraction_is_refused_then_resumes_bit_identical(tmp_path):
+    full = _run_script(tmp_path, _KILL_SCRIPT, tmp_path / "full.zarr", -1)
+    assert full.returncode == 0, full.stderr
+    killed = _run_script(tmp_path, _KILL_SCRIPT, tmp_path / "resumed.zarr", 3)
+    assert killed.returncode == -9, killed.stderr
+    store = open_store(tmp_path / "resumed.zarr")
+    info = store.split_info("noise")
+    assert not info["complete"] and 3 <= info["written_chunks"] < 8
+    with pytest.raises(IncompleteSplitError, match=r"'noise' .* is incomplete .*re-run the same `skdice extract`"):
+        store.features("noise")
+    assert (tmp_path / "resumed.zarr.noise.lock").exists()  # stale lock of the killed process
+    resumed = _run_script(tmp_path, _KILL_SCRIPT, tmp_path / "resumed.zarr", -1)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = open_store(tmp_path / "full.zarr"), open_store(tmp_path / "resumed.zarr")
+    for name in ("features", "logits", "labels", "paths"):
+        np.testing.assert_array_equal(b.array("noise", name)[...], a.array("noise", name)[...])
+    assert not (tmp_path / "resumed.zarr.noise.lock").exists()
+
+
+_TORCHRUN_SCRIPT = MODEL_SRC + """
+import sys
+from skdice.extract.run import extract_features
+extract_features(toy_model(), "noise:50:2", sys.argv[1], "noise", input_size=(3, 8, 8),
+                 batch_size=4, chunk_rows=8, progress=False)
+"""
+
+
+def test_two_process_gloo_run_equals_single_process(tmp_path):
+    script = tmp_path / "dist.py"
+    script.write_text(_TORCHRUN_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SKDICE_DIST_BACKEND": "gloo"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(script), str(tmp_path / "two.zarr")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = extract_features(toy_model(), "noise:50:2", tmp_path / "one.zarr", "noise", input_size=(3, 8, 8),
+                              batch_size=4, chunk_rows=8, progress=False)
+    a, b = open_store(single), open_store(tmp_path / "two.zarr")
+    assert b.split_info("noise")["complete"] and b.split_info("noise")["written_chunks"] == 7
+    np.testing.assert_allclose(b.features("noise"), a.features("noise"), rtol=1e-6, atol=1e-6)
+    assert b.paths("noise") == a.paths("noise")
+    assert not (tmp_path / "two.zarr.noise.lock").exists()
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA device; use --device cpu"):
+            resolve_device("cuda")
+
+
+def test_amp_on_cpu_warns_and_runs_float32(tmp_path):
+    with pytest.warns(UserWarning, match="CUDA only"):
+        out = extract_features(toy_model(), NoiseSource(4, (3, 8, 8)), tmp_path / "s.zarr", "n",
+                               device="cpu", amp=True, progress=False)
+    assert open_store(out).split_info("n")["amp"] is False
+
+
+def test_progress_line_shows_rate_and_eta():
+    stream = io.StringIO()
+    bar = Progress(100, "test", stream=stream, interval=0.0)
+    bar.update(25)
+    bar.close()
+    line = stream.getvalue().strip().splitlines()[-1]
+    assert line.startswith("test: 25/100 ( 25.0%)") and "img/s ETA" in line
