@@ -92,7 +92,7 @@ def _check_grid(grid, where="grid"):
         raise ValueError(f"{where} is empty: give at least one sparsity p in [0, 1).")
     bad = values[~((values >= 0) & (values < 1))]
     if bad.size:
-        raise ValueError(f"{where}: every p must be in [0, 1), got {bad[0]!r}.")
+        raise ValueError(f"{where}: every p must be in [0, 1), got {float(bad[0])!r}.")
     if np.unique(values).size != values.size:
         raise ValueError(f"{where} has repeated values: {values.tolist()}.")
     return values

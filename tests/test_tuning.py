@@ -1,0 +1,278 @@
+"""SparsitySearch: scores equal DICEDetector's, masks follow p, and GridSearchCV agrees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
+from sklearn.utils._param_validation import InvalidParameterError
+
+import skdice.tuning as tuning
+from skdice import DICEDetector, Head
+from skdice.metrics import aupr_in, aupr_out, auroc, auroc_scorer, fpr95_scorer, fpr_at_tpr
+from skdice.sparsify import contribution_matrix, dice_mask
+from skdice.tuning import DEFAULT_GRID, SparsitySearch
+
+
+def _make_data(seed=0, m=32, C=6, n_train=300, n_id=150, n_noise=150):
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(m, C)).astype(np.float32)
+    b = (0.1 * rng.normal(size=C)).astype(np.float32)
+    # ID features: a few strong units per class plus weak background
+    centres = np.maximum(rng.normal(0.0, 1.0, size=(C, m)), 0) * 2
+    labels_tr, labels_id = rng.integers(0, C, n_train), rng.integers(0, C, n_id)
+    X_train = np.maximum(centres[labels_tr] + rng.normal(0, 0.7, size=(n_train, m)), 0)
+    X_id = np.maximum(centres[labels_id] + rng.normal(0, 0.7, size=(n_id, m)), 0)
+    X_noise = np.abs(rng.normal(0.5, 1.0, size=(n_noise, m)))
+    return [a.astype(np.float32) for a in (X_train, X_id, X_noise)] + [W, b]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _make_data()
+
+
+@pytest.fixture(scope="module")
+def search(data):
+    X_train, X_id, X_noise, W, b = data
+    return SparsitySearch().fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+
+
+def _gridsearch_inputs(X_train, X_id, X_noise):
+    X = np.vstack([X_train, X_id, X_noise])
+    y = np.r_[np.ones(len(X_train) + len(X_id)), np.zeros(len(X_noise))].astype(int)
+    fold = np.r_[-np.ones(len(X_train)), np.zeros(len(X_id) + len(X_noise))].astype(int)
+    return X, y, PredefinedSplit(fold)
+
+
+# ------------------------------------------------------------- scores
+def test_every_candidate_scores_equal_dice_detector_score_samples(data):
+    X_train, X_id, X_noise, W, b = data
+    head = Head(W, b)
+    mean = X_train.astype(np.float64).mean(axis=0)
+    for p, (_, mask, masked_weight) in zip(DEFAULT_GRID, tuning._masked_heads(mean, head, DEFAULT_GRID)):
+        det = DICEDetector(p=p).fit(X_train, W, b)
+        np.testing.assert_array_equal(mask, det.mask_)
+        for X in (X_id, X_noise):
+            np.testing.assert_allclose(
+                tuning._energy_scores(X, masked_weight, head.bias), det.score_samples(X), rtol=1e-6
+            )
+
+
+def test_cv_results_metrics_equal_metrics_of_dice_detector_scores(data, search):
+    X_train, X_id, X_noise, W, b = data
+    res = search.cv_results_
+    for i, p in enumerate(DEFAULT_GRID):
+        det = DICEDetector(p=p).fit(X_train, W, b)
+        s_id, s_noise = det.score_samples(X_id), det.score_samples(X_noise)
+        assert res["fpr95"][i] == pytest.approx(fpr_at_tpr(s_id, s_noise), abs=1e-12)
+        assert res["auroc"][i] == pytest.approx(auroc(s_id, s_noise), abs=1e-9)
+        assert res["aupr_in"][i] == pytest.approx(aupr_in(s_id, s_noise), abs=1e-9)
+        assert res["aupr_out"][i] == pytest.approx(aupr_out(s_id, s_noise), abs=1e-9)
+        assert res["n_kept"][i] == det.mask_.sum()
+        assert res["threshold"][i] == det.threshold_
+    assert np.array_equal(res["mean_test_score"], -res["fpr95"])
+
+
+def test_changing_p_changes_the_mask(data, search):
+    # OpenOOD's DICE sweep reused its first mask for every p: here each p has its own.
+    X_train, _, _, W, b = data
+    head = Head(W, b)
+    mean = X_train.astype(np.float64).mean(axis=0)
+    masks = [mask for _, mask, _ in tuning._masked_heads(mean, head, DEFAULT_GRID)]
+    counts = [int(mk.sum()) for mk in masks]
+    assert counts == sorted(counts, reverse=True) and len(set(counts)) == len(counts)
+    for small, large in zip(masks, masks[1:]):
+        assert not (large & ~small).any() and (small & ~large).any()
+    np.testing.assert_array_equal(search.cv_results_["n_kept"], counts)
+    assert len(set(search.cv_results_["auroc"])) > 1
+
+
+def test_best_estimator_is_dice_at_the_best_p_calibrated_on_id_validation(data, search):
+    X_train, X_id, _, W, b = data
+    est = search.best_estimator_
+    assert isinstance(est, DICEDetector)
+    assert est.p == search.best_params_["p"]
+    V = contribution_matrix(X_train.astype(np.float64).mean(axis=0), Head(W).weight)
+    np.testing.assert_array_equal(est.mask_, dice_mask(V, est.p)[0])
+    assert est.offset_ == pytest.approx(np.quantile(est.score_samples(X_id), 0.05))
+    # np.quantile interpolates: the kept fraction is tpr to within one row
+    assert abs((est.predict(X_id) == 1).mean() - 0.95) <= 1 / len(X_id)
+    np.testing.assert_array_equal(search.score_samples(X_id), est.score_samples(X_id))
+
+
+def test_search_is_efficient_by_construction(data, monkeypatch):
+    """The mean is computed once, V sorted once, and each candidate scores each set once."""
+    X_train, X_id, X_noise, W, b = data
+    calls = {"column_mean": 0, "dice_thresholds": 0, "energy": 0}
+
+    def counting(name, fn):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(tuning, "column_mean", counting("column_mean", tuning.column_mean))
+    monkeypatch.setattr(tuning, "dice_thresholds", counting("dice_thresholds", tuning.dice_thresholds))
+    monkeypatch.setattr(tuning, "_energy_scores", counting("energy", tuning._energy_scores))
+    SparsitySearch().fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    assert calls == {"column_mean": 1, "dice_thresholds": 1, "energy": 2 * len(DEFAULT_GRID)}
+
+
+# ---------------------------------------------------- cv_results_ format
+def test_cv_results_has_scikit_learn_format(search):
+    res = search.cv_results_
+    k = len(DEFAULT_GRID)
+    assert res["params"] == [{"p": p} for p in DEFAULT_GRID]
+    assert isinstance(res["param_p"], np.ma.MaskedArray) and not res["param_p"].mask.any()
+    np.testing.assert_array_equal(res["param_p"].data, DEFAULT_GRID)
+    for key in ("mean_test_score", "std_test_score", "split0_test_score", "rank_test_score",
+                "fpr95", "auroc", "aupr_in", "aupr_out", "threshold", "n_kept"):
+        assert res[key].shape == (k,), key
+    assert res["rank_test_score"].dtype == np.int32
+    assert res["rank_test_score"][search.best_index_] == 1
+    assert search.best_score_ == res["mean_test_score"].max()
+    assert search.best_params_ == res["params"][search.best_index_]
+
+
+def test_auroc_metric_ranks_by_auroc(data):
+    X_train, X_id, X_noise, W, b = data
+    s = SparsitySearch(metric="auroc").fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    np.testing.assert_array_equal(s.cv_results_["mean_test_score"], s.cv_results_["auroc"])
+    assert s.best_score_ == s.cv_results_["auroc"].max()
+
+
+# ----------------------------------------------------------- tie rule
+def _separable_data():
+    rng = np.random.default_rng(1)
+    m, C = 6, 3
+    W = np.abs(rng.normal(size=(m, C))) + 0.1
+    X_train = rng.random((40, m)) + 1.0
+    X_id = rng.random((30, m)) + 5.0  # large positive logits
+    X_noise = np.zeros((30, m))  # logits = b: far below every ID score
+    return X_train, X_id, X_noise, W, np.zeros(C)
+
+
+def test_ties_break_toward_the_smaller_p_whatever_the_grid_order():
+    X_train, X_id, X_noise, W, b = _separable_data()
+    for grid in (DEFAULT_GRID, DEFAULT_GRID[::-1], (0.5, 0.1, 0.9)):
+        s = SparsitySearch(grid=grid).fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+        assert np.all(s.cv_results_["fpr95"] == 0)
+        assert np.all(s.cv_results_["rank_test_score"] == 1)
+        assert s.best_params_ == {"p": min(grid)}
+
+
+def test_tie_rule_agrees_with_gridsearchcv_on_an_ascending_grid():
+    X_train, X_id, X_noise, W, b = _separable_data()
+    X, y, cv = _gridsearch_inputs(X_train, X_id, X_noise)
+    gs = GridSearchCV(DICEDetector(), {"p": list(DEFAULT_GRID)}, scoring=fpr95_scorer, cv=cv)
+    gs.fit(X, y, W=W, b=b)
+    s = SparsitySearch().fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    assert gs.best_params_ == s.best_params_ == {"p": 0.1}
+
+
+# ------------------------------------------------- the GridSearchCV route
+@pytest.mark.parametrize("metric, scorer", [("fpr95", fpr95_scorer), ("auroc", auroc_scorer)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparsity_search_and_gridsearchcv_choose_the_same_p(metric, scorer, seed):
+    X_train, X_id, X_noise, W, b = _make_data(seed)
+    X, y, cv = _gridsearch_inputs(X_train, X_id, X_noise)
+    gs = GridSearchCV(DICEDetector(), {"p": list(DEFAULT_GRID)}, scoring=scorer, cv=cv)
+    gs.fit(X, y, W=W, b=b)
+    s = SparsitySearch(metric=metric).fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    assert s.best_params_ == gs.best_params_
+    assert s.best_score_ == pytest.approx(gs.best_score_, abs=1e-9)
+    np.testing.assert_allclose(s.cv_results_["mean_test_score"], gs.cv_results_["mean_test_score"], atol=1e-9)
+    np.testing.assert_array_equal(s.cv_results_["rank_test_score"], gs.cv_results_["rank_test_score"])
+
+
+def test_gridsearchcv_needs_head_when_width_equals_n_samples():
+    # m == n_samples: GridSearchCV slices W= like a per-sample array; Head arrives whole.
+    X_train, X_id, X_noise, W, b = _make_data(3, m=60, n_train=30, n_id=15, n_noise=15)
+    X, y, cv = _gridsearch_inputs(X_train, X_id, X_noise)
+    assert X.shape[0] == W.shape[0]
+    gs = GridSearchCV(DICEDetector(), {"p": list(DEFAULT_GRID)}, scoring=fpr95_scorer, cv=cv,
+                      error_score="raise")
+    with pytest.raises(ValueError, match="GridSearchCV slices it: pass head=Head"):
+        gs.fit(X, y, W=W, b=b)
+    gs.fit(X, y, head=Head(W, b))
+    s = SparsitySearch().fit(X_train, head=Head(W, b), X_id=X_id, X_noise=X_noise)
+    assert s.best_params_ == gs.best_params_
+    np.testing.assert_allclose(s.cv_results_["mean_test_score"], gs.cv_results_["mean_test_score"], atol=1e-9)
+
+
+# ------------------------------------------------------------ spellings
+def test_fit_spellings_give_the_same_results(data, search):
+    X_train, X_id, X_noise, W, b = data
+    mean = X_train.astype(np.float64).mean(axis=0)
+    others = [
+        SparsitySearch().fit(X_train, head=Head(W, b), X_id=X_id, X_noise=X_noise),
+        SparsitySearch().fit(X_train, Head(W, b), X_id=X_id, X_noise=X_noise),
+        SparsitySearch().fit(W=W, b=b, train_mean=mean, X_id=X_id, X_noise=X_noise),
+    ]
+    for other in others:
+        assert other.best_params_ == search.best_params_
+        for key in ("fpr95", "auroc", "n_kept"):
+            np.testing.assert_allclose(other.cv_results_[key], search.cv_results_[key], atol=1e-12)
+
+
+def test_constructor_only_stores_parameters_and_clones():
+    s = SparsitySearch(grid=[0.2, 0.4], metric="auroc", tpr=0.9)
+    assert s.get_params() == {"grid": [0.2, 0.4], "metric": "auroc", "tpr": 0.9}
+    assert clone(s).get_params() == s.get_params()
+    assert not hasattr(SparsitySearch(grid="nonsense"), "cv_results_")
+
+
+# --------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "grid, match",
+    [
+        ([0.5, 1.0], r"every p must be in \[0, 1\), got 1.0"),
+        ([0.1, 0.1], "repeated values"),
+        ([], "empty"),
+    ],
+)
+def test_bad_grid_is_rejected_with_its_value(data, grid, match):
+    X_train, X_id, X_noise, W, b = data
+    with pytest.raises(ValueError, match=match):
+        SparsitySearch(grid=grid).fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+
+
+def test_bad_metric_is_rejected(data):
+    X_train, X_id, X_noise, W, b = data
+    with pytest.raises(InvalidParameterError, match="metric"):
+        SparsitySearch(metric="fpr").fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+
+
+def test_fit_needs_a_head(data):
+    X_train, X_id, X_noise, _, _ = data
+    with pytest.raises(ValueError, match="SparsitySearch.fit needs the classifier head"):
+        SparsitySearch().fit(X_train, X_id=X_id, X_noise=X_noise)
+
+
+def test_fit_needs_exactly_one_training_statistic(data):
+    X_train, X_id, X_noise, W, b = data
+    with pytest.raises(ValueError, match="needs the ID training statistic"):
+        SparsitySearch().fit(W=W, b=b, X_id=X_id, X_noise=X_noise)
+    with pytest.raises(ValueError, match="training features or train_mean, not both"):
+        SparsitySearch().fit(X_train, W, b, train_mean=X_train.mean(0), X_id=X_id, X_noise=X_noise)
+
+
+def test_head_given_twice_is_rejected(data):
+    X_train, X_id, X_noise, W, b = data
+    with pytest.raises(TypeError, match="either head=Head"):
+        SparsitySearch().fit(X_train, W, b, head=Head(W, b), X_id=X_id, X_noise=X_noise)
+
+
+def test_validation_features_of_the_wrong_width_are_named(data):
+    X_train, X_id, X_noise, W, b = data
+    with pytest.raises(ValueError, match="X_noise has 5 features but the head W has 32 rows"):
+        SparsitySearch().fit(X_train, W, b, X_id=X_id, X_noise=X_noise[:, :5])
+
+
+def test_torch_layout_weight_is_caught(data):
+    X_train, X_id, X_noise, W, b = data
+    with pytest.raises(ValueError, match="b has 6 entries but W of shape"):
+        SparsitySearch().fit(X_train, W.T, b, X_id=X_id, X_noise=X_noise)
