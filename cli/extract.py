@@ -1,0 +1,65 @@
+"""``skdice extract``: penultimate features of a model over a data source into a feature store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``extract`` command to the app.
+
+    Parameters
+    ----------
+    app : typer.Typer
+    """
+
+    @app.command("extract")
+    def extract(
+        model: Annotated[str, typer.Option("--model", help="Model preset: bit-s-r101 or densenet-bc-100.")],
+        data: Annotated[
+            str,
+            typer.Option(
+                "--data",
+                help="Image folder (class subfolders or flat), .npz of uint8 images, "
+                "CIFAR python batches, or noise:N[:SEED].",
+            ),
+        ],
+        out: Annotated[Path, typer.Option("--out", help="Feature store folder (created or extended).")],
+        split: Annotated[str, typer.Option("--split", help="Split name, e.g. test, noise, svhn.")],
+        weights: Annotated[
+            Optional[Path], typer.Option("--weights", help="Weights file of the model (never downloaded).")
+        ] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
+        device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+        workers: Annotated[
+            Optional[int],
+            typer.Option("--workers", min=0, help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)."),
+        ] = None,
+        limit: Annotated[Optional[int], typer.Option("--limit", min=0, help="Use only the first N images.")] = None,
+        amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = False,
+    ) -> None:
+        """Write a model's penultimate features, logits, labels and head to a Zarr store.
+
+        Re-running the same command resumes an interrupted split from its last
+        fully written chunk; readers refuse a split until it is complete.
+        """
+        from skdice.exceptions import require
+
+        require("torch", "extract")
+        from skdice.extract.models import load_preset
+        from skdice.extract.run import extract_features
+        from skdice.store import open_store
+
+        spec = load_preset(model, weights)
+        path = extract_features(
+            spec, data, out, split, batch_size=batch_size, device=device, workers=workers,
+            limit=limit, amp=amp, progress=True,
+        )
+        info = open_store(path).split_info(split)
+        typer.echo(
+            f"{path}: split {split!r} complete, {info['count']} rows of {info['n_features']} "
+            f"features and {info['n_classes']} logits ({model})."
+        )

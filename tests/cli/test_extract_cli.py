@@ -1,0 +1,137 @@
+"""``skdice extract`` and ``skdice info``: argument mapping, error lines, one real run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("zarr")
+from typer.testing import CliRunner  # noqa: E402
+
+from skdice.cli.app import app, main  # noqa: E402
+from skdice.store import create_store, open_store  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def calls(monkeypatch, tmp_path):
+    """Replace the library calls with recorders; the store written is a tiny real one."""
+    import skdice.extract.models as models
+    import skdice.extract.run as run
+
+    seen = {}
+
+    def fake_load_preset(name, weights=None):
+        seen["preset"] = (name, weights)
+        return "SPEC"
+
+    def fake_extract(spec, data, out, split, **kwargs):
+        seen["extract"] = (spec, data, out, split, kwargs)
+        writer = create_store(out, model="m", head=(np.ones((3, 2)), np.zeros(2)))
+        with writer.prepare_split(split, 2, source="x", chunk_rows=2) as sw:
+            sw.write_chunk(0, np.zeros((2, 3)), np.zeros((2, 2)), [0, 1], ["a", "b"])
+            sw.finalize()
+        return out
+
+    monkeypatch.setattr(models, "load_preset", fake_load_preset)
+    monkeypatch.setattr(run, "extract_features", fake_extract)
+    return seen
+
+
+def test_extract_options_reach_the_library(calls, tmp_path):
+    result = runner.invoke(app, [
+        "extract", "--model", "densenet-bc-100", "--weights", str(tmp_path / "w.pth"), "--data", "noise:10:3",
+        "--out", str(tmp_path / "s.zarr"), "--split", "noise", "--batch-size", "16", "--device", "cpu",
+        "--workers", "2", "--limit", "5", "--amp",
+    ])
+    assert result.exit_code == 0, result.output
+    assert calls["preset"] == ("densenet-bc-100", tmp_path / "w.pth")
+    spec, data, out, split, kwargs = calls["extract"]
+    assert (spec, data, out, split) == ("SPEC", "noise:10:3", tmp_path / "s.zarr", "noise")
+    assert kwargs == {"batch_size": 16, "device": "cpu", "workers": 2, "limit": 5, "amp": True, "progress": True}
+    assert "split 'noise' complete, 2 rows of 3 features and 2 logits" in result.output
+
+
+def test_extract_defaults(calls, tmp_path):
+    result = runner.invoke(app, ["extract", "--model", "bit-s-r101", "--data", "d", "--out", str(tmp_path / "s"),
+                                 "--split", "test"])
+    assert result.exit_code == 0, result.output
+    assert calls["preset"] == ("bit-s-r101", None)
+    assert calls["extract"][4] == {"batch_size": 64, "device": "auto", "workers": None, "limit": None,
+                                   "amp": False, "progress": True}
+
+
+def test_extract_requires_model_data_out_and_split():
+    result = runner.invoke(app, ["extract", "--model", "densenet-bc-100", "--data", "x", "--out", "s"])
+    assert result.exit_code != 0 and "Missing option '--split'" in result.output
+
+
+def test_library_errors_become_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["extract", "--model", "resnet-9000", "--data", "noise:4", "--out", str(tmp_path / "s"),
+              "--split", "noise"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("skdice: error: unknown model preset 'resnet-9000'")
+
+
+def test_info_lists_splits_counts_completeness_and_head(tmp_path):
+    writer = create_store(tmp_path / "s.zarr", model="toy", head=(np.ones((3, 2)), np.zeros(2)),
+                          weights_sha256="ab" * 32, feature_layer="fc:input")
+    with writer.prepare_split("test", 4, source="folder:/data", chunk_rows=2) as sw:
+        for i in (0, 1):
+            sw.write_chunk(i, np.zeros((2, 3)), np.zeros((2, 2)), [0, 1], ["a", "b"])
+        sw.finalize()
+    with writer.prepare_split("noise", 6, source="noise:6:0", chunk_rows=2) as sw:
+        sw.write_chunk(0, np.zeros((2, 3)), np.zeros((2, 2)), [-1, -1], ["a", "b"])
+    result = runner.invoke(app, ["info", str(tmp_path / "s.zarr")])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "model    toy (weights sha256 abababababababab...)" in out
+    assert "head     W (3, 2) (features x classes), b (2,)" in out
+    assert "feature  fc:input" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "4 rows  complete  [folder:/data]" in lines["test"]
+    assert "6 rows  INCOMPLETE (1 of 3 chunks): re-run the same `skdice extract`" in lines["noise"]
+
+
+def test_info_of_missing_store_is_one_error_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", str(tmp_path / "nothing.zarr")])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        f"skdice: error: feature store {tmp_path / 'nothing.zarr'} does not exist; "
+        f"create it with `skdice extract --out {tmp_path / 'nothing.zarr'} ...`."
+    )
+
+
+@pytest.mark.shared_data
+def test_end_to_end_densenet_on_shared_cifar_images(shared_data, tmp_path):
+    checkpoint = shared_data / "models" / "densenet-bc-100-cifar10.pth.tar"
+    images = shared_data / "images" / "cifar10-test"
+    if not checkpoint.is_file() or not images.is_dir():
+        pytest.skip(f"needs {checkpoint} and {images}")
+    folder = tmp_path / "cifar"
+    for cls in sorted(p.name for p in images.iterdir() if p.is_dir()):
+        (folder / cls).mkdir(parents=True)
+        for f in sorted((images / cls).iterdir())[:3]:
+            (folder / cls / f.name).symlink_to(f)
+    store_path = tmp_path / "c10.zarr"
+    result = runner.invoke(app, [
+        "extract", "--model", "densenet-bc-100", "--weights", str(checkpoint), "--data", str(folder),
+        "--out", str(store_path), "--split", "test", "--batch-size", "10", "--device", "cpu",
+    ])
+    assert result.exit_code == 0, result.output
+    store = open_store(store_path)
+    features, logits, labels = store.features("test"), store.logits("test"), store.labels("test")
+    assert features.shape == (30, 342) and store.head.weight.shape == (342, 10)
+    np.testing.assert_allclose(features @ store.head.weight + store.head.bias, logits, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 3))
+    assert store.paths("test")[:2] == ["airplane/0000.jpg", "airplane/0001.jpg"]
+    assert (logits.argmax(1) == labels).mean() >= 0.6  # about 82% on these JPEGs
+    assert store.attrs["model"] == "densenet-bc-100" and store.attrs["weights_sha256"].startswith("deaefd08")
+    assert store.split_info("test")["classes"][0] == "airplane"
+    info = runner.invoke(app, ["info", str(store_path)])
+    assert "30 rows  complete" in info.output and "W (342, 10)" in info.output
