@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -22,6 +23,11 @@ _FLOAT_DTYPES = [np.float32, np.float64, np.float16]
 
 def _is_dask(X) -> bool:
     return type(X).__module__.split(".")[0] == "dask"
+
+
+def _streams_a_mean(detector) -> bool:
+    # partial_fit exists only where the fitted statistic is the mean feature
+    return detector._accepts_train_mean
 
 
 class BaseDetector(OutlierMixin, BaseEstimator):
@@ -125,6 +131,11 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """
         self._validate_params()
         y, head = self._parse_fit_arguments(args, y, W, b, head)
+        self._stream_reset()
+        if _is_dask(X):
+            from .streaming import _fit_dask
+
+            return _fit_dask(self, X, y, head, train_mean)
         if X is None:
             if train_mean is None or not self._accepts_train_mean:
                 raise ValueError(
@@ -177,7 +188,73 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         if X is None:
             self.offset_ = np.nan
         else:
-            self.offset_ = float(np.quantile(self._score_all(X), 1.0 - self.tpr))
+            self.offset_ = float(np.quantile(self._calibration_scores(X), 1.0 - self.tpr))
+        return self
+
+    @available_if(_streams_a_mean)
+    def partial_fit(self, X, *args, y=None, W=None, b=None, head=None):
+        """Update the fit with one chunk of in-distribution rows (out-of-core fitting).
+
+        Available for detectors whose statistic is the mean training feature
+        (those that accept ``train_mean``, such as DICE). The detector keeps a
+        running float64 sum of the rows and their count (``n_samples_seen_``);
+        after every call it is fitted exactly as ``fit(head=..., train_mean=
+        sum / count)`` would fit it, so the order and size of the chunks do not
+        matter beyond float64 rounding. ``fit`` discards the running sum and
+        starts afresh.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One chunk of in-distribution training features.
+        *args
+            ``W, b`` (and ``y``) positionally, as for :meth:`fit`.
+        y : array-like of shape (n_samples,), default=None
+            ID mask: rows with ``y == 0`` are skipped.
+        W, b, head
+            The classifier head, as for :meth:`fit`. Required on the first
+            call, refused on later ones (the head of a stream is fixed).
+
+        Returns
+        -------
+        self : object
+
+        Notes
+        -----
+        ``offset_`` is NaN after ``partial_fit``: it is a quantile of the
+        fitting rows' scores under the *final* mask, which is unknown until the
+        last chunk has been seen. Calibrate it afterwards with
+        :func:`skdice.streaming.calibrate_offset` (a second pass over the
+        chunks, or over a sample of them); :func:`skdice.streaming.fit_store`
+        does both passes for a feature-store split.
+        """
+        first = "_feature_sum" not in self.__dict__
+        if first:
+            self._validate_params()
+        y, head = self._parse_fit_arguments(args, y, W, b, head)
+        X = validate_data(self, X, dtype=_FLOAT_DTYPES, reset=first, ensure_min_samples=1)
+        if first:
+            if head is None:
+                raise ValueError(
+                    f"the first {type(self).__name__}.partial_fit call needs the classifier "
+                    "head: pass W (n_features, n_classes) and b, or head=Head(W, b)."
+                )
+            self._stream_start(self._build_head(head, X.shape[1]))
+        elif head is not None:
+            raise ValueError(
+                "partial_fit takes the head on its first call only (a stream's head is "
+                "fixed); call fit, or clone the detector, to start a new stream."
+            )
+        if y is not None:
+            y = np.asarray(y)
+            if y.ndim != 1 or y.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"y must be 1-D with one entry per row of X ({X.shape[0]}), "
+                    f"got shape {y.shape}."
+                )
+            X = X[y != 0]
+        self._stream_add(X)
+        self._stream_finish()
         return self
 
     def score_samples(self, X):
@@ -234,6 +311,36 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return np.where(decision >= 0, 1, -1)
 
     # -------------------------------------------------------------- helpers
+    # Streaming state of partial_fit (and skdice.streaming): a float64 sum and a count.
+    def _stream_reset(self):
+        self.__dict__.pop("_feature_sum", None)
+        self.__dict__.pop("_stream_head", None)
+        self.__dict__.pop("n_samples_seen_", None)
+
+    def _stream_start(self, head: Head):
+        self._stream_reset()
+        self._feature_sum = np.zeros(head.n_features, dtype=np.float64)
+        self._stream_head = head
+        self.n_samples_seen_ = 0
+        self.n_features_in_ = head.n_features
+
+    def _stream_add(self, X):
+        if X.shape[0]:
+            self._feature_sum += X.sum(axis=0, dtype=np.float64)
+            self.n_samples_seen_ += int(X.shape[0])
+
+    def _stream_finish(self):
+        if self.n_samples_seen_ == 0:
+            raise ValueError(
+                f"{type(self).__name__}.partial_fit has seen no in-distribution rows yet "
+                "(every row so far was marked y == 0)."
+            )
+        head = self._stream_head
+        self.weight_ = head.weight
+        self.bias_ = head.bias
+        self._fit_statistics(None, None, head, self._feature_sum / self.n_samples_seen_)
+        self.offset_ = np.nan
+
     def _check_calibrated(self):
         if np.isnan(self.offset_):
             raise ValueError(
@@ -241,6 +348,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 "so offset_ is not calibrated: call fit with in-distribution features X "
                 "to use decision_function or predict (score_samples works as is)."
             )
+
+    def _calibration_scores(self, X) -> np.ndarray:
+        # Scores of the fitting rows for offset_. Detectors whose statistics
+        # contain the fitting rows themselves (KNN) override this to score each
+        # row without itself, like a new ID input.
+        return self._score_all(X)
 
     def _score_all(self, X) -> np.ndarray:
         n, m = X.shape
@@ -258,20 +371,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return out
 
     def _score_dask(self, X):
-        import dask.array as da
+        from .streaming import score_dask
 
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has shape {X.shape}, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        if X.numblocks[1] != 1:
-            X = X.rechunk({1: -1})
-
-        def _block(chunk):
-            return self._score_all(np.asarray(chunk))
-
-        return da.map_blocks(_block, X, drop_axis=1, dtype=np.float64)
+        return score_dask(self, X)
 
     @staticmethod
     def _raise_non_finite(block, scores, start):
