@@ -25,6 +25,7 @@ import numpy as np
 
 from ._base import BaseDetector, available_detectors
 from ._numeric import chunk_rows
+from .exceptions import SkdiceError, StoreError
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -218,8 +219,20 @@ def _class_labels(fs, split):
     return labels
 
 
+def _corrupt(fs, split, exc) -> StoreError:
+    return StoreError(
+        f"split {split!r} of {fs.path} could not be read ({type(exc).__name__}: {exc}): "
+        "the store is damaged; delete the split's folder and re-run `skdice extract` for it."
+    )
+
+
 def _features(fs, split, dask):
-    return fs.features(split, dask=dask)
+    try:
+        return fs.features(split, dask=dask)
+    except SkdiceError:
+        raise
+    except (RuntimeError, OSError, ValueError) as exc:  # a codec or file error in a chunk
+        raise _corrupt(fs, split, exc) from exc
 
 
 def _fit(detector, fs, head, *, train_X, train_split, mean, id_X, dask):
@@ -242,9 +255,16 @@ def _fit(detector, fs, head, *, train_X, train_split, mean, id_X, dask):
     raise ValueError(f"method {name!r} is fitted on in-distribution {need}.")
 
 
-def _scores(detector, X, dask):
+def _scores(detector, X, dask, fs=None, split=None):
     scores = detector.score_samples(X)
-    return np.asarray(scores.compute() if dask else scores, dtype=np.float64)
+    if dask:
+        try:
+            scores = scores.compute()
+        except SkdiceError:
+            raise
+        except (RuntimeError, OSError) as exc:  # lazy reads fail here
+            raise _corrupt(fs, split, exc) from exc
+    return np.asarray(scores, dtype=np.float64)
 
 
 def _predicted_classes(X, weight, bias, dask):
@@ -358,6 +378,7 @@ def evaluate_store(
     positive: str = "id",
     tpr: float = 0.95,
     dask: bool = False,
+    progress=None,
 ) -> Evaluation:
     """Fit methods on a store's training data and evaluate them ID vs each OOD split.
 
@@ -388,6 +409,9 @@ def evaluate_store(
     dask : bool, default=False
         Read the splits as dask arrays and score them block by block (the
         active dask scheduler does the work).
+    progress : callable, default=None
+        Called with a short message before each fit and each scoring pass
+        (the CLI prints them on stderr).
 
     Returns
     -------
@@ -427,6 +451,7 @@ def evaluate_store(
             "has a sparsity parameter p."
         )
 
+    say = progress or (lambda message: None)
     fs = _open(store)
     head = fs.head
     mean = None
@@ -436,6 +461,7 @@ def evaluate_store(
             if isinstance(train_mean, (str, Path))
             else BaseDetector._check_train_mean(train_mean, head.n_features)
         )
+    say(f"reading splits of {fs.path}")
     # Read everything first, so that a missing or incomplete split fails before any fit.
     id_X = _features(fs, id_split, dask)
     ood_X = {name: _features(fs, name, dask) for name in ood_splits}
@@ -443,12 +469,15 @@ def evaluate_store(
 
     reports, fitted, scores, used, masked = [], {}, {}, set(), []
     for spec, detector in zip(specs, detectors_unfitted):
-        _fit(detector, fs, head, train_X=train_X, train_split=train, mean=mean, id_X=id_X, dask=dask)
         label, key = _labels(spec, detector, used)
+        say(f"fitting {key}")
+        _fit(detector, fs, head, train_X=train_X, train_split=train, mean=mean, id_X=id_X, dask=dask)
         det_p = detector.get_params().get("p")
-        method_scores = {id_split: _scores(detector, id_X, dask)}
+        say(f"scoring {key} on {id_split}")
+        method_scores = {id_split: _scores(detector, id_X, dask, fs, id_split)}
         for name, X in ood_X.items():
-            method_scores[name] = _scores(detector, X, dask)
+            say(f"scoring {key} on {name}")
+            method_scores[name] = _scores(detector, X, dask, fs, name)
         reports.append(
             ood_report(
                 method_scores[id_split],
@@ -540,7 +569,7 @@ def fit_from_store(
             if isinstance(train_mean, (str, Path))
             else BaseDetector._check_train_mean(train_mean, head.n_features)
         )
-    train_X = fs.features(train) if train is not None else None
+    train_X = _features(fs, train, False) if train is not None else None
     return _fit(detector, fs, head, train_X=train_X, train_split=train, mean=mean, id_X=None, dask=False)
 
 
@@ -613,7 +642,7 @@ def score_store(store, split: str, detector, *, name: str | None = None, write: 
     if isinstance(detector, (str, Path)):
         detector = load_detector(detector)
     fs = _open(store)
-    X = fs.features(split)
+    X = _features(fs, split, False)
     expected = getattr(detector, "n_features_in_", None)
     if expected is not None and X.shape[1] != expected:
         raise ValueError(

@@ -1,0 +1,139 @@
+"""``skdice evaluate``: the paper's table from a feature store."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Format(str, Enum):
+    """Output formats of ``skdice evaluate``."""
+
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+class Positive(str, Enum):
+    """FPR95 conventions (docs/metrics.md)."""
+
+    id = "id"
+    ood = "ood"
+
+
+_CONVENTION = {
+    "id": "FPR95 with ID positive (DICE paper): % of OOD inputs accepted when 95% of ID inputs are kept",
+    "ood": "FPR95 with OOD positive (OpenOOD v1.5): % of ID inputs rejected when 95% of OOD inputs are caught",
+}
+
+
+def stderr_progress(message: str) -> None:
+    """Print a progress line on stderr when it is a terminal (never into piped output).
+
+    Parameters
+    ----------
+    message : str
+    """
+    if sys.stderr.isatty():
+        typer.echo(f"... {message}", err=True)
+
+
+def render(result, fmt: str) -> str:
+    """Render an :class:`skdice.evaluation.Evaluation` in one of the output formats.
+
+    Parameters
+    ----------
+    result : skdice.evaluation.Evaluation
+    fmt : {"table", "markdown", "csv", "json"}
+
+    Returns
+    -------
+    str
+    """
+    report = result.report
+    if fmt == "json":
+        return report.to_json()
+    if fmt == "csv":
+        return report.to_csv().rstrip("\n")
+    if fmt == "markdown":
+        lines = [report.to_markdown(), "", f"{_CONVENTION[result.positive]}; metrics in %.", ""]
+        lines += [f"- {line.strip()}" for line in result.accuracy_lines()]
+        return "\n".join(lines)
+    lines = [report.to_table(), "", f"{_CONVENTION[result.positive]}; metrics in %."]
+    return "\n".join([*lines, *result.accuracy_lines()])
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``evaluate`` command to the app.
+
+    Parameters
+    ----------
+    app : typer.Typer
+    """
+
+    @app.command("evaluate")
+    def evaluate(
+        store: Annotated[Path, typer.Argument(help="Feature store written by `skdice extract`.")],
+        id_split: Annotated[
+            str, typer.Option("--id", help="In-distribution test split.", show_default=False)
+        ],
+        ood: Annotated[
+            list[str],
+            typer.Option("--ood", help="OOD split; repeat for several.", show_default=False),
+        ],
+        method: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--method",
+                help="Detector name (`skdice methods`), optionally NAME:key=value,...; "
+                "repeat for several. Default: dice and energy.",
+                show_default=False,
+            ),
+        ] = None,
+        p: Annotated[
+            float | None,
+            typer.Option("--p", help="Sparsity in [0, 1) for DICE-like methods (default 0.9)."),
+        ] = None,
+        train: Annotated[
+            str | None,
+            typer.Option("--train", help="Split of ID training features the methods are fitted on."),
+        ] = None,
+        train_mean: Annotated[
+            Path | None,
+            typer.Option(
+                "--train-mean",
+                help="Cached mean training feature (.npy), instead of --train, for DICE.",
+            ),
+        ] = None,
+        positive: Annotated[
+            Positive, typer.Option("--positive", help="FPR95 convention: ID or OOD as positive class.")
+        ] = Positive.id,
+        fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    ) -> None:
+        """Fit detectors and print FPR95, AUROC, AUPR-In and AUPR-Out per OOD split.
+
+        One row per OOD split and an average row per method, as in the DICE
+        paper's tables, then the ID accuracy with the original head and with
+        each masked head (when the ID split has labels).
+        """
+        from skdice.evaluation import DEFAULT_METHODS, evaluate_store
+
+        if train is not None and train_mean is not None:
+            raise ValueError("give --train SPLIT or --train-mean PATH, not both.")
+        result = evaluate_store(
+            store,
+            id_split,
+            ood,
+            methods=method or DEFAULT_METHODS,
+            p=p,
+            train=train,
+            train_mean=train_mean,
+            positive=positive.value,
+            progress=stderr_progress,
+        )
+        typer.echo(render(result, fmt.value))

@@ -1,0 +1,140 @@
+"""``skdice fit`` and ``skdice score``: fit once, save, score any split later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _describe(detector) -> str:
+    params = ", ".join(f"{k}={v!r}" for k, v in sorted(detector.get_params().items()))
+    return f"{type(detector).name} ({params})"
+
+
+def fit_summary(detector, store, train, train_mean, out) -> list[str]:
+    """Lines ``skdice fit`` prints about a fitted and saved detector.
+
+    Parameters
+    ----------
+    detector : BaseDetector
+    store, train, train_mean, out
+        What the command was given.
+
+    Returns
+    -------
+    list of str
+    """
+    source = []
+    if train is not None:
+        source.append(f"split {train!r}")
+    if train_mean is not None:
+        source.append(f"the mean in {train_mean}")
+    lines = [f"fitted {_describe(detector)} on {' and '.join(source)} of {store}"]
+    mask = getattr(detector, "mask_", None)
+    if mask is not None:
+        lines.append(f"kept weights: {int(mask.sum())} of {mask.size} ({100 * mask.mean():.1f}%)")
+    offset = getattr(detector, "offset_", float("nan"))
+    if offset == offset:
+        lines.append(f"threshold (offset_) at {100 * detector.tpr:g}% TPR: {offset:.6g}")
+    else:
+        lines.append("offset_ not calibrated (no training features): predict needs a fit with --train")
+    lines.append(f"saved to {out}")
+    return lines
+
+
+def score_summary(summary: dict, store) -> list[str]:
+    """Lines ``skdice score`` prints about one scored split.
+
+    Parameters
+    ----------
+    summary : dict
+        What :func:`skdice.evaluation.score_store` returns.
+    store : path-like
+
+    Returns
+    -------
+    list of str
+    """
+    lines = [
+        f"scored {summary['n']} rows of split {summary['split']!r} with {summary['method']}",
+        f"scores (higher = more in-distribution): mean {summary['mean']:.6g}, "
+        f"std {summary['std']:.6g}, min {summary['min']:.6g}, max {summary['max']:.6g}",
+    ]
+    if summary["n_ood"] is not None:
+        lines.append(
+            f"flagged OOD at the saved threshold: {summary['n_ood']} "
+            f"({100 * summary['fraction_ood']:.2f}%)"
+        )
+    if summary["written"]:
+        lines.append(f"written to {Path(store) / summary['written']}")
+    return lines
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``fit`` and ``score`` commands to the app.
+
+    Parameters
+    ----------
+    app : typer.Typer
+    """
+
+    @app.command("fit")
+    def fit(
+        store: Annotated[Path, typer.Argument(help="Feature store written by `skdice extract`.")],
+        out: Annotated[
+            Path,
+            typer.Option("--out", help="File to save the fitted detector to (.npz).", show_default=False),
+        ],
+        train: Annotated[
+            str | None, typer.Option("--train", help="Split of ID training features to fit on.")
+        ] = None,
+        method: Annotated[
+            str,
+            typer.Option("--method", help="Detector name (`skdice methods`), optionally NAME:key=value,..."),
+        ] = "dice",
+        p: Annotated[
+            float | None,
+            typer.Option("--p", help="Sparsity in [0, 1) for DICE-like methods (default 0.9)."),
+        ] = None,
+        train_mean: Annotated[
+            Path | None,
+            typer.Option(
+                "--train-mean",
+                help="Cached mean training feature (.npy) for DICE; with --train, "
+                "--train calibrates the threshold.",
+            ),
+        ] = None,
+    ) -> None:
+        """Fit a detector on a store's training split and save it (no pickle)."""
+        from skdice.evaluation import fit_from_store
+        from skdice.persistence import save_detector
+
+        detector = fit_from_store(store, method, train=train, p=p, train_mean=train_mean)
+        save_detector(detector, out)
+        typer.echo("\n".join(fit_summary(detector, store, train, train_mean, out)))
+
+    @app.command("score")
+    def score(
+        store: Annotated[Path, typer.Argument(help="Feature store written by `skdice extract`.")],
+        split: Annotated[str, typer.Option("--split", help="Split to score.", show_default=False)],
+        detector: Annotated[
+            Path,
+            typer.Option("--detector", help="Detector saved by `skdice fit`.", show_default=False),
+        ],
+        name: Annotated[
+            str | None,
+            typer.Option("--name", help="Name of the score array; default: the method name."),
+        ] = None,
+    ) -> None:
+        """Score a split with a saved detector and write the scores into the store.
+
+        The scores land in ``<split>/scores/<name>`` (float64, one per row).
+        """
+        from skdice.evaluation import score_store
+        from skdice.persistence import load_detector
+
+        fitted = load_detector(detector)
+        summary = score_store(store, split, fitted, name=name)
+        typer.echo("\n".join(score_summary(summary, store)))

@@ -1,0 +1,142 @@
+"""``skdice evaluate`` through Typer's CliRunner: argument mapping and full runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("typer")
+pytest.importorskip("zarr")
+
+from typer.testing import CliRunner
+
+import skdice.evaluation
+from skdice import Head
+from skdice.cli.app import app
+from skdice.evaluation import evaluate_store
+from skdice.store import create_store
+
+M, C = 12, 3
+runner = CliRunner()
+
+
+def toy_store(path):
+    """train/id labelled, ood unlabelled; the head separates the three classes."""
+    rng = np.random.default_rng(0)
+    protos = rng.gamma(1.0, 1.0, size=(C, M))
+    head = Head(protos.T - protos.T.mean(1, keepdims=True), np.zeros(C))
+    writer = create_store(path, model="toy", head=head)
+    for name, n, ood in (("train", 90, False), ("id", 60, False), ("ood", 50, True)):
+        y = -np.ones(n, int) if ood else np.arange(n) % C
+        X = rng.normal(0.3, 1.5, (n, M)) if ood else protos[y] + 0.5 * rng.normal(size=(n, M))
+        X = np.maximum(X, 0).astype(np.float32)
+        with writer.prepare_split(name, n, source="t", chunk_rows=32) as sw:
+            for i in sw.pending():
+                a, b = sw.chunk_bounds(i)
+                sw.write_chunk(i, X[a:b], head.logits(X[a:b]), y[a:b], [str(j) for j in range(a, b)])
+            sw.finalize()
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return toy_store(tmp_path_factory.mktemp("cli") / "toy.zarr")
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Replace the library call by a recorder that still returns a real result."""
+    calls = []
+
+    def fake(store, id_split, ood_splits, **kwargs):
+        calls.append({"store": store, "id_split": id_split, "ood_splits": list(ood_splits), **kwargs})
+        kwargs.pop("progress", None)
+        return evaluate_store(store, id_split, ood_splits, **kwargs)
+
+    monkeypatch.setattr(skdice.evaluation, "evaluate_store", fake)
+    return calls
+
+
+def test_arguments_map_to_one_library_call(store, recorded, tmp_path):
+    np.save(tmp_path / "mean.npy", np.ones(M))
+    result = runner.invoke(
+        app,
+        ["evaluate", str(store), "--id", "id", "--ood", "ood", "--ood", "train",
+         "--method", "dice", "--method", "msp", "--p", "0.5", "--train-mean",
+         str(tmp_path / "mean.npy"), "--positive", "ood", "--format", "csv"],
+    )
+    assert result.exit_code == 0, result.output
+    (call,) = recorded
+    assert call["store"] == store and call["id_split"] == "id"
+    assert call["ood_splits"] == ["ood", "train"]
+    assert call["methods"] == ["dice", "msp"] and call["p"] == 0.5
+    assert call["train"] is None and call["train_mean"] == tmp_path / "mean.npy"
+    assert call["positive"] == "ood"
+
+
+def test_defaults_are_dice_and_energy_with_id_positive(store, recorded):
+    result = runner.invoke(app, ["evaluate", str(store), "--id", "id", "--ood", "ood", "--train", "train"])
+    assert result.exit_code == 0, result.output
+    (call,) = recorded
+    assert tuple(call["methods"]) == ("dice", "energy")
+    assert call["p"] is None and call["positive"] == "id" and call["train"] == "train"
+
+
+def test_table_has_rows_average_convention_and_accuracy(store):
+    result = runner.invoke(app, ["evaluate", str(store), "--id", "id", "--ood", "ood", "--train", "train"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["method", "p", "ood", "FPR95", "AUROC", "AUPR-In", "AUPR-Out"]
+    body = [line.split()[: 7 - (line.startswith("energy"))] for line in lines[2:6]]
+    assert [row[:-4] for row in body] == [
+        ["dice", "0.9", "ood"], ["dice", "0.9", "average"], ["energy", "ood"], ["energy", "average"]
+    ]
+    assert "FPR95 with ID positive (DICE paper)" in result.stdout
+    assert "ID accuracy on 'id' (60 labelled rows): original head" in result.stdout
+    assert "masked head of dice (p=0.9):" in result.stdout
+
+
+def test_json_output_is_the_documented_structure_and_matches_the_library(store):
+    result = runner.invoke(
+        app, ["evaluate", str(store), "--id", "id", "--ood", "ood", "--train", "train", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out) == {"results", "id_accuracy"}
+    assert [(r["method"], r["p"], r["ood"]) for r in out["results"]] == [
+        ("dice", 0.9, "ood"), ("dice", 0.9, "average"), ("energy", None, "ood"), ("energy", None, "average"),
+    ]
+    direct = evaluate_store(store, "id", ["ood"], train="train")
+    assert out == json.loads(direct.report.to_json())
+    assert out["id_accuracy"]["n_labelled"] == 60
+    assert out["id_accuracy"]["masked"][0]["method"] == "dice"
+
+
+def test_markdown_and_csv_formats(store):
+    md = runner.invoke(app, ["evaluate", str(store), "--id", "id", "--ood", "ood", "--method", "energy",
+                             "--format", "markdown"])
+    assert md.exit_code == 0, md.output
+    assert md.stdout.startswith("| method | p | ood | FPR95 |")
+    assert "- ID accuracy on 'id'" in md.stdout
+    csv = runner.invoke(app, ["evaluate", str(store), "--id", "id", "--ood", "ood", "--method", "energy",
+                              "--format", "csv"])
+    assert csv.exit_code == 0, csv.output
+    rows = csv.stdout.strip().splitlines()
+    assert rows[0] == "method,p,ood,fpr95,auroc,aupr_in,aupr_out"
+    assert [r.split(",")[:3] for r in rows[1:]] == [["energy", "", "ood"], ["energy", "", "average"]]
+
+
+def test_method_specs_with_parameters_reach_the_detectors(store):
+    result = runner.invoke(app, ["evaluate", str(store), "--id", "id", "--ood", "ood", "--train", "train",
+                                 "--method", "dice:p=0.3", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert {r["p"] for r in json.loads(result.stdout)["results"]} == {0.3}
+
+
+def test_help_lists_every_documented_option():
+    result = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert result.exit_code == 0
+    for option in ("--id", "--ood", "--method", "--p", "--train", "--train-mean", "--positive", "--format"):
+        assert option in result.stdout
