@@ -36,11 +36,21 @@ def run_app(app: typer.Typer, argv, state) -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(1)
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # usage errors: typer >= 0.29 vendors click, older ones use click
+        show = getattr(exc, "show", None)
+        if isinstance(exc, typer.TyperException) or _is_click_exception(exc):
+            if show is not None:
+                show()
+            else:  # pragma: no cover - a TyperException without show()
+                typer.echo(f"skdice: error: {exc}", err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
         raise
     sys.exit(0)
+
+
+def _is_click_exception(exc) -> bool:
+    try:
+        import click
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, click.ClickException)
