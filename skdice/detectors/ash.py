@@ -1,0 +1,221 @@
+"""Activation shaping: ASH-P, ASH-B, ASH-S (Djurisic et al., 2023) and SCALE (Xu et al., 2024).
+
+All four reshape each input's penultimate feature from its own statistics
+(no training statistics at all), then score the energy of the head. Per row,
+with ``k = m - round(m * percentile / 100)`` (at least 1), the top-k units are
+those with the k largest activations, ``s1`` is the sum of all activations
+and ``s2`` the sum of the top-k ones:
+
+- ASH-P: zero every unit outside the top k;
+- ASH-B: set the top k to ``s1 / k`` and the rest to 0;
+- ASH-S: zero the rest and multiply the top k by ``exp(s1 / s2)``;
+- SCALE: keep every unit and multiply them all by ``exp(s1 / s2)``.
+
+These rules assume non-negative (post-ReLU) features, as the papers do; a row
+whose top-k sum is zero gets the factor ``exp(0) = 1``.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval
+
+from .._numeric import logsumexp_rows
+from ._common import _HeadDetector, _top_k_count, _top_k_mask
+
+__all__ = ["ASHBDetector", "ASHPDetector", "ASHSDetector", "SCALEDetector"]
+
+
+def _sum_ratio(s1, s2):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s2 != 0, s1 / np.where(s2 != 0, s2, 1.0), 0.0)
+
+
+class _Shaping(_HeadDetector):
+    _parameter_constraints: dict = {
+        **_HeadDetector._parameter_constraints,
+        "percentile": [Interval(Real, 0, 100, closed="left")],
+    }
+
+    def __init__(self, percentile=90, *, tpr=0.95):
+        self.percentile = percentile
+        self.tpr = tpr
+
+    def _score_block(self, X):
+        k = _top_k_count(X.shape[1], self.percentile)
+        return logsumexp_rows(self._shaped_logits(X, _top_k_mask(X, k), k))
+
+
+_COMMON_DOC = """
+    tpr : float, default=0.95
+        Fraction of the fitting samples kept as ID by ``predict``; see ``offset_``.
+
+    Attributes
+    ----------
+    weight_ : ndarray of shape (n_features, n_classes), float32
+    bias_ : ndarray of shape (n_classes,), float32
+    n_features_in_ : int
+    offset_ : float
+        The ``1 - tpr`` quantile of the fitting samples' scores.
+"""
+
+_ASH_REF = """
+    References
+    ----------
+    A. Djurisic, N. Bozanic, A. Ashok and R. Liu. Extremely simple activation
+    shaping for out-of-distribution detection. ICLR 2023.
+    """
+
+
+class ASHPDetector(_Shaping):
+    __doc__ = (
+        """ASH-P: prune each feature to its top-k activations, then score the energy.
+
+    ``S(x) = logsumexp(W^T (h(x) ⊙ 1[top k]) + b)``.
+
+    Parameters
+    ----------
+    percentile : float, default=60
+        Percentage (0–100) of each row's units pruned; the ASH paper's ImageNet
+        (ResNet-50) setting ASH-P@60.
+"""
+        + _COMMON_DOC
+        + """
+    Notes
+    -----
+    Applied to the pooled penultimate feature, as in the ASH authors' README
+    usage and in OpenOOD. pytorch-ood's ``ASH`` (variant ``ash-p``) returns
+    the negative energy, the opposite sign; ties at the k-th value are broken
+    arbitrarily, like ``torch.topk``.
+"""
+        + _ASH_REF
+    )
+
+    name = "ash-p"
+    summary = "ASH-P: energy after pruning each feature to its top-k units (Djurisic et al., 2023)"
+
+    def __init__(self, percentile=60, *, tpr=0.95):
+        super().__init__(percentile, tpr=tpr)
+
+    def _shaped_logits(self, X, mask, k):
+        return self._logits(np.where(mask, X, np.float32(0)))
+
+
+class ASHBDetector(_Shaping):
+    __doc__ = (
+        """ASH-B: binarise each feature's top-k units to ``s1 / k``, then score the energy.
+
+    ``S(x) = logsumexp((s1 / k) W^T 1[top k] + b)``, ``s1`` the row's sum.
+
+    Parameters
+    ----------
+    percentile : float, default=65
+        Percentage (0–100) of each row's units pruned; the ASH paper's ImageNet
+        (ResNet-50) setting ASH-B@65.
+"""
+        + _COMMON_DOC
+        + """
+    Notes
+    -----
+    OpenOOD's ``ASHPostprocessor`` uses this rule (same sign), applied to the
+    last feature map its backbone returns; where that is the pooled feature
+    the scores are equal. Shaping *before* average pooling cannot be
+    reproduced from stored pooled features. pytorch-ood's ``ASH`` (``ash-b``)
+    returns the negative energy.
+"""
+        + _ASH_REF
+    )
+
+    name = "ash-b"
+    summary = "ASH-B: energy after binarising each feature's top-k units (Djurisic et al., 2023)"
+
+    def __init__(self, percentile=65, *, tpr=0.95):
+        super().__init__(percentile, tpr=tpr)
+
+    def _shaped_logits(self, X, mask, k):
+        fill = X.sum(axis=1, dtype=np.float64) / k
+        Z = mask.astype(np.float32) @ self.weight_
+        Z *= fill.astype(np.float32)[:, None]
+        Z += self.bias_
+        return Z
+
+
+class ASHSDetector(_Shaping):
+    __doc__ = (
+        """ASH-S: prune to the top k and rescale by ``exp(s1 / s2)``, then score the energy.
+
+    ``S(x) = logsumexp(exp(s1 / s2) W^T (h(x) ⊙ 1[top k]) + b)``.
+
+    Parameters
+    ----------
+    percentile : float, default=90
+        Percentage (0–100) of each row's units pruned; the ASH paper's ImageNet
+        (ResNet-50) setting ASH-S@90, also its released configs' default.
+"""
+        + _COMMON_DOC
+        + """
+    Notes
+    -----
+    pytorch-ood's ``ASH`` (``ash-s``) returns the negative energy, the opposite
+    sign.
+"""
+        + _ASH_REF
+    )
+
+    name = "ash-s"
+    summary = "ASH-S: energy after pruning to the top-k units and rescaling (Djurisic et al., 2023)"
+
+    def __init__(self, percentile=90, *, tpr=0.95):
+        super().__init__(percentile, tpr=tpr)
+
+    def _shaped_logits(self, X, mask, k):
+        pruned = np.where(mask, X, np.float32(0))
+        s1 = X.sum(axis=1, dtype=np.float64)
+        s2 = pruned.sum(axis=1, dtype=np.float64)
+        Z = pruned @ self.weight_
+        Z *= np.exp(_sum_ratio(s1, s2)).astype(np.float32)[:, None]
+        Z += self.bias_
+        return Z
+
+
+class SCALEDetector(_Shaping):
+    __doc__ = (
+        """SCALE: rescale the whole feature by ASH-S's ``exp(s1 / s2)``, without pruning.
+
+    ``S(x) = logsumexp(exp(s1 / s2) W^T h(x) + b)``, ``s2`` the sum of the row's
+    top-k activations.
+
+    Parameters
+    ----------
+    percentile : float, default=85
+        Percentage (0–100) defining the top-k set; the SCALE paper's ImageNet
+        setting (also OpenOOD's default).
+"""
+        + _COMMON_DOC
+        + """
+    Notes
+    -----
+    OpenOOD's ``ScalePostprocessor`` computes the same score (same sign).
+
+    References
+    ----------
+    K. Xu, R. Chen, G. Franchi and A. Yao. Scaling for training time and post
+    hoc out-of-distribution detection enhancement. ICLR 2024.
+    """
+    )
+
+    name = "scale"
+    summary = "SCALE: energy after rescaling features by exp(total / top-k sum) (Xu et al., 2024)"
+
+    def __init__(self, percentile=85, *, tpr=0.95):
+        super().__init__(percentile, tpr=tpr)
+
+    def _shaped_logits(self, X, mask, k):
+        s1 = X.sum(axis=1, dtype=np.float64)
+        s2 = np.where(mask, X, np.float32(0)).sum(axis=1, dtype=np.float64)
+        Z = X @ self.weight_
+        Z *= np.exp(_sum_ratio(s1, s2)).astype(np.float32)[:, None]
+        Z += self.bias_
+        return Z
