@@ -242,3 +242,86 @@ def test_import_skdice_plotting_does_not_import_matplotlib():
     code = "import skdice.plotting, sys; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------- from a store
+def _write_store(path, seed=0):
+    from skdice.store import create_store
+
+    W, b, H_train, H_id, H_ood = _problem(seed)
+    head = Head(W, b)
+    y_train = (H_train @ W + b).argmax(axis=1)
+    y_id = (H_id @ W + b).argmax(axis=1)
+    splits = {"train": (H_train, y_train), "id": (H_id, y_id)}
+    splits.update({k: (v, -np.ones(len(v), dtype=np.int64)) for k, v in H_ood.items()})
+    writer = create_store(path, model="toy", head=head)
+    for name, (X, y) in splits.items():
+        with writer.prepare_split(name, len(X), source="test", chunk_rows=64) as sw:
+            for i in sw.pending():
+                a, z = sw.chunk_bounds(i)
+                sw.write_chunk(i, X[a:z], head.logits(X[a:z]), y[a:z], [f"{name}/{j}" for j in range(a, z)])
+            sw.finalize()
+    return head, splits
+
+
+@pytest.fixture(scope="module")
+def toy_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plot") / "toy.zarr"
+    head, splits = _write_store(path)
+    return path, head, splits
+
+
+def test_plot_store_writes_three_pngs_from_the_store_data(toy_store, tmp_path):
+    from skdice.plotting import plot_store
+
+    path, head, splits = toy_store
+    mean_file = tmp_path / "mean.npy"
+    np.save(mean_file, splits["train"][0].astype(np.float64).mean(axis=0))
+    by_split = plot_store(path, tmp_path / "a", id_split="id", ood_splits=["far", "near"],
+                          train_split="train", p=0.5, class_index=1, ps=(0, 0.5))
+    by_file = plot_store(path, tmp_path / "b", id_split="id", ood_splits=["far", "near"],
+                         train_mean=mean_file, p=0.5, class_index=1, ps=(0, 0.5))
+    for key in ("histograms", "contributions", "p_sweep"):
+        assert by_split[key].read_bytes()[:8] == PNG_SIGNATURE
+        assert by_split[key].parent == tmp_path / "a"
+    # the split's mean and the cached mean are the same numbers: same figures' data
+    np.testing.assert_allclose(by_split["data"]["p_sweep"]["fpr"]["average"],
+                               by_file["data"]["p_sweep"]["fpr"]["average"])
+    # ID rows of the contribution figure are the rows labelled with the class
+    contrib = by_split["data"]["contributions"]["far"]
+    assert contrib["n_id"] == int((splits["id"][1] == 1).sum())
+    ref = unit_contributions(splits["id"][0][splits["id"][1] == 1], splits["far"][0], head.weight, 1,
+                             train_mean=splits["train"][0].astype(np.float64).mean(axis=0))
+    np.testing.assert_allclose(contrib["id_mean"], ref["id_mean"], rtol=1e-10)
+    # the histogram panels: dense energy and DICE at the given p
+    assert list(by_split["data"]["histograms"]) == ["energy (p=0)", "DICE (p=0.5)"]
+    dense = _ref_energy(splits["id"][0], head.weight, head.bias)
+    assert by_split["data"]["histograms"]["energy (p=0)"]["id_mean"] == pytest.approx(dense.mean(), rel=1e-5)
+
+
+def test_plot_store_defaults_to_the_most_predicted_class(toy_store, tmp_path):
+    from skdice.plotting import plot_store
+
+    path, head, splits = toy_store
+    out = plot_store(path, tmp_path, id_split="id", ood_splits=["far"], train_split="train", ps=(0, 0.9))
+    expected = int(np.bincount(splits["id"][1], minlength=head.n_classes).argmax())
+    assert out["data"]["contributions"]["far"]["class_index"] == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"ood_splits": []}, "give at least one OOD split"),
+        ({"train_split": None}, "give train_split"),
+        ({"p": 1.0}, r"p must be in \[0, 1\)"),
+        ({"class_index": 7}, "class 7 is out of range for 5 classes"),
+        ({"ood_splits": ["missing"]}, "no split 'missing'"),
+    ],
+)
+def test_plot_store_rejects_bad_arguments_with_message(toy_store, tmp_path, kwargs, match):
+    from skdice.plotting import plot_store
+
+    path, _, _ = toy_store
+    args = {"id_split": "id", "ood_splits": ["far"], "train_split": "train", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        plot_store(path, tmp_path, **args)

@@ -1,0 +1,78 @@
+"""Tests of ``skdice demo``: options reach run_demo, formats, and one full run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from skdice.cli.app import app
+from skdice.metrics import Report, ReportRow
+
+
+class _FakeResult:
+    def __init__(self):
+        self.report = Report([ReportRow("dice", 0.5, "uniform", 1.0, 99.0, 98.0, 97.0)])
+        self.files = {"results.json": Path("r.json")}
+
+    def to_text(self):
+        return "TEXT"
+
+
+@pytest.fixture
+def fake_demo(monkeypatch):
+    pytest.importorskip("torch")
+    import skdice.extract.demo
+
+    seen = {}
+
+    def fake(out, *, seed=0, echo=None):
+        seen.update(out=out, seed=seed, echo=echo)
+        return _FakeResult()
+
+    monkeypatch.setattr(skdice.extract.demo, "run_demo", fake)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "fmt, expected",
+    [("table", "TEXT"), ("markdown", "| dice | 0.5 | uniform |"), ("csv", "dice,0.5,uniform,1.0")],
+)
+def test_demo_formats_and_options(fake_demo, tmp_path, fmt, expected):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--seed", "3", "--format", fmt, "-q"])
+    assert result.exit_code == 0, result.output
+    assert expected in result.stdout
+    assert fake_demo["out"] == tmp_path and fake_demo["seed"] == 3 and fake_demo["echo"] is None
+
+
+def test_demo_json_format_is_the_report(fake_demo, tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--format", "json", "-q"])
+    assert json.loads(result.stdout)["results"][0]["method"] == "dice"
+
+
+def test_demo_default_output_folder(fake_demo):
+    result = CliRunner().invoke(app, ["demo", "-q"])
+    assert result.exit_code == 0
+    assert fake_demo["out"] == Path("skdice-demo")
+
+
+def test_demo_rejects_an_unknown_format_with_one_line(fake_demo, capsys):
+    from skdice.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--format", "yaml"])
+    assert exc.value.code == 1
+    assert "--format must be table, markdown, csv or json, got 'yaml'" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end_from_the_command_line(tmp_path):
+    pytest.importorskip("torch")
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--format", "json", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    methods = {row["method"] for row in data["results"]}
+    assert {"dice", "energy", "msp"} <= methods
+    assert (tmp_path / "histograms.png").is_file()
+    assert (tmp_path / "digits.zarr").is_dir()

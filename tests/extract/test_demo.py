@@ -1,0 +1,101 @@
+"""Tests of the digits demo: it runs end to end, deterministically, with the expected table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from skdice import available_detectors  # noqa: E402
+from skdice.extract.demo import DEMO_METHODS, OOD_SPLITS, run_demo, train_classifier  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    lines = []
+    first = run_demo(tmp_path_factory.mktemp("demo_a"), echo=lines.append)
+    second = run_demo(tmp_path_factory.mktemp("demo_b"))
+    return first, second, lines
+
+
+def test_demo_table_has_a_block_per_method_and_ood_set(two_runs):
+    result, _, _ = two_runs
+    expected_methods = ["dice", *[m for m in DEMO_METHODS if m in available_detectors()]]
+    rows = [(r.method, r.ood) for r in result.report.rows]
+    assert rows == [(m, o) for m in expected_methods for o in (*OOD_SPLITS, "average")]
+    assert {"energy", "msp", "maxlogit"} <= {m for m, _ in rows}
+    dice_rows = [r for r in result.report.rows if r.method == "dice"]
+    assert all(r.p == result.best_p for r in dice_rows)
+    for line in ("dice", "energy", "digits-6-9", "average", "FPR95"):
+        assert line in result.to_text()
+
+
+def test_demo_output_is_identical_across_runs(two_runs):
+    first, second, _ = two_runs
+    assert first.to_text() == second.to_text()
+    assert first.files["results.json"].read_text() == second.files["results.json"].read_text()
+    from skdice.store import open_store
+
+    a, b = open_store(first.store), open_store(second.store)
+    for split in ("train", "test", "noise", "digits-6-9"):
+        np.testing.assert_array_equal(a.features(split), b.features(split))
+
+
+def test_demo_chooses_p_from_the_paper_grid_on_noise(two_runs):
+    result, _, lines = two_runs
+    assert result.best_p in (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
+    grid = result.search.cv_results_["param_p"].tolist()
+    assert grid == [0.1, 0.3, 0.5, 0.7, 0.9, 0.99]
+    assert any("SparsitySearch on Gaussian noise" in line for line in lines)
+
+
+def test_demo_classifier_is_accurate_and_dice_keeps_most_of_it(two_runs):
+    result, _, _ = two_runs
+    assert result.id_accuracy["original"] > 95.0
+    assert result.id_accuracy["dice"] > 90.0
+
+
+def test_demo_writes_results_and_valid_pngs(two_runs):
+    from PIL import Image
+
+    result, _, _ = two_runs
+    data = json.loads(result.files["results.json"].read_text())
+    assert {"results", "id_accuracy", "tuning"} <= set(data)
+    assert data["tuning"]["best_p"] == result.best_p
+    assert "| dice |" in result.files["results.md"].read_text()
+    for key in ("histograms", "contributions", "p_sweep"):
+        path = result.files[key]
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        with Image.open(path) as img:
+            assert img.size[0] > 100 and img.size[1] > 100
+
+
+def test_demo_store_records_the_trained_head(two_runs):
+    from skdice.store import open_store
+
+    result, _, _ = two_runs
+    store = open_store(result.store)
+    assert store.model == "digits-mlp"
+    assert set(OOD_SPLITS) | {"train", "val", "test", "noise"} == set(store.splits)
+    assert store.head.weight.shape == (64, 6)
+    # the stored logits are the head applied to the stored features
+    X = store.features("test")
+    np.testing.assert_allclose(store.logits("test"), store.head.logits(X), rtol=1e-4, atol=1e-4)
+
+
+def test_train_classifier_is_seeded():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 8, 8)).astype(np.float32)
+    y = np.arange(40) % 3
+    a = train_classifier(X, y, seed=1, epochs=2)
+    b = train_classifier(X, y, seed=1, epochs=2)
+    c = train_classifier(X, y, seed=2, epochs=2)
+    wa, wb, wc = (m[-1].weight.detach().numpy() for m in (a, b, c))
+    np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(wa, wc)
+    assert not a.training
