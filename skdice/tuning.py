@@ -24,7 +24,7 @@ from ._head import Head
 from ._numeric import chunk_rows, column_mean, logsumexp_rows
 from .sparsify import contribution_matrix, dice_thresholds
 
-__all__ = ["DEFAULT_GRID", "SparsitySearch"]
+__all__ = ["DEFAULT_GRID", "SparsitySearch", "tune_store"]
 
 #: The paper's candidate sparsities (Section 4.1).
 DEFAULT_GRID = (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
@@ -343,3 +343,70 @@ class SparsitySearch(BaseEstimator):
         """
         check_is_fitted(self)
         return self.best_estimator_.score_samples(X)
+
+
+def tune_store(
+    store,
+    *,
+    id_split,
+    noise_split,
+    train=None,
+    train_mean=None,
+    grid=DEFAULT_GRID,
+    metric="fpr95",
+    tpr=0.95,
+):
+    """Run :class:`SparsitySearch` on the splits of a feature store.
+
+    Parameters
+    ----------
+    store : str, path-like or skdice.store.FeatureStore
+        A store written by ``skdice extract``; its head is the model's head.
+    id_split : str
+        Split of ID validation features.
+    noise_split : str
+        Split of Gaussian-noise (OOD validation) features.
+    train : str, default=None
+        Split of ID training features; its mean is streamed chunk by chunk
+        (the split is never loaded whole). Give this or ``train_mean``.
+    train_mean : array-like of shape (n_features,), str or path-like, default=None
+        The mean training feature, or a ``.npy`` file holding it
+        (:func:`skdice.evaluation.load_train_mean`).
+    grid : sequence of float, default=(0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
+    metric : {"fpr95", "auroc"}, default="fpr95"
+    tpr : float, default=0.95
+
+    Returns
+    -------
+    SparsitySearch
+        Fitted.
+
+    Raises
+    ------
+    skdice.exceptions.StoreError
+        When the store or a split is missing or incomplete.
+    """
+    from .store import FeatureStore, open_store
+
+    fs = store if isinstance(store, FeatureStore) else open_store(store)
+    head = fs.head
+    if (train is None) == (train_mean is None):
+        raise ValueError("tune_store needs exactly one of train (a split) or train_mean.")
+    if train is not None:
+        total, n = np.zeros(head.n_features), 0
+        for _, chunk in fs.iter_features(train):
+            total += np.asarray(chunk).sum(axis=0, dtype=np.float64)
+            n += chunk.shape[0]
+        if n == 0:
+            raise ValueError(f"split {train!r} of {fs.path} is empty: no training mean.")
+        mean = total / n
+    elif isinstance(train_mean, (str, bytes)) or hasattr(train_mean, "__fspath__"):
+        from .evaluation import load_train_mean
+
+        mean = load_train_mean(train_mean, head.n_features)
+    else:
+        mean = train_mean
+    X_id = fs.features(id_split)
+    X_noise = fs.features(noise_split)
+    search = SparsitySearch(grid=grid, metric=metric, tpr=tpr)
+    return search.fit(head=head, train_mean=mean, X_id=X_id, X_noise=X_noise)

@@ -276,3 +276,39 @@ def test_torch_layout_weight_is_caught(data):
     X_train, X_id, X_noise, W, b = data
     with pytest.raises(ValueError, match="b has 6 entries but W of shape"):
         SparsitySearch().fit(X_train, W.T, b, X_id=X_id, X_noise=X_noise)
+
+
+# ------------------------------------------------------------ tune_store
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory, data):
+    pytest.importorskip("zarr")
+    from skdice.store import create_store
+
+    X_train, X_id, X_noise, W, b = data
+    head = Head(W, b)
+    path = tmp_path_factory.mktemp("tune") / "s.zarr"
+    writer = create_store(path, model="toy", head=head)
+    for name, X in (("train", X_train), ("val", X_id), ("noise", X_noise)):
+        with writer.prepare_split(name, len(X), source="t", chunk_rows=64) as sw:
+            for i in sw.pending():
+                lo, hi = sw.chunk_bounds(i)
+                sw.write_chunk(i, X[lo:hi], head.logits(X[lo:hi]), -np.ones(hi - lo, int), [""] * (hi - lo))
+            sw.finalize()
+    return path
+
+
+def test_tune_store_equals_sparsity_search_on_the_arrays(small_store, data, search, tmp_path):
+    X_train = data[0]
+    s = tuning.tune_store(small_store, train="train", id_split="val", noise_split="noise")
+    assert s.best_params_ == search.best_params_
+    np.testing.assert_allclose(s.cv_results_["fpr95"], search.cv_results_["fpr95"], atol=1e-12)
+    np.testing.assert_allclose(s.mean_feature_, X_train.astype(np.float64).mean(axis=0), rtol=1e-12)
+    mean_file = tmp_path / "mean.npy"
+    np.save(mean_file, s.mean_feature_)
+    t = tuning.tune_store(small_store, train_mean=mean_file, id_split="val", noise_split="noise")
+    np.testing.assert_array_equal(t.cv_results_["n_kept"], s.cv_results_["n_kept"])
+
+
+def test_tune_store_needs_exactly_one_training_statistic(small_store):
+    with pytest.raises(ValueError, match="exactly one of train"):
+        tuning.tune_store(small_store, id_split="val", noise_split="noise")
