@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -68,8 +69,35 @@ def score_summary(summary: dict, store) -> list[str]:
             f"({100 * summary['fraction_ood']:.2f}%)"
         )
     if summary["written"]:
-        lines.append(f"written to {Path(store) / summary['written']}")
+        reused = " (already there from this detector: nothing recomputed)" if not summary.get("computed", 1) else ""
+        lines.append(f"written to {Path(store) / summary['written']}{reused}")
     return lines
+
+
+class _ProgressBar:
+    """``progress(done, total)`` callback drawing a bar on stderr, only on a terminal."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self._bar = None
+        self._done = 0
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if self._bar is None:
+            self._bar = typer.progressbar(length=total, label=self.label, file=sys.stderr)
+            self._bar.__enter__()
+        self._bar.update(done - self._done)
+        self._done = done
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False
 
 
 def register(app: typer.Typer) -> None:
@@ -127,6 +155,10 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--name", help="Name of the score array; default: the method name."),
         ] = None,
+        overwrite: Annotated[
+            bool,
+            typer.Option("--overwrite", help="Replace scores of that name written by another detector."),
+        ] = False,
     ) -> None:
         """Score a split with a saved detector and write the scores into the store.
 
@@ -136,5 +168,6 @@ def register(app: typer.Typer) -> None:
         from skdice.persistence import load_detector
 
         fitted = load_detector(detector)
-        summary = score_store(store, split, fitted, name=name)
+        with _ProgressBar(f"scoring {split}") as bar:
+            summary = score_store(store, split, fitted, name=name, overwrite=overwrite, progress=bar)
         typer.echo("\n".join(score_summary(summary, store)))

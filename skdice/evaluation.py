@@ -235,24 +235,51 @@ def _features(fs, split, dask):
         raise _corrupt(fs, split, exc) from exc
 
 
-def _fit(detector, fs, head, *, train_X, train_split, mean, id_X, dask):
-    """Fit one detector from whatever training information there is."""
+class _TrainData:
+    """The training information of a run, with the features read only if a method needs them."""
+
+    def __init__(self, fs, split, mean, dask):
+        self.fs, self.split, self.mean, self.dask = fs, split, mean, dask
+        self._X = None
+
+    @property
+    def X(self):
+        if self._X is None:
+            X = _features(self.fs, self.split, self.dask)
+            self._X = X.compute() if self.dask else X
+        return self._X
+
+
+def _fit(detector, head, train: _TrainData, *, id_X=None, dask=False, calibrate=True):
+    """Fit one detector from whatever training information there is.
+
+    Mean-based detectors (DICE and its variants) stream the training split
+    block by block (:func:`skdice.streaming.fit_store`), so memory does not
+    grow with its size; ``calibrate=False`` skips the second pass that
+    calibrates ``offset_`` (evaluation does not use it). Detectors whose
+    scores depend on the head alone are fitted on the ID split ``id_X`` when
+    no training data is given or ``offset_`` is not wanted: only their
+    ``offset_`` sees it.
+    """
     cls = type(detector)
-    name = cls.name
-    if train_X is not None:
-        args = (_class_labels(fs, train_split),) if cls._requires_class_labels else ()
-        kwargs = {"train_mean": mean} if mean is not None and cls._accepts_train_mean else {}
-        X = train_X.compute() if dask else train_X
-        return detector.fit(X, *args, head=head, **kwargs)
-    if mean is not None and cls._accepts_train_mean:
-        return detector.fit(head=head, train_mean=mean)
-    if id_X is not None and _learns_nothing_from_features(cls):
-        X = id_X.compute() if dask else id_X
-        return detector.fit(X, head=head)
+    head_only = id_X is not None and _learns_nothing_from_features(cls)
+    if head_only and (train.split is None or not calibrate):
+        return detector.fit(id_X.compute() if dask else id_X, head=head)
+    if train.split is not None:
+        if cls._accepts_train_mean and train.mean is None and hasattr(detector, "_stream_start"):
+            from .streaming import fit_store
+
+            return fit_store(detector, train.fs, train.split, head=head,
+                             calibration="exact" if calibrate else "none")
+        args = (_class_labels(train.fs, train.split),) if cls._requires_class_labels else ()
+        kwargs = {"train_mean": train.mean} if train.mean is not None and cls._accepts_train_mean else {}
+        return detector.fit(train.X, *args, head=head, **kwargs)
+    if train.mean is not None and cls._accepts_train_mean:
+        return detector.fit(head=head, train_mean=train.mean)
     need = "training features: pass --train SPLIT"
     if cls._accepts_train_mean:
         need += " or --train-mean PATH"
-    raise ValueError(f"method {name!r} is fitted on in-distribution {need}.")
+    raise ValueError(f"method {cls.name!r} is fitted on in-distribution {need}.")
 
 
 def _scores(detector, X, dask, fs=None, split=None):
@@ -309,6 +336,9 @@ class Evaluation:
     detectors : dict of str to BaseDetector
         The fitted detectors, by method label (the report's method column;
         ``"dice@p=0.5"`` when one method appears at several sparsities).
+        They are fitted for scoring: their ``offset_`` may be uncalibrated
+        (NaN) or calibrated on the ID split; use :func:`fit_from_store` for a
+        detector to deploy.
     scores : dict of str to dict of str to ndarray
         ``scores[method][split]``: the scores of the ID split and each OOD split.
     positive : str
@@ -462,16 +492,18 @@ def evaluate_store(
             else BaseDetector._check_train_mean(train_mean, head.n_features)
         )
     say(f"reading splits of {fs.path}")
-    # Read everything first, so that a missing or incomplete split fails before any fit.
+    # Open everything first, so that a missing or incomplete split fails before any fit.
     id_X = _features(fs, id_split, dask)
     ood_X = {name: _features(fs, name, dask) for name in ood_splits}
-    train_X = _features(fs, train, dask) if train is not None else None
+    if train is not None:
+        fs.array(train, "features")
+    train_data = _TrainData(fs, train, mean, dask)
 
     reports, fitted, scores, used, masked = [], {}, {}, set(), []
     for spec, detector in zip(specs, detectors_unfitted):
         label, key = _labels(spec, detector, used)
         say(f"fitting {key}")
-        _fit(detector, fs, head, train_X=train_X, train_split=train, mean=mean, id_X=id_X, dask=dask)
+        _fit(detector, head, train_data, id_X=id_X, dask=dask, calibrate=False)
         det_p = detector.get_params().get("p")
         say(f"scoring {key} on {id_split}")
         method_scores = {id_split: _scores(detector, id_X, dask, fs, id_split)}
@@ -569,15 +601,17 @@ def fit_from_store(
             if isinstance(train_mean, (str, Path))
             else BaseDetector._check_train_mean(train_mean, head.n_features)
         )
-    train_X = _features(fs, train, False) if train is not None else None
-    return _fit(detector, fs, head, train_X=train_X, train_split=train, mean=mean, id_X=None, dask=False)
+    if train is not None:
+        fs.array(train, "features")  # a missing or incomplete split fails here
+    return _fit(detector, head, _TrainData(fs, train, mean, False))
 
 
-def write_scores(store, split: str, name: str, scores) -> str:
-    """Write one split's scores to ``<split>/scores/<name>`` of a store.
+def write_scores(store, split: str, name: str, scores, *, overwrite: bool = True) -> str:
+    """Write an array of scores to ``<split>/scores/<name>`` of a store.
 
-    The array is float64, chunked like the split's rows, and replaced if it
-    exists.
+    Goes through the store's own score writer
+    (:func:`skdice.store.open_scores_writer`), so the array carries the same
+    completion marker as scores written by ``skdice score``.
 
     Parameters
     ----------
@@ -587,35 +621,69 @@ def write_scores(store, split: str, name: str, scores) -> str:
     name : str
         Name of the score array (no slashes).
     scores : array-like of shape (n_samples,)
+        One score per row of the split.
+    overwrite : bool, default=True
+        Replace an existing array of that name.
 
     Returns
     -------
     str
         The array's path inside the store, ``"<split>/scores/<name>"``.
     """
-    from . import store as store_module
+    import hashlib
+
+    from .store import open_scores_writer
 
     fs = _open(store)
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ValueError(f"invalid score name {name!r}: no slashes, no leading dot.")
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.ascontiguousarray(scores, dtype=np.float64)
     count = fs.array(split, "features").shape[0]  # refuses a missing or incomplete split
     if scores.shape != (count,):
         raise ValueError(f"split {split!r} has {count} rows but {scores.shape} scores were given.")
-    zarr = store_module._zarr()
-    group = zarr.open_group(str(fs.path), mode="r+")[split]
-    scores_group = group.require_group("scores")
-    chunks = int(fs.split_info(split).get("chunk_rows") or max(count, 1))
-    arr = scores_group.create_array(
-        name, shape=(count,), chunks=(max(1, min(chunks, max(count, 1))),), dtype="float64",
-        overwrite=True,
+    writer = open_scores_writer(
+        fs.path, split, name,
+        chunk_rows=int(fs.split_info(split).get("chunk_rows") or max(count, 1)),
+        fingerprint="array:" + hashlib.sha256(scores.tobytes()).hexdigest(),
+        overwrite=overwrite,
     )
-    arr[...] = scores
+    if not writer.complete:
+        writer.write(writer.rows_done, scores[writer.rows_done:])
+        writer.finalize()
     return f"{split}/scores/{name}"
 
 
-def score_store(store, split: str, detector, *, name: str | None = None, write: bool = True) -> dict:
+def _summary(scores, detector, split) -> dict:
+    offset = getattr(detector, "offset_", np.nan)
+    flagged = None if np.isnan(offset) else int(np.count_nonzero(scores < offset))
+    empty = not scores.size
+    return {
+        "split": split,
+        "method": type(detector).name,
+        "n": int(scores.size),
+        "mean": float("nan") if empty else float(scores.mean()),
+        "std": float("nan") if empty else float(scores.std()),
+        "min": float("nan") if empty else float(scores.min()),
+        "max": float("nan") if empty else float(scores.max()),
+        "n_ood": flagged,
+        "fraction_ood": None if flagged is None or empty else flagged / scores.size,
+    }
+
+
+def score_store(
+    store,
+    split: str,
+    detector,
+    *,
+    name: str | None = None,
+    write: bool = True,
+    overwrite: bool = False,
+    scheduler=None,
+    progress=None,
+) -> dict:
     """Score one split of a store with a fitted detector and write the scores back.
+
+    Writing goes block by block through :func:`skdice.streaming.score_to_store`:
+    memory stays bounded, an interrupted run resumes, and scores already
+    written by the same detector are not recomputed.
 
     Parameters
     ----------
@@ -627,43 +695,49 @@ def score_store(store, split: str, detector, *, name: str | None = None, write: 
     name : str, default=None
         Name of the score array; the detector's registry name by default.
     write : bool, default=True
-        Write the scores to ``<split>/scores/<name>``.
+        Write the scores to ``<split>/scores/<name>``; False only computes them.
+    overwrite : bool, default=False
+        Replace scores of that name written by another detector.
+    scheduler : str, default=None
+        A ``dask.distributed`` scheduler address to score on (see
+        :func:`skdice.streaming.score_to_store`).
+    progress : callable, default=None
+        Called as ``progress(rows_done, n_rows)`` while writing.
 
     Returns
     -------
     dict
-        ``scores`` (ndarray), ``written`` (the array path or None), and a
-        summary: ``split``, ``method``, ``n``, ``mean``, ``std``, ``min``,
-        ``max``, and ``n_ood`` / ``fraction_ood`` (rows ``predict`` flags as
-        OOD; None when ``offset_`` is not calibrated).
+        ``scores`` (ndarray), ``written`` (the array path or None),
+        ``computed`` (rows scored by this run), and a summary: ``split``,
+        ``method``, ``n``, ``mean``, ``std``, ``min``, ``max``, and ``n_ood`` /
+        ``fraction_ood`` (rows ``predict`` flags as OOD; None when ``offset_``
+        is not calibrated).
     """
     from .persistence import load_detector
 
     if isinstance(detector, (str, Path)):
         detector = load_detector(detector)
     fs = _open(store)
-    X = _features(fs, split, False)
+    array = fs.array(split, "features")  # refuses a missing or incomplete split
     expected = getattr(detector, "n_features_in_", None)
-    if expected is not None and X.shape[1] != expected:
+    if expected is not None and array.shape[1] != expected:
         raise ValueError(
-            f"split {split!r} of {fs.path} has {X.shape[1]} features but the detector was "
+            f"split {split!r} of {fs.path} has {array.shape[1]} features but the detector was "
             f"fitted on {expected}: it belongs to another model."
         )
-    scores = detector.score_samples(X)
-    offset = getattr(detector, "offset_", np.nan)
-    flagged = None if np.isnan(offset) else int(np.count_nonzero(scores < offset))
-    name = name or type(detector).name
-    written = write_scores(fs, split, name, scores) if write else None
-    return {
-        "scores": scores,
-        "written": written,
-        "split": split,
-        "method": type(detector).name,
-        "n": int(scores.size),
-        "mean": float(scores.mean()) if scores.size else float("nan"),
-        "std": float(scores.std()) if scores.size else float("nan"),
-        "min": float(scores.min()) if scores.size else float("nan"),
-        "max": float(scores.max()) if scores.size else float("nan"),
-        "n_ood": flagged,
-        "fraction_ood": None if flagged is None or not scores.size else flagged / scores.size,
-    }
+    if write:
+        from .store import read_scores
+        from .streaming import score_to_store
+
+        try:
+            done = score_to_store(fs.path, split, detector, method=name, overwrite=overwrite,
+                                  scheduler=scheduler, progress=progress)
+        except (RuntimeError, OSError) as exc:
+            raise _corrupt(fs, split, exc) from exc
+        scores = read_scores(fs.path, split, done["written"].rsplit("/", 1)[-1])
+        written, computed = done["written"], done["computed"]
+    else:
+        scores = _scores(detector, _features(fs, split, False), False)
+        written, computed = None, int(scores.size)
+    return {"scores": scores, "written": written, "computed": computed,
+            **_summary(scores, detector, split)}

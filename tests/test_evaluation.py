@@ -398,3 +398,36 @@ def test_saved_detector_is_loadable_after_scoring(tmp_path):
     det = fit_from_store(path, "energy", train="train")
     again = load_detector(save_detector(det, tmp_path / "e.npz"))
     assert score_store(path, "id", again, write=False)["written"] is None
+
+
+def test_scoring_again_reuses_scores_and_another_detector_needs_overwrite(tmp_path):
+    path = tmp_path / "s.zarr"
+    make_store(path)
+    first = fit_from_store(path, "dice", train="train", p=0.9)
+    assert score_store(path, "id", first)["computed"] == 100
+    again = score_store(path, "id", first)
+    assert again["computed"] == 0 and again["n"] == 100
+    other = fit_from_store(path, "dice", train="train", p=0.5)
+    with pytest.raises(StoreError, match=r"id/scores/dice .*written by another detector.*--overwrite"):
+        score_store(path, "id", other)
+    replaced = score_store(path, "id", other, overwrite=True)
+    np.testing.assert_array_equal(replaced["scores"], other.score_samples(open_store(path).features("id")))
+
+
+def test_evaluate_streams_the_training_mean_for_dice(store, monkeypatch):
+    """DICE is fitted block by block; the training features are never loaded whole."""
+    path, *_ = store
+    import skdice.store
+
+    loaded = []
+    original = skdice.store.FeatureStore.features
+
+    def spy(self, split, **kwargs):
+        loaded.append(split)
+        return original(self, split, **kwargs)
+
+    monkeypatch.setattr(skdice.store.FeatureStore, "features", spy)
+    evaluate_store(path, "id", ["ood_a"], methods=["dice", "energy"], train="train")
+    assert "train" not in loaded
+    evaluate_store(path, "id", ["ood_a"], methods=["mahalanobis"], train="train")
+    assert "train" in loaded
