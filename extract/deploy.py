@@ -83,8 +83,10 @@ def _clipped_copy(head: nn.Module, clip: float) -> nn.Module:
 
 def _react_clip(detector):
     """ReAct's clip if the detector rectifies features before its masked head, else None."""
-    from skdice.detectors.react import DICEReActDetector
-
+    try:
+        from skdice.detectors.react import DICEReActDetector
+    except ImportError:  # a core without the ReAct family: nothing clips
+        return None
     return float(detector.threshold_) if isinstance(detector, DICEReActDetector) else None
 
 
@@ -92,7 +94,9 @@ def _fitted_arrays(detector):
     from sklearn.utils.validation import check_is_fitted
 
     if not hasattr(detector, "fit"):
-        raise TypeError(f"to_torch_head needs a fitted skdice detector, got {type(detector).__name__}.")
+        raise TypeError(
+            f"to_torch_head needs a fitted skdice detector, got {type(detector).__name__}."
+        )
     check_is_fitted(detector)
     if not hasattr(detector, "masked_weight_"):
         raise TypeError(

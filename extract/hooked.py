@@ -98,7 +98,9 @@ def resolve_head(model: nn.Module, head=None) -> tuple[str, nn.Module]:
             )
         module = head
     else:
-        raise TypeError(f"head must be an nn.Module, a dotted name or None, got {type(head).__name__}.")
+        raise TypeError(
+            f"head must be an nn.Module, a dotted name or None, got {type(head).__name__}."
+        )
     if not _is_head_candidate(module):
         raise ValueError(
             f"the head {name!r} is a {type(module).__name__}; it must be an nn.Linear or a "

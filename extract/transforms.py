@@ -179,8 +179,9 @@ class Resize(_Transform):
     size : int or (int, int)
         An int sets the shorter side and keeps the aspect ratio (the longer side
         becomes ``int(size * long / short)``); a pair is ``(height, width)``.
-    interpolation : {"bilinear", "nearest", "bicubic", "lanczos", "box", "hamming"}, default="bilinear"
-        Pillow filter. Pillow antialiases when shrinking, which is what
+    interpolation : str, default="bilinear"
+        Pillow filter: "bilinear", "nearest", "bicubic", "lanczos", "box" or
+        "hamming". Pillow antialiases when shrinking, which is what
         torchvision's ``antialias=True`` means for PIL images.
     max_size : int, default=None
         Bound on the longer side, as in torchvision.

@@ -91,7 +91,8 @@ PRESETS = MappingProxyType({
         "bit-s-r101",
         "BiT-S-R101x1 ResNet-v2 (the paper's ImageNet model), 2048-d features, 480x480 input",
         (3, 480, 480),
-        "the official BiT-S-R101x1.npz (https://storage.googleapis.com/bit_models/BiT-S-R101x1.npz)",
+        "the official BiT-S-R101x1.npz "
+        "(https://storage.googleapis.com/bit_models/BiT-S-R101x1.npz)",
         1000,
     ),
     "densenet-bc-100": Preset(

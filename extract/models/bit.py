@@ -207,7 +207,9 @@ def _npz_layout(model: ResNetV2) -> dict[str, torch.Tensor]:
         for unit_name, unit in block.named_children():
             prefix = f"resnet/{block_name}/{unit_name}/"
             for letter, conv, gn in (
-                ("a", unit.conv1, unit.gn1), ("b", unit.conv2, unit.gn2), ("c", unit.conv3, unit.gn3)
+                ("a", unit.conv1, unit.gn1),
+                ("b", unit.conv2, unit.gn2),
+                ("c", unit.conv3, unit.gn3),
             ):
                 layout[f"{prefix}{letter}/{_CONV}"] = conv.weight
                 layout[f"{prefix}{letter}/group_norm/gamma"] = gn.weight
@@ -332,7 +334,9 @@ def save_bit_npz(model: ResNetV2, path) -> Path:
     arrays = {}
     for key, tensor in _npz_layout(model).items():
         array = tensor.detach().to("cpu", torch.float32).numpy()
-        arrays[key] = np.ascontiguousarray(array.transpose(2, 3, 1, 0) if array.ndim == 4 else array)
+        if array.ndim == 4:  # OIHW -> HWIO
+            array = array.transpose(2, 3, 1, 0)
+        arrays[key] = np.ascontiguousarray(array)
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")

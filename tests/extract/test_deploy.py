@@ -110,7 +110,7 @@ def test_deploy_head_named_explicitly():
 
 
 def test_deploy_dice_react_clips_before_the_head():
-    from skdice.detectors.react import DICEReActDetector
+    DICEReActDetector = pytest.importorskip("skdice.detectors.react").DICEReActDetector
 
     torch.manual_seed(3)
     net = _Net().eval()
@@ -125,7 +125,7 @@ def test_deploy_dice_react_clips_before_the_head():
 
 
 def test_deploy_dice_react_on_conv_head():
-    from skdice.detectors.react import DICEReActDetector
+    DICEReActDetector = pytest.importorskip("skdice.detectors.react").DICEReActDetector
 
     torch.manual_seed(4)
     model = ResNetV2(units=(1, 1, 1, 1), base_width=32, num_classes=5).eval()

@@ -163,7 +163,8 @@ class _NotATensor:
 def test_densenet_loading_refuses_pickled_objects(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": DenseNetBC().state_dict(), "extra": _NotATensor()}, path)
-    with pytest.raises(WeightsMismatchError, match=r"objects other than tensors .*_NotATensor.*save a state_dict"):
+    expected = r"objects other than tensors .*_NotATensor.*save a state_dict"
+    with pytest.raises(WeightsMismatchError, match=expected):
         load_densenet_checkpoint(path)
 
 
@@ -229,7 +230,7 @@ def test_densenet_shared_checkpoint_classifies_cifar10(cifar10_run):
     assert accuracy >= 0.6, accuracy
 
 
-# -- BiT ResNet-v2 ----------------------------------------------------------------------------------
+# -- BiT ResNet-v2 ------------------------------------------------------------
 
 
 def test_std_conv_standardises_each_filter():
@@ -375,7 +376,7 @@ def test_bit_npz_without_units_is_refused_when_inferring(tmp_path):
         load_bit_npz(tmp_path / "empty.npz", units=None)
 
 
-# -- HookedExtractor ----------------------------------------------------------------------------------
+# -- HookedExtractor ------------------------------------------------------------
 
 
 class _TinyNet(nn.Module):
