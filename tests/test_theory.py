@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scipy.special import logsumexp
 
 from skdice import DICEDetector, Head
-from skdice.sparsify import contribution_matrix, dice_mask, dice_thresholds
+from skdice.sparsify import dice_mask, dice_thresholds
 from skdice.theory import (
     ood_score_std,
     output_mean_gap,
@@ -34,6 +34,9 @@ from strategies import (
     samples_and_kept,
     sparsities,
 )
+
+
+TERMS = ("var_dense", "var_masked", "dropped_variance", "all_pairs_covariance", "kept_pairs_covariance")
 
 
 def _skip_unless_slow(request):
@@ -110,7 +113,7 @@ def test_appendix_e_identity_example():
     kept = np.array([False, True, False, True])
     d = variance_decomposition(X, kept)
     ref = _explicit_terms(X, kept)
-    for name in ("var_dense", "var_masked", "dropped_variance", "all_pairs_covariance", "kept_pairs_covariance"):
+    for name in TERMS:
         assert getattr(d, name) == pytest.approx(ref[name], rel=1e-12, abs=1e-12), name
     assert d.reduction == pytest.approx(d.decomposed_reduction, abs=1e-12)
 
@@ -119,7 +122,7 @@ def _check_appendix_e(X, kept):
     d = variance_decomposition(X, kept)
     ref = _explicit_terms(X, kept)
     tol = _tolerance(X, ref["scale"])
-    for name in ("var_dense", "var_masked", "dropped_variance", "all_pairs_covariance", "kept_pairs_covariance"):
+    for name in TERMS:
         assert abs(getattr(d, name) - ref[name]) <= tol, name
     assert abs(ref["var_dense"] - ref["var_masked"] - (
         ref["dropped_variance"] + ref["all_pairs_covariance"] - ref["kept_pairs_covariance"]
@@ -151,7 +154,7 @@ def test_variance_decomposition_from_features_equals_contribution_samples():
     kept = np.array([0, 2, 5])
     a = variance_decomposition(H, kept, weight=w)
     b = variance_decomposition(H.astype(np.float64) * w, kept)
-    for name in ("var_dense", "var_masked", "dropped_variance", "all_pairs_covariance", "kept_pairs_covariance"):
+    for name in TERMS:
         assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-10), name
     assert a.kept.tolist() == [True, False, True, False, False, True]
 

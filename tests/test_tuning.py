@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.utils._param_validation import InvalidParameterError
 
 import skdice.tuning as tuning
 from skdice import DICEDetector, Head
+from skdice._numeric import column_mean  # the statistic DICEDetector.fit uses
 from skdice.metrics import aupr_in, aupr_out, auroc, auroc_scorer, fpr95_scorer, fpr_at_tpr
 from skdice.sparsify import contribution_matrix, dice_mask
 from skdice.tuning import DEFAULT_GRID, SparsitySearch
+from strategies import heads_and_features, sparsities
 
 
 def _make_data(seed=0, m=32, C=6, n_train=300, n_id=150, n_noise=150):
@@ -50,7 +54,7 @@ def _gridsearch_inputs(X_train, X_id, X_noise):
 def test_every_candidate_scores_equal_dice_detector_score_samples(data):
     X_train, X_id, X_noise, W, b = data
     head = Head(W, b)
-    mean = X_train.astype(np.float64).mean(axis=0)
+    mean = column_mean(X_train)
     for p, (_, mask, masked_weight) in zip(DEFAULT_GRID, tuning._masked_heads(mean, head, DEFAULT_GRID)):
         det = DICEDetector(p=p).fit(X_train, W, b)
         np.testing.assert_array_equal(mask, det.mask_)
@@ -58,6 +62,19 @@ def test_every_candidate_scores_equal_dice_detector_score_samples(data):
             np.testing.assert_allclose(
                 tuning._energy_scores(X, masked_weight, head.bias), det.score_samples(X), rtol=1e-6
             )
+
+
+@given(heads_and_features(), st.lists(sparsities(), min_size=1, max_size=4, unique=True))
+def test_every_candidate_mask_and_scores_equal_dice_detector_for_any_head(case, grid):
+    H, W, b = case
+    head = Head(W, b)
+    mean = column_mean(H)
+    for p, (_, mask, masked_weight) in zip(grid, tuning._masked_heads(mean, head, grid)):
+        det = DICEDetector(p=p).fit(H, W, b)
+        np.testing.assert_array_equal(mask, det.mask_)
+        np.testing.assert_allclose(
+            tuning._energy_scores(H, masked_weight, head.bias), det.score_samples(H), rtol=1e-6, atol=1e-6
+        )
 
 
 def test_cv_results_metrics_equal_metrics_of_dice_detector_scores(data, search):
@@ -79,7 +96,7 @@ def test_changing_p_changes_the_mask(data, search):
     # OpenOOD's DICE sweep reused its first mask for every p: here each p has its own.
     X_train, _, _, W, b = data
     head = Head(W, b)
-    mean = X_train.astype(np.float64).mean(axis=0)
+    mean = column_mean(X_train)
     masks = [mask for _, mask, _ in tuning._masked_heads(mean, head, DEFAULT_GRID)]
     counts = [int(mk.sum()) for mk in masks]
     assert counts == sorted(counts, reverse=True) and len(set(counts)) == len(counts)
@@ -94,7 +111,7 @@ def test_best_estimator_is_dice_at_the_best_p_calibrated_on_id_validation(data, 
     est = search.best_estimator_
     assert isinstance(est, DICEDetector)
     assert est.p == search.best_params_["p"]
-    V = contribution_matrix(X_train.astype(np.float64).mean(axis=0), Head(W).weight)
+    V = contribution_matrix(column_mean(X_train), Head(W).weight)
     np.testing.assert_array_equal(est.mask_, dice_mask(V, est.p)[0])
     assert est.offset_ == pytest.approx(np.quantile(est.score_samples(X_id), 0.05))
     # np.quantile interpolates: the kept fraction is tpr to within one row
@@ -206,7 +223,7 @@ def test_gridsearchcv_needs_head_when_width_equals_n_samples():
 # ------------------------------------------------------------ spellings
 def test_fit_spellings_give_the_same_results(data, search):
     X_train, X_id, X_noise, W, b = data
-    mean = X_train.astype(np.float64).mean(axis=0)
+    mean = column_mean(X_train)
     others = [
         SparsitySearch().fit(X_train, head=Head(W, b), X_id=X_id, X_noise=X_noise),
         SparsitySearch().fit(X_train, Head(W, b), X_id=X_id, X_noise=X_noise),
