@@ -556,7 +556,7 @@ def resolve_scheduler(scheduler: str | None = None) -> str | None:
 
 
 @contextmanager
-def dask_client(scheduler: str | None = None):
+def dask_client(scheduler: str | None = None, *, timeout: str = "10s"):
     """Connect to an existing ``dask.distributed`` cluster for the duration of a block.
 
     Within the block, dask computations (``.compute()``, ``dask.compute``) run
@@ -568,6 +568,8 @@ def dask_client(scheduler: str | None = None):
     ----------
     scheduler : str, default=None
         Scheduler address, or a ``distributed.Client`` to use as is.
+    timeout : str, default="10s"
+        How long to try to connect.
 
     Yields
     ------
@@ -583,7 +585,7 @@ def dask_client(scheduler: str | None = None):
         return
     distributed = require("distributed", "dask")
     try:
-        client = distributed.Client(address, timeout="10s", set_as_default=True)
+        client = distributed.Client(address, timeout=timeout, set_as_default=True)
     except (OSError, TimeoutError) as exc:
         raise ValueError(
             f"could not connect to the dask scheduler at {address!r} "

@@ -1,0 +1,134 @@
+"""Dask: fit reduces the mean with Dask, score_samples is lazy, a distributed cluster scores a store."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from skdice import DICEDetector, Head, get_detector
+
+da = pytest.importorskip("dask.array")
+
+
+def _problem(n=900, m=20, C=6, seed=0):
+    rng = np.random.default_rng(seed)
+    H = rng.gamma(2.0, size=(n, m)).astype(np.float32)
+    W = rng.normal(size=(m, C)).astype(np.float32)
+    b = rng.normal(size=C).astype(np.float32)
+    return H, W, b
+
+
+def test_fit_on_a_dask_array_equals_fit_in_memory():
+    H, W, b = _problem()
+    full = DICEDetector(p=0.8).fit(H, W, b)
+    det = DICEDetector(p=0.8).fit(da.from_array(H, chunks=(128, 7)), W, b)
+    np.testing.assert_allclose(det.mean_feature_, full.mean_feature_, rtol=1e-12)
+    np.testing.assert_array_equal(det.mask_, full.mask_)
+    assert det.offset_ == pytest.approx(full.offset_, rel=1e-6)
+    assert det.n_features_in_ == 20
+
+
+def test_dask_fit_leaves_out_rows_marked_y_zero():
+    H, W, b = _problem()
+    y = (np.arange(len(H)) % 3 != 0).astype(int)
+    det = DICEDetector().fit(da.from_array(H, chunks=100), y, W=W, b=b)
+    np.testing.assert_allclose(det.mean_feature_, H[y == 1].astype(np.float64).mean(0), rtol=1e-12)
+
+
+def test_score_samples_of_a_dask_array_is_lazy_and_row_chunked():
+    H, W, b = _problem()
+    det = DICEDetector(p=0.7).fit(H, W, b)
+    X = da.from_array(H, chunks=(200, 5))  # several chunks across the features too
+    scores = det.score_samples(X)
+    assert isinstance(scores, da.Array)
+    assert scores.chunks == ((200, 200, 200, 200, 100),)
+    np.testing.assert_allclose(scores.compute(), det.score_samples(H), rtol=1e-12)
+
+
+def test_the_detector_is_one_node_of_the_graph():
+    H, W, b = _problem()
+    det = DICEDetector().fit(H, W, b)
+    graph = dict(det.score_samples(da.from_array(H, chunks=100)).__dask_graph__())
+    holders = [key for key in graph if str(key).startswith("skdice-detector")]
+    assert len(holders) == 1
+
+
+def test_dask_input_errors():
+    H, W, b = _problem()
+    det = DICEDetector().fit(H, W, b)
+    with pytest.raises(ValueError, match="is expecting 20 features"):
+        det.score_samples(da.from_array(H[:, :5], chunks=100))
+    with pytest.raises(ValueError, match="cannot be fitted out of core"):
+        get_detector("mahalanobis").fit(da.from_array(H, chunks=100), np.zeros(len(H), int), W=W, b=b)
+    bad = H.copy()
+    bad[5, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        DICEDetector().fit(da.from_array(bad, chunks=100), W, b)
+    with pytest.raises(ValueError, match="needs the classifier head"):
+        DICEDetector().fit(da.from_array(H, chunks=100))
+
+
+def _write_store(path, n, m, W, b, chunk_rows):
+    from skdice.store import create_store
+
+    writer = create_store(path, model="toy", head=Head(W, b))
+    C = W.shape[1]
+    with writer.prepare_split("big", n, source="toy", chunk_rows=chunk_rows) as sw:
+        for i in sw.pending():
+            s, e = sw.chunk_bounds(i)
+            X = np.random.default_rng(i).random((e - s, m), dtype=np.float32)
+            sw.write_chunk(i, X, np.zeros((e - s, C), np.float32), np.zeros(e - s), [""] * (e - s))
+        sw.finalize()
+    return path
+
+
+def test_distributed_cluster_scores_a_split_larger_than_its_memory(tmp_path):
+    """Two worker processes, 240 MB each (480 MB together), score a 491 MB split."""
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("zarr")
+    from skdice.store import open_store, read_scores
+    from skdice.streaming import score_to_store
+
+    n, m, C = 192_000, 640, 10
+    limit = 240_000_000
+    assert n * m * 4 > 2 * limit
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(m, C)).astype(np.float32)
+    b = rng.normal(size=C).astype(np.float32)
+    path = _write_store(tmp_path / "big.zarr", n, m, W, b, chunk_rows=8000)
+    det = DICEDetector(p=0.7).fit(head=Head(W, b), train_mean=np.full(m, 0.5))
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=limit,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster, distributed.Client(cluster) as client:
+        limits = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
+        assert sorted(limits.values()) == [limit, limit]
+        result = score_to_store(path, "big", det, scheduler=client, block_rows=8000)
+    assert result["computed"] == n
+    fs = open_store(path)
+    expected = np.concatenate([det.score_samples(X) for _, X in fs.iter_features("big")])
+    np.testing.assert_allclose(read_scores(path, "big", "dice"), expected, rtol=1e-12)
+
+
+def test_threaded_dask_scores_match_numpy_on_a_store(tmp_path):
+    pytest.importorskip("zarr")
+    from skdice.store import open_store
+
+    H, W, b = _problem(n=1000)
+    from skdice.store import create_store
+
+    writer = create_store(tmp_path / "s.zarr", model="toy", head=Head(W, b))
+    with writer.prepare_split("id", len(H), source="toy", chunk_rows=128) as sw:
+        for i in sw.pending():
+            s, e = sw.chunk_bounds(i)
+            sw.write_chunk(i, H[s:e], H[s:e] @ W + b, np.zeros(e - s), [""] * (e - s))
+        sw.finalize()
+    X = open_store(tmp_path / "s.zarr").features("id", dask=True)
+    det = DICEDetector(p=0.6).fit(X, W, b)
+    np.testing.assert_allclose(det.score_samples(X).compute(), DICEDetector(p=0.6).fit(H, W, b).score_samples(H), rtol=1e-6)
