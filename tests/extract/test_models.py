@@ -90,6 +90,12 @@ def test_bit_preset_random_init_spec():
     steps = json.loads(json.dumps(spec.preprocessing))["steps"]
     assert [s["name"] for s in steps] == ["ConvertRGB", "Resize", "ToTensor", "Normalize"]
     assert steps[1]["size"] == [480, 480]
+    # the hooked extractor finds the same head; a small input keeps the R101 forward quick
+    extractor = HookedExtractor(spec.module)
+    assert extractor.head is spec.head and extractor.head_name == spec.head_name
+    features, logits = extractor(torch.randn(1, 3, 64, 64))
+    assert features.shape == (1, 2048) and logits.shape == (1, 1000)
+    assert extractor.head_weight().shape == (2048, 1000)
 
 
 def test_bit_preset_refuses_a_reduced_file(small_bit_npz):
