@@ -131,7 +131,8 @@ def _check_p(p):
     if p is None:
         return
     if isinstance(p, bool) or not isinstance(p, Real) or not 0 <= p < 1:
-        hint = " (p is a fraction: 0.9, not 90)" if isinstance(p, Real) and 1 <= p <= 100 else ""
+        percent = isinstance(p, Real) and 1 < p <= 100 and float(p).is_integer()
+        hint = f" (p is a fraction: {p / 100:g} for {p:g}%)" if percent else ""
         raise ValueError(f"p must be in [0, 1), got {p!r}{hint}.")
 
 

@@ -235,7 +235,7 @@ def test_p_applies_to_dice_and_the_same_method_can_appear_twice(store):
 
 @pytest.mark.parametrize(
     "p, match",
-    [(1.0, r"p must be in \[0, 1\), got 1.0 \(p is a fraction"), (90, r"got 90 \(p is a fraction: 0.9"),
+    [(1.0, r"p must be in \[0, 1\), got 1.0\.$"), (90, r"got 90 \(p is a fraction: 0.9 for 90%\)"),
      (-0.1, r"p must be in \[0, 1\), got -0.1\.$"), ("x", r"got 'x'")],
 )
 def test_bad_p_is_refused_before_reading_the_store(p, match, tmp_path):

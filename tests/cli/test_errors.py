@@ -1,0 +1,216 @@
+"""Every user error is one clear line on stderr and exit code 1; --debug adds the traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("typer")
+pytest.importorskip("zarr")
+
+from typer.testing import CliRunner
+
+from skdice import Head
+from skdice.cli.app import main
+from skdice.store import create_store
+
+M, C = 8, 3
+
+
+def run(args: list[str]):
+    """Run ``main`` (with its error mapping) inside CliRunner's isolation."""
+    runner = CliRunner()
+    with runner.isolation() as (out, err, _):
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def error_line(args, match):
+    code, out, err = run(args)
+    assert code == 1, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("skdice: error: "), err
+    assert "Traceback" not in err
+    import re
+
+    assert re.search(match, lines[0]), lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("errors")
+    path = root / "toy.zarr"
+    rng = np.random.default_rng(0)
+    head = Head(rng.normal(size=(M, C)))
+    writer = create_store(path, model="toy", head=head)
+    for name, n, finish in (("train", 40, True), ("id", 30, True), ("ood", 30, True), ("half", 40, False)):
+        X = np.maximum(rng.normal(1, 1, (n, M)), 0).astype(np.float32)
+        with writer.prepare_split(name, n, source="t", chunk_rows=16) as sw:
+            for i in sw.pending()[: None if finish else 1]:
+                a, b = sw.chunk_bounds(i)
+                sw.write_chunk(i, X[a:b], head.logits(X[a:b]), np.zeros(b - a, int), ["p"] * (b - a))
+            if finish:
+                sw.finalize()
+    return path
+
+
+EVAL = ["evaluate", "--id", "id", "--ood", "ood", "--method", "energy"]
+
+
+def _eval(store, *extra):
+    return [EVAL[0], str(store), *EVAL[1:], *extra]
+
+
+# ------------------------------------------------------------------ stores
+def test_missing_store(tmp_path):
+    error_line(_eval(tmp_path / "absent.zarr"), r"feature store .*absent.zarr does not exist; create it with `skdice extract")
+
+
+def test_folder_that_is_not_a_store(tmp_path):
+    error_line(_eval(tmp_path), r"is not a feature store \(no zarr.json\)")
+
+
+def test_corrupt_store_metadata(tmp_path):
+    bad = tmp_path / "bad.zarr"
+    bad.mkdir()
+    (bad / "zarr.json").write_text("{not json")
+    error_line(_eval(bad), r"bad.zarr could not be opened as a Zarr group")
+
+
+def test_corrupt_chunk(store, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    chunk = next(p for p in (copy / "id" / "features").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(b"garbage")
+    error_line(_eval(copy), r"split 'id' of .*could not be read .*the store is damaged; .*re-run `skdice extract`")
+
+
+def test_incomplete_split(store):
+    error_line(
+        ["evaluate", str(store), "--id", "id", "--ood", "half", "--method", "energy"],
+        r"split 'half' .* is incomplete \(1 of 3 chunks written\).*re-run the same `skdice extract`",
+    )
+
+
+def test_missing_split(store):
+    error_line(
+        ["evaluate", str(store), "--id", "id", "--ood", "svhn", "--method", "energy"],
+        r"has no split 'svhn' \(splits: half, id, ood, train\)",
+    )
+
+
+def test_missing_split_in_score(store, tmp_path):
+    code, _, err = run(["fit", str(store), "--train", "train", "--out", str(tmp_path / "d.npz")])
+    assert code == 0, err
+    error_line(["score", str(store), "--split", "nope", "--detector", str(tmp_path / "d.npz")],
+               r"has no split 'nope'")
+
+
+# ------------------------------------------------------------------ options
+def test_p_out_of_range(store):
+    error_line(_eval(store, "--method", "dice", "--p", "1.5", "--train", "train"),
+               r"p must be in \[0, 1\), got 1.5\.$")
+
+
+def test_p_given_in_percent_gets_a_hint(store):
+    error_line(["fit", str(store), "--train", "train", "--p", "90", "--out", "x.npz"],
+               r"got 90.0 \(p is a fraction: 0.9 for 90%\)")
+
+
+def test_p_not_a_number_is_a_usage_error(store):
+    code, _, err = run(_eval(store, "--p", "abc"))
+    assert code == 2
+    assert "Invalid value for '--p'" in err and "Traceback" not in err
+
+
+def test_p_for_a_method_without_sparsity(store):
+    error_line(_eval(store, "--p", "0.5"), r"none of the methods \(energy\) has a sparsity parameter p")
+
+
+def test_unknown_method(store):
+    error_line(_eval(store, "--method", "dcie"), r"unknown method 'dcie'; choose from: .*dice")
+
+
+def test_dice_without_training_data(store):
+    error_line(["evaluate", str(store), "--id", "id", "--ood", "ood"],
+               r"method 'dice' is fitted on in-distribution training features: pass --train SPLIT or --train-mean PATH")
+
+
+def test_train_and_train_mean_together(store, tmp_path):
+    np.save(tmp_path / "m.npy", np.ones(M))
+    error_line(_eval(store, "--train", "train", "--train-mean", str(tmp_path / "m.npy")),
+               r"give --train SPLIT or --train-mean PATH, not both")
+
+
+def test_train_mean_of_another_model(store, tmp_path):
+    np.save(tmp_path / "m.npy", np.ones(M + 2))
+    error_line(["evaluate", str(store), "--id", "id", "--ood", "ood", "--train-mean", str(tmp_path / "m.npy")],
+               rf"holds a mean of {M + 2} features but the store's head has {M}")
+
+
+# ------------------------------------------------------------------ detectors
+def test_file_that_is_not_a_saved_detector(store, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a detector")
+    error_line(["score", str(store), "--split", "id", "--detector", str(text)],
+               r"notes.txt is not a saved skdice detector: it is not an .npz archive")
+
+
+def test_npz_that_is_not_a_saved_detector(store, tmp_path):
+    np.savez(tmp_path / "arrays.npz", x=np.arange(3))
+    error_line(["score", str(store), "--split", "id", "--detector", str(tmp_path / "arrays.npz")],
+               r"arrays.npz is an .npz archive but not a saved skdice detector")
+
+
+def test_missing_detector_file(store, tmp_path):
+    error_line(["score", str(store), "--split", "id", "--detector", str(tmp_path / "gone.npz")],
+               r"no saved detector at .*gone.npz: the file does not exist")
+
+
+def test_detector_from_another_format_version(store, tmp_path):
+    import json
+
+    code, _, err = run(["fit", str(store), "--train", "train", "--out", str(tmp_path / "d.npz")])
+    assert code == 0, err
+    with np.load(tmp_path / "d.npz", allow_pickle=False) as archive:
+        members = {k: archive[k] for k in archive.files}
+    header = json.loads(members["__skdice__"].tobytes())
+    header["format_version"] = 7
+    members["__skdice__"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez(tmp_path / "d.npz", **members)
+    error_line(["score", str(store), "--split", "id", "--detector", str(tmp_path / "d.npz")],
+               r"saved in skdice detector format version 7 .*reads format version 1 only")
+
+
+# ------------------------------------------------------------------ debug, entry points
+def test_debug_shows_the_traceback(tmp_path):
+    code, _, err = run(["--debug", *_eval(tmp_path / "absent.zarr")])
+    assert code == 1
+    assert "Traceback (most recent call last)" in err
+    assert "StoreError" in err
+    assert err.strip().splitlines()[-1].startswith("skdice: error: feature store")
+
+
+def test_python_dash_m_skdice_runs_the_cli():
+    done = subprocess.run([sys.executable, "-m", "skdice", "--version"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("skdice ")
+
+
+def test_python_dash_m_error_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "skdice", *_eval(tmp_path / "absent.zarr")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("skdice: error: feature store")

@@ -1,0 +1,112 @@
+"""``skdice fit`` and ``skdice score`` through Typer's CliRunner."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("typer")
+zarr = pytest.importorskip("zarr")
+
+from typer.testing import CliRunner
+
+import skdice.evaluation
+from skdice import DICEDetector, Head, load_detector
+from skdice.cli.app import app
+from skdice.store import create_store, open_store, read_scores
+
+M, C = 10, 3
+runner = CliRunner()
+
+
+def toy_store(path):
+    rng = np.random.default_rng(3)
+    head = Head(rng.normal(size=(M, C)), rng.normal(size=C))
+    writer = create_store(path, model="toy", head=head)
+    for name, n in (("train", 70), ("test", 45)):
+        X = np.maximum(rng.normal(1.0, 1.0, (n, M)), 0).astype(np.float32)
+        y = np.arange(n) % C
+        with writer.prepare_split(name, n, source="t", chunk_rows=16) as sw:
+            for i in sw.pending():
+                a, b = sw.chunk_bounds(i)
+                sw.write_chunk(i, X[a:b], head.logits(X[a:b]), y[a:b], [str(j) for j in range(a, b)])
+            sw.finalize()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path):
+    return toy_store(tmp_path / "toy.zarr")
+
+
+def test_fit_arguments_map_to_fit_from_store(store, tmp_path, monkeypatch):
+    calls = []
+    real = skdice.evaluation.fit_from_store
+
+    def fake(store_arg, method, **kwargs):
+        calls.append((store_arg, method, kwargs))
+        return real(store_arg, method, **kwargs)
+
+    monkeypatch.setattr(skdice.evaluation, "fit_from_store", fake)
+    np.save(tmp_path / "mean.npy", np.ones(M))
+    out = tmp_path / "det.npz"
+    result = runner.invoke(app, ["fit", str(store), "--train", "train", "--method", "dice", "--p", "0.7",
+                                 "--train-mean", str(tmp_path / "mean.npy"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert calls == [(store, "dice", {"train": "train", "p": 0.7, "train_mean": tmp_path / "mean.npy"})]
+
+
+def test_fit_saves_a_detector_equal_to_an_in_memory_fit(store, tmp_path):
+    out = tmp_path / "dice.npz"
+    result = runner.invoke(app, ["fit", str(store), "--train", "train", "--p", "0.5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "fitted dice (p=0.5, tpr=0.95) on split 'train'" in result.stdout
+    assert f"saved to {out}" in result.stdout
+    fs = open_store(store)
+    reference = DICEDetector(p=0.5).fit(fs.features("train"), head=fs.head)
+    loaded = load_detector(out)
+    np.testing.assert_array_equal(loaded.mask_, reference.mask_)
+    np.testing.assert_allclose(loaded.score_samples(fs.features("test")),
+                               reference.score_samples(fs.features("test")), rtol=1e-6)
+    assert loaded.offset_ == pytest.approx(reference.offset_, rel=1e-6)
+    assert f"kept weights: {int(reference.mask_.sum())} of {M * C}" in result.stdout
+
+
+def test_fit_other_method_by_name(store, tmp_path):
+    out = tmp_path / "energy.npz"
+    result = runner.invoke(app, ["fit", str(store), "--train", "train", "--method", "energy", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert type(load_detector(out)).name == "energy"
+
+
+def test_score_writes_scores_into_the_store_and_prints_a_summary(store, tmp_path):
+    out = tmp_path / "dice.npz"
+    assert runner.invoke(app, ["fit", str(store), "--train", "train", "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["score", str(store), "--split", "test", "--detector", str(out)])
+    assert result.exit_code == 0, result.output
+    det = load_detector(out)
+    X = open_store(store).features("test")
+    expected = det.score_samples(X)
+    np.testing.assert_array_equal(read_scores(store, "test", "dice"), expected)
+    n_ood = int(np.sum(det.predict(X) == -1))
+    assert "scored 45 rows of split 'test' with dice" in result.stdout
+    assert f"flagged OOD at the saved threshold: {n_ood} ({100 * n_ood / 45:.2f}%)" in result.stdout
+    assert f"written to {store / 'test/scores/dice'}" in result.stdout
+
+
+def test_score_with_name_and_overwrite(store, tmp_path):
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    runner.invoke(app, ["fit", str(store), "--train", "train", "--p", "0.9", "--out", str(a)])
+    runner.invoke(app, ["fit", str(store), "--train", "train", "--p", "0.5", "--out", str(b)])
+    assert runner.invoke(app, ["score", str(store), "--split", "test", "--detector", str(a),
+                               "--name", "mine"]).exit_code == 0
+    again = runner.invoke(app, ["score", str(store), "--split", "test", "--detector", str(a), "--name", "mine"])
+    assert "nothing recomputed" in again.stdout
+    clash = runner.invoke(app, ["score", str(store), "--split", "test", "--detector", str(b), "--name", "mine"])
+    assert clash.exit_code != 0
+    forced = runner.invoke(app, ["score", str(store), "--split", "test", "--detector", str(b),
+                                 "--name", "mine", "--overwrite"])
+    assert forced.exit_code == 0, forced.output
+    np.testing.assert_array_equal(
+        read_scores(store, "test", "mine"), load_detector(b).score_samples(open_store(store).features("test"))
+    )
