@@ -312,15 +312,15 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     # -------------------------------------------------------------- helpers
     # Streaming state of partial_fit (and skdice.streaming): a float64 sum and a count.
+    # The head of a stream is weight_ and bias_ (set on its first call).
     def _stream_reset(self):
         self.__dict__.pop("_feature_sum", None)
-        self.__dict__.pop("_stream_head", None)
         self.__dict__.pop("n_samples_seen_", None)
 
     def _stream_start(self, head: Head):
         self._stream_reset()
         self._feature_sum = np.zeros(head.n_features, dtype=np.float64)
-        self._stream_head = head
+        self.weight_, self.bias_ = head.weight, head.bias
         self.n_samples_seen_ = 0
         self.n_features_in_ = head.n_features
 
@@ -335,9 +335,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 f"{type(self).__name__}.partial_fit has seen no in-distribution rows yet "
                 "(every row so far was marked y == 0)."
             )
-        head = self._stream_head
-        self.weight_ = head.weight
-        self.bias_ = head.bias
+        head = Head(self.weight_, self.bias_)
         self._fit_statistics(None, None, head, self._feature_sum / self.n_samples_seen_)
         self.offset_ = np.nan
 

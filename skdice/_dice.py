@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import _FLOAT_DTYPES, BaseDetector
-from ._numeric import chunk_rows, column_mean, logsumexp_rows
+from ._numeric import active_units, chunk_rows, column_mean, masked_energy
 from .sparsify import contribution_matrix, dice_mask
 
 __all__ = ["DICEDetector"]
@@ -112,9 +112,7 @@ class DICEDetector(BaseDetector):
         self.masked_weight_ = np.where(self.mask_, head.weight, np.float32(0))
 
     def _score_block(self, X):
-        logits = X @ self.masked_weight_
-        logits += self.bias_
-        return logsumexp_rows(logits)
+        return masked_energy(X, *active_units(self.masked_weight_), self.bias_)
 
     @property
     def _block_width(self):

@@ -1,0 +1,66 @@
+"""The sparse-head scoring kernel: dropping all-zero units from the GEMM changes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skdice import DICEDetector
+from skdice._numeric import active_units, masked_energy
+
+
+def _skewed_problem(n=400, m=64, C=10, seed=0):
+    """Unit means spread over two orders of magnitude, so high p zeroes whole units."""
+    rng = np.random.default_rng(seed)
+    scale = rng.lognormal(0.0, 1.5, size=m)
+    H = (rng.random((n, m)) * scale).astype(np.float32)
+    W = rng.normal(size=(m, C)).astype(np.float32)
+    b = rng.normal(size=C).astype(np.float32)
+    return H, W, b
+
+
+def _reference_energy(H, weight, b):
+    Z = H.astype(np.float64) @ weight.astype(np.float64) + b
+    top = Z.max(axis=1)
+    return top + np.log(np.exp(Z - top[:, None]).sum(axis=1))
+
+
+def test_active_units_are_the_rows_with_a_kept_weight():
+    weight = np.zeros((6, 3), np.float32)
+    weight[[1, 4], 0] = 1.0
+    units, packed = active_units(weight, limit=0.5)
+    np.testing.assert_array_equal(units, [1, 4])
+    np.testing.assert_array_equal(packed, weight[[1, 4]])
+    assert active_units(weight, limit=0.2) == (None, weight)  # too many active to pay off
+    again = active_units(weight, limit=0.5)  # cached for the same array
+    assert again[1] is packed
+
+
+@pytest.mark.parametrize("p", [0.9, 0.99])
+def test_scores_with_dropped_units_equal_the_dense_formula(p):
+    H, W, b = _skewed_problem()
+    det = DICEDetector(p=p).fit(H, W, b)
+    units, _ = active_units(det.masked_weight_)
+    assert units is not None and units.size < W.shape[0]  # the case under test
+    np.testing.assert_allclose(
+        det.score_samples(H), _reference_energy(H, det.masked_weight_, b), rtol=1e-5
+    )
+
+
+def test_dense_and_packed_kernels_agree():
+    H, W, b = _skewed_problem()
+    masked = DICEDetector(p=0.99).fit(H, W, b).masked_weight_
+    dense = masked_energy(H, None, masked, b)
+    packed = masked_energy(H, *active_units(masked, limit=1.0), b)
+    np.testing.assert_allclose(packed, dense, rtol=1e-6)
+
+
+def test_nan_in_a_dropped_unit_is_still_reported():
+    H, W, b = _skewed_problem()
+    det = DICEDetector(p=0.99).fit(H, W, b)
+    units, _ = active_units(det.masked_weight_)
+    dropped = np.setdiff1d(np.arange(W.shape[0]), units)[0]
+    bad = H.copy()
+    bad[7, dropped] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinity \(first at row 7\)"):
+        det.score_samples(bad)
