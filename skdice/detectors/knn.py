@@ -104,8 +104,8 @@ class KNNDetector(BaseDetector):
         n = X.shape[0]
         if self.n_neighbors > n:
             raise ValueError(
-                f"n_neighbors={self.n_neighbors} but only {n} fitting rows: "
-                "KNN needs at least n_neighbors training features."
+                f"n_neighbors={self.n_neighbors} exceeds the number of fitting rows: "
+                f"got {n} sample(s); KNN needs at least n_neighbors training features."
             )
         if self.backend == "faiss" and not _faiss_available():
             raise MissingExtraError(

@@ -20,6 +20,13 @@ _CLIP_CONSTRAINTS = {
 }
 
 
+def _clip(X, threshold):
+    # np.minimum maps +inf to the clip: refuse non-finite input before it hides
+    if not np.isfinite(X).all():
+        raise ValueError("Input X contains NaN or infinity.")
+    return np.minimum(X, np.float32(threshold))
+
+
 def _clip_threshold(detector, X):
     """The absolute ``threshold`` if given, else the percentile of all training activations."""
     if detector.threshold is not None:
@@ -89,8 +96,7 @@ class ReActDetector(_HeadDetector):
         self.threshold_ = _clip_threshold(self, X)
 
     def _score_block(self, X):
-        clipped = np.minimum(X, np.float32(self.threshold_))
-        return logsumexp_rows(self._logits(clipped))
+        return logsumexp_rows(self._logits(_clip(X, self.threshold_)))
 
 
 class DICEReActDetector(BaseDetector):
@@ -169,7 +175,6 @@ class DICEReActDetector(BaseDetector):
         return self.masked_weight_.shape[1]
 
     def _score_block(self, X):
-        clipped = np.minimum(X, np.float32(self.threshold_))
-        Z = clipped @ self.masked_weight_
+        Z = _clip(X, self.threshold_) @ self.masked_weight_
         Z += self.bias_
         return logsumexp_rows(Z)

@@ -45,7 +45,7 @@ def test_offset_scores_fitting_rows_without_themselves():
 
 
 def test_too_few_rows_and_missing_faiss_are_explained(monkeypatch):
-    with pytest.raises(ValueError, match="n_neighbors=50 but only 10 fitting rows"):
+    with pytest.raises(ValueError, match=r"n_neighbors=50 exceeds the number of fitting rows: got 10 sample\(s\)"):
         KNNDetector().fit(np.ones((10, 3)))
     monkeypatch.setattr("skdice.detectors.knn._faiss_available", lambda: False)
     with pytest.raises(MissingExtraError, match="pip install faiss-cpu"):
