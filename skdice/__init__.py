@@ -7,14 +7,55 @@ stage lives in :mod:`skdice.extract` and the command line in :mod:`skdice.cli`.
 from ._base import BaseDetector, available_detectors, get_detector
 from ._dice import DICEDetector
 from ._head import Head
+from .detectors.ablations import (
+    UnitDropoutDetector,
+    UnitPruningDetector,
+    WeightDropoutDetector,
+    WeightPruningDetector,
+)
+from .detectors.ash import ASHBDetector, ASHPDetector, ASHSDetector, SCALEDetector
+from .detectors.baselines import EnergyDetector, MaxLogitDetector, MSPDetector, ODINDetector
+from .detectors.dice_msp import DICEMSPDetector
+from .detectors.dice_variants import (
+    DICEBottomKDetector,
+    DICERandomKDetector,
+    DICETopBottomKDetector,
+)
+from .detectors.gen import GENDetector
+from .detectors.knn import KNNDetector
+from .detectors.mahalanobis import MahalanobisDetector
+from .detectors.react import DICEReActDetector, ReActDetector
+from .detectors.vim import ViMDetector
 from .persistence import load_detector, save_detector
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASHBDetector",
+    "ASHPDetector",
+    "ASHSDetector",
     "BaseDetector",
+    "DICEBottomKDetector",
     "DICEDetector",
+    "DICEMSPDetector",
+    "DICERandomKDetector",
+    "DICEReActDetector",
+    "DICETopBottomKDetector",
+    "EnergyDetector",
+    "GENDetector",
     "Head",
+    "KNNDetector",
+    "MSPDetector",
+    "MahalanobisDetector",
+    "MaxLogitDetector",
+    "ODINDetector",
+    "ReActDetector",
+    "SCALEDetector",
+    "UnitDropoutDetector",
+    "UnitPruningDetector",
+    "ViMDetector",
+    "WeightDropoutDetector",
+    "WeightPruningDetector",
     "available_detectors",
     "get_detector",
     "load_detector",

@@ -79,9 +79,9 @@ class KNNDetector(BaseDetector):
     --------
     >>> import numpy as np
     >>> from skdice.detectors.knn import KNNDetector
-    >>> H = np.array([[1.0, 0.0], [2.0, 0.1], [3.0, -0.1]])
+    >>> H = np.array([[1.0, 0.0], [0.0, 2.0]])
     >>> det = KNNDetector(n_neighbors=1).fit(H)
-    >>> det.score_samples([[5.0, 0.0], [0.0, 1.0]]).round(3)
+    >>> det.score_samples([[5.0, 0.0], [-1.0, 0.0]]).round(3)  # only the direction counts
     array([-0.   , -1.414])
     """
 

@@ -138,14 +138,18 @@ class MahalanobisDetector(BaseDetector):
                 "the shared covariance of X is not positive definite; "
                 f"increase reg (now {self.reg!r})."
             ) from None
-        L = np.tril(factor)
+        # C order everywhere: a saved and reloaded detector must take the same
+        # LAPACK path and give bit-identical scores
+        L = np.ascontiguousarray(np.tril(factor))
 
         self.classes_ = classes
         self.means_ = means
         self.covariance_ = cov
         self.cholesky_ = L
         self._center = center
-        self._whitened_means = solve_triangular(L, (means - center).T, lower=True)
+        self._whitened_means = np.ascontiguousarray(
+            solve_triangular(L, (means - center).T, lower=True)
+        )
         self._means_sqnorm = np.einsum("ij,ij->j", self._whitened_means, self._whitened_means)
 
     @property
