@@ -1,0 +1,172 @@
+"""The docs cannot rot: every relative link resolves and every runnable block runs.
+
+A fenced ```python block directly after the HTML comment ``<!-- runnable -->``
+is executed; the blocks of one file share a namespace, in order, and run in a
+temporary working directory. Links are checked in docs/*.md and README.md:
+relative targets must exist, and a ``#fragment`` into a Markdown file must name
+one of its headings (GitHub's slug rules).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC_FILES = sorted((ROOT / "docs").glob("*.md")) + [
+    p for p in [ROOT / "README.md"] if p.exists()
+]
+
+_FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)")
+_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_REF_DEF = re.compile(r"^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+\"[^\"]*\")?\s*$")
+_RUNNABLE = "<!-- runnable -->"
+
+
+def _split(text: str):
+    """Yield ("text", line) for prose and ("code", lang, body, runnable) per fence."""
+    lines = text.splitlines()
+    i = 0
+    previous = ""
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if not match:
+            yield ("text", lines[i])
+            if lines[i].strip():
+                previous = lines[i].strip()
+            i += 1
+            continue
+        fence, lang = match.group(2), match.group(3)
+        body = []
+        i += 1
+        while i < len(lines) and not lines[i].strip().startswith(fence):
+            body.append(lines[i])
+            i += 1
+        i += 1
+        yield ("code", lang, "\n".join(body), previous == _RUNNABLE)
+        previous = ""
+
+
+def _slug(heading: str) -> str:
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    anchors, seen = set(), {}
+    for part in _split(path.read_text(encoding="utf-8")):
+        if part[0] == "text" and part[1].startswith("#"):
+            slug = _slug(part[1].lstrip("#"))
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            anchors.add(slug if n == 0 else f"{slug}-{n}")
+    return anchors
+
+
+def _links(path: Path):
+    for part in _split(path.read_text(encoding="utf-8")):
+        if part[0] != "text":
+            continue
+        line = re.sub(r"`[^`]*`", "", part[1])
+        yield from _LINK.findall(line)
+        ref = _REF_DEF.match(line)
+        if ref:
+            yield ref.group(1)
+
+
+def _runnable_blocks(path: Path) -> list[str]:
+    return [
+        part[2]
+        for part in _split(path.read_text(encoding="utf-8"))
+        if part[0] == "code" and part[3]
+    ]
+
+
+def _ids(paths):
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+@pytest.mark.parametrize("doc", DOC_FILES, ids=_ids(DOC_FILES))
+def test_every_relative_link_resolves(doc):
+    broken = []
+    for target in _links(doc):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # http:, mailto:, ...
+            continue
+        file_part, _, fragment = target.partition("#")
+        dest = doc if not file_part else (doc.parent / file_part).resolve()
+        if not dest.exists():
+            broken.append(f"{target} (no such file {dest})")
+        elif fragment and dest.suffix == ".md" and fragment not in _anchors(dest):
+            broken.append(f"{target} (no heading #{fragment} in {dest.name})")
+    assert not broken, f"broken links in {doc.name}: " + "; ".join(broken)
+
+
+RUNNABLE_DOCS = [p for p in DOC_FILES if _runnable_blocks(p)]
+
+
+@pytest.mark.parametrize("doc", RUNNABLE_DOCS, ids=_ids(RUNNABLE_DOCS))
+def test_runnable_blocks_run(doc, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace = {"__name__": f"docs.{doc.stem}"}
+    for index, code in enumerate(_runnable_blocks(doc)):
+        try:
+            exec(compile(code, f"{doc.name}[block {index}]", "exec"), namespace)
+        except Exception as exc:  # pragma: no cover - the message is the point
+            raise AssertionError(
+                f"runnable block {index} of {doc.name} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+# ------------------------------------------------------ the checker itself
+def test_checker_finds_runnable_blocks_and_links_but_not_links_in_code():
+    text = (
+        "# Title\n\nSee [a](a.md#x) and ![img](pics/p.png).\n\n"
+        "<!-- runnable -->\n```python\nx = 1\n```\n\n```python\ny = 2\n```\n\n"
+        "```text\n[not a link](nowhere.md)\n```\n[ref]: other.md\n"
+    )
+    parts = list(_split(text))
+    code = [p for p in parts if p[0] == "code"]
+    assert [(c[2], c[3]) for c in code] == [("x = 1", True), ("y = 2", False), ("[not a link](nowhere.md)", False)]
+    prose = [p[1] for p in parts if p[0] == "text"]
+    found = [t for line in prose for t in _LINK.findall(line)]
+    assert found == ["a.md#x", "pics/p.png"]
+    assert _REF_DEF.match("[ref]: other.md").group(1) == "other.md"
+
+
+def test_slugs_follow_github_rules():
+    assert _slug("Fit once, score anywhere") == "fit-once-score-anywhere"
+    assert _slug("`skdice evaluate`") == "skdice-evaluate"
+    assert _slug("FPR95: two conventions") == "fpr95-two-conventions"
+    assert _slug("p (sparsity)") == "p-sparsity"
+    assert _slug("`skdice fit_score`") == "skdice-fit_score"
+
+
+def test_cli_reference_documents_every_command_and_option():
+    """docs/cli.md has a section per command naming each of its options."""
+    typer = pytest.importorskip("typer")
+    from skdice.cli.app import app
+
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    sections = {}
+    for block in re.split(r"^## ", text, flags=re.M)[1:]:
+        title, _, body = block.partition("\n")
+        match = re.fullmatch(r"`skdice (\w+)`", title.strip())
+        if match:
+            sections[match.group(1)] = body
+    missing = []
+    for name, command in typer.main.get_command(app).commands.items():
+        if name not in sections:
+            missing.append(f"no section '## `skdice {name}`'")
+            continue
+        for param in command.params:
+            if param.param_type_name != "option" or param.name == "help":
+                continue
+            long_names = [o for o in param.opts if o.startswith("--")]
+            if not any(f"`{o}" in sections[name] for o in long_names):
+                missing.append(f"skdice {name}: option {long_names[0]} is not documented")
+    assert not missing, "; ".join(missing)
