@@ -69,7 +69,9 @@ class _Encoder:
                     f"cannot save {where}: an object array (dtype {value.dtype}) "
                     "has no pickle-free representation."
                 )
-            return {"kind": "array", "key": self._add_array(np.ascontiguousarray(value))}
+            # np.save keeps Fortran order, so BLAS sees the same layout after a load
+            # and scores stay bit-identical.
+            return {"kind": "array", "key": self._add_array(value)}
         if isinstance(value, np.generic):
             # A 0-d array keeps the exact NumPy scalar type (float32 stays float32).
             return {"kind": "numpy_scalar", "key": self._add_array(np.asarray(value))}

@@ -56,6 +56,15 @@ def test_round_trip_keeps_every_fitted_attribute_and_its_dtype(tmp_path):
             assert loaded == value or (np.isnan(loaded) and np.isnan(value)), key
 
 
+def test_array_memory_order_is_preserved(tmp_path):
+    H, head, _ = _data()
+    det = DICEDetector().fit(H, head=head)
+    det.masked_weight_ = np.asfortranarray(det.masked_weight_)
+    again = load_detector(save_detector(det, tmp_path / "d.npz"))
+    assert again.masked_weight_.flags.f_contiguous and not again.masked_weight_.flags.c_contiguous
+    np.testing.assert_array_equal(again.score_samples(H), det.score_samples(H))
+
+
 def test_detector_fitted_from_train_mean_round_trips_with_nan_offset(tmp_path):
     H, head, _ = _data()
     det = DICEDetector(p=0.9).fit(head=head, train_mean=H.mean(axis=0))
