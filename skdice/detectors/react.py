@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from .._base import BaseDetector
-from .._numeric import column_mean, logsumexp_rows
+from .._numeric import active_units, column_mean, logsumexp_rows, masked_energy
 from ..sparsify import contribution_matrix, dice_mask
 from ._common import _HeadDetector
 
@@ -175,6 +175,5 @@ class DICEReActDetector(BaseDetector):
         return self.masked_weight_.shape[1]
 
     def _score_block(self, X):
-        Z = _clip(X, self.threshold_) @ self.masked_weight_
-        Z += self.bias_
-        return logsumexp_rows(Z)
+        clipped = _clip(X, self.threshold_)
+        return masked_energy(clipped, *active_units(self.masked_weight_), self.bias_)
