@@ -431,3 +431,12 @@ def test_evaluate_streams_the_training_mean_for_dice(store, monkeypatch):
     assert "train" not in loaded
     evaluate_store(path, "id", ["ood_a"], methods=["mahalanobis"], train="train")
     assert "train" in loaded
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import skdice.evaluation
+
+    result = doctest.testmod(skdice.evaluation)
+    assert result.attempted > 0 and result.failed == 0

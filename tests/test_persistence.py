@@ -204,3 +204,12 @@ def test_load_truncated_archive_is_refused(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DetectorFormatError, match="not a saved skdice detector: it is not an .npz"):
         load_detector(path)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import skdice.persistence
+
+    result = doctest.testmod(skdice.persistence)
+    assert result.attempted > 0 and result.failed == 0
