@@ -104,6 +104,11 @@ class MahalanobisDetector(BaseDetector):
         self.reg = reg
         self.tpr = tpr
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True  # class labels, unlike the other detectors
+        return tags
+
     def _fit_statistics(self, X, y, head, train_mean):
         y = np.asarray(y)
         if y.dtype.kind == "f" and not np.isfinite(y).all():
