@@ -109,7 +109,7 @@ def column_mean(X: np.ndarray) -> np.ndarray:
 
 #: Units are dropped from the GEMM only when at most this fraction of them is active:
 #: above it the gather costs more than the rows it saves (benchmarks/bench_core.py).
-DROP_UNITS_BELOW = 0.9
+DROP_UNITS_BELOW = 0.8
 
 _PACKED: dict = {}
 

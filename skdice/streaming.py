@@ -223,8 +223,11 @@ def fit_store(
         sample_idx = np.sort(rng.choice(n, size=int(calibration_rows), replace=False))
     sample = []
     for start, block in iter_blocks(array, block_rows):
-        block = _as_float(block, start)
+        if block.dtype not in _FLOAT_DTYPES:
+            block = block.astype(np.float32)
         detector._stream_add(block)
+        if not np.isfinite(detector._feature_sum).all():  # NaN and inf reach the sum
+            _raise_non_finite(block, start)
         if calibration == "sample":
             if sample_idx is None:
                 sample.append(block)
@@ -240,14 +243,13 @@ def fit_store(
     return detector
 
 
-def _as_float(block, start):
-    block = np.asarray(block)
-    if block.dtype not in _FLOAT_DTYPES:
-        block = block.astype(np.float32)
-    if not np.isfinite(block).all():
-        bad = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-        raise ValueError(f"the features contain NaN or infinity (first at row {start + bad}).")
-    return block
+def _raise_non_finite(block, start):
+    rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
+    if rows.size:
+        raise ValueError(f"the features contain NaN or infinity (first at row {start + int(rows[0])}).")
+    raise ValueError(
+        f"the feature sum overflows float64 by row {start + block.shape[0]}: rescale the features."
+    )
 
 
 def calibrate_offset(detector, X) -> BaseDetector:

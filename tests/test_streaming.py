@@ -48,7 +48,8 @@ def _write_store(path, H, W, b, split="train", chunk_rows=64):
     with writer.prepare_split(split, H.shape[0], source="toy", chunk_rows=chunk_rows) as sw:
         for i in sw.pending():
             s, e = sw.chunk_bounds(i)
-            sw.write_chunk(i, H[s:e], H[s:e] @ W + b, np.zeros(e - s), [str(j) for j in range(s, e)])
+            logits = np.zeros((e - s, W.shape[1]), np.float32)
+            sw.write_chunk(i, H[s:e], logits, np.zeros(e - s), [str(j) for j in range(s, e)])
         sw.finalize()
     return path
 
@@ -292,3 +293,11 @@ def test_unreachable_scheduler_is_one_clear_error(monkeypatch):
     with pytest.raises(ValueError, match="could not connect to the dask scheduler at 'tcp://127.0.0.1:9'"):
         with dask_client("tcp://127.0.0.1:9", timeout="1s"):
             pass
+
+
+def test_fit_store_reports_the_first_non_finite_row(tmp_path):
+    H, W, b = _problem()
+    H[300, 4] = np.inf
+    path = _write_store(tmp_path / "bad.zarr", H, W, b)
+    with pytest.raises(ValueError, match=r"NaN or infinity \(first at row 300\)"):
+        fit_store(DICEDetector(), path, "train", block_rows=128)
