@@ -110,3 +110,43 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module(f"skdice.detectors.{module}")
     failures, _ = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert failures == 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dask_scores_equal_numpy_scores(name):
+    da = pytest.importorskip("dask.array")
+    H, W, b = random_problem(n=200, m=16, C=5)
+    det = _fit(name, H, W, b, _labels(len(H)), "positional")
+    lazy = det.score_samples(da.from_array(H, chunks=(64, 16)))
+    np.testing.assert_allclose(lazy.compute(), det.score_samples(H), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["dice-bottom-k", "dice-top-bottom-k", "dice-msp"])
+def test_partial_fit_equals_fit_from_the_mean(name):
+    H, W, b = random_problem(n=300, m=16, C=5)
+    streamed = get_detector(name, p=0.7)
+    for start in range(0, 300, 70):
+        streamed.partial_fit(H[start : start + 70], **({"W": W, "b": b} if start == 0 else {}))
+    whole = get_detector(name, p=0.7).fit(H, W, b)
+    np.testing.assert_array_equal(streamed.mask_, whole.mask_)
+    np.testing.assert_allclose(streamed.score_samples(H), whole.score_samples(H), rtol=1e-6)
+
+
+def test_grid_search_tunes_a_catalogue_parameter():
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+
+    from skdice.metrics import fpr95_scorer
+    from _detector_problems import id_ood_problem
+
+    H_train, _, H_id, H_ood, W, b = id_ood_problem()
+    X = np.r_[H_train, H_id, H_ood]
+    y = np.r_[np.ones(len(H_train) + len(H_id)), np.zeros(len(H_ood))].astype(int)
+    fold = np.r_[-np.ones(len(H_train)), np.zeros(len(H_id) + len(H_ood))]
+    search = GridSearchCV(
+        get_detector("ash-s"),
+        {"percentile": [50, 70, 90]},
+        scoring=fpr95_scorer,
+        cv=PredefinedSplit(fold),
+    ).fit(X, y, head=Head(W, b))
+    assert search.best_params_["percentile"] in (50, 70, 90)
+    assert search.best_estimator_.n_features_in_ == X.shape[1]

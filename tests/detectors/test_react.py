@@ -72,3 +72,13 @@ def test_percentile_out_of_range_is_refused():
     H, W, b = random_problem(n=10)
     with pytest.raises(ValueError, match="percentile"):
         get_detector("react", percentile=120).fit(H, W, b)
+
+
+def test_dice_react_hand_case():
+    # two units, one class: means (1, 3) so V = (1, -3) * (1, 3) = (1, -9); p = 0.5 keeps unit 0
+    H = np.array([[0.0, 2.0], [2.0, 4.0]], dtype=np.float32)
+    W = np.array([[1.0, 0.0], [-3.0, 0.0]])  # a second, all-zero class keeps logsumexp simple
+    det = get_detector("dice-react", p=0.5, threshold=1.5).fit(H, W)
+    np.testing.assert_array_equal(det.mask_[:, 0], [True, False])
+    # clip (5, 5) to (1.5, 1.5); only unit 0 counts: logits (1.5, 0)
+    np.testing.assert_allclose(det.score_samples([[5.0, 5.0]]), [np.logaddexp(1.5, 0.0)], rtol=1e-6)
