@@ -287,7 +287,8 @@ def extract_features(
     preprocess : callable, default=None
         PIL image -> tensor, for string ``data`` with a bare module.
     channels_last : bool, default=None
-        Use the channels-last memory format; None means on CUDA only.
+        Run convolutions in the channels-last memory format; None means yes
+        (faster on CUDA and, for DenseNet-BC-100, on the CPU too).
 
     Returns
     -------
@@ -313,7 +314,7 @@ def extract_features(
         warnings.warn("--amp (bf16 autocast) applies on CUDA only; running in float32 on the CPU.", stacklevel=2)
         amp = False
     if channels_last is None:
-        channels_last = dev.type == "cuda"
+        channels_last = True  # faster with cuDNN and with oneDNN (DenseNet-BC-100 on CPU: about 1.3x)
     if workers is None:
         workers = min(8, max((os.cpu_count() or 1) - 1, 0)) if dev.type == "cuda" else 0
 
