@@ -236,6 +236,25 @@ def _features(fs, split, dask):
         raise _corrupt(fs, split, exc) from exc
 
 
+def _fits_from_a_mean(detector, head) -> bool:
+    """Whether the detector, with its parameters, is fitted from the mean feature alone.
+
+    Such detectors are fitted by streaming the training split. DICE+ReAct, for
+    one, accepts a mean but also needs the features for its clip percentile
+    unless given an absolute threshold; a trial fit on a placeholder mean
+    tells them apart without reading any data.
+    """
+    from sklearn.base import clone
+
+    if not type(detector)._accepts_train_mean or not hasattr(detector, "_stream_start"):
+        return False
+    try:
+        clone(detector).fit(head=head, train_mean=np.ones(head.n_features))
+    except ValueError:
+        return False
+    return True
+
+
 class _TrainData:
     """The training information of a run, with the features read only if a method needs them."""
 
@@ -267,7 +286,7 @@ def _fit(detector, head, train: _TrainData, *, id_X=None, dask=False, calibrate=
     if head_only and (train.split is None or not calibrate):
         return detector.fit(id_X.compute() if dask else id_X, head=head)
     if train.split is not None:
-        if cls._accepts_train_mean and train.mean is None and hasattr(detector, "_stream_start"):
+        if train.mean is None and _fits_from_a_mean(detector, head):
             from .streaming import fit_store
 
             return fit_store(detector, train.fs, train.split, head=head,

@@ -440,3 +440,14 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(skdice.evaluation)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("name", sorted(available_detectors()))
+def test_every_registered_method_evaluates_from_a_training_split(store, name):
+    path, head, splits = store
+    result = evaluate_store(path, "id", ["ood_a"], methods=[name], train="train")
+    rows = result.report.rows
+    assert [(r.method, r.ood) for r in rows] == [(name, "ood_a"), (name, "average")]
+    assert all(0 <= r.auroc <= 100 and 0 <= r.fpr95 <= 100 for r in rows)
+    det = result.detectors[name]
+    np.testing.assert_allclose(result.scores[name]["ood_a"], det.score_samples(splits["ood_a"][0]))
