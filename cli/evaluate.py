@@ -114,6 +114,14 @@ def register(app: typer.Typer) -> None:
             Positive, typer.Option("--positive", help="FPR95 convention: ID or OOD as positive class.")
         ] = Positive.id,
         fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+        scheduler: Annotated[
+            str | None,
+            typer.Option(
+                "--scheduler",
+                help="Address of a running dask.distributed scheduler to compute on "
+                "(default: $SKDICE_SCHEDULER, else this machine).",
+            ),
+        ] = None,
     ) -> None:
         """Fit detectors and print FPR95, AUROC, AUPR-In and AUPR-Out per OOD split.
 
@@ -125,15 +133,19 @@ def register(app: typer.Typer) -> None:
 
         if train is not None and train_mean is not None:
             raise ValueError("give --train SPLIT or --train-mean PATH, not both.")
-        result = evaluate_store(
-            store,
-            id_split,
-            ood,
-            methods=method or DEFAULT_METHODS,
-            p=p,
-            train=train,
-            train_mean=train_mean,
-            positive=positive.value,
-            progress=stderr_progress,
-        )
+        from skdice.streaming import dask_client
+
+        with dask_client(scheduler) as client:  # no address: no dask, the in-memory path
+            result = evaluate_store(
+                store,
+                id_split,
+                ood,
+                methods=method or DEFAULT_METHODS,
+                p=p,
+                train=train,
+                train_mean=train_mean,
+                positive=positive.value,
+                dask=client is not None,
+                progress=stderr_progress,
+            )
         typer.echo(render(result, fmt.value))

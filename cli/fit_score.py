@@ -159,6 +159,14 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--overwrite", help="Replace scores of that name written by another detector."),
         ] = False,
+        scheduler: Annotated[
+            str | None,
+            typer.Option(
+                "--scheduler",
+                help="Address of a running dask.distributed scheduler to score on "
+                "(default: $SKDICE_SCHEDULER, else this machine).",
+            ),
+        ] = None,
     ) -> None:
         """Score a split with a saved detector and write the scores into the store.
 
@@ -169,5 +177,6 @@ def register(app: typer.Typer) -> None:
 
         fitted = load_detector(detector)
         with _ProgressBar(f"scoring {split}") as bar:
-            summary = score_store(store, split, fitted, name=name, overwrite=overwrite, progress=bar)
+            summary = score_store(store, split, fitted, name=name, overwrite=overwrite,
+                                  scheduler=scheduler, progress=bar)
         typer.echo("\n".join(score_summary(summary, store)))

@@ -61,6 +61,9 @@ __all__ = [
 #: Environment variable naming a dask.distributed scheduler (``tcp://host:8786``).
 SCHEDULER_ENV = "SKDICE_SCHEDULER"
 
+#: How long dask_client tries to reach a scheduler.
+_CONNECT_TIMEOUT = "10s"
+
 #: Bytes of features read per block by the streaming paths.
 _BLOCK_BYTES = 32 * 2**20
 
@@ -558,7 +561,7 @@ def resolve_scheduler(scheduler: str | None = None) -> str | None:
 
 
 @contextmanager
-def dask_client(scheduler: str | None = None, *, timeout: str = "10s"):
+def dask_client(scheduler: str | None = None, *, timeout: str | None = None):
     """Connect to an existing ``dask.distributed`` cluster for the duration of a block.
 
     Within the block, dask computations (``.compute()``, ``dask.compute``) run
@@ -570,8 +573,8 @@ def dask_client(scheduler: str | None = None, *, timeout: str = "10s"):
     ----------
     scheduler : str, default=None
         Scheduler address, or a ``distributed.Client`` to use as is.
-    timeout : str, default="10s"
-        How long to try to connect.
+    timeout : str, default=None
+        How long to try to connect; 10 seconds by default.
 
     Yields
     ------
@@ -587,7 +590,9 @@ def dask_client(scheduler: str | None = None, *, timeout: str = "10s"):
         return
     distributed = require("distributed", "dask")
     try:
-        client = distributed.Client(address, timeout=timeout, set_as_default=True)
+        client = distributed.Client(
+            address, timeout=timeout or _CONNECT_TIMEOUT, set_as_default=True
+        )
     except (OSError, TimeoutError) as exc:
         raise ValueError(
             f"could not connect to the dask scheduler at {address!r} "

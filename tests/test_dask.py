@@ -132,3 +132,55 @@ def test_threaded_dask_scores_match_numpy_on_a_store(tmp_path):
     X = open_store(tmp_path / "s.zarr").features("id", dask=True)
     det = DICEDetector(p=0.6).fit(X, W, b)
     np.testing.assert_allclose(det.score_samples(X).compute(), DICEDetector(p=0.6).fit(H, W, b).score_samples(H), rtol=1e-6)
+
+
+def test_cli_score_and_evaluate_run_on_a_scheduler(tmp_path, monkeypatch):
+    """`--scheduler ADDRESS` (and SKDICE_SCHEDULER) put the work on a running cluster."""
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from skdice.cli.app import app
+    from skdice.persistence import save_detector
+    from skdice.store import create_store, read_scores
+
+    H, W, b = _problem(n=600)
+    writer = create_store(tmp_path / "s.zarr", model="toy", head=Head(W, b))
+    for split, rows in (("id", H[:300]), ("ood", H[300:] * 3)):
+        with writer.prepare_split(split, len(rows), source="toy", chunk_rows=64) as sw:
+            for i in sw.pending():
+                s, e = sw.chunk_bounds(i)
+                logits = np.zeros((e - s, W.shape[1]), np.float32)
+                sw.write_chunk(i, rows[s:e], logits, np.zeros(e - s), [""] * (e - s))
+            sw.finalize()
+    det = DICEDetector(p=0.7).fit(H[:300], W, b)
+    save_detector(det, tmp_path / "d.npz")
+    monkeypatch.delenv("SKDICE_SCHEDULER", raising=False)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        address = cluster.scheduler_address
+        runner = CliRunner()
+        result = runner.invoke(app, ["score", str(tmp_path / "s.zarr"), "--split", "ood",
+                                     "--detector", str(tmp_path / "d.npz"), "--scheduler", address])
+        assert result.exit_code == 0, result.output
+        with distributed.Client(address) as client:
+            # only this test's tasks ran there: the scheduler saw the scoring
+            assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter) > 0
+        monkeypatch.setenv("SKDICE_SCHEDULER", address)
+        result = runner.invoke(app, ["evaluate", str(tmp_path / "s.zarr"), "--id", "id",
+                                     "--ood", "ood", "--train-mean", str(_save_mean(tmp_path, H))])
+        assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(read_scores(tmp_path / "s.zarr", "ood", "dice"), det.score_samples(H[300:] * 3), rtol=1e-12)
+    monkeypatch.setattr("skdice.streaming._CONNECT_TIMEOUT", "1s")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "s.zarr"), "--split", "id",
+                                      "--detector", str(tmp_path / "d.npz"), "--scheduler", "tcp://127.0.0.1:9"])
+    assert isinstance(result.exception, ValueError)  # the CLI's main() prints it as one line
+    assert "could not connect to the dask scheduler at 'tcp://127.0.0.1:9'" in str(result.exception)
+
+
+def _save_mean(tmp_path, H):
+    path = tmp_path / "mean.npy"
+    np.save(path, H[:300].astype(np.float64).mean(axis=0))
+    return path
