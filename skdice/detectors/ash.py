@@ -86,8 +86,9 @@ class ASHPDetector(_Shaping):
     Notes
     -----
     Applied to the pooled penultimate feature, as in the ASH authors' README
-    usage and in OpenOOD. pytorch-ood's ``ASH`` (variant ``ash-p``) returns
-    the negative energy, the opposite sign; ties at the k-th value are broken
+    usage. pytorch-ood's ``ASH`` (variant ``ash-p``) returns the negative
+    energy, the opposite sign, and takes the percentile as a fraction (0.65
+    by default for every variant). Ties at the k-th value are broken
     arbitrarily, like ``torch.topk``.
 """
         + _ASH_REF
@@ -197,7 +198,9 @@ class SCALEDetector(_Shaping):
         + """
     Notes
     -----
-    OpenOOD's ``ScalePostprocessor`` computes the same score (same sign).
+    OpenOOD's ``ScalePostprocessor`` computes the same score (same sign);
+    pytorch-ood's ``SCALE`` returns the negative energy and takes the
+    percentile as a fraction (default 0.65).
 
     References
     ----------

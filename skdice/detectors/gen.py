@@ -42,7 +42,10 @@ class GENDetector(_HeadDetector):
     The softmax is computed in float64 and ``1 - p_j`` as the sum of the other
     classes' weights, so confident rows (``p_max`` within 1e-8 of 1) keep
     their order. OpenOOD's ``GENPostprocessor`` returns the same score (same
-    sign).
+    sign). pytorch-ood's ``GEN`` returns ``+G / M`` (a mean instead of a sum,
+    the opposite sign) with the probabilities clamped to ``[1e-7, 1 - 1e-7]``
+    and all classes by default: the same ranking wherever the clamp does not
+    bind and M agrees.
 
     References
     ----------

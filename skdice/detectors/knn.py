@@ -67,8 +67,9 @@ class KNNDetector(BaseDetector):
     the fitting set, so fit on a subsample for very large sets (as the KNN
     paper does on ImageNet). OpenOOD's ``KNNPostprocessor`` returns the same
     score (negative k-th distance, faiss ``IndexFlatL2`` on normalised
-    features); pytorch-ood's ``KNN`` returns the distance itself (the opposite
-    sign).
+    features). pytorch-ood's ``KNN`` returns the distance itself (the opposite
+    sign), and equals this score only with ``norm_features=True`` and the same
+    k (its defaults are no normalisation and k = 1).
 
     References
     ----------
