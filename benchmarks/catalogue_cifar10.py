@@ -58,7 +58,8 @@ def main(argv=None):
         f"ID {args.id_split} ({len(H_id)}), OOD "
         + ", ".join(f"{k} ({len(v)})" for k, v in H_ood.items())
     )
-    header = "| method | " + " | ".join(f"{k} FPR95 / AUROC" for k in H_ood) + " | mean FPR95 / AUROC | fit+score s |"
+    columns = [f"{k} FPR95 / AUROC" for k in H_ood] + ["mean FPR95 / AUROC", "fit+score s"]
+    header = "| method | " + " | ".join(columns) + " |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name, cls in available_detectors().items():

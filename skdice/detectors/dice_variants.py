@@ -137,7 +137,10 @@ class DICETopBottomKDetector(_ContributionMasked):
     )
 
     name = "dice-top-bottom-k"
-    summary = "DICE ablation: keep the k/2 largest and k/2 smallest contributions (Sun & Li, 2022, Table 5)"
+    summary = (
+        "DICE ablation: keep the k/2 largest and k/2 smallest contributions "
+        "(Sun & Li, 2022, Table 5)"
+    )
 
     def __init__(self, p=0.9, *, tpr=0.95):
         self.p = p

@@ -32,7 +32,8 @@ def test_hand_case_four_units():
     # h = (4, 3, 2, 1), percentile 50: k = 2, top = {4, 3}, s1 = 10, s2 = 7
     H = np.array([[4.0, 3.0, 2.0, 1.0]], dtype=np.float32)
     W = np.c_[np.eye(4)[:, 0], np.zeros(4)]  # logits (h'_0, 0)
-    expected_first_logit = {"ash-p": 4.0, "ash-b": 5.0, "ash-s": 4.0 * np.exp(10 / 7), "scale": 4.0 * np.exp(10 / 7)}
+    scaled = 4.0 * np.exp(10 / 7)
+    expected_first_logit = {"ash-p": 4.0, "ash-b": 5.0, "ash-s": scaled, "scale": scaled}
     for name, z in expected_first_logit.items():
         det = get_detector(name, percentile=50).fit(H, W)
         np.testing.assert_allclose(det.score_samples(H), [np.logaddexp(z, 0.0)], rtol=1e-6)

@@ -3,7 +3,12 @@
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import contributions_with_ties, distinct_contributions, heads_and_features, sparsities
+from strategies import (
+    contributions_with_ties,
+    distinct_contributions,
+    heads_and_features,
+    sparsities,
+)
 
 from skdice import get_detector
 from skdice.sparsify import bottom_k_mask, dice_mask, random_k_mask, top_bottom_k_mask

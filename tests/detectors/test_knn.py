@@ -20,7 +20,8 @@ def test_hand_case_direction_only():
     H = np.array([[1.0, 0.0], [0.0, 2.0]])
     det = KNNDetector(n_neighbors=1, backend="sklearn").fit(H)
     # (3, 3) normalises to (1, 1)/sqrt 2: distance to (1, 0) is sqrt(2 - sqrt 2)
-    np.testing.assert_allclose(det.score_samples([[3.0, 3.0]]), [-np.sqrt(2 - np.sqrt(2))], rtol=1e-6)
+    expected = -np.sqrt(2 - np.sqrt(2))
+    np.testing.assert_allclose(det.score_samples([[3.0, 3.0]]), [expected], rtol=1e-6)
     assert det.score_samples([[7.0, 0.0]])[0] == pytest.approx(0.0, abs=1e-6)
 
 
@@ -45,7 +46,8 @@ def test_offset_scores_fitting_rows_without_themselves():
 
 
 def test_too_few_rows_and_missing_faiss_are_explained(monkeypatch):
-    with pytest.raises(ValueError, match=r"n_neighbors=50 exceeds the number of fitting rows: got 10 sample\(s\)"):
+    message = r"n_neighbors=50 exceeds the number of fitting rows: got 10 sample\(s\)"
+    with pytest.raises(ValueError, match=message):
         KNNDetector().fit(np.ones((10, 3)))
     monkeypatch.setattr("skdice.detectors.knn._faiss_available", lambda: False)
     with pytest.raises(MissingExtraError, match="pip install faiss-cpu"):

@@ -18,7 +18,8 @@ def _reference(H_train, y, H, reg):
     m = cov.shape[0]
     cov += reg * np.trace(cov) / m * np.eye(m)
     diffs = H.astype(np.float64)[:, None, :] - means[None, :, :]
-    d2 = np.einsum("ncm,ncm->nc", diffs, np.linalg.solve(cov, diffs.transpose(0, 2, 1)).transpose(0, 2, 1))
+    solved = np.linalg.solve(cov, diffs.transpose(0, 2, 1)).transpose(0, 2, 1)
+    d2 = np.einsum("ncm,ncm->nc", diffs, solved)
     return -d2.min(axis=1)
 
 
@@ -31,7 +32,8 @@ def test_hand_checkable_identity_covariance():
     det = MahalanobisDetector(reg=0.0).fit(H, y)
     np.testing.assert_allclose(det.covariance_, np.eye(2) * 0.5)
     # covariance 0.5 I: d^2 = 2 ||x - mu||^2
-    np.testing.assert_allclose(det.score_samples([[1.0, 1.0], [2.0, 0.0], [7.0, 0.0]]), [-4.0, -8.0, -18.0])
+    queries = [[1.0, 1.0], [2.0, 0.0], [7.0, 0.0]]
+    np.testing.assert_allclose(det.score_samples(queries), [-4.0, -8.0, -18.0])
 
 
 def test_scores_match_numpy_reference():
@@ -39,7 +41,8 @@ def test_scores_match_numpy_reference():
     y = rng.integers(0, 5, size=400)
     H = (rng.normal(size=(400, 12)) @ rng.normal(size=(12, 12)) + 2 * y[:, None]).astype(np.float32)
     det = MahalanobisDetector().fit(H, y)
-    np.testing.assert_allclose(det.score_samples(H[:100]), _reference(H, y, H[:100], 1e-6), rtol=1e-5)
+    reference = _reference(H, y, H[:100], 1e-6)
+    np.testing.assert_allclose(det.score_samples(H[:100]), reference, rtol=1e-5)
 
 
 def test_singular_covariance_is_regularised_not_inverted():
