@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -58,6 +59,8 @@ def register(app: typer.Typer) -> None:
             spec, data, out, split, batch_size=batch_size, device=device, workers=workers,
             limit=limit, amp=amp, progress=True,
         )
+        if os.environ.get("RANK", "0") != "0":
+            return  # under torchrun, rank 0 reports
         info = open_store(path).split_info(split)
         typer.echo(
             f"{path}: split {split!r} complete, {info['count']} rows of {info['n_features']} "

@@ -213,7 +213,9 @@ def _dist_context():
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        backend = "nccl" if torch.cuda.is_available() and os.environ.get("SKDICE_DIST_BACKEND") != "gloo" else "gloo"
+        backend = os.environ.get("SKDICE_DIST_BACKEND") or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
         dist.init_process_group(backend=backend)
         return dist.get_rank(), dist.get_world_size(), True
     return 0, 1, False
