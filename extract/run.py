@@ -272,7 +272,8 @@ def extract_features(
     device : {"auto", "cpu", "cuda"} or torch.device, default="auto"
     workers : int, default=None
         DataLoader worker processes; None means 0 on CPU and
-        ``min(8, cpu_count - 1)`` on CUDA.
+        ``min(8, cpu_count - 1)`` on CUDA. Batches are pinned in host memory
+        when the device is CUDA (pinning only speeds up host-to-GPU copies).
     limit : int, default=None
         Use only the first ``limit`` rows of the source.
     amp : bool, default=False
@@ -372,7 +373,16 @@ def extract_features(
             mine = pending
         todo = sum(stop - start for start, stop in map(split_writer.chunk_bounds, mine))
         bar = Progress(todo, f"{split}", enabled=progress and rank == 0)
-        _run_chunks(extractor, source, split_writer, mine, batch_size, dev, workers, amp, channels_last, bar)
+        try:
+            _run_chunks(extractor, source, split_writer, mine, batch_size, dev, workers, amp, channels_last, bar)
+        except KeyboardInterrupt:
+            done = int(split_writer.written_flags().sum())
+            print(
+                f"\ninterrupted: {done} of {split_writer.n_chunks} chunks of split {split!r} are written; "
+                "re-run the same command to resume.",
+                file=sys.stderr,
+            )
+            raise
         if world > 1:
             torch.distributed.barrier()  # every rank's blocks are written
         if rank == 0:

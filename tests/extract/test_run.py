@@ -234,3 +234,32 @@ def test_progress_line_shows_rate_and_eta():
     bar.close()
     line = stream.getvalue().strip().splitlines()[-1]
     assert line.startswith("test: 25/100 ( 25.0%)") and "img/s ETA" in line
+
+
+class _InterruptAt(NoiseSource):
+    """Noise whose row ``stop_at`` raises KeyboardInterrupt, like Ctrl-C mid-split."""
+
+    def __init__(self, n, input_size, stop_at):
+        super().__init__(n, input_size, seed=0)
+        self.stop_at = stop_at
+
+    def _item(self, index):
+        if index == self.stop_at:
+            raise KeyboardInterrupt
+        return super()._item(index)
+
+
+def test_ctrl_c_keeps_finished_chunks_releases_lock_and_says_how_to_resume(tmp_path, capsys):
+    model = toy_model()
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(model, _InterruptAt(20, (3, 8, 8), stop_at=13), tmp_path / "s.zarr", "n",
+                         batch_size=4, chunk_rows=4, progress=False)
+    assert "interrupted: 3 of 5 chunks of split 'n' are written; re-run the same command" in capsys.readouterr().err
+    assert not (tmp_path / "s.zarr.n.lock").exists()
+    assert open_store(tmp_path / "s.zarr").split_info("n")["written_chunks"] == 3
+    # the resumed split equals an uninterrupted one
+    extract_features(model, NoiseSource(20, (3, 8, 8), seed=0), tmp_path / "s.zarr", "n", batch_size=4,
+                     chunk_rows=4, progress=False)
+    full = extract_features(model, NoiseSource(20, (3, 8, 8), seed=0), tmp_path / "full.zarr", "n",
+                            batch_size=4, chunk_rows=4, progress=False)
+    np.testing.assert_array_equal(open_store(tmp_path / "s.zarr").features("n"), open_store(full).features("n"))
