@@ -110,3 +110,19 @@ def test_score_with_name_and_overwrite(store, tmp_path):
     np.testing.assert_array_equal(
         read_scores(store, "test", "mine"), load_detector(b).score_samples(open_store(store).features("test"))
     )
+
+
+def test_fit_from_a_cached_mean_says_the_threshold_is_not_calibrated(store, tmp_path):
+    fs = open_store(store)
+    np.save(tmp_path / "mean.npy", fs.features("train").astype(np.float64).mean(axis=0))
+    out = tmp_path / "dice.npz"
+    result = runner.invoke(app, ["fit", str(store), "--train-mean", str(tmp_path / "mean.npy"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"on the mean in {tmp_path / 'mean.npy'} of {store}" in result.stdout
+    assert "offset_ not calibrated" in result.stdout
+    scored = runner.invoke(app, ["score", str(store), "--split", "test", "--detector", str(out)])
+    assert scored.exit_code == 0, scored.output
+    assert "flagged OOD" not in scored.stdout
+    reference = DICEDetector().fit(fs.features("train"), head=fs.head)
+    np.testing.assert_allclose(read_scores(store, "test", "dice"), reference.score_samples(fs.features("test")),
+                               rtol=1e-6)
