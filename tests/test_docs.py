@@ -9,7 +9,6 @@ one of its headings (GitHub's slug rules).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
