@@ -265,3 +265,25 @@ def test_ctrl_c_keeps_finished_chunks_releases_lock_and_says_how_to_resume(tmp_p
     full = extract_features(model, NoiseSource(20, (3, 8, 8), seed=0), tmp_path / "full.zarr", "n",
                             batch_size=4, chunk_rows=4, progress=False)
     np.testing.assert_array_equal(open_store(tmp_path / "s.zarr").features("n"), open_store(full).features("n"))
+
+
+def test_reduced_bit_from_official_npz_layout_store_equals_direct_forward(tmp_path):
+    bit = pytest.importorskip("skdice.extract.models.bit")
+    torch.manual_seed(0)
+    original = bit.ResNetV2(units=(1, 1, 1, 1), base_width=32, num_classes=7).eval()
+    with torch.no_grad():
+        for p in original.parameters():  # non-trivial norms and biases
+            p.add_(0.1 * torch.randn(p.shape))
+    path = bit.save_bit_npz(original, tmp_path / "bit-small.npz")
+    loaded = bit.load_bit_npz(path, units=None, base_width=None)
+    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    out = extract_features(loaded, ArraySource(x), tmp_path / "bit.zarr", "test", batch_size=2,
+                           model_name="bit-small", progress=False)
+    store = open_store(out)
+    with torch.no_grad():
+        direct = original.forward_features(x).numpy()
+        logits = original(x).numpy()
+    assert store.features("test").shape == (5, 32 * 32) and store.head.weight.shape == (1024, 7)
+    np.testing.assert_allclose(store.features("test"), direct, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(store.logits("test"), logits, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(store.head.weight, original.head.conv.weight.detach().numpy()[:, :, 0, 0].T)
