@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -60,6 +61,7 @@ _HEAD = "head"
 _SPLIT_ARRAYS = ("features", "logits", "labels", "paths")
 _RESERVED = {_HEAD}
 _RERUN = "re-run the same `skdice extract` command (it resumes from the last written chunk)"
+_CREATE_WAIT_S = 60.0  # how long a writer waits for another process creating the same store
 
 
 def _zarr():
@@ -335,10 +337,9 @@ class _SplitLock:
     is refused, with the lock file named so the user can delete it.
     """
 
-    def __init__(self, store: Path, split: str):
-        self.path = _lock_path(store, split)
-        self.split = split
-        self.store = store
+    def __init__(self, store: Path, split: str, *, path: Path | None = None, what: str | None = None):
+        self.path = _lock_path(store, split) if path is None else path
+        self.what = f"split {split!r} of {store}" if what is None else what
         self._held = False
 
     def acquire(self) -> None:
@@ -353,7 +354,7 @@ class _SplitLock:
                     continue
                 who = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "an unknown process"
                 raise StoreError(
-                    f"split {self.split!r} of {self.store} is being written by {who} "
+                    f"{self.what} is being written by {who} "
                     f"(lock file {self.path}); a second writer is refused. If no extraction is "
                     f"running, delete the lock file and {_RERUN}."
                 ) from None
@@ -419,14 +420,35 @@ def create_store(
     StoreError
         When ``path`` exists and is not a skdice store, or holds another model or head.
     """
-    zarr = _zarr()
-    from . import __version__
-
     path = Path(path)
     weight, bias = _head_arrays(head)
+    # Two extractions starting on a new store at once (say `test` and `noise`) must
+    # not both create it (the second would wipe the first's split), nor see it half made.
+    creation = _SplitLock(path, "", path=path.parent / f"{path.name}.create.lock", what=f"store {path}")
+    deadline = time.monotonic() + _CREATE_WAIT_S
+    while True:
+        try:
+            creation.acquire()
+            break
+        except StoreError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        found = _reopen_store(path, model, weights_sha256, weight, bias)
+        if found is not None:
+            return found
+        return _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature_layer)
+    finally:
+        creation.release()
+
+
+def _reopen_store(path, model, weights_sha256, weight, bias) -> "StoreWriter | None":
+    """A writer on the existing store at ``path`` if it holds this model; None if there is none."""
+    zarr = _zarr()
     if path.exists():
         if path.is_dir() and not any(path.iterdir()):
-            pass  # an empty folder is as good as none
+            return None  # an empty folder is as good as none
         else:
             store = open_store(path)
             if store.model != model or store.attrs.get("weights_sha256") != weights_sha256:
@@ -444,6 +466,13 @@ def create_store(
                     f"model's head {weight.shape}: write to another --out."
                 )
             return StoreWriter(path, zarr.open_group(str(path), mode="r+"))
+    return None
+
+
+def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature_layer) -> "StoreWriter":
+    zarr = _zarr()
+    from . import __version__
+
     group = zarr.open_group(str(path), mode="w")
     m, c = weight.shape
     head_group = group.create_group(_HEAD)

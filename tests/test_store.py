@@ -225,3 +225,37 @@ def test_resume_with_other_recorded_settings_is_refused(tmp_path, head):
     writer.prepare_split("test", 8, source="x", chunk_rows=4, settings={"amp": False}).close()
     with pytest.raises(StoreError, match=r"amp False vs True"):
         writer.prepare_split("test", 8, source="x", chunk_rows=4, settings={"amp": True})
+
+
+def test_concurrent_creation_of_one_store_keeps_both_splits(tmp_path, head):
+    import threading
+
+    errors = []
+
+    def extract(split):
+        try:
+            writer = create_store(tmp_path / "s.zarr", model="toy", head=head)
+            _write_split(writer, split, 6, 3)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=extract, args=(name,)) for name in ("a", "b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    store = open_store(tmp_path / "s.zarr")
+    assert store.splits == ["a", "b", "c"]
+    for split in store.splits:
+        assert store.split_info(split)["complete"]
+    assert not (tmp_path / "s.zarr.create.lock").exists()
+
+
+def test_store_creation_waits_for_then_reports_a_held_creation_lock(tmp_path, head, monkeypatch):
+    import skdice.store as store_module
+
+    monkeypatch.setattr(store_module, "_CREATE_WAIT_S", 0.2)
+    (tmp_path / "s.zarr.create.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
+    with pytest.raises(StoreError, match=r"store .*s.zarr is being written by pid 1 on elsewhere"):
+        create_store(tmp_path / "s.zarr", model="toy", head=head)
