@@ -14,7 +14,10 @@ from skdice import get_detector
 from skdice.sparsify import bottom_k_mask, dice_mask, random_k_mask, top_bottom_k_mask
 
 
-@given(distinct_contributions(), sparsities())
+# Within ~1e-16 of p = 1 the interpolated percentile rounds onto the largest
+# entry for some rankings and not others, so "DICE's count" is a rounding
+# artefact there; the property is about the counting rule, so p stays below it.
+@given(distinct_contributions(), sparsities().filter(lambda p: p < 1 - 1e-9))
 def test_exact_k_masks_keep_dices_count_without_ties(V, p):
     k = int(dice_mask(V, p)[0].sum())
     assert bottom_k_mask(V, p).sum() == k
