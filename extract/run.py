@@ -303,6 +303,30 @@ def extract_features(
     StoreError
         When another process writes the same split, or the store or split
         exists with other settings.
+
+    Notes
+    -----
+    The module runs in eval mode (its previous mode is restored afterwards);
+    it is moved to the device and, with ``channels_last``, converted to that
+    memory format in place, as ``nn.Module.to`` does.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised
+    here (NCCL on CUDA, else gloo; ``SKDICE_DIST_BACKEND`` overrides) and
+    destroyed at the end; an existing process group is used as it is.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skdice.extract.data import ArraySource
+    >>> from skdice.store import open_store
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+    ...                     nn.Flatten(), nn.Linear(4, 2))
+    >>> images = torch.randn(10, 3, 8, 8)
+    >>> path = extract_features(net, ArraySource(images), "toy.zarr", "test",  # doctest: +SKIP
+    ...                         progress=False)
+    >>> open_store(path).features("test").shape  # doctest: +SKIP
+    (10, 4)
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
