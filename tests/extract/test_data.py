@@ -201,3 +201,11 @@ def test_dataloader_collates_images_labels_and_paths():
     src = ArraySource(torch.randn(5, 3, 2, 2), labels=[0, 1, 2, 3, 4])
     x, y, paths = next(iter(torch.utils.data.DataLoader(src, batch_size=3)))
     assert x.shape == (3, 3, 2, 2) and y.dtype == torch.int64 and list(paths) == ["array#0", "array#1", "array#2"]
+
+
+def test_cifar_batch_file_is_opened_directly(tmp_path):
+    folder, data = _cifar_dir(tmp_path, n=2, name="data_batch_1")
+    src = open_source(folder / "data_batch_1")
+    assert isinstance(src, CifarSource) and len(src) == 2 and src[1][2].endswith("data_batch_1#1")
+    with pytest.raises(ValueError, match="neither test_batch .* nor test"):
+        CifarSource(folder)
