@@ -325,3 +325,21 @@ def test_plot_store_rejects_bad_arguments_with_message(toy_store, tmp_path, kwar
     args = {"id_split": "id", "ood_splits": ["far"], "train_split": "train", **kwargs}
     with pytest.raises(ValueError, match=match):
         plot_store(path, tmp_path, **args)
+
+
+def test_plot_store_uses_predicted_classes_when_the_id_split_has_no_labels(toy_store, tmp_path):
+    from skdice.plotting import plot_store
+
+    path, head, splits = toy_store
+    X = splits["near"][0]
+    predicted = (X.astype(np.float64) @ head.weight + head.bias).argmax(axis=1)
+    c = int(np.bincount(predicted).argmax())
+    out = plot_store(path, tmp_path, id_split="near", ood_splits=["far"], train_split="train", ps=(0, 0.9))
+    contrib = out["data"]["contributions"]["far"]
+    assert contrib["class_index"] == c
+    assert contrib["n_id"] == int((predicted == c).sum())
+    absent = [k for k in range(head.n_classes) if not (predicted == k).any()]
+    if absent:
+        with pytest.raises(ValueError, match=f"no row of split 'near' belongs to class {absent[0]}"):
+            plot_store(path, tmp_path, id_split="near", ood_splits=["far"], train_split="train",
+                       class_index=absent[0], ps=(0, 0.9))
