@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DemoResult", "run_demo", "DEMO_METHODS", "ID_CLASSES"]
+__all__ = ["DemoResult", "run_demo", "train_classifier", "DEMO_METHODS", "ID_CLASSES", "OOD_SPLITS"]
 
 #: The digits the classifier is trained on; the others are the near-OOD set.
 ID_CLASSES = (0, 1, 2, 3, 4, 5)
@@ -228,6 +228,8 @@ def run_demo(
 
     say = echo or (lambda line: None)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the demo's output folder {out} exists and is not a folder.")
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "digits.zarr"
     if store_path.exists():

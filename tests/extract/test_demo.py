@@ -99,3 +99,10 @@ def test_train_classifier_is_seeded():
     np.testing.assert_array_equal(wa, wb)
     assert not np.array_equal(wa, wc)
     assert not a.training
+
+
+def test_demo_refuses_a_file_as_output_folder(tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        run_demo(target)
