@@ -489,6 +489,9 @@ def evaluate_store(
     ood_splits = list(ood_splits)
     if not ood_splits:
         raise ValueError("give at least one OOD split (--ood SPLIT).")
+    repeated = sorted({name for name in ood_splits if ood_splits.count(name) > 1})
+    if repeated:
+        raise ValueError(f"OOD split {', '.join(map(repr, repeated))} is given more than once.")
     if id_split in ood_splits:
         raise ValueError(f"split {id_split!r} is given both as the ID split and as an OOD split.")
     if not methods:

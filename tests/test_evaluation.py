@@ -272,6 +272,12 @@ def test_id_split_given_as_ood_is_refused(store):
         evaluate_store(path, "id", ["id"])
 
 
+def test_repeated_ood_split_is_refused(store):
+    path, *_ = store
+    with pytest.raises(ValueError, match="OOD split 'ood_a' is given more than once"):
+        evaluate_store(path, "id", ["ood_a", "ood_b", "ood_a"], methods=["energy"])
+
+
 def test_dask_reading_gives_the_same_report(store):
     pytest.importorskip("dask")
     path, *_ = store
