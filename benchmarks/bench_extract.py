@@ -8,6 +8,8 @@ them) over the same preprocessed input tensors, at the same thread count:
 
 - baseline: ``with torch.no_grad(): model(batch)`` for every batch, default
   memory format, nothing stored (what a user would write by hand);
+- reference: the same bare loop in channels_last under inference_mode, to
+  separate what the memory format gains from what the loop costs;
 - candidate: :func:`skdice.extract.run.extract_features` over an
   :class:`~skdice.extract.data.ArraySource` of those tensors, writing features,
   logits, labels and paths to a fresh Zarr split each round (inference_mode,
@@ -54,6 +56,7 @@ def main(argv=None):
     device = torch.device(args.device)
     torch.manual_seed(0)
     bare = load_preset(args.model, random_init=True).module.eval().to(device)
+    bare_cl = load_preset(args.model, random_init=True).module.eval().to(device, memory_format=torch.channels_last)
     spec = load_preset(args.model, random_init=True)
     x = torch.randn(args.n, *spec.input_size)
     x_dev = x.to(device)
@@ -71,6 +74,12 @@ def main(argv=None):
                 bare(x_dev[i : i + args.batch_size])
         sync()
 
+    def reference():
+        with torch.inference_mode():
+            for i in range(0, args.n, args.batch_size):
+                bare_cl(x_dev[i : i + args.batch_size].contiguous(memory_format=torch.channels_last))
+        sync()
+
     def candidate():
         counter[0] += 1
         extract_features(spec, source, tmp / "bench.zarr", f"round{counter[0]}", batch_size=args.batch_size,
@@ -81,16 +90,21 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
           f"{args.model} {spec.input_size}, {args.n} images per round, batch {args.batch_size}")
     try:
-        result = interleaved(baseline, {"extract": candidate}, args.rounds)
+        result = interleaved(baseline, {"channels_last": reference, "extract": candidate}, args.rounds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base_s = result["baseline"]["seconds"]
     cand = result["extract"]
     print(f"bare eager forward : {args.n / base_s:8.1f} images/s (median of {args.rounds})")
+    ref = result["channels_last"]
+    print(f"bare channels_last : {args.n / ref['seconds']:8.1f} images/s")
     print(f"extract_features   : {args.n / cand['seconds']:8.1f} images/s"
           f"{' (bf16 autocast)' if args.amp else ''}")
     speeds = ", ".join(f"{1 / r:.2f}" for r in cand["ratios"])
     print(f"speed ratio extract / bare: {1 / cand['ratio']:.3f} (median; per round: {speeds}); target >= 1.0")
+    loop = [r / c for r, c in zip(ref["ratios"], cand["ratios"])]
+    loop.sort()
+    print(f"speed ratio extract / bare channels_last (the loop's own cost): {loop[len(loop) // 2]:.3f}")
 
 
 if __name__ == "__main__":
