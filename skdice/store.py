@@ -50,6 +50,9 @@ __all__ = [
     "open_store",
     "create_store",
     "default_chunk_rows",
+    "ScoresWriter",
+    "open_scores_writer",
+    "read_scores",
 ]
 
 #: Version of the layout above; bumped when readers of an older layout would misread it.
