@@ -148,6 +148,11 @@ def run(rounds: int = 5, quick: bool = False) -> list[dict]:
     def gemm():
         return H @ W
 
+    logits = np.empty((n, C), dtype=np.float32)
+
+    def gemm_out():  # the same product without allocating (and faulting in) its output
+        return np.matmul(H, W, out=logits)
+
     dets = {p: DICEDetector(p=p).fit(H, W, b) for p in (0.9, 0.99)}
     dropped = {
         p: 1.0 - (numeric.active_units(d.masked_weight_, limit=1.0)[0].size / M)
@@ -172,9 +177,12 @@ def run(rounds: int = 5, quick: bool = False) -> list[dict]:
             "p0.9-dense": dense_score(dets[0.9]),
             "p0.99": lambda: dets[0.99].score_samples(H),
             "p0.99-dense": dense_score(dets[0.99]),
+            "gemm-out": gemm_out,
         },
         rounds,
     )
+    strict = res["p0.9"]["ratio"] / res["gemm-out"]["ratio"]
+    strict_dense = res["p0.9-dense"]["ratio"] / res["gemm-out"]["ratio"]
     shape = f"n={n:,}, m={M}, C={C}"
     rows.append({
         "name": "score_samples / bare float32 GEMM H @ W (p=0.9)",
@@ -182,9 +190,14 @@ def run(rounds: int = 5, quick: bool = False) -> list[dict]:
         "note": f"{shape}; {dropped[0.9]:.0%} of units all-zero, dropped from the GEMM",
     })
     rows.append({
-        "name": "score_samples without unit dropping / bare GEMM (p=0.9)",
-        "ratio": res["p0.9-dense"]["ratio"], "target": "",
-        "note": "cost of the fused logsumexp alone (full-width GEMM)",
+        "name": "score_samples / GEMM into a preallocated output (p=0.9)",
+        "ratio": strict, "target": "",
+        "note": "stricter baseline: H @ W above also allocates its 200 MB result",
+    })
+    rows.append({
+        "name": "score_samples without unit dropping / preallocated GEMM (p=0.9)",
+        "ratio": strict_dense, "target": "",
+        "note": "cost of the fused bias + logsumexp alone (full-width GEMM)",
     })
     rows.append({
         "name": "unit dropping / dense scoring (p=0.9)",

@@ -100,8 +100,9 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
     start : int, default=0
         First row to read (a block boundary when resuming).
     prefetch : bool, default=True
-        Read the next block in a background thread. At most two blocks are in
-        memory at once.
+        Read the next block in a background thread while the caller works on
+        the current one (worth it when the caller computes, as scoring does).
+        At most two blocks are in memory at once.
 
     Yields
     ------
@@ -170,6 +171,8 @@ def fit_store(
     The mean feature is a running float64 sum over blocks of about 32 MiB
     (see :meth:`BaseDetector.partial_fit`), so memory does not grow with the
     number of rows; ``offset_`` is calibrated as the module docstring explains.
+    The sample costs one scoring of ``calibration_rows`` rows, whatever the
+    split's size.
 
     Parameters
     ----------
@@ -225,7 +228,9 @@ def fit_store(
         rng = np.random.default_rng(random_state)
         sample_idx = np.sort(rng.choice(n, size=int(calibration_rows), replace=False))
     sample = []
-    for start, block in iter_blocks(array, block_rows):
+    # no prefetch thread here: summing is cheap, and zarr already decodes a
+    # block's chunks on every core (a reader thread beside it measured slower)
+    for start, block in iter_blocks(array, block_rows, prefetch=False):
         if block.dtype not in _FLOAT_DTYPES:
             block = block.astype(np.float32)
         detector._stream_add(block)
