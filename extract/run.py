@@ -433,12 +433,13 @@ def _run_chunks(extractor, source, split_writer, chunks, batch_size, dev, worker
         prefetch_factor=4 if workers > 0 else None,
     )
     m, c = extractor.n_features, extractor.n_classes
+    batches_in = iter(loader)  # fork the workers before the writer thread starts
     writer = _ChunkWriter(split_writer)
     order = iter(chunks)
     current = None
     try:
         with torch.inference_mode():
-            for x, y, paths in loader:
+            for x, y, paths in batches_in:
                 if current is None:
                     index = next(order)
                     start, stop = split_writer.chunk_bounds(index)
