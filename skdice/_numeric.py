@@ -183,3 +183,42 @@ def masked_energy(X: np.ndarray, units, packed: np.ndarray, bias: np.ndarray) ->
         if bad.any():
             scores[bad] = np.nan
     return scores
+
+
+def energy_scores(X, masked_weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``logsumexp(X @ masked_weight + bias)`` for every row, chunked, all-zero units dropped.
+
+    The scoring loop of :class:`skdice.DICEDetector` as a function, for code
+    that scores many masked heads without building a detector for each (the
+    p search).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        float16, float32 or float64; products run in float32, chunk by chunk.
+    masked_weight : ndarray of shape (n_features, n_classes), float32
+    bias : ndarray of shape (n_classes,), float32
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64
+
+    Raises
+    ------
+    ValueError
+        When a row holds NaN or infinity, or its logits overflow float32.
+    """
+    from ._base import BaseDetector  # _base imports this module
+
+    n, m = X.shape
+    step = chunk_rows(n, 4 * (m + 2 * max(m, masked_weight.shape[1])))
+    units, packed = active_units(masked_weight)
+    out = np.empty(n, dtype=np.float64)
+    for start in range(0, n, step):
+        with np.errstate(over="ignore", invalid="ignore"):
+            block = np.asarray(X[start : start + step], dtype=np.float32)
+            scores = masked_energy(block, units, packed, bias)
+        if not np.isfinite(scores).all():
+            BaseDetector._raise_non_finite(block, scores, start)
+        out[start : start + step] = scores
+    return out

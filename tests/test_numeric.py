@@ -64,3 +64,15 @@ def test_nan_in_a_dropped_unit_is_still_reported():
     bad[7, dropped] = np.nan
     with pytest.raises(ValueError, match=r"NaN or infinity \(first at row 7\)"):
         det.score_samples(bad)
+
+
+def test_energy_scores_equals_the_detector_and_reports_bad_rows():
+    from skdice._numeric import energy_scores
+
+    H, W, b = _skewed_problem()
+    det = DICEDetector(p=0.9).fit(H, W, b)
+    np.testing.assert_allclose(energy_scores(H, det.masked_weight_, b), det.score_samples(H), rtol=1e-12)
+    bad = H.astype(np.float64)
+    bad[11, 0] = np.inf
+    with pytest.raises(ValueError, match=r"NaN or infinity \(first at row 11\)"):
+        energy_scores(bad, det.masked_weight_, b)
