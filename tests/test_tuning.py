@@ -120,9 +120,12 @@ def test_best_estimator_is_dice_at_the_best_p_calibrated_on_id_validation(data, 
 
 
 def test_search_is_efficient_by_construction(data, monkeypatch):
-    """The mean is computed once, V sorted once, and each candidate scores each set once."""
+    """The mean is computed once, V built and sorted once, and each candidate scores each row once."""
     X_train, X_id, X_noise, W, b = data
-    calls = {"column_mean": 0, "dice_thresholds": 0, "energy": 0}
+    calls = dict.fromkeys(
+        ("column_mean", "contribution_matrix", "dice_thresholds", "energy", "detector_scoring"), 0
+    )
+    rows_scored = []
 
     def counting(name, fn):
         def wrapped(*args, **kwargs):
@@ -131,11 +134,30 @@ def test_search_is_efficient_by_construction(data, monkeypatch):
 
         return wrapped
 
+    def scoring(X, masked_weight, bias):
+        calls["energy"] += 1
+        rows_scored.append(len(X))
+        return energy(X, masked_weight, bias)
+
+    energy = tuning._energy_scores
     monkeypatch.setattr(tuning, "column_mean", counting("column_mean", tuning.column_mean))
+    monkeypatch.setattr(
+        tuning, "contribution_matrix", counting("contribution_matrix", tuning.contribution_matrix)
+    )
     monkeypatch.setattr(tuning, "dice_thresholds", counting("dice_thresholds", tuning.dice_thresholds))
-    monkeypatch.setattr(tuning, "_energy_scores", counting("energy", tuning._energy_scores))
-    SparsitySearch().fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
-    assert calls == {"column_mean": 1, "dice_thresholds": 1, "energy": 2 * len(DEFAULT_GRID)}
+    monkeypatch.setattr(tuning, "_energy_scores", scoring)
+    monkeypatch.setattr(DICEDetector, "_score_all", counting("detector_scoring", DICEDetector._score_all))
+    s = SparsitySearch().fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    k = len(DEFAULT_GRID)
+    assert calls == {
+        "column_mean": 1, "contribution_matrix": 1, "dice_thresholds": 1, "energy": 2 * k,
+        "detector_scoring": 0,
+    }
+    # one pass per candidate: every validation row scored exactly once per p
+    assert sum(rows_scored) == k * (len(X_id) + len(X_noise))
+    # best_estimator_ comes from the same mean and the ID scores already computed
+    # (DICEDetector scored no row above)
+    np.testing.assert_array_equal(s.best_estimator_.mean_feature_, s.mean_feature_)
 
 
 # ---------------------------------------------------- cv_results_ format
@@ -152,6 +174,30 @@ def test_cv_results_has_scikit_learn_format(search):
     assert res["rank_test_score"][search.best_index_] == 1
     assert search.best_score_ == res["mean_test_score"].max()
     assert search.best_params_ == res["params"][search.best_index_]
+    assert (res["mean_fit_time"] >= 0).all() and (res["mean_score_time"] > 0).all()
+    assert not res["std_fit_time"].any() and not res["std_score_time"].any()
+
+
+def test_cv_results_has_every_key_of_gridsearchcv_cv_results(data, search):
+    # the same layout as GridSearchCV's single-metric cv_results_, so code written
+    # for one (pandas.DataFrame(cv_results_), best-row lookups) reads the other
+    X_train, X_id, X_noise, W, b = data
+    X, y, cv = _gridsearch_inputs(X_train, X_id, X_noise)
+    gs = GridSearchCV(DICEDetector(), {"p": list(DEFAULT_GRID)}, scoring=fpr95_scorer, cv=cv)
+    gs.fit(X, y, head=Head(W, b))
+    ours, theirs = search.cv_results_, gs.cv_results_
+    assert set(theirs) <= set(ours), set(theirs) - set(ours)
+    for key, value in theirs.items():
+        if key == "params":
+            assert ours[key] == value
+            continue
+        assert type(ours[key]) is type(value), key
+        assert ours[key].shape == value.shape and ours[key].dtype == value.dtype, key
+    np.testing.assert_array_equal(ours["param_p"], theirs["param_p"])
+    np.testing.assert_array_equal(ours["param_p"].mask, theirs["param_p"].mask)
+    np.testing.assert_array_equal(ours["rank_test_score"], theirs["rank_test_score"])
+    np.testing.assert_allclose(ours["split0_test_score"], theirs["split0_test_score"], atol=1e-9)
+    assert search.best_index_ == gs.best_index_
 
 
 def test_auroc_metric_ranks_by_auroc(data):
