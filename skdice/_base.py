@@ -147,9 +147,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                     f"{type(self).__name__}.fit needs the classifier head: "
                     "pass W (n_features, n_classes) and b, or head=Head(W, b)."
                 )
-            n_features = (
-                head.n_features if isinstance(head, Head) else np.shape(head[0])[0]
-            )
+            # the mean fixes the width when W fits it either way round, so that a
+            # transposed W (torch's (C, m) fc.weight) meets _build_head's hint
+            shape = np.shape(head.weight if isinstance(head, Head) else head[0])
+            n_features = int(np.size(train_mean))
+            if len(shape) != 2 or n_features not in shape:
+                n_features = shape[0] if shape else n_features
             self.n_features_in_ = n_features
         else:
             X = validate_data(self, X, dtype=_FLOAT_DTYPES, ensure_min_samples=1)
@@ -159,7 +162,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 raise ValueError(f"{type(self).__name__} does not accept train_mean.")
             train_mean = self._check_train_mean(train_mean, n_features)
         if head is not None:
-            head = self._build_head(head, n_features)
+            head = self._build_head(
+                head, n_features, "X" if X is not None else "train_mean"
+            )
         elif self._requires_head:
             raise ValueError(
                 f"{type(self).__name__}.fit needs the classifier head: "
@@ -425,8 +430,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return value
 
     @staticmethod
-    def _build_head(head, n_features: int) -> Head:
-        """Make a Head from ``(W, b)`` (or check a given Head) against the feature count."""
+    def _build_head(head, n_features: int, source: str = "X") -> Head:
+        """Make a Head from ``(W, b)`` (or check a given Head) against the feature count.
+
+        ``source`` names what gave ``n_features`` in the error messages.
+        """
+        has = f"{source} has {n_features} " + ("features" if source == "X" else "entries")
         if isinstance(head, Head):
             W, b = head.weight, head.bias
         else:
@@ -435,13 +444,13 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         if len(shape) == 2 and shape[0] != n_features:
             if shape[1] == n_features:
                 raise ValueError(
-                    f"W has shape {shape} but X has {n_features} features: W must be "
+                    f"W has shape {shape} but {has}: W must be "
                     f"(n_features, n_classes) = ({n_features}, {shape[0]}). This looks "
                     "like PyTorch's fc.weight layout (n_classes, n_features): pass W.T "
                     "or head=Head.from_torch(fc.weight, fc.bias)."
                 )
             raise ValueError(
-                f"W has shape {shape} but X has {n_features} features: W must be "
+                f"W has shape {shape} but {has}: W must be "
                 f"(n_features, n_classes) with n_features = {n_features}. If W went "
                 "through GridSearchCV's fit params and has as many rows as there are "
                 "samples, GridSearchCV slices it: pass head=Head(W, b) instead."

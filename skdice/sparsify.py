@@ -75,8 +75,10 @@ def dice_mask(contribution, p: float) -> tuple[np.ndarray, float]:
     tied entries, so fewer than ``(1 - p) m C`` weights are kept; for example
     dead units (mean exactly 0) give a block of zeros in V, and when the
     threshold falls inside that block every zero entry is dropped. Without ties
-    exactly ``m C - ceil-like(p (m C - 1)) - 1`` entries survive, i.e. the
-    count of entries strictly above the interpolated percentile.
+    exactly ``N - 1 - floor(p (N - 1))`` of the ``N = m C`` entries survive
+    (for ``0 < p < 1``): the percentile sits at the virtual index ``p (N - 1)``
+    of the sorted entries, and only the entries above its integer part lie
+    strictly above it. That is ``(1 - p) N`` up to less than one entry.
     """
     _check_p(p)
     V = np.asarray(contribution)

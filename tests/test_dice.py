@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.special import logsumexp
 from sklearn import config_context
 from sklearn.base import clone
@@ -10,6 +12,7 @@ from sklearn.model_selection import GridSearchCV, PredefinedSplit
 
 from skdice import DICEDetector, Head
 from skdice.metrics import fpr95_scorer
+from strategies import heads_and_features, sparsities
 
 
 def _problem(n=300, m=24, C=7, seed=0):
@@ -145,6 +148,19 @@ def test_torch_layout_weight_is_refused_with_hint():
     np.testing.assert_array_equal(det.weight_, W)
 
 
+def test_train_mean_fit_with_torch_layout_weight_gets_the_transpose_hint():
+    H, W, b = _problem()
+    mean = H.astype(np.float64).mean(0)
+    with pytest.raises(
+        ValueError, match=r"W has shape \(7, 24\) but train_mean has 24 entries.*pass W.T"
+    ):
+        DICEDetector().fit(W=W.T, b=b, train_mean=mean)
+    with pytest.raises(ValueError, match=r"train_mean must have shape \(24,\), got \(3,\)"):
+        DICEDetector().fit(W=W, b=b, train_mean=mean[:3])
+    det = DICEDetector().fit(head=Head.from_torch(W.T, b), train_mean=mean)
+    assert det.n_features_in_ == 24
+
+
 def test_set_params_and_refit_gives_new_mask():
     H, W, b = _problem()
     det = DICEDetector(p=0.1).fit(H, W, b)
@@ -278,3 +294,20 @@ def test_bad_score_inputs_get_clear_errors():
     huge = H[:2].astype(np.float64) * 1e39  # finite in float64, overflows float32
     with pytest.raises(ValueError, match="NaN or infinity|overflow float32"):
         det.score_samples(huge)
+
+
+# ------------------------------------------------------------- properties
+@given(heads_and_features(max_rows=30), sparsities(), st.data())
+def test_scores_match_numpy_reference_invariant_to_row_order_and_chunks(case, p, data):
+    H, W, b = case
+    det = DICEDetector(p=p).fit(H, W, b)
+    full = det.score_samples(H)
+    # the formula in float64 from the float32 head the detector holds
+    W32, b32 = W.astype(np.float32), b.astype(np.float32)
+    np.testing.assert_allclose(
+        full, _reference_scores(H, H, W32, b32, p), rtol=1e-5, atol=1e-4
+    )
+    perm = np.array(data.draw(st.permutations(range(len(H)))))
+    np.testing.assert_allclose(det.score_samples(H[perm]), full[perm], rtol=1e-6, atol=1e-6)
+    with config_context(working_memory=0.0001):  # a few rows per chunk
+        np.testing.assert_allclose(det.score_samples(H), full, rtol=1e-6, atol=1e-6)

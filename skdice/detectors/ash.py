@@ -45,7 +45,11 @@ class _Shaping(_HeadDetector):
 
     def _score_block(self, X):
         k = _top_k_count(X.shape[1], self.percentile)
-        return logsumexp_rows(self._shaped_logits(X, _top_k_mask(X, k), k))
+        scores = logsumexp_rows(self._shaped_logits(X, _top_k_mask(X, k), k))
+        # pruning can drop a -inf (or a NaN that argpartition ranks low) and
+        # leave a finite score: mark such rows so that the caller reports them
+        scores[~np.isfinite(X.sum(axis=1))] = np.nan
+        return scores
 
 
 _COMMON_DOC = """

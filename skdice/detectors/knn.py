@@ -122,6 +122,10 @@ class KNNDetector(BaseDetector):
         return self.backend == "faiss" or (self.backend == "auto" and _faiss_available())
 
     def _score_block(self, X):
+        bad = ~np.isfinite(X).all(axis=1)
+        if bad.any():
+            # NaN at the bad rows: the caller reports the first one by its row
+            return np.where(bad, np.nan, 0.0)
         Z = _normalise(X)
         k = self.n_neighbors
         if self._use_faiss():  # pragma: no cover - faiss is optional and absent in CI

@@ -21,10 +21,14 @@ _CLIP_CONSTRAINTS = {
 
 
 def _clip(X, threshold):
-    # np.minimum maps +inf to the clip: refuse non-finite input before it hides
-    if not np.isfinite(X).all():
-        raise ValueError("Input X contains NaN or infinity.")
     return np.minimum(X, np.float32(threshold))
+
+
+def _flag_non_finite_rows(X, scores):
+    # np.minimum maps +inf to the clip: mark rows with a non-finite entry NaN so
+    # that the caller reports the first of them by its row
+    scores[~np.isfinite(X).all(axis=1)] = np.nan
+    return scores
 
 
 def _clip_threshold(detector, X):
@@ -96,7 +100,8 @@ class ReActDetector(_HeadDetector):
         self.threshold_ = _clip_threshold(self, X)
 
     def _score_block(self, X):
-        return logsumexp_rows(self._logits(_clip(X, self.threshold_)))
+        scores = logsumexp_rows(self._logits(_clip(X, self.threshold_)))
+        return _flag_non_finite_rows(X, scores)
 
 
 class DICEReActDetector(BaseDetector):
@@ -176,4 +181,5 @@ class DICEReActDetector(BaseDetector):
 
     def _score_block(self, X):
         clipped = _clip(X, self.threshold_)
-        return masked_energy(clipped, *active_units(self.masked_weight_), self.bias_)
+        scores = masked_energy(clipped, *active_units(self.masked_weight_), self.bias_)
+        return _flag_non_finite_rows(X, scores)

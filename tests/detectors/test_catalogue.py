@@ -150,3 +150,15 @@ def test_grid_search_tunes_a_catalogue_parameter():
     ).fit(X, y, head=Head(W, b))
     assert search.best_params_["percentile"] in (50, 70, 90)
     assert search.best_estimator_.n_features_in_ == X.shape[1]
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_input_is_refused_with_its_row(name, value):
+    # pruning (ASH), clipping (ReAct) or dropped units (DICE) must not hide a bad entry
+    H, W, b = random_problem(n=120, m=16, C=5)
+    det = _fit(name, H, W, b, _labels(len(H)), "positional")
+    X = H[:6].copy()
+    X[4, 3] = value
+    with pytest.raises(ValueError, match=r"Input X contains NaN or infinity \(first at row 4\)"):
+        det.score_samples(X)
