@@ -1,0 +1,53 @@
+""".ci/run: runs the README's test command in a clean checkout and fails with it."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+def _repo(tmp_path, command):
+    """A tiny committed repository with .ci/run and a README whose test command is given."""
+    repo = tmp_path / "repo"
+    (repo / ".ci").mkdir(parents=True)
+    shutil.copy(ROOT / ".ci" / "run", repo / ".ci" / "run")
+    readme = f"# demo\n\n<!-- test-command -->\n```bash\n{command}\n```\n"
+    (repo / "README.md").write_text(readme)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.org",
+           "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.org"}
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, env=env, capture_output=True)
+    return repo
+
+
+def _run(repo):
+    return subprocess.run(
+        ["bash", str(repo / ".ci" / "run")], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_ci_runs_the_readme_command_in_a_clean_checkout(tmp_path):
+    # the untracked file exists in the working tree but not in a clean checkout
+    repo = _repo(tmp_path, 'test -f README.md && test ! -e untracked.txt && echo "in $PWD"')
+    (repo / "untracked.txt").write_text("not committed")
+    done = _run(repo)
+    assert done.returncode == 0, done.stderr
+    assert "in " in done.stdout and str(repo) not in done.stdout.split("in ", 1)[1]
+
+
+def test_ci_fails_when_the_test_command_fails(tmp_path):
+    done = _run(_repo(tmp_path, "exit 3"))
+    assert done.returncode == 3
+
+
+def test_readme_test_command_pins_torch_and_runs_pytest():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- test-command -->", 1)[1].split("```bash\n", 1)[1]
+    command = block.split("\n", 1)[0]
+    assert "torch==2.13.0" in command and "pytest" in command
