@@ -110,6 +110,8 @@ class DICEDetector(BaseDetector):
         self.contribution_ = contribution_matrix(self.mean_feature_, head.weight)
         self.mask_, self.threshold_ = dice_mask(self.contribution_, self.p)
         self.masked_weight_ = np.where(self.mask_, head.weight, np.float32(0))
+        # read-only: scoring caches the active rows of this very array
+        self.masked_weight_.setflags(write=False)
 
     def _score_block(self, X):
         return masked_energy(X, *active_units(self.masked_weight_), self.bias_)

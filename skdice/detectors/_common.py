@@ -63,6 +63,8 @@ class _SparseHeadEnergy(BaseDetector):
         mask = np.asarray(self._build_mask(X, head, train_mean), dtype=bool)
         self.mask_ = mask
         self.masked_weight_ = np.where(mask, head.weight, np.float32(0))
+        # read-only: scoring caches the active rows of this very array
+        self.masked_weight_.setflags(write=False)
 
     def _build_mask(self, X, head, train_mean):  # pragma: no cover
         raise NotImplementedError

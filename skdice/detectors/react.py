@@ -174,6 +174,8 @@ class DICEReActDetector(BaseDetector):
         self.contribution_ = contribution_matrix(self.mean_feature_, head.weight)
         self.mask_, _ = dice_mask(self.contribution_, self.p)
         self.masked_weight_ = np.where(self.mask_, head.weight, np.float32(0))
+        # read-only: scoring caches the active rows of this very array
+        self.masked_weight_.setflags(write=False)
 
     @property
     def _block_width(self):

@@ -162,3 +162,14 @@ def test_non_finite_input_is_refused_with_its_row(name, value):
     X[4, 3] = value
     with pytest.raises(ValueError, match=r"Input X contains NaN or infinity \(first at row 4\)"):
         det.score_samples(X)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if "masked_weight_" in (available_detectors()[n].__doc__ or "")]
+)
+def test_masked_weight_is_read_only(name):
+    # scoring caches the active rows of masked_weight_: an in-place edit would be ignored
+    H, W, b = random_problem(n=120, m=16, C=5)
+    det = _fit(name, H, W, b, _labels(len(H)), "positional")
+    with pytest.raises(ValueError, match="read-only"):
+        det.masked_weight_[0, 0] = 1.0
