@@ -9,8 +9,9 @@ import typer
 
 from skdice.exceptions import SkdiceError
 
-#: exceptions a user can fix from the message alone
-USER_ERRORS = (SkdiceError, ValueError, FileNotFoundError, PermissionError, KeyError)
+#: exceptions a user can fix from the message alone; OSError covers the file system's
+#: refusals (a file where a folder is wanted, a full disk, a read-only folder, ...)
+USER_ERRORS = (SkdiceError, ValueError, OSError, KeyError)
 
 
 def run_app(app: typer.Typer, argv, state) -> None:

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         p: Annotated[float, typer.Option("--p", help="DICE sparsity for the histograms, in [0, 1).")] = 0.9,
         class_index: Annotated[
             int | None,
-            typer.Option("--class", help="Class of the unit-contribution figure (default: the most predicted)."),
+            typer.Option("--class", help="Class of the unit-contribution figure (default: the most frequent label, else the most predicted)."),
         ] = None,
         ps: Annotated[
             str,

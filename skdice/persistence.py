@@ -204,6 +204,15 @@ def save_detector(detector, path) -> Path:
     members = {_HEADER_KEY: np.frombuffer(blob, dtype=np.uint8), **encoder.arrays}
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"cannot save the detector to {path}: it is a folder; give a file name such as "
+            f"{path / 'detector.npz'}."
+        )
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot save the detector to {path}: the folder {path.parent} does not exist."
+        )
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:

@@ -453,9 +453,10 @@ def plot_store(
     p : float, default=0.9
         DICE sparsity for the histograms.
     class_index : int, default=None
-        Class of the unit-contribution figure; default: the class the head
-        predicts most often on the ID split. ID rows are those labelled with
-        this class (or predicted as it, when the split has no labels).
+        Class of the unit-contribution figure; default: the most frequent
+        label of the ID split (the class the head predicts most often when
+        the split has no labels). ID rows are those labelled with this class
+        (or predicted as it, when the split has no labels).
     ps : sequence of float, default=PAPER_PS
         Sparsities of the sweep.
     bins : int, default=50
@@ -475,6 +476,8 @@ def plot_store(
         raise ValueError("give at least one OOD split.")
     if not 0 <= p < 1:
         raise ValueError(f"p must be in [0, 1), got {p!r}.")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"the output folder {out_dir} exists and is not a folder.")
     fs = store if isinstance(store, FeatureStore) else open_store(store)
     head = fs.head
     H_id = fs.features(id_split)
@@ -508,12 +511,15 @@ def plot_store(
 
     dense = fitted(0.0)
     predicted = dense.predict_class(H_id, masked=False)
+    labels = fs.labels(id_split)
+    labelled = (labels >= 0).any()
     if class_index is None:
-        class_index = int(np.bincount(predicted, minlength=head.n_classes).argmax())
+        # the class the rows are then selected by: the labels when there are any
+        by = labels[labels >= 0] if labelled else predicted
+        class_index = int(np.bincount(by, minlength=head.n_classes).argmax())
     if not 0 <= class_index < head.n_classes:
         raise ValueError(f"class {class_index} is out of range for {head.n_classes} classes.")
-    labels = fs.labels(id_split)
-    chosen = labels == class_index if (labels >= 0).any() else predicted == class_index
+    chosen = labels == class_index if labelled else predicted == class_index
     if not chosen.any():
         raise ValueError(f"no row of split {id_split!r} belongs to class {class_index}.")
     if mean is None:

@@ -113,6 +113,19 @@ def test_top_level_aliases_are_the_persistence_functions():
 
 
 # ------------------------------------------------------------------ refusals
+def test_save_to_a_folder_is_refused_with_a_file_name_hint(tmp_path):
+    H, head, _ = _data()
+    with pytest.raises(ValueError, match="it is a folder; give a file name such as .*detector.npz"):
+        save_detector(DICEDetector().fit(H, head=head), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_into_a_missing_folder_names_the_folder(tmp_path):
+    H, head, _ = _data()
+    with pytest.raises(FileNotFoundError, match=r"the folder .*absent does not exist"):
+        save_detector(DICEDetector().fit(H, head=head), tmp_path / "absent" / "d.npz")
+
+
 def test_save_refuses_an_unfitted_detector(tmp_path):
     with pytest.raises(NotFittedError):
         save_detector(DICEDetector(), tmp_path / "x.npz")

@@ -308,6 +308,30 @@ def test_plot_store_defaults_to_the_most_predicted_class(toy_store, tmp_path):
     assert out["data"]["contributions"]["far"]["class_index"] == expected
 
 
+def test_plot_store_default_class_is_the_most_frequent_label_not_prediction(tmp_path):
+    # When labels and predictions disagree, the default class must be one the
+    # labelled rows hold: the contribution figure selects its ID rows by label.
+    from skdice.plotting import plot_store
+    from skdice.store import create_store
+
+    W, b, H_train, H_id, H_ood = _problem(0)
+    head = Head(W, b)
+    predicted = (H_id.astype(np.float64) @ W + b).argmax(axis=1)
+    rare = int(np.bincount(predicted, minlength=head.n_classes).argmin())
+    labels = np.full(len(H_id), rare, dtype=np.int64)
+    writer = create_store(tmp_path / "s.zarr", model="toy", head=head)
+    for name, X, y in (("train", H_train, None), ("id", H_id, labels), ("far", H_ood["far"], None)):
+        y = np.full(len(X), -1, dtype=np.int64) if y is None else y
+        with writer.prepare_split(name, len(X), source="t", chunk_rows=len(X)) as sw:
+            sw.write_chunk(0, X, head.logits(X), y, ["p"] * len(X))
+            sw.finalize()
+    out = plot_store(tmp_path / "s.zarr", tmp_path, id_split="id", ood_splits=["far"],
+                     train_split="train", ps=(0, 0.9))
+    contrib = out["data"]["contributions"]["far"]
+    assert contrib["class_index"] == rare
+    assert contrib["n_id"] == len(H_id)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

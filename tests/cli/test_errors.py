@@ -192,6 +192,34 @@ def test_detector_from_another_format_version(store, tmp_path):
                r"saved in skdice detector format version 7 .*reads format version 1 only")
 
 
+# ------------------------------------------------------------------ output paths
+def test_fit_out_is_a_folder(store, tmp_path):
+    error_line(["fit", str(store), "--train", "train", "--out", str(tmp_path)],
+               r"cannot save the detector to .*: it is a folder; give a file name")
+
+
+def test_fit_out_in_a_missing_folder(store, tmp_path):
+    error_line(["fit", str(store), "--train", "train", "--out", str(tmp_path / "no" / "d.npz")],
+               r"cannot save the detector to .*: the folder .*no does not exist")
+
+
+def test_plot_out_is_a_file(store, tmp_path):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "f").write_text("x")
+    error_line(["plot", str(store), "--id", "id", "--ood", "ood", "--train", "train",
+                "--out", str(tmp_path / "f")],
+               r"the output folder .*f exists and is not a folder")
+
+
+def test_file_system_refusals_are_one_line(store, tmp_path):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "f").write_text("x")
+    # a folder below a file: the operating system refuses, the CLI says so in one line
+    error_line(["plot", str(store), "--id", "id", "--ood", "ood", "--train", "train",
+                "--class", "0", "--out", str(tmp_path / "f" / "sub")],
+               r"Not a directory|File exists")
+
+
 # ------------------------------------------------------------------ debug, entry points
 def test_debug_shows_the_traceback(tmp_path):
     code, _, err = run(["--debug", *_eval(tmp_path / "absent.zarr")])
