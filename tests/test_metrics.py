@@ -137,3 +137,41 @@ def test_report_needs_an_ood_set():
 def test_fpr95_score_needs_both_classes():
     with pytest.raises(ValueError, match="needs both ID"):
         fpr95_score([1, 1], [0.3, 0.4])
+
+
+def _reference_average_precision(pos, neg):
+    """Step-wise AP from its definition: sum over distinct thresholds of dRecall * precision."""
+    ap, prev_recall = 0.0, 0.0
+    for t in np.unique(np.r_[pos, neg])[::-1]:  # each distinct score, highest first
+        tp, fp = np.sum(pos >= t), np.sum(neg >= t)
+        recall = tp / pos.size
+        ap += (recall - prev_recall) * tp / (tp + fp)
+        prev_recall = recall
+    return ap
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_aupr_in_and_out_match_step_definition_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    id_s = rng.integers(0, 9, 70).astype(float)  # discrete: many ties across the classes
+    ood_s = rng.integers(-3, 6, 45).astype(float)
+    assert aupr_in(id_s, ood_s) == pytest.approx(_reference_average_precision(id_s, ood_s))
+    assert aupr_out(id_s, ood_s) == pytest.approx(_reference_average_precision(-ood_s, -id_s))
+
+
+def test_scorers_use_y_one_for_id_and_the_higher_is_better_sign():
+    from skdice import EnergyDetector
+    from skdice.metrics import auroc_scorer, fpr95_scorer
+
+    rng = np.random.default_rng(5)
+    W, b = np.abs(rng.normal(size=(6, 3))), np.zeros(3)  # larger features, larger energy
+    H_id = np.abs(rng.normal(1.0, 1.0, (80, 6)))
+    H_ood = np.abs(rng.normal(0.0, 0.7, (60, 6)))
+    det = EnergyDetector().fit(H_id, W, b)
+    X, y = np.r_[H_id, H_ood], np.r_[np.ones(80, int), np.zeros(60, int)]
+    s_id, s_ood = det.score_samples(H_id), det.score_samples(H_ood)
+    # lower FPR is better, so the scorer returns its negation; a shift by offset_ changes nothing
+    fpr = _reference_fpr_id_positive(s_id, s_ood, 0.95)
+    assert 0 < fpr < 1
+    assert fpr95_scorer(det, X, y) == pytest.approx(-fpr)
+    assert auroc_scorer(det, X, y) == pytest.approx(_reference_auroc(s_id, s_ood))
