@@ -347,6 +347,12 @@ def extract_features(
 
     source = open_source(data, input_size, preprocess) if not isinstance(data, Source) else data
     source = source.limit(limit)
+    if len(source) == 0:
+        # an empty split would be "complete" and then break every reader's metrics
+        raise ValueError(
+            f"data source {source.description} holds no images"
+            f"{' after --limit 0' if limit == 0 else ''}: nothing to extract into split {split!r}."
+        )
     extractor = HookedExtractor(module, head)
     was_training = module.training
     module.eval()

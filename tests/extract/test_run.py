@@ -101,6 +101,17 @@ def test_limit_uses_first_rows(tmp_path):
     assert store.paths("noise")[-1] == "noise:30:0#6"
 
 
+@pytest.mark.parametrize("data, limit, match", [
+    ("noise:0", None, r"data source noise:0:0 holds no images: nothing to extract into split 'e'"),
+    ("noise:5", 0, r"holds no images after --limit 0"),
+])
+def test_empty_source_is_refused_and_writes_no_split(tmp_path, data, limit, match):
+    with pytest.raises(ValueError, match=match):
+        extract_features(toy_model(), data, tmp_path / "s.zarr", "e", input_size=(3, 8, 8),
+                         limit=limit, progress=False)
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def test_extraction_refused_while_another_writer_holds_the_split(tmp_path):
     model = toy_model()
     src = NoiseSource(8, (3, 8, 8))
