@@ -242,7 +242,8 @@ def run_demo(
         model = train_classifier(*splits["train"], seed=seed)
         say(f"extracting penultimate features of {len(splits)} splits into {store_path}")
         for name, (images, labels) in splits.items():
-            source = ArraySource(torch.from_numpy(images[:, None]), labels)
+            # named, so `skdice info` and the row paths say where each split came from
+            source = ArraySource(torch.from_numpy(images[:, None]), labels, name=f"digits-demo:{name}")
             extract_features(
                 model, source, store_path, name, head=model[-1], batch_size=256,
                 device="cpu", progress=progress, model_name="digits-mlp",

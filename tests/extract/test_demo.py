@@ -83,6 +83,9 @@ def test_demo_store_records_the_trained_head(two_runs):
     assert store.model == "digits-mlp"
     assert set(OOD_SPLITS) | {"train", "val", "test", "noise"} == set(store.splits)
     assert store.head.weight.shape == (64, 6)
+    # each split names where it came from (shown by `skdice info`)
+    assert store.split_info("digits-6-9")["source"] == "array:digits-demo:digits-6-9"
+    assert store.paths("test")[0] == "digits-demo:test#0"
     # the stored logits are the head applied to the stored features
     X = store.features("test")
     np.testing.assert_allclose(store.logits("test"), store.head.logits(X), rtol=1e-4, atol=1e-4)
