@@ -168,4 +168,7 @@ def test_cli_reference_documents_every_command_and_option():
             long_names = [o for o in param.opts if o.startswith("--")]
             if not any(f"`{o}" in sections[name] for o in long_names):
                 missing.append(f"skdice {name}: option {long_names[0]} is not documented")
+            for flag in param.secondary_opts:  # the off switch of --amp/--no-amp and the like
+                if flag.startswith("--") and flag not in sections[name]:
+                    missing.append(f"skdice {name}: switch {flag} is not documented")
     assert not missing, "; ".join(missing)
