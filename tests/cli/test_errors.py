@@ -102,6 +102,34 @@ def test_incomplete_split(store):
     )
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evaluate", "{s}", "--id", "half", "--ood", "ood", "--method", "energy"],
+        ["evaluate", "{s}", "--id", "id", "--ood", "ood", "--train", "half"],
+        ["evaluate", "{s}", "--id", "id", "--ood", "ood", "--train", "half", "--method", "knn"],
+        ["fit", "{s}", "--train", "half", "--out", "{tmp}/d.npz"],
+        ["fit", "{s}", "--train", "half", "--method", "mahalanobis", "--out", "{tmp}/d.npz"],
+        ["tune", "{s}", "--id", "half", "--noise", "ood", "--train", "train"],
+        ["tune", "{s}", "--id", "id", "--noise", "half", "--train", "train"],
+        ["tune", "{s}", "--id", "id", "--noise", "ood", "--train", "half"],
+        ["plot", "{s}", "--id", "id", "--ood", "half", "--train", "train", "--out", "{tmp}"],
+        ["plot", "{s}", "--id", "id", "--ood", "ood", "--train", "half", "--out", "{tmp}"],
+    ],
+    ids=lambda a: " ".join(x for x in a if not x.startswith("{")),
+)
+def test_every_reader_refuses_the_incomplete_split(store, tmp_path, args):
+    args = [a.format(s=store, tmp=tmp_path) for a in args]
+    error_line(args, r"split 'half' .* is incomplete .*re-run the same `skdice extract`")
+
+
+def test_score_refuses_the_incomplete_split(store, tmp_path):
+    code, _, err = run(["fit", str(store), "--train", "train", "--out", str(tmp_path / "d.npz")])
+    assert code == 0, err
+    error_line(["score", str(store), "--split", "half", "--detector", str(tmp_path / "d.npz")],
+               r"split 'half' .* is incomplete .*re-run the same `skdice extract`")
+
+
 def test_missing_split(store):
     error_line(
         ["evaluate", str(store), "--id", "id", "--ood", "svhn", "--method", "energy"],
