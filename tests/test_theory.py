@@ -447,3 +447,13 @@ def test_sparsity_profile_needs_a_training_statistic(profile_data):
     _, W, b, X_id, X_ood = profile_data
     with pytest.raises(ValueError, match="needs the ID training statistic"):
         sparsity_profile(W=W, b=b, X_id=X_id, X_ood=X_ood)
+
+
+# ------------------------------------------------------------- examples
+def test_docstring_examples_run():
+    import doctest
+
+    import skdice.theory
+
+    result = doctest.testmod(skdice.theory)
+    assert result.attempted > 0 and result.failed == 0

@@ -375,3 +375,11 @@ def test_tune_store_equals_sparsity_search_on_the_arrays(small_store, data, sear
 def test_tune_store_needs_exactly_one_training_statistic(small_store):
     with pytest.raises(ValueError, match="exactly one of train"):
         tuning.tune_store(small_store, id_split="val", noise_split="noise")
+
+
+# ------------------------------------------------------------- examples
+def test_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(tuning)
+    assert result.attempted > 0 and result.failed == 0
