@@ -376,7 +376,7 @@ def extract_features(
                     head=extractor.to_head(),
                     preprocessing=attrs.get("preprocessing"),
                     weights_sha256=attrs.get("weights_sha256"),
-                    feature_layer=attrs.get("feature_layer") or extractor.head_name,
+                    feature_layer=attrs.get("feature_layer") or f"{extractor.head_name}:input",
                 )
                 split_writer = writer.prepare_split(
                     split, len(source), source=source.description, chunk_rows=rows,

@@ -60,7 +60,7 @@ def test_store_holds_direct_forward_features_logits_labels_and_paths(tmp_path):
     assert store.paths("test") == [f"toy#{i}" for i in range(23)]
     info = store.split_info("test")
     assert info["complete"] and info["count"] == 23 and info["source"] == "array:toy" and info["n_chunks"] == 3
-    assert store.model == "Sequential" and store.attrs["feature_layer"] == "5"
+    assert store.model == "Sequential" and store.attrs["feature_layer"] == "5:input"  # as the presets write it
 
 
 def test_one_by_one_conv_head_and_named_model(tmp_path):
