@@ -200,6 +200,18 @@ def test_cv_results_has_every_key_of_gridsearchcv_cv_results(data, search):
     assert search.best_index_ == gs.best_index_
 
 
+def test_tpr_sets_the_fpr_operating_point_and_the_best_estimators_threshold(data):
+    X_train, X_id, X_noise, W, b = data
+    s = SparsitySearch(tpr=0.8).fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    for i, p in enumerate(DEFAULT_GRID):
+        det = DICEDetector(p=p).fit(X_train, W, b)
+        expected = fpr_at_tpr(det.score_samples(X_id), det.score_samples(X_noise), tpr=0.8)
+        assert s.cv_results_["fpr95"][i] == pytest.approx(expected, abs=1e-12)
+    est = s.best_estimator_
+    assert est.tpr == 0.8
+    assert est.offset_ == pytest.approx(np.quantile(est.score_samples(X_id), 0.2))
+
+
 def test_auroc_metric_ranks_by_auroc(data):
     X_train, X_id, X_noise, W, b = data
     s = SparsitySearch(metric="auroc").fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
