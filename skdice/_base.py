@@ -479,6 +479,14 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             raise ValueError("train_mean contains NaN or infinity.")
         return mean
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # unpickled arrays come back writable; scoring caches the active rows of
+        # masked_weight_, so it stays read-only as fit left it
+        weight = self.__dict__.get("masked_weight_")
+        if isinstance(weight, np.ndarray):
+            weight.setflags(write=False)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False

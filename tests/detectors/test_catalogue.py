@@ -2,6 +2,7 @@
 
 import doctest
 import importlib
+import pickle
 import pkgutil
 
 import numpy as np
@@ -182,3 +183,6 @@ def test_masked_weight_is_read_only(name):
     det = _fit(name, H, W, b, _labels(len(H)), "positional")
     with pytest.raises(ValueError, match="read-only"):
         det.masked_weight_[0, 0] = 1.0
+    again = pickle.loads(pickle.dumps(det))
+    with pytest.raises(ValueError, match="read-only"):
+        again.masked_weight_[0, 0] = 1.0
