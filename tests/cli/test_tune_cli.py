@@ -157,6 +157,20 @@ def test_tune_errors_are_one_line_and_exit_1(store, capsys, extra, message):
     assert "Traceback" not in err and out == ""
 
 
+@pytest.mark.parametrize(
+    "option, value, choices",
+    [("--metric", "aupr", ("fpr95", "auroc")), ("--format", "csv", ("table", "json"))],
+)
+def test_tune_choices_outside_the_documented_ones_are_usage_errors(option, value, choices):
+    result = CliRunner().invoke(
+        app, ["tune", "S.zarr", "--train", "t", "--id", "v", "--noise", "n", option, value],
+        env={"COLUMNS": "200"},  # the error box wraps at the terminal width
+    )
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.output
+    assert all(f"'{c}'" in result.output for c in choices)
+
+
 def test_tune_missing_noise_split_is_one_line(store, capsys):
     code, _, err = _run_main(capsys, "tune", str(store[0]), "--train", "train", "--id", "val", "--noise", "gauss")
     assert code == 1 and "has no split 'gauss'" in err and len(err.strip().splitlines()) == 1
