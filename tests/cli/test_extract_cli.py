@@ -135,3 +135,45 @@ def test_end_to_end_densenet_on_shared_cifar_images(shared_data, tmp_path):
     assert store.split_info("test")["classes"][0] == "airplane"
     info = runner.invoke(app, ["info", str(store_path)])
     assert "30 rows  complete" in info.output and "W (342, 10)" in info.output
+
+
+def _error_line(capsys, args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 1, err
+    assert len(err) == 1 and err[0].startswith("skdice: error: "), err
+    return err[0]
+
+
+def test_preset_without_weights_names_the_option(tmp_path, capsys):
+    line = _error_line(capsys, ["extract", "--model", "densenet-bc-100", "--data", "noise:4",
+                                "--out", str(tmp_path / "s.zarr"), "--split", "n"])
+    assert "model 'densenet-bc-100' needs its weights file" in line and "--weights PATH" in line
+    assert not (tmp_path / "s.zarr").exists()
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--data", "noise:abc"], "noise source 'noise:abc' must look like noise:N or noise:N:SEED"),
+        (["--data", "{tmp}/absent"], "data source {tmp}/absent does not exist"),
+        (["--data", "noise:4", "--device", "tpu"], "unknown device 'tpu': use auto, cpu or cuda"),
+        (["--data", "noise:4", "--limit", "0"], "holds no images after --limit 0"),
+        (["--data", "noise:4", "--split", "head"], "invalid split name 'head'"),
+        (["--data", "noise:4", "--out", "{tmp}/file"], "{tmp}/file is not a feature store"),
+    ],
+)
+def test_extract_user_errors_are_one_line(shared_data, tmp_path, capsys, extra, message):
+    checkpoint = shared_data / "models" / "densenet-bc-100-cifar10.pth.tar"
+    if not checkpoint.is_file():
+        pytest.skip(f"needs {checkpoint}")
+    (tmp_path / "file").write_text("x")
+    args = {"--out": str(tmp_path / "s.zarr"), "--split": "n"}
+    extra = [e.format(tmp=tmp_path) for e in extra]
+    for key, value in zip(extra[::2], extra[1::2]):
+        args[key] = value
+    line = _error_line(capsys, ["extract", "--model", "densenet-bc-100", "--weights", str(checkpoint),
+                                "--device", "cpu", *[x for kv in args.items() for x in kv]])
+    assert message.format(tmp=tmp_path) in line, line
