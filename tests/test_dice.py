@@ -311,3 +311,28 @@ def test_scores_match_numpy_reference_invariant_to_row_order_and_chunks(case, p,
     np.testing.assert_allclose(det.score_samples(H[perm]), full[perm], rtol=1e-6, atol=1e-6)
     with config_context(working_memory=0.0001):  # a few rows per chunk
         np.testing.assert_allclose(det.score_samples(H), full, rtol=1e-6, atol=1e-6)
+
+
+def test_argument_mistakes_get_clear_errors():
+    H, W, b = _problem()
+    y = np.ones(len(H))
+    cases = [
+        (lambda: DICEDetector().fit(H, y, W, b), TypeError, "after a 1-D y, pass the head by keyword"),
+        (lambda: DICEDetector().fit(H, W, b, y, 1), TypeError, "fit takes at most X, W, b, y positionally"),
+        (lambda: DICEDetector().fit(H, b=b), ValueError, "b was given without W"),
+        (lambda: DICEDetector().fit(H, head=(W, b)), TypeError, "head must be a skdice.Head, got tuple"),
+        (lambda: DICEDetector().fit(H, y[:5], W=W, b=b), ValueError,
+         r"y must be 1-D with one entry per row of X \(300\), got shape \(5,\)"),
+        (lambda: DICEDetector().partial_fit(H, y[:5], W=W, b=b), ValueError,
+         r"y must be 1-D with one entry per row of X \(300\)"),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_detector_names_are_unique_in_the_registry():
+    with pytest.raises(RuntimeError, match="detector name 'dice' is taken by DICEDetector"):
+
+        class Impostor(DICEDetector):
+            name = "dice"

@@ -47,6 +47,7 @@ def test_weights_are_read_only_copies():
         (np.ones((3, 2)), np.ones((2, 1)), "b must be 1-dimensional"),
         (np.full((3, 2), np.nan), None, "W contains NaN or infinity"),
         (np.array([["a", "b"]]), None, "W must be numeric"),
+        ([[1.0, 2.0], [3.0]], None, "W could not be converted to an array"),
     ],
 )
 def test_bad_heads(W, b, match):

@@ -94,3 +94,9 @@ def test_head_is_required():
     H, _, _ = random_problem(n=20)
     with pytest.raises(ValueError, match="needs the classifier head"):
         MSPDetector().fit(H)
+
+
+def test_train_mean_is_refused_where_it_is_not_the_statistic():
+    H, W, b = random_problem(n=20)
+    with pytest.raises(ValueError, match="EnergyDetector does not accept train_mean"):
+        EnergyDetector().fit(H, W, b, train_mean=H.mean(axis=0))

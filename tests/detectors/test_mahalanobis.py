@@ -68,6 +68,15 @@ def test_string_labels_and_head_is_optional():
 def test_needs_class_labels():
     with pytest.raises(ValueError, match="needs class labels y"):
         MahalanobisDetector().fit(np.ones((5, 2)))
+    with pytest.raises(ValueError, match="class labels y contain NaN or infinity"):
+        MahalanobisDetector().fit(np.ones((5, 2)), [0.0, 1.0, np.nan, 0.0, 1.0])
+
+
+def test_singular_covariance_without_ridge_is_refused():
+    rng = np.random.default_rng(5)
+    H = np.c_[rng.normal(size=(40, 3)), np.zeros(40)]  # a dead unit: zero variance
+    with pytest.raises(ValueError, match=r"not positive definite; increase reg \(now 0\)"):
+        MahalanobisDetector(reg=0).fit(H, np.arange(40) % 2)
 
 
 def test_id_scores_higher_than_ood():
