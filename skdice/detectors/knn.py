@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import weakref
 from numbers import Integral
 
 import numpy as np
@@ -26,6 +27,27 @@ def _normalise(X) -> np.ndarray:
 
 def _faiss_available() -> bool:
     return importlib.util.find_spec("faiss") is not None
+
+
+# faiss indexes by training array, so that scoring chunk after chunk searches one
+# index instead of copying all training features into a new one per chunk. Kept
+# outside the estimator (fitted state stays the documented attributes, which
+# save_detector writes); an entry goes when its array does.
+_FAISS_INDEXES: dict = {}
+
+
+def _faiss_index(features: np.ndarray):
+    key = id(features)
+    hit = _FAISS_INDEXES.get(key)
+    if hit is not None and hit[0]() is features:
+        return hit[1]
+    import faiss
+
+    index = faiss.IndexFlatL2(features.shape[1])
+    index.add(features)
+    ref = weakref.ref(features, lambda _, key=key: _FAISS_INDEXES.pop(key, None))
+    _FAISS_INDEXES[key] = (ref, index)
+    return index
 
 
 class KNNDetector(BaseDetector):
@@ -113,6 +135,8 @@ class KNNDetector(BaseDetector):
                 "backend='faiss' needs faiss: pip install faiss-cpu (or use backend='sklearn')."
             )
         self.train_features_ = np.ascontiguousarray(_normalise(X))
+        # read-only: a faiss index of this very array may be cached for scoring
+        self.train_features_.setflags(write=False)
 
     @property
     def _block_width(self):
@@ -128,11 +152,8 @@ class KNNDetector(BaseDetector):
             return np.where(bad, np.nan, 0.0)
         Z = _normalise(X)
         k = self.n_neighbors
-        if self._use_faiss():  # pragma: no cover - faiss is optional and absent in CI
-            import faiss
-
-            index = faiss.IndexFlatL2(self.train_features_.shape[1])
-            index.add(self.train_features_)
+        if self._use_faiss():
+            index = _faiss_index(self.train_features_)
             sq, _ = index.search(np.ascontiguousarray(Z), k)
             return -np.sqrt(np.maximum(sq[:, -1].astype(np.float64), 0.0))
         # algorithm="brute" only stores the array: rebuilding it per chunk is cheap

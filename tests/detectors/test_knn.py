@@ -67,3 +67,43 @@ def test_id_scores_higher_than_ood():
     H_train, _, H_id, H_ood, W, b = id_ood_problem()
     det = get_detector("knn", n_neighbors=10, backend="sklearn").fit(H_train, W, b)
     assert auroc(det.score_samples(H_id), det.score_samples(H_ood)) > 0.95
+
+
+def test_faiss_path_builds_one_index_and_matches_sklearn(monkeypatch):
+    # a stand-in for faiss's exact IndexFlatL2 (squared L2 distances, ascending),
+    # so that the faiss code path runs where faiss is not installed
+    import importlib.machinery
+    import sys
+    import types
+
+    from sklearn import config_context
+
+    built = []
+
+    class IndexFlatL2:
+        def __init__(self, d):
+            self.d, self.data = d, np.empty((0, d), np.float32)
+            built.append(self)
+
+        def add(self, x):
+            self.data = np.vstack([self.data, x])
+
+        def search(self, x, k):
+            sq = ((x[:, None, :] - self.data[None]) ** 2).sum(axis=2)
+            idx = np.argsort(sq, axis=1)[:, :k]
+            return np.take_along_axis(sq, idx, axis=1).astype(np.float32), idx
+
+    fake = types.ModuleType("faiss")
+    fake.__spec__ = importlib.machinery.ModuleSpec("faiss", None)
+    fake.IndexFlatL2 = IndexFlatL2
+    monkeypatch.setitem(sys.modules, "faiss", fake)
+
+    rng = np.random.default_rng(2)
+    train = rng.normal(size=(200, 8)).astype(np.float32)
+    det = KNNDetector(n_neighbors=7, backend="faiss").fit(train)
+    with config_context(working_memory=0.01):  # many chunks
+        scores = det.score_samples(train[:60])
+    assert len(built) == 1  # one index for all chunks
+    reference = KNNDetector(n_neighbors=7, backend="sklearn").fit(train).score_samples(train[:60])
+    np.testing.assert_allclose(scores, reference, rtol=1e-4, atol=1e-6)
+    assert not det.train_features_.flags.writeable
