@@ -481,11 +481,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        # unpickled arrays come back writable; scoring caches the active rows of
-        # masked_weight_, so it stays read-only as fit left it
-        weight = self.__dict__.get("masked_weight_")
-        if isinstance(weight, np.ndarray):
-            weight.setflags(write=False)
+        # unpickled arrays come back writable; scoring caches work derived from
+        # these (active rows, a faiss index), so they stay read-only as fit left them
+        for key in ("masked_weight_", "train_features_"):
+            value = self.__dict__.get(key)
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -107,3 +107,6 @@ def test_faiss_path_builds_one_index_and_matches_sklearn(monkeypatch):
     reference = KNNDetector(n_neighbors=7, backend="sklearn").fit(train).score_samples(train[:60])
     np.testing.assert_allclose(scores, reference, rtol=1e-4, atol=1e-6)
     assert not det.train_features_.flags.writeable
+    import pickle
+
+    assert not pickle.loads(pickle.dumps(det)).train_features_.flags.writeable
