@@ -346,10 +346,16 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def _check_calibrated(self):
         if np.isnan(self.offset_):
+            how = (
+                "partial_fit, so offset_ is not calibrated: run "
+                "skdice.streaming.calibrate_offset(detector, chunks) over ID rows"
+                if "n_samples_seen_" in self.__dict__
+                else "train_mean only, so offset_ is not calibrated: call fit with "
+                "in-distribution features X"
+            )
             raise ValueError(
-                f"{type(self).__name__} was fitted without features (train_mean only), "
-                "so offset_ is not calibrated: call fit with in-distribution features X "
-                "to use decision_function or predict (score_samples works as is)."
+                f"{type(self).__name__} was fitted from {how} to use decision_function "
+                "or predict (score_samples works as is)."
             )
 
     def _calibration_scores(self, X) -> np.ndarray:

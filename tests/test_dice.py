@@ -132,8 +132,11 @@ def test_fit_from_train_mean_without_features():
     np.testing.assert_array_equal(det.mask_, ref.mask_)
     np.testing.assert_allclose(det.score_samples(H), ref.score_samples(H))
     assert np.isnan(det.offset_)
-    with pytest.raises(ValueError, match="offset_ is not calibrated"):
+    with pytest.raises(ValueError, match="train_mean only, so offset_ is not calibrated: call fit"):
         det.predict(H)
+    streamed = DICEDetector(p=0.9).partial_fit(H, W, b)
+    with pytest.raises(ValueError, match="partial_fit, so offset_ is not calibrated: run .*calibrate_offset"):
+        streamed.decision_function(H)
     # with ID features alongside the mean, the mask comes from the mean and offset_ from H
     calibrated = DICEDetector(p=0.9).fit(H[:50], W, b, train_mean=mean)
     np.testing.assert_array_equal(calibrated.mask_, ref.mask_)
