@@ -66,9 +66,12 @@ class DICEDetector(BaseDetector):
 
     Notes
     -----
-    Section 3 of the paper, Eq. (2)-(4). The threshold rule, ``V > percentile``
-    with linear interpolation, matches the official code, OpenOOD and
-    pytorch-ood, so scores agree with theirs to float precision (OpenOOD and the
+    Section 3 of the paper: Eq. (2) is ``contribution_``, Eq. (3) the masked
+    logits (:meth:`logits`), Eq. (4) the thresholding behind :meth:`predict`
+    (``S >= offset_`` is ID) and Eq. (5) the score. The threshold rule,
+    ``V > percentile`` with linear interpolation, matches the official code,
+    OpenOOD and pytorch-ood, so scores agree with theirs to float precision
+    (OpenOOD and the
     official code return the same sign; pytorch-ood returns the negation).
     Ties at the threshold are all dropped, so the kept fraction can fall below
     ``1 - p`` (see :func:`skdice.sparsify.dice_mask`).
