@@ -46,6 +46,10 @@ def describe_store(path) -> str:
                 "re-run the same `skdice extract` to resume"
             )
         lines.append(f"  {name:<{width}}  {info['count']:>9} rows  {state}  [{info.get('source', '?')}]")
+        scores = store.score_names(name)
+        if scores:
+            listed = ", ".join(k if done else f"{k} (incomplete)" for k, done in scores.items())
+            lines.append(f"  {'':<{width}}  scores: {listed}")
     return "\n".join(lines)
 
 

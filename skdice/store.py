@@ -195,6 +195,29 @@ class FeatureStore:
             info["written_chunks"] = 0
         return info
 
+    def score_names(self, split: str) -> dict:
+        """Scores written back into a split (``<split>/scores/<name>``) and whether each is complete.
+
+        Parameters
+        ----------
+        split : str
+
+        Returns
+        -------
+        dict
+            ``{name: complete}`` in sorted order; empty when none were written.
+            Read them with :func:`read_scores`.
+        """
+        group = self._split_group(split)
+        try:
+            scores = group[_SCORES]
+        except KeyError:
+            return {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arrays = dict(scores.arrays())
+        return {name: arrays[name].attrs.get("complete", True) is True for name in sorted(arrays)}
+
     def _complete_group(self, split: str):
         group = self._split_group(split)
         attrs = group.attrs.asdict()

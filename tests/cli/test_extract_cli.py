@@ -97,6 +97,25 @@ def test_info_lists_splits_counts_completeness_and_head(tmp_path):
     assert "6 rows  INCOMPLETE (1 of 3 chunks): re-run the same `skdice extract`" in lines["noise"]
 
 
+def test_info_lists_the_scores_written_back(tmp_path):
+    from skdice.store import open_scores_writer
+
+    writer = create_store(tmp_path / "s.zarr", model="toy", head=(np.ones((3, 2)), np.zeros(2)))
+    with writer.prepare_split("test", 4, source="x", chunk_rows=4) as sw:
+        sw.write_chunk(0, np.zeros((4, 3)), np.zeros((4, 2)), [0, 1, 0, 1], list("abcd"))
+        sw.finalize()
+    done = open_scores_writer(tmp_path / "s.zarr", "test", "dice", chunk_rows=2, fingerprint="a")
+    done.write(0, np.ones(2))
+    done.write(2, np.ones(2))
+    done.finalize()
+    half = open_scores_writer(tmp_path / "s.zarr", "test", "knn", chunk_rows=2, fingerprint="b")
+    half.write(0, np.ones(2))
+    assert open_store(tmp_path / "s.zarr").score_names("test") == {"dice": True, "knn": False}
+    result = runner.invoke(app, ["info", str(tmp_path / "s.zarr")])
+    assert result.exit_code == 0, result.output
+    assert "scores: dice, knn (incomplete)" in result.output
+
+
 def test_info_of_missing_store_is_one_error_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["info", str(tmp_path / "nothing.zarr")])
