@@ -448,6 +448,9 @@ def create_store(
     """
     path = Path(path)
     weight, bias = _head_arrays(head)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise StoreError(f"cannot create the store {path}: {path.parent} is a file, not a folder.")
+    path.parent.mkdir(parents=True, exist_ok=True)  # the lock files live beside the store
     # Two extractions starting on a new store at once (say `test` and `noise`) must
     # not both create it (the second would wipe the first's split), nor see it half made.
     creation = _SplitLock(path, "", path=path.parent / f"{path.name}.create.lock", what=f"store {path}")

@@ -165,6 +165,19 @@ def test_lock_of_other_host_is_refused(tmp_path, head):
         writer.prepare_split("test", 10, source="x", chunk_rows=4)
 
 
+def test_store_in_a_folder_not_yet_made_is_created_with_it(tmp_path, head):
+    writer = create_store(tmp_path / "a" / "b" / "s.zarr", model="m", head=head)
+    _write_split(writer, "test", 5, 4)
+    assert open_store(tmp_path / "a" / "b" / "s.zarr").features("test").shape == (5, M)
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["s.zarr"]  # no lock left
+
+
+def test_store_below_a_file_is_refused(tmp_path, head):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(StoreError, match=r"cannot create the store .*: .*f is a file, not a folder"):
+        create_store(tmp_path / "f" / "s.zarr", model="m", head=head)
+
+
 def test_missing_store_is_a_store_error(tmp_path):
     with pytest.raises(StoreError, match=r"does not exist; create it with `skdice extract"):
         open_store(tmp_path / "nope.zarr")
