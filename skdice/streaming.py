@@ -64,8 +64,10 @@ SCHEDULER_ENV = "SKDICE_SCHEDULER"
 #: How long dask_client tries to reach a scheduler.
 _CONNECT_TIMEOUT = "10s"
 
-#: Bytes of features read per block by the streaming paths.
-_BLOCK_BYTES = 32 * 2**20
+#: Bytes of features read per block by the streaming paths. Reading a store in
+#: blocks of 4-8 MiB measured faster than in 32 MiB blocks (and than one store
+#: chunk per call): the block is still in cache when it is summed or scored.
+_BLOCK_BYTES = 8 * 2**20
 
 
 # ------------------------------------------------------------------ blocks
@@ -76,7 +78,7 @@ def block_rows_for(array, target_bytes: int = _BLOCK_BYTES) -> int:
     ----------
     array : zarr.Array or ndarray of shape (n_rows, n_features)
         The array to read; for a Zarr array the block is a multiple of its row chunk.
-    target_bytes : int, default=32 MiB
+    target_bytes : int, default=8 MiB
         Memory one block may take.
 
     Returns
@@ -168,7 +170,7 @@ def fit_store(
 ):
     """Fit a detector from a feature-store split, reading it block by block.
 
-    The mean feature is a running float64 sum over blocks of about 32 MiB
+    The mean feature is a running float64 sum over blocks of about 8 MiB
     (see :meth:`BaseDetector.partial_fit`), so memory does not grow with the
     number of rows; ``offset_`` is calibrated as the module docstring explains.
     The sample costs one scoring of ``calibration_rows`` rows, whatever the
@@ -341,7 +343,7 @@ def score_to_store(
 ) -> dict:
     """Score a split block by block and write the scores to ``<split>/scores/<method>``.
 
-    Memory stays bounded (two blocks of about 32 MiB of features plus the
+    Memory stays bounded (two blocks of about 8 MiB of features plus the
     detector) however many rows the split has. The scores are written in
     order; after each block the array's ``rows_done`` attribute records the
     progress and the ``complete`` marker is set last, so an interrupted run
@@ -359,7 +361,7 @@ def score_to_store(
     method : str, default=None
         Name of the score array; the detector's registry name by default.
     block_rows : int, default=None
-        Rows per block (and per score chunk); about 32 MiB of features, a
+        Rows per block (and per score chunk); about 8 MiB of features, a
         multiple of the store's row chunk, by default.
     overwrite : bool, default=False
         Replace scores written by another detector, or complete ones.
