@@ -239,6 +239,17 @@ def test_ties_break_toward_the_smaller_p_whatever_the_grid_order():
         assert s.best_params_ == {"p": min(grid)}
 
 
+@given(st.permutations(DEFAULT_GRID), st.integers(0, 2**16))
+def test_choice_is_the_smallest_best_p_whatever_the_grid_order(grid, seed):
+    # small validation sets: FPR95 moves in steps of 1/40, so ties are common
+    X_train, X_id, X_noise, W, b = _make_data(seed, m=12, C=4, n_train=60, n_id=40, n_noise=40)
+    s = SparsitySearch(grid=grid).fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    ascending = SparsitySearch().fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    assert [d["p"] for d in s.cv_results_["params"]] == list(grid)
+    best = [p for p, r in zip(grid, s.cv_results_["rank_test_score"]) if r == 1]
+    assert s.best_params_ == ascending.best_params_ == {"p": min(best)}
+
+
 def test_tie_rule_agrees_with_gridsearchcv_on_an_ascending_grid():
     X_train, X_id, X_noise, W, b = _separable_data()
     X, y, cv = _gridsearch_inputs(X_train, X_id, X_noise)
