@@ -422,6 +422,35 @@ def test_sparsity_profile_from_train_mean_and_head_equals_from_features(profile_
         np.testing.assert_allclose(a[key], b2[key], rtol=1e-6)
 
 
+def test_sparsity_profile_sorts_v_once_and_scores_each_row_once_per_p(profile_data, monkeypatch):
+    import skdice.theory as theory
+    import skdice.tuning as tuning
+
+    X_train, W, b, X_id, X_ood = profile_data
+    calls = {"contribution_matrix": 0, "dice_thresholds": 0}
+    rows = []
+
+    def counting(name, fn):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    def scoring(X, *args):
+        rows.append(len(X))
+        return profile_pass(X, *args)
+
+    profile_pass = theory._profile_pass
+    monkeypatch.setattr(tuning, "contribution_matrix", counting("contribution_matrix", tuning.contribution_matrix))
+    monkeypatch.setattr(tuning, "dice_thresholds", counting("dice_thresholds", tuning.dice_thresholds))
+    monkeypatch.setattr(theory, "_profile_pass", scoring)
+    ps = [0.0, 0.3, 0.9]
+    sparsity_profile(X_train, W, b, X_id=X_id, X_ood=X_ood, ps=ps)
+    assert calls == {"contribution_matrix": 1, "dice_thresholds": 1}
+    assert rows == [len(X_id), len(X_ood)] * len(ps)
+
+
 def test_table_functions_return_the_profile_columns(profile_data):
     X_train, W, b, X_id, X_ood = profile_data
     kw = dict(X_id=X_id, X_ood=X_ood, ps=[0.0, 0.9])
