@@ -46,6 +46,17 @@ def test_demo_output_is_identical_across_runs(two_runs):
         np.testing.assert_array_equal(a.features(split), b.features(split))
 
 
+def test_demo_doc_shows_what_the_demo_prints(two_runs):
+    # docs/demo.md quotes the demo's output and reasons about its numbers: it
+    # must change when the demo's numbers do.
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "demo.md").read_text()
+    quoted = doc.split("## What it prints", 1)[1].split("```text\n", 1)[1].split("\n```", 1)[0]
+    result, _, _ = two_runs
+    assert quoted == result.to_text()
+
+
 def test_demo_chooses_p_from_the_paper_grid_on_noise(two_runs):
     result, _, lines = two_runs
     assert result.best_p in (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
