@@ -173,6 +173,26 @@ def test_variance_decomposition_with_a_dice_mask_matches_the_masked_logit_varian
     assert d.var_dense == pytest.approx(np.var(H @ W[:, c], ddof=1), rel=1e-10)
 
 
+def test_theory_statistics_invariant_to_chunk_size(profile_data, monkeypatch):
+    # the module streams rows in chunks: 7-row chunks give what one chunk gives
+    import skdice.theory as theory
+
+    X_train, W, b, X_id, X_ood = profile_data
+    kept = np.arange(W.shape[0]) % 3 == 0
+
+    def run():
+        d = variance_decomposition(X_ood, kept, weight=W[:, 1])
+        uc = unit_contributions(X_ood, W, 1, id_mean=X_train.mean(axis=0))
+        prof = sparsity_profile(X_train, W, b, X_id=X_id, X_ood=X_ood, ps=[0.0, 0.7])
+        return [getattr(d, t) for t in TERMS] + [uc.mean, uc.var, prof["ood_score_std"], prof["output_gap"]]
+
+    whole = run()
+    monkeypatch.setattr(theory, "chunk_rows", lambda n, row_bytes: 7)
+    chunked = run()
+    for a, c in zip(whole, chunked):
+        np.testing.assert_allclose(c, a, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize(
     "kept, match",
     [
