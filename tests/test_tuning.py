@@ -92,6 +92,15 @@ def test_cv_results_metrics_equal_metrics_of_dice_detector_scores(data, search):
     assert np.array_equal(res["mean_test_score"], -res["fpr95"])
 
 
+def test_scores_invariant_to_chunk_size(data, monkeypatch):
+    X_train, X_id, _, W, b = data
+    head = Head(W, b)
+    _, _, masked_weight = next(tuning._masked_heads(column_mean(X_train), head, [0.7]))
+    whole = tuning._energy_scores(X_id, masked_weight, head.bias)
+    monkeypatch.setattr(tuning, "chunk_rows", lambda n, row_bytes: 7)  # 22 chunks
+    np.testing.assert_allclose(tuning._energy_scores(X_id, masked_weight, head.bias), whole, rtol=1e-6)
+
+
 def test_changing_p_changes_the_mask(data, search):
     # OpenOOD's DICE sweep reused its first mask for every p: here each p has its own.
     X_train, _, _, W, b = data
