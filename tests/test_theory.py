@@ -184,13 +184,16 @@ def test_theory_statistics_invariant_to_chunk_size(profile_data, monkeypatch):
         d = variance_decomposition(X_ood, kept, weight=W[:, 1])
         uc = unit_contributions(X_ood, W, 1, id_mean=X_train.mean(axis=0))
         prof = sparsity_profile(X_train, W, b, X_id=X_id, X_ood=X_ood, ps=[0.0, 0.7])
-        return [getattr(d, t) for t in TERMS] + [uc.mean, uc.var, prof["ood_score_std"], prof["output_gap"]]
+        float64_stats = [getattr(d, t) for t in TERMS] + [uc.mean, uc.var]
+        return float64_stats, [prof["ood_score_std"], prof["output_gap"]]
 
     whole = run()
     monkeypatch.setattr(theory, "chunk_rows", lambda n, row_bytes: 7)
     chunked = run()
-    for a, c in zip(whole, chunked):
+    for a, c in zip(whole[0], chunked[0]):  # float64 sums in another order
         np.testing.assert_allclose(c, a, rtol=1e-10, atol=1e-10)
+    for a, c in zip(whole[1], chunked[1]):  # float32 logits, BLAS blocking may differ
+        np.testing.assert_allclose(c, a, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
