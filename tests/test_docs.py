@@ -178,3 +178,26 @@ def test_cli_reference_documents_every_command_and_option():
                 if flag.startswith("--") and flag not in sections[name]:
                     missing.append(f"skdice {name}: switch {flag} is not documented")
     assert not missing, "; ".join(missing)
+
+
+def test_cli_invocations_in_the_docs_use_existing_commands_and_options():
+    """Every `skdice COMMAND --option` written in the docs names a real command and option."""
+    typer = pytest.importorskip("typer")
+    from skdice.cli.app import app
+
+    group = typer.main.get_command(app)
+    options = {
+        name: {o for p in command.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
+        for name, command in group.commands.items()
+    }
+    wrong = []
+    for doc in DOC_FILES:
+        text = doc.read_text(encoding="utf-8").replace("\\\n", " ")  # shell line continuations
+        for match in re.finditer(r"(?<![\w./-])skdice((?:\s+--[a-z]+)*)\s+([a-z][\w-]*)([^\n`|]*)", text):
+            name, rest = match.group(2), match.group(3)
+            if name not in options:
+                continue  # prose such as "skdice implements"; a command's absence is caught by the reference test
+            for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest):
+                if flag not in options[name]:
+                    wrong.append(f"{doc.name}: `skdice {name}` has no option {flag}")
+    assert not wrong, "; ".join(sorted(set(wrong)))
