@@ -67,6 +67,12 @@ class GENDetector(_HeadDetector):
         self.M = M
         self.tpr = tpr
 
+    @property
+    def _block_width(self):
+        # the score works on about eight float64 copies of a chunk's logits:
+        # size the chunks for them, not for the float32 logits alone
+        return 8 * self.weight_.shape[1]
+
     def _score_logits(self, Z):
         E = Z.astype(np.float64)
         top = E.argmax(axis=1)
