@@ -140,3 +140,23 @@ def test_help_lists_every_documented_option():
     assert result.exit_code == 0
     for option in ("--id", "--ood", "--method", "--p", "--train", "--train-mean", "--positive", "--format"):
         assert option in result.stdout
+
+
+def test_class_conditional_method_on_an_unlabelled_training_split_is_one_line(store):
+    result = runner.invoke(app, ["evaluate", str(store), "--id", "id", "--ood", "train",
+                                 "--train", "ood", "--method", "mahalanobis"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, ValueError)
+    assert "split 'ood' has 50 rows without a class label (-1)" in str(result.exception)
+
+
+def test_unlabelled_id_split_says_accuracy_is_not_available_and_null_in_json(store):
+    import json
+
+    result = runner.invoke(app, ["evaluate", str(store), "--id", "ood", "--ood", "id",
+                                 "--train", "train", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["id_accuracy"] is None
+    table = runner.invoke(app, ["evaluate", str(store), "--id", "ood", "--ood", "id", "--train", "train"])
+    assert table.exit_code == 0
+    assert table.stdout.rstrip().endswith("ID accuracy: n/a (the ID split has no labels)")
