@@ -139,6 +139,11 @@ class Head:
             raise ValueError(
                 f"H must have shape (n_samples, {self.n_features}), got {H.shape}."
             )
+        finite = np.isfinite(H).all(axis=1)
+        if not finite.all():
+            raise ValueError(
+                f"H contains NaN or infinity (first at row {int(np.flatnonzero(~finite)[0])})."
+            )
         return H @ self.weight + self.bias
 
     def __repr__(self) -> str:

@@ -23,6 +23,9 @@ def test_logits_are_the_affine_map():
     np.testing.assert_allclose(Head(W, b).logits(H), H @ W + b, rtol=1e-5)
     with pytest.raises(ValueError, match=r"H must have shape \(n_samples, 5\)"):
         Head(W, b).logits(H.T)
+    H[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"H contains NaN or infinity \(first at row 3\)"):
+        Head(W, b).logits(H)
 
 
 def test_head_is_not_array_like_so_gridsearch_never_slices_it():
