@@ -748,6 +748,18 @@ def score_store(
             f"split {split!r} of {fs.path} has {array.shape[1]} features but the detector was "
             f"fitted on {expected}: it belongs to another model."
         )
+    fitted_weight = getattr(detector, "weight_", None)
+    if fitted_weight is not None:
+        # Same width is not enough: scores of a head other than the store's are meaningless.
+        head = fs.head
+        same = np.shape(fitted_weight) == head.weight.shape and np.allclose(
+            fitted_weight, head.weight, rtol=1e-6, atol=0
+        ) and np.allclose(getattr(detector, "bias_", head.bias), head.bias, rtol=1e-6, atol=0)
+        if not same:
+            raise ValueError(
+                f"the detector was fitted with another classifier head (W {np.shape(fitted_weight)}) "
+                f"than the one of {fs.path} (W {head.weight.shape}): it belongs to another model."
+            )
     if write:
         from .store import read_scores
         from .streaming import score_to_store

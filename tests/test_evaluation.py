@@ -353,6 +353,21 @@ def test_fit_save_score_writes_the_detector_scores_back(tmp_path):
     assert open_store(path).features("ood_a").shape == (80, M)
 
 
+def test_score_refuses_a_detector_fitted_with_another_head_of_the_same_width(tmp_path):
+    path = tmp_path / "s.zarr"
+    head, splits = make_store(path)
+    other = Head(head.weight[:, ::-1].copy(), head.bias)  # same shape, other model
+    det = DICEDetector(p=0.5).fit(splits["train"][0], head=other)
+    with pytest.raises(ValueError, match=r"fitted with another classifier head .* it belongs to another model"):
+        score_store(path, "ood_a", det)
+    import zarr
+
+    assert "scores" not in zarr.open_group(str(path), mode="r")["ood_a"]
+    # the store's own head passes, float64 copies of it too
+    same = DICEDetector(p=0.5).fit(splits["train"][0], head=Head(head.weight.astype(np.float64), head.bias))
+    assert score_store(path, "ood_a", same, write=False)["n"] == 80
+
+
 def test_fit_from_train_mean_only_leaves_offset_uncalibrated(tmp_path):
     path = tmp_path / "s.zarr"
     head, splits = make_store(path)
