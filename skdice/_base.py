@@ -178,6 +178,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                     f"got shape {y.shape}."
                 )
             if not self._requires_class_labels:
+                y = self._check_id_mask(y)
                 keep = y != 0
                 if not keep.any():
                     raise ValueError(
@@ -257,7 +258,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                     f"y must be 1-D with one entry per row of X ({X.shape[0]}), "
                     f"got shape {y.shape}."
                 )
-            X = X[y != 0]
+            X = X[self._check_id_mask(y) != 0]
         self._stream_add(X)
         self._stream_finish()
         return self
@@ -428,6 +429,23 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         if W is None and b is not None:
             raise ValueError("b was given without W.")
         return y, (W, b) if W is not None else None
+
+    def _check_id_mask(self, y):
+        # "id"/"ood" strings or NaN would all compare != 0 and silently count as ID
+        if y.dtype.kind not in "biuf":
+            try:
+                y = y.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"y is the ID mask of {type(self).__name__} (1 = ID, 0 = OOD, left "
+                    f"out); got non-numeric values such as {str(y[0])!r}."
+                ) from None
+        if y.dtype.kind == "f" and np.isnan(y).any():
+            raise ValueError(
+                f"y, the ID mask of {type(self).__name__} (1 = ID, 0 = OOD), contains NaN "
+                f"(first at row {int(np.flatnonzero(np.isnan(y))[0])})."
+            )
+        return y
 
     @staticmethod
     def _take(value, current, name):

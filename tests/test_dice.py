@@ -122,6 +122,10 @@ def test_y_zero_rows_are_left_out_of_the_mean():
     y = np.r_[np.ones(200), np.zeros(100)]
     det = DICEDetector().fit(H, y, W=W, b=b)
     np.testing.assert_allclose(det.mean_feature_, H[:200].astype(np.float64).mean(0))
+    # booleans and numbers held in an object array mean the same
+    for mask in (y.astype(bool), y.astype(int).astype(object)):
+        again = DICEDetector().fit(H, mask, W=W, b=b)
+        np.testing.assert_array_equal(again.mean_feature_, det.mean_feature_)
 
 
 def test_fit_from_train_mean_without_features():
@@ -328,6 +332,11 @@ def test_argument_mistakes_get_clear_errors():
          r"y must be 1-D with one entry per row of X \(300\), got shape \(5,\)"),
         (lambda: DICEDetector().partial_fit(H, y[:5], W=W, b=b), ValueError,
          r"y must be 1-D with one entry per row of X \(300\)"),
+        # an ID mask, not labels: "ood" would compare != 0 and silently count as ID
+        (lambda: DICEDetector().fit(H, np.array(["id", "ood"] * 150), W=W, b=b), ValueError,
+         r"y is the ID mask of DICEDetector \(1 = ID, 0 = OOD, left out\); got non-numeric values such as 'id'"),
+        (lambda: DICEDetector().partial_fit(H, np.r_[np.nan, y[1:]], W=W, b=b), ValueError,
+         r"y, the ID mask of DICEDetector .* contains NaN \(first at row 0\)"),
     ]
     for call, error, match in cases:
         with pytest.raises(error, match=match):
