@@ -109,9 +109,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             Positional ``W, b, y`` (the design card's ``fit(H, W, b)``) or
             ``y`` alone (scikit-learn's ``fit(X, y)``); see the class docstring.
         y : array-like of shape (n_samples,), default=None
-            For most detectors an ID mask: rows with ``y == 0`` are left out of
-            the statistics and of the calibration (GridSearchCV passes its OOD
-            training rows this way). Class-conditional detectors take class
+            For most detectors an ID mask of numbers or booleans: rows with
+            ``y == 0`` are left out of the statistics and of the calibration
+            (GridSearchCV passes its OOD training rows this way); strings and
+            NaN are refused. Class-conditional detectors take class
             labels here instead.
         W : array-like of shape (n_features, n_classes), default=None
             Final-layer weight in the paper's orientation. PyTorch's ``fc.weight``
