@@ -426,6 +426,25 @@ def extract_features(
     return out
 
 
+def _worker_error(exc: BaseException) -> BaseException | None:
+    """The error a DataLoader worker raised, without the traceback torch pastes into its message.
+
+    torch re-raises a worker's exception as the same type with the message
+    "Caught X in DataLoader worker process N.\nOriginal Traceback ...", which
+    would turn a one-line user error (a corrupt image) into a traceback.
+    """
+    text = str(exc)
+    if "DataLoader worker" not in text or "Original Traceback" not in text:
+        return None
+    last = [line for line in text.splitlines() if line.strip()][-1].strip()
+    prefix = f"{type(exc).__name__}: "
+    message = last[len(prefix):] if last.startswith(prefix) else last
+    try:
+        return type(exc)(message)
+    except Exception:  # an exception type that wants other arguments: keep torch's
+        return None
+
+
 def _run_chunks(extractor, source, split_writer, chunks, batch_size, dev, workers, amp, channels_last, bar):
     if not chunks:
         return
@@ -468,6 +487,11 @@ def _run_chunks(extractor, source, split_writer, chunks, batch_size, dev, worker
                 if filled == stop - start:
                     writer.put((index, f_buf, l_buf, y_buf, p_buf))
                     current = None
+    except Exception as exc:
+        clean = _worker_error(exc)
+        if clean is None:
+            raise
+        raise clean from exc
     finally:
         writer.close()
         bar.close()

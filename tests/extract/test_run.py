@@ -112,6 +112,24 @@ def test_empty_source_is_refused_and_writes_no_split(tmp_path, data, limit, matc
     assert not (tmp_path / "s.zarr").exists()
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_corrupt_image_is_one_line_naming_the_file_with_or_without_workers(tmp_path, workers):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / f"{i}.png")
+    (folder / "3.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError) as info:
+        extract_features(toy_model(), folder, tmp_path / "s.zarr", "t", workers=workers,
+                         batch_size=2, progress=False)
+    message = str(info.value)
+    assert message.startswith(f"could not read image {folder / '3.png'}")
+    assert "\n" not in message and "Traceback" not in message
+    assert not (tmp_path / "s.zarr.t.lock").exists()
+
+
 def test_extraction_refused_while_another_writer_holds_the_split(tmp_path):
     model = toy_model()
     src = NoiseSource(8, (3, 8, 8))
