@@ -242,7 +242,11 @@ class Report:
             extra.update(report.extra)
         return cls(rows, extra)
 
-    _HEADER = ("method", "p", "ood", "FPR95", "AUROC", "AUPR-In", "AUPR-Out")
+    def _header(self):
+        # the FPR column is at 95% TPR unless ood_report was given another tpr
+        tpr = self.extra.get("fpr_at_tpr", 0.95)
+        fpr = "FPR95" if tpr == 0.95 else f"FPR@{100 * tpr:g}TPR"
+        return ("method", "p", "ood", fpr, "AUROC", "AUPR-In", "AUPR-Out")
 
     def _cells(self):
         for r in self.rows:
@@ -260,8 +264,9 @@ class Report:
         -------
         str
         """
-        cells = [self._HEADER, *self._cells()]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(self._HEADER))]
+        header = self._header()
+        cells = [header, *self._cells()]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
         lines = []
         for j, row in enumerate(cells):
             parts = [
@@ -280,7 +285,7 @@ class Report:
         str
         """
         lines = [
-            "| " + " | ".join(self._HEADER) + " |",
+            "| " + " | ".join(self._header()) + " |",
             "|" + "|".join(["---"] * 3 + ["---:"] * 4) + "|",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in self._cells()]
@@ -357,6 +362,9 @@ def ood_report(
     Returns
     -------
     Report
+        With a ``tpr`` other than 0.95, the ``fpr95`` fields hold the FPR at
+        that TPR: ``extra["fpr_at_tpr"]`` records it and the table headers say
+        ``FPR@<tpr>TPR``.
 
     Examples
     --------
@@ -382,7 +390,7 @@ def ood_report(
     if average:
         means = {k: float(np.mean([getattr(r, k) for r in rows])) for k in _METRIC_KEYS}
         rows.append(ReportRow(method=method, p=rows[0].p, ood="average", **means))
-    return Report(rows)
+    return Report(rows, {} if tpr == 0.95 else {"fpr_at_tpr": float(tpr)})
 
 
 def fpr95_score(y_true, y_score, *, positive="id"):

@@ -175,3 +175,15 @@ def test_scorers_use_y_one_for_id_and_the_higher_is_better_sign():
     assert 0 < fpr < 1
     assert fpr95_scorer(det, X, y) == pytest.approx(-fpr)
     assert auroc_scorer(det, X, y) == pytest.approx(_reference_auroc(s_id, s_ood))
+
+
+def test_report_at_another_tpr_says_so_in_headers_and_json():
+    rng = np.random.default_rng(6)
+    id_s, ood = rng.normal(1, 1, 50), {"a": rng.normal(0, 1, 50)}
+    report = ood_report(id_s, ood, tpr=0.9)
+    assert report.rows[0].fpr95 == pytest.approx(100 * fpr_at_tpr(id_s, ood["a"], tpr=0.9))
+    assert report.to_table().splitlines()[0].split()[3] == "FPR@90TPR"
+    assert "| FPR@90TPR |" in report.to_markdown()
+    assert json.loads(report.to_json())["fpr_at_tpr"] == 0.9
+    default = ood_report(id_s, ood)
+    assert default.extra == {} and "FPR95" in default.to_table().splitlines()[0]
