@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skdice.exceptions import StoreError, require
+from skdice.exceptions import SkdiceError, StoreError, require
 from skdice.store import create_store, default_chunk_rows, StoreWriter
 
 torch = require("torch", "extract")
@@ -487,6 +487,13 @@ def _run_chunks(extractor, source, split_writer, chunks, batch_size, dev, worker
                 if filled == stop - start:
                     writer.put((index, f_buf, l_buf, y_buf, p_buf))
                     current = None
+    except torch.OutOfMemoryError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        raise SkdiceError(
+            f"out of {dev.type} memory at --batch-size {batch_size} ({first}): lower --batch-size; "
+            f"the split's chunking follows the batch size, so delete the folder "
+            f"{split_writer.store.path / split_writer.split} before running again with another one."
+        ) from exc
     except Exception as exc:
         clean = _worker_error(exc)
         if clean is None:

@@ -130,6 +130,23 @@ def test_corrupt_image_is_one_line_naming_the_file_with_or_without_workers(tmp_p
     assert not (tmp_path / "s.zarr.t.lock").exists()
 
 
+def test_out_of_memory_says_to_lower_the_batch_size(tmp_path, monkeypatch):
+    from skdice.extract.hooked import HookedExtractor
+
+    def exhausted(self, batch):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(HookedExtractor, "__call__", exhausted)
+    from skdice.exceptions import SkdiceError
+
+    with pytest.raises(SkdiceError, match=r"out of cpu memory at --batch-size 4 \(CUDA out of memory. Tried "
+                                         r"to allocate 2.00 GiB\): lower --batch-size; .*delete the folder "
+                                         r".*s.zarr/n before running again"):
+        extract_features(toy_model(), NoiseSource(8, (3, 8, 8)), tmp_path / "s.zarr", "n",
+                         batch_size=4, progress=False)
+    assert not (tmp_path / "s.zarr.n.lock").exists()
+
+
 def test_extraction_refused_while_another_writer_holds_the_split(tmp_path):
     model = toy_model()
     src = NoiseSource(8, (3, 8, 8))
