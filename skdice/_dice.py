@@ -52,6 +52,8 @@ class DICEDetector(BaseDetector):
         The head's bias (never masked).
     n_features_in_ : int
         Number of features seen during fit.
+    n_samples_seen_ : int
+        Rows summed so far by :meth:`partial_fit`; only after ``partial_fit``.
     offset_ : float
         Offset used to define the decision function from the raw scores:
         ``decision_function = score_samples - offset_``. It is the

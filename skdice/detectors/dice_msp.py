@@ -29,6 +29,8 @@ class DICEMSPDetector(DICEDetector):
         As in :class:`skdice.DICEDetector`.
     n_features_in_ : int
         Number of features seen during fit.
+    n_samples_seen_ : int
+        Rows summed so far by :meth:`partial_fit`; only after ``partial_fit``.
     offset_ : float
         The ``1 - tpr`` quantile of the fitting samples' scores (NaN when
         fitted from ``train_mean`` only).

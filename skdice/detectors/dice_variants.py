@@ -41,6 +41,8 @@ _DOC_TAIL = """
         ``mask_ * weight_``, the weight the score uses.
     bias_ : ndarray of shape (n_classes,), float32
         The head's bias (never masked).
+    n_samples_seen_ : int
+        Rows summed so far by :meth:`partial_fit`; only after ``partial_fit``.
     n_features_in_ : int
     offset_ : float
         The ``1 - tpr`` quantile of the fitting samples' scores (NaN when

@@ -75,6 +75,10 @@ class KNNDetector(BaseDetector):
     ----------
     train_features_ : ndarray of shape (n_train, n_features), float32
         The L2-normalised fitting features (the search index).
+    weight_, bias_ : ndarray of shape (n_features, n_classes) and (n_classes,)
+        The classifier head, only when one was given to ``fit``. The score
+        does not use it; it is kept so that scoring a feature store can check
+        that the store belongs to the same model.
     n_features_in_ : int
         Number of features seen during fit.
     offset_ : float

@@ -51,6 +51,10 @@ class MahalanobisDetector(BaseDetector):
         before the ridge.
     cholesky_ : ndarray of shape (n_features, n_features), float64
         Lower Cholesky factor ``L`` of ``Sigma + ridge * I``.
+    weight_, bias_ : ndarray of shape (n_features, n_classes) and (n_classes,)
+        The classifier head, only when one was given to ``fit``. The score
+        does not use it; it is kept so that scoring a feature store can check
+        that the store belongs to the same model.
     n_features_in_ : int
         Number of features seen during fit.
     offset_ : float

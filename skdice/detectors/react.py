@@ -136,6 +136,8 @@ class DICEReActDetector(BaseDetector):
     weight_ : ndarray of shape (n_features, n_classes), float32
     masked_weight_ : ndarray of shape (n_features, n_classes), float32
     bias_ : ndarray of shape (n_classes,), float32
+    n_samples_seen_ : int
+        Rows summed so far by :meth:`partial_fit`; only after ``partial_fit`` (which needs ``threshold``).
     n_features_in_ : int
     offset_ : float
         The ``1 - tpr`` quantile of the fitting samples' scores (NaN when

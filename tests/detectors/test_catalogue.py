@@ -4,6 +4,7 @@ import doctest
 import importlib
 import pickle
 import pkgutil
+import re
 
 import numpy as np
 import pytest
@@ -206,3 +207,19 @@ def test_scoring_memory_stays_within_the_chunk_budget(name):
         finally:
             tracemalloc.stop()
     assert peak - X.shape[0] * 8 < 2 * 2**20
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_fitted_attribute_is_documented(name):
+    # fitted state lives only in documented attributes ending in "_"
+    H, W, b = random_problem(n=120, m=16, C=5)
+    cls = available_detectors()[name]
+    params = {**PARAMS.get(name, {}), **({"threshold": 1.0} if name == "dice-react" else {})}
+    fitted = [_fit(name, H, W, b, _labels(len(H)), "positional")]
+    if cls._accepts_train_mean:
+        fitted.append(get_detector(name, **params).partial_fit(H, W=W, b=b))
+    for det in fitted:
+        public = [k for k in vars(det) if k.endswith("_") and not k.startswith("_")]
+        assert public
+        for key in public:
+            assert re.search(rf"\b{key}\b", cls.__doc__), f"{name}: {key} is not documented"
