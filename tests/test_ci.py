@@ -51,3 +51,14 @@ def test_readme_test_command_pins_torch_and_runs_pytest():
     block = readme.split("<!-- test-command -->", 1)[1].split("```bash\n", 1)[1]
     command = block.split("\n", 1)[0]
     assert "torch==2.13.0" in command and "pytest" in command
+
+
+def test_ci_points_the_clean_checkout_at_the_shared_data(tmp_path):
+    repo = _repo(tmp_path, 'echo "data=$SKDICE_SHARED_DATA"')
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "SKDICE_SHARED_DATA"}
+    done = subprocess.run(
+        ["bash", str(repo / ".ci" / "run")], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"data={tmp_path / 'shared' / 'data'}" in done.stdout
