@@ -474,6 +474,12 @@ def plot_store(
 
     if not ood_splits:
         raise ValueError("give at least one OOD split.")
+    ood_splits = list(ood_splits)
+    repeated = sorted({name for name in ood_splits if ood_splits.count(name) > 1})
+    if repeated:
+        raise ValueError(f"OOD split {', '.join(map(repr, repeated))} is given more than once.")
+    if id_split in ood_splits:
+        raise ValueError(f"split {id_split!r} is given both as the ID split and as an OOD split.")
     if not 0 <= p < 1:
         raise ValueError(f"p must be in [0, 1), got {p!r}.")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():

@@ -336,6 +336,8 @@ def test_plot_store_default_class_is_the_most_frequent_label_not_prediction(tmp_
     "kwargs, match",
     [
         ({"ood_splits": []}, "give at least one OOD split"),
+        ({"ood_splits": ["far", "far"]}, "OOD split 'far' is given more than once"),
+        ({"ood_splits": ["id"]}, "split 'id' is given both as the ID split and as an OOD split"),
         ({"train_split": None}, "give train_split"),
         ({"p": 1.0}, r"p must be in \[0, 1\)"),
         ({"class_index": 7}, "class 7 is out of range for 5 classes"),
