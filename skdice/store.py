@@ -62,6 +62,7 @@ SCHEMA_VERSION = 1
 _MARKER_ATTR = "skdice_store"
 _HEAD = "head"
 _SPLIT_ARRAYS = ("features", "logits", "labels", "paths")
+_DENSE = ("features", "logits")  # every chunk is on disk once a split is complete
 _RESERVED = {_HEAD}
 _RERUN = "re-run the same `skdice extract` command (it resumes from the last written chunk)"
 _CREATE_WAIT_S = 60.0  # how long a writer waits for another process creating the same store
@@ -245,9 +246,18 @@ class FeatureStore:
         """
         group = self._complete_group(split)
         try:
-            return group[name]
+            arr = group[name]
         except KeyError:
             raise StoreError(f"split {split!r} in {self.path} has no array {name!r}.") from None
+        if name in _DENSE and arr.nchunks_initialized < arr.nchunks:
+            # complete, yet chunks are gone: an interrupted copy or a deleted file
+            # would otherwise read back as rows of zeros
+            raise StoreError(
+                f"split {split!r} in {self.path} is marked complete but {arr.nchunks - arr.nchunks_initialized} "
+                f"of the {arr.nchunks} chunks of {name} are missing on disk (a partial copy or deleted files): "
+                f"delete the folder {self.path / split} and re-run `skdice extract` for it."
+            )
+        return arr
 
     def features(self, split: str, *, dask: bool = False):
         """Penultimate features of a split.
@@ -709,6 +719,10 @@ class SplitWriter:
         self.chunk_rows = int(attrs["chunk_rows"])
         self.n_chunks = int(attrs["n_chunks"])
         self._arrays = {name: group[name] for name in (*_SPLIT_ARRAYS, "written")}
+        # Zarr skips chunks equal to the fill value; writing every chunk of the
+        # dense arrays lets readers tell a chunk missing on disk from zeros.
+        for name in _DENSE:
+            self._arrays[name] = self._arrays[name].with_config({"write_empty_chunks": True})
 
     def __enter__(self):
         return self

@@ -178,6 +178,29 @@ def test_store_below_a_file_is_refused(tmp_path, head):
         create_store(tmp_path / "f" / "s.zarr", model="m", head=head)
 
 
+def test_complete_split_with_a_chunk_missing_on_disk_is_refused(tmp_path, head):
+    # An interrupted copy of a finished store: the marker says complete, a chunk
+    # file is gone, and Zarr would read its rows back as zeros.
+    writer = create_store(tmp_path / "s.zarr", model="m", head=head)
+    _write_split(writer, "test", 10, 4)
+    (tmp_path / "s.zarr" / "test" / "features" / "c" / "1" / "0").unlink()
+    store = open_store(tmp_path / "s.zarr")
+    with pytest.raises(StoreError, match=r"split 'test' .* is marked complete but 1 of the 3 chunks of features "
+                                         r"are missing on disk .*re-run `skdice extract`"):
+        store.features("test")
+    assert store.logits("test").shape == (10, C)
+
+
+def test_all_zero_chunks_are_written_so_they_are_not_taken_for_missing_ones(tmp_path, head):
+    writer = create_store(tmp_path / "s.zarr", model="m", head=head)
+    with writer.prepare_split("z", 8, source="zeros", chunk_rows=4) as sw:
+        for i in sw.pending():
+            sw.write_chunk(i, np.zeros((4, M)), np.zeros((4, C)), np.full(4, -1), ["p"] * 4)
+        sw.finalize()
+    store = open_store(tmp_path / "s.zarr")
+    assert not store.features("z").any() and not store.logits("z").any()
+
+
 def test_missing_store_is_a_store_error(tmp_path):
     with pytest.raises(StoreError, match=r"does not exist; create it with `skdice extract"):
         open_store(tmp_path / "nope.zarr")
