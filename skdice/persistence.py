@@ -355,6 +355,11 @@ def load_detector(path):
             f"{path}: the saved parameters do not fit {registry[name].__name__} ({exc})."
         ) from None
     for key, value in attributes.items():
+        # fitted state only: a crafted header must not reach dunder attributes
+        if not key.isidentifier() or key.startswith("__") or not (key.endswith("_") or key.startswith("_")):
+            raise DetectorFormatError(
+                f"{path}: corrupt skdice detector header (attribute {key!r} is not fitted state)."
+            )
         setattr(detector, key, value)
     return detector
 

@@ -203,6 +203,15 @@ def test_load_unknown_detector_name_is_refused(tmp_path):
         load_detector(path)
 
 
+@pytest.mark.parametrize("name", ["__class__", "p", "not an identifier_"])
+def test_load_refuses_attributes_that_are_not_fitted_state(tmp_path, name):
+    H, head, _ = _data()
+    path = save_detector(DICEDetector().fit(H, head=head), tmp_path / "d.npz")
+    _rewrite_header(path, lambda h: h["attributes"].update({name: {"kind": "json", "value": "x"}}))
+    with pytest.raises(DetectorFormatError, match="is not fitted state"):
+        load_detector(path)
+
+
 def test_load_corrupt_header_is_refused(tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, __skdice__=np.frombuffer(b"{not json", dtype=np.uint8))
