@@ -37,6 +37,7 @@ DEMO_METHODS = ("energy", "msp", "maxlogit", "odin", "react", "knn", "mahalanobi
 _PIXEL_MEAN = 0.305
 _PIXEL_STD = 0.376
 
+_MODEL_NAME = "digits-mlp"  # recorded in the store; the demo replaces only stores of this name
 _N_TRAIN = 650  # of the 1,083 ID digits; then 200 validation, the rest test
 _N_VAL = 200
 _N_NOISE = 400
@@ -197,8 +198,9 @@ def run_demo(
     ----------
     out_dir : str or Path
         Output folder (created). Holds ``digits.zarr`` (the feature store),
-        ``results.json``, ``results.md`` and the PNG figures. An existing
-        store there is replaced.
+        ``results.json``, ``results.md`` and the PNG figures. The store of an
+        earlier demo run there is replaced; any other ``digits.zarr`` is
+        refused (ValueError), never deleted.
     seed : int, default=0
         Seed of the data split, the synthetic OOD sets and the training.
     methods : sequence of str, default=DEMO_METHODS
@@ -213,8 +215,6 @@ def run_demo(
     -------
     DemoResult
     """
-    import shutil
-
     import torch
 
     from skdice import available_detectors
@@ -233,7 +233,7 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "digits.zarr"
     if store_path.exists():
-        shutil.rmtree(store_path)
+        _remove_previous_demo_store(store_path)
 
     splits = _digits_splits(seed)
     say(f"training an MLP on digits {ID_CLASSES[0]}-{ID_CLASSES[-1]} "
@@ -246,7 +246,7 @@ def run_demo(
             source = ArraySource(torch.from_numpy(images[:, None]), labels, name=f"digits-demo:{name}")
             extract_features(
                 model, source, store_path, name, head=model[-1], batch_size=256,
-                device="cpu", progress=progress, model_name="digits-mlp",
+                device="cpu", progress=progress, model_name=_MODEL_NAME,
             )
     store = open_store(store_path)
 
@@ -290,6 +290,28 @@ def run_demo(
     result.files["results.json"] = out / "results.json"
     result.files["results.md"] = out / "results.md"
     return result
+
+
+def _remove_previous_demo_store(path: Path) -> None:
+    """Delete the store of an earlier demo run, and nothing else."""
+    import shutil
+
+    from skdice.exceptions import StoreError
+    from skdice.store import open_store
+
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+        return
+    try:
+        model = open_store(path).model
+    except StoreError:
+        model = None
+    if model != _MODEL_NAME:
+        raise ValueError(
+            f"{path} exists and is not a store written by `skdice demo`; the demo replaces its "
+            "own store only: choose another --out."
+        )
+    shutil.rmtree(path)
 
 
 class _deterministic_torch:

@@ -120,3 +120,33 @@ def test_demo_refuses_a_file_as_output_folder(tmp_path):
     target.write_text("x")
     with pytest.raises(ValueError, match="exists and is not a folder"):
         run_demo(target)
+
+
+def test_demo_never_deletes_a_digits_zarr_it_did_not_write(tmp_path):
+    import numpy as np
+
+    from skdice.store import create_store
+
+    create_store(tmp_path / "digits.zarr", model="my-model", head=(np.ones((3, 2)), np.zeros(2)))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "digits.zarr").mkdir()
+    (tmp_path / "other" / "digits.zarr" / "notes.txt").write_text("mine")
+    for out in (tmp_path, tmp_path / "other"):
+        with pytest.raises(ValueError, match="is not a store written by `skdice demo`; .*choose another --out"):
+            run_demo(out)
+    assert (tmp_path / "digits.zarr" / "zarr.json").is_file()
+    assert (tmp_path / "other" / "digits.zarr" / "notes.txt").read_text() == "mine"
+
+
+def test_demo_replaces_its_own_store(two_runs, tmp_path):
+    import shutil
+
+    from skdice.store import open_store
+
+    result, _, _ = two_runs
+    shutil.copytree(result.store, tmp_path / "digits.zarr")  # an earlier run's store
+    (tmp_path / "digits.zarr" / "stale").mkdir()
+    again = run_demo(tmp_path, methods=("energy",))
+    assert open_store(again.store).model == "digits-mlp"
+    assert not (tmp_path / "digits.zarr" / "stale").exists()
+    assert [r.method for r in again.report.rows][-1] == "energy"
