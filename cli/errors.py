@@ -10,8 +10,9 @@ import typer
 from skdice.exceptions import SkdiceError
 
 #: exceptions a user can fix from the message alone; OSError covers the file system's
-#: refusals (a file where a folder is wanted, a full disk, a read-only folder, ...)
-USER_ERRORS = (SkdiceError, ValueError, OSError, KeyError)
+#: refusals (a file where a folder is wanted, a full disk, a read-only folder, ...).
+#: Anything else (a KeyError, a TypeError) is a bug and keeps its traceback.
+USER_ERRORS = (SkdiceError, ValueError, OSError)
 
 
 def run_app(app: typer.Typer, argv, state) -> None:
@@ -29,8 +30,7 @@ def run_app(app: typer.Typer, argv, state) -> None:
     except USER_ERRORS as exc:
         if state.get("debug"):
             traceback.print_exc()
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        typer.echo(f"skdice: error: {message}", err=True)
+        typer.echo(f"skdice: error: {exc}", err=True)
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

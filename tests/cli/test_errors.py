@@ -248,6 +248,18 @@ def test_file_system_refusals_are_one_line(store, tmp_path):
                r"Not a directory|File exists")
 
 
+def test_a_bug_keeps_its_traceback(store, monkeypatch):
+    # Only user errors become one line; a KeyError from inside is a bug to report.
+    import skdice.store
+
+    def broken(path):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(skdice.store, "open_store", broken)
+    with pytest.raises(KeyError, match="internal"):
+        main(["info", str(store)])
+
+
 # ------------------------------------------------------------------ debug, entry points
 def test_debug_shows_the_traceback(tmp_path):
     code, _, err = run(["--debug", *_eval(tmp_path / "absent.zarr")])
