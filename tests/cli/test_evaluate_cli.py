@@ -160,3 +160,20 @@ def test_unlabelled_id_split_says_accuracy_is_not_available_and_null_in_json(sto
     table = runner.invoke(app, ["evaluate", str(store), "--id", "ood", "--ood", "id", "--train", "train"])
     assert table.exit_code == 0
     assert table.stdout.rstrip().endswith("ID accuracy: n/a (the ID split has no labels)")
+
+
+def test_ood_positive_changes_fpr95_only_and_says_so(store):
+    import json
+
+    def rows(*extra):
+        out = runner.invoke(app, ["evaluate", str(store), "--id", "id", "--ood", "ood", "--train", "train",
+                                  "--format", "json", *extra])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)["results"]
+
+    by_id, by_ood = rows(), rows("--positive", "ood")
+    for a, b in zip(by_id, by_ood):
+        assert (a["auroc"], a["aupr_in"], a["aupr_out"]) == (b["auroc"], b["aupr_in"], b["aupr_out"])
+    table = runner.invoke(app, ["evaluate", str(store), "--id", "id", "--ood", "ood", "--train", "train",
+                                "--positive", "ood"])
+    assert "FPR95 with OOD positive (OpenOOD v1.5)" in table.stdout
