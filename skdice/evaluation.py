@@ -220,7 +220,11 @@ def _class_labels(fs, split):
     return labels
 
 
-def _corrupt(fs, split, exc) -> StoreError:
+def _corrupt(fs, split, exc) -> Exception:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        # the file system refused (full disk, permissions, read-only): the data
+        # is not damaged, and deleting it would be the wrong advice
+        return OSError(exc.errno, f"{exc.strerror} (split {split!r} of {fs.path})", exc.filename)
     return StoreError(
         f"split {split!r} of {fs.path} could not be read ({type(exc).__name__}: {exc}): "
         "the store is damaged; delete the split's folder and re-run `skdice extract` for it."

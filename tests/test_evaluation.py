@@ -368,6 +368,26 @@ def test_score_refuses_a_detector_fitted_with_another_head_of_the_same_width(tmp
     assert score_store(path, "ood_a", same, write=False)["n"] == 80
 
 
+def test_a_full_disk_while_scoring_is_not_called_damage(tmp_path, monkeypatch):
+    import errno
+
+    import skdice.streaming
+
+    path = tmp_path / "s.zarr"
+    head, splits = make_store(path)
+    det = fit_from_store(path, "dice", train="train")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path / "ood_a" / "scores"))
+
+    monkeypatch.setattr(skdice.streaming, "score_to_store", full)
+    with pytest.raises(OSError) as info:
+        score_store(path, "ood_a", det)
+    assert info.value.errno == errno.ENOSPC and not isinstance(info.value, StoreError)
+    assert "No space left on device (split 'ood_a' of" in str(info.value)
+    assert "damaged" not in str(info.value)
+
+
 def test_fit_from_train_mean_only_leaves_offset_uncalibrated(tmp_path):
     path = tmp_path / "s.zarr"
     head, splits = make_store(path)
