@@ -62,3 +62,13 @@ def test_ci_points_the_clean_checkout_at_the_shared_data(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert f"data={tmp_path / 'shared' / 'data'}" in done.stdout
+
+
+def test_ci_stops_a_run_past_its_time_limit(tmp_path):
+    repo = _repo(tmp_path, "sleep 20")
+    env = {**os.environ, "SKDICE_CI_TIMEOUT": "1"}
+    done = subprocess.run(
+        ["bash", str(repo / ".ci" / "run")], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 124
+    assert "ran past 1s (SKDICE_CI_TIMEOUT)" in done.stderr
