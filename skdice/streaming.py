@@ -225,11 +225,15 @@ def fit_store(
         raise TypeError(f"head must be a skdice.Head, got {type(head).__name__}.")
     detector._validate_params()
     detector._stream_start(detector._build_head(head, m))
-    sample_idx = None
-    if calibration == "sample" and n > calibration_rows:
-        rng = np.random.default_rng(random_state)
-        sample_idx = np.sort(rng.choice(n, size=int(calibration_rows), replace=False))
-    sample = []
+    sample_idx = sample = None
+    if calibration == "sample":
+        if n > calibration_rows:
+            rng = np.random.default_rng(random_state)
+            sample_idx = np.sort(rng.choice(n, size=int(calibration_rows), replace=False))
+        else:
+            sample_idx = np.arange(n)
+        dtype = array.dtype if array.dtype in _FLOAT_DTYPES else np.dtype(np.float32)
+        sample = np.empty((sample_idx.size, m), dtype=dtype)  # filled in place
     # no prefetch thread here: summing is cheap, and zarr already decodes a
     # block's chunks on every core (a reader thread beside it measured slower)
     for start, block in iter_blocks(array, block_rows, prefetch=False):
@@ -238,16 +242,13 @@ def fit_store(
         detector._stream_add(block)
         if not np.isfinite(detector._feature_sum).all():  # NaN and inf reach the sum
             _raise_non_finite(block, start)
-        if calibration == "sample":
-            if sample_idx is None:
-                sample.append(block)
-            else:
-                lo, hi = np.searchsorted(sample_idx, [start, start + block.shape[0]])
-                if hi > lo:
-                    sample.append(block[sample_idx[lo:hi] - start])
+        if sample is not None:
+            lo, hi = np.searchsorted(sample_idx, [start, start + block.shape[0]])
+            if hi > lo:
+                np.take(block, sample_idx[lo:hi] - start, axis=0, out=sample[lo:hi])
     detector._stream_finish()
-    if calibration == "sample":
-        calibrate_offset(detector, np.concatenate(sample))
+    if sample is not None:
+        calibrate_offset(detector, sample)
     elif calibration == "exact":
         calibrate_offset(detector, (b for _, b in iter_blocks(array, block_rows)))
     return detector
