@@ -104,7 +104,7 @@ def test_distributed_cluster_scores_a_split_larger_than_its_memory(tmp_path):
         threads_per_worker=1,
         processes=True,
         memory_limit=limit,
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=logging.ERROR,
     ) as cluster, distributed.Client(cluster) as client:
         limits = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
@@ -157,7 +157,7 @@ def test_cli_score_and_evaluate_run_on_a_scheduler(tmp_path, monkeypatch):
     save_detector(det, tmp_path / "d.npz")
     monkeypatch.delenv("SKDICE_SCHEDULER", raising=False)
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0",
         silence_logs=logging.ERROR,
     ) as cluster:
         address = cluster.scheduler_address
