@@ -97,7 +97,9 @@ def test_scores_invariant_to_chunk_size(data, monkeypatch):
     head = Head(W, b)
     _, _, masked_weight = next(tuning._masked_heads(column_mean(X_train), head, [0.7]))
     whole = tuning._energy_scores(X_id, masked_weight, head.bias)
-    monkeypatch.setattr(tuning, "chunk_rows", lambda n, row_bytes: 7)  # 22 chunks
+    import skdice._numeric as numeric
+
+    monkeypatch.setattr(numeric, "chunk_rows", lambda n, row_bytes: 7)  # 22 chunks
     np.testing.assert_allclose(tuning._energy_scores(X_id, masked_weight, head.bias), whole, rtol=1e-6)
 
 
