@@ -266,7 +266,9 @@ class FeatureStore:
         ----------
         split : str
         dask : bool, default=False
-            Return a dask array chunked like the store instead of loading it.
+            Return a lazy dask array instead of loading it: row blocks of about
+            8 MiB (whole store chunks, so tasks are not a few KiB each), one
+            block across the features.
 
         Returns
         -------
@@ -274,8 +276,10 @@ class FeatureStore:
         """
         arr = self.array(split, "features")
         if dask:
+            from .streaming import block_rows_for
+
             da = require("dask.array", "dask")
-            return da.from_zarr(arr)
+            return da.from_zarr(arr, chunks=(block_rows_for(arr), arr.shape[1]))
         return arr[...]
 
     def logits(self, split: str) -> np.ndarray:
