@@ -359,6 +359,29 @@ def _lock_path(store: Path, split: str) -> Path:
     return store.parent / f"{store.name}.{split}.lock"
 
 
+def scores_lock(store: Path, split: str, method: str) -> "_SplitLock":
+    """The lock file that keeps two scoring runs out of ``<split>/scores/<method>``.
+
+    Parameters
+    ----------
+    store : Path
+    split, method : str
+
+    Returns
+    -------
+    _SplitLock
+        Not yet acquired; ``acquire()`` raises StoreError while another live
+        process holds it.
+    """
+    return _SplitLock(
+        store,
+        split,
+        path=store.parent / f"{store.name}.{split}.scores-{method}.lock",
+        what=f"scores {split}/scores/{method} of {store}",
+        rerun="re-run the same `skdice score` command (it resumes from the last written block)",
+    )
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -377,9 +400,18 @@ class _SplitLock:
     is refused, with the lock file named so the user can delete it.
     """
 
-    def __init__(self, store: Path, split: str, *, path: Path | None = None, what: str | None = None):
+    def __init__(
+        self,
+        store: Path,
+        split: str,
+        *,
+        path: Path | None = None,
+        what: str | None = None,
+        rerun: str = _RERUN,
+    ):
         self.path = _lock_path(store, split) if path is None else path
         self.what = f"split {split!r} of {store}" if what is None else what
+        self.rerun = rerun
         self._held = False
 
     def acquire(self) -> None:
@@ -395,8 +427,8 @@ class _SplitLock:
                 who = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "an unknown process"
                 raise StoreError(
                     f"{self.what} is being written by {who} "
-                    f"(lock file {self.path}); a second writer is refused. If no extraction is "
-                    f"running, delete the lock file and {_RERUN}."
+                    f"(lock file {self.path}); a second writer is refused. If no such run is "
+                    f"going on, delete the lock file and {self.rerun}."
                 ) from None
             with os.fdopen(fd, "w") as fh:
                 json.dump(me, fh)

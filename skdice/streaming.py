@@ -387,7 +387,7 @@ def score_to_store(
         When the split is missing or incomplete, or the score array exists
         from another detector and ``overwrite`` is False.
     """
-    from .store import open_scores_writer
+    from .store import scores_lock
 
     if isinstance(detector, (str, Path)):
         from .persistence import load_detector
@@ -407,6 +407,19 @@ def score_to_store(
         )
     method = method or type(detector).name or type(detector).__name__
     step = int(block_rows or block_rows_for(array))
+    lock = scores_lock(fs.path, split, method)
+    lock.acquire()  # a second scorer of the same array is refused, never interleaved
+    try:
+        return _score_locked(fs, array, split, method, detector, step, overwrite,
+                             scheduler, progress)
+    finally:
+        lock.release()
+
+
+def _score_locked(fs, array, split, method, detector, step, overwrite, scheduler, progress):
+    from .store import open_scores_writer
+
+    n = array.shape[0]
     writer = open_scores_writer(
         fs.path,
         split,

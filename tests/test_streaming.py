@@ -243,6 +243,27 @@ def test_score_to_store_never_mixes_two_detectors(store):
     np.testing.assert_allclose(read_scores(path, "train", "dice"), other.score_samples(H), rtol=1e-12)
 
 
+def test_second_scorer_of_the_same_array_is_refused_and_lock_released(store):
+    import json
+    from pathlib import Path
+
+    from skdice.store import scores_lock
+
+    path, H, W, b = store
+    det = DICEDetector(p=0.7).fit(H, W, b)
+    held = scores_lock(Path(path), "train", "dice")
+    held.acquire()  # another live writer (this process) holds the array
+    try:
+        with pytest.raises(StoreError, match=r"scores train/scores/dice .* a second writer is refused.*skdice score"):
+            score_to_store(path, "train", det, block_rows=128)
+    finally:
+        held.release()
+    # a lock left by a dead process on this host is stale and taken over
+    held.path.write_text(json.dumps({"pid": 2**22 + 12345, "host": __import__("socket").gethostname()}))
+    assert score_to_store(path, "train", det, block_rows=128)["computed"] == 600
+    assert not held.path.exists()  # released after the run, as after an error
+
+
 def test_score_to_store_refuses_another_width(store, tmp_path):
     path, H, W, b = store
     det = DICEDetector().fit(H[:, :5], W[:5], b)
