@@ -85,21 +85,31 @@ def _write_store(path, n, m, W, b, chunk_rows):
 
 
 def test_distributed_cluster_scores_a_split_larger_than_its_memory(tmp_path):
-    """Two worker processes, 240 MB each (480 MB together), score a 491 MB split."""
+    """Two worker processes whose memory limit (320 MB each) is below the 491 MB split.
+
+    A worker process starts at about 160-210 MB resident (Python, NumPy,
+    scikit-learn, zarr, skdice), so the limit leaves room for a few 20 MB blocks
+    and nothing more. Pausing is switched off: at distributed's default of 80%
+    (256 MB) an idle worker could sit paused forever on a loaded CI machine,
+    and the test is about memory, not about pausing; the nanny still kills a
+    worker that passes 95% of its limit, which would fail the test.
+    """
     distributed = pytest.importorskip("distributed")
     pytest.importorskip("zarr")
     from skdice.store import open_store, read_scores
     from skdice.streaming import score_to_store
 
     n, m, C = 192_000, 640, 10
-    limit = 240_000_000
-    assert n * m * 4 > 2 * limit
+    limit = 320_000_000
+    assert n * m * 4 > limit
     rng = np.random.default_rng(0)
     W = rng.normal(size=(m, C)).astype(np.float32)
     b = rng.normal(size=C).astype(np.float32)
     path = _write_store(tmp_path / "big.zarr", n, m, W, b, chunk_rows=8000)
     det = DICEDetector(p=0.7).fit(head=Head(W, b), train_mean=np.full(m, 0.5))
-    with distributed.LocalCluster(
+    import dask
+
+    with dask.config.set({"distributed.worker.memory.pause": False}), distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
@@ -109,6 +119,8 @@ def test_distributed_cluster_scores_a_split_larger_than_its_memory(tmp_path):
     ) as cluster, distributed.Client(cluster) as client:
         limits = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
         assert sorted(limits.values()) == [limit, limit]
+        paused_at = client.run(lambda: dask.config.get("distributed.worker.memory.pause"))
+        assert set(paused_at.values()) == {False}  # the setting reached the worker processes
         result = score_to_store(path, "big", det, scheduler=client, block_rows=8000)
     assert result["computed"] == n
     fs = open_store(path)
@@ -156,7 +168,9 @@ def test_cli_score_and_evaluate_run_on_a_scheduler(tmp_path, monkeypatch):
     det = DICEDetector(p=0.7).fit(H[:300], W, b)
     save_detector(det, tmp_path / "d.npz")
     monkeypatch.delenv("SKDICE_SCHEDULER", raising=False)
-    with distributed.LocalCluster(
+    import dask
+
+    with dask.config.set({"distributed.worker.memory.pause": False}), distributed.LocalCluster(
         n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0",
         silence_logs=logging.ERROR,
     ) as cluster:
