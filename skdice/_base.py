@@ -506,8 +506,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        # unpickled arrays come back writable; scoring caches work derived from
-        # these (active rows, a faiss index), so they stay read-only as fit left them
+        self._freeze_cached_arrays()
+
+    def _freeze_cached_arrays(self):
+        # Arrays restored from a pickle or a saved file come back writable; scoring
+        # caches work derived from these (active rows, a faiss index), so they
+        # stay read-only as fit left them.
         for key in ("masked_weight_", "train_features_"):
             value = self.__dict__.get(key)
             if isinstance(value, np.ndarray):

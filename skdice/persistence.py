@@ -361,6 +361,7 @@ def load_detector(path):
                 f"{path}: corrupt skdice detector header (attribute {key!r} is not fitted state)."
             )
         setattr(detector, key, value)
+    detector._freeze_cached_arrays()
     return detector
 
 

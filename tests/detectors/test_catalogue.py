@@ -178,8 +178,10 @@ def test_non_finite_input_is_refused_with_its_row(name, value):
 @pytest.mark.parametrize(
     "name", [n for n in NAMES if "masked_weight_" in (available_detectors()[n].__doc__ or "")]
 )
-def test_masked_weight_is_read_only(name):
+def test_masked_weight_is_read_only(name, tmp_path):
     # scoring caches the active rows of masked_weight_: an in-place edit would be ignored
+    from skdice import load_detector, save_detector
+
     H, W, b = random_problem(n=120, m=16, C=5)
     det = _fit(name, H, W, b, _labels(len(H)), "positional")
     with pytest.raises(ValueError, match="read-only"):
@@ -187,6 +189,10 @@ def test_masked_weight_is_read_only(name):
     again = pickle.loads(pickle.dumps(det))
     with pytest.raises(ValueError, match="read-only"):
         again.masked_weight_[0, 0] = 1.0
+    save_detector(det, tmp_path / "det.npz")
+    loaded = load_detector(tmp_path / "det.npz")
+    with pytest.raises(ValueError, match="read-only"):
+        loaded.masked_weight_[0, 0] = 1.0
 
 
 @pytest.mark.parametrize("name", NAMES)
