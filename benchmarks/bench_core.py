@@ -241,37 +241,16 @@ def run(rounds: int = 5, quick: bool = False) -> list[dict]:
         one_pass_det.score_samples(X_id)
         one_pass_det.score_samples(X_noise)
 
-    import skdice.tuning as tuning
-
     def search():
         return SparsitySearch(DEFAULT_GRID).fit(W=W, b=b, train_mean=mu, X_id=X_id, X_noise=X_noise)
 
-    def search_dropping():
-        # what-if: the search scoring through skdice._numeric.energy_scores
-        saved = tuning._energy_scores
-        tuning._energy_scores = numeric.energy_scores
-        try:
-            return search()
-        finally:
-            tuning._energy_scores = saved
-
-    same = tuning._energy_scores is numeric.energy_scores
-    res = interleaved(
-        one_pass,
-        {"search": search, **({} if same else {"search-dropping": search_dropping})},
-        max(3, rounds // 2),
-    )
+    res = interleaved(one_pass, {"search": search}, max(3, rounds // 2))
     rows.append({
         "name": f"p search over {len(DEFAULT_GRID)} values / one scoring pass",
         "ratio": res["search"]["ratio"], "target": "<= 7",
-        "note": f"SparsitySearch, {half:,} ID + {n - half:,} noise rows, grid {list(DEFAULT_GRID)}",
+        "note": f"SparsitySearch (scores through DICE's own kernel), {half:,} ID + "
+                f"{n - half:,} noise rows, grid {list(DEFAULT_GRID)}",
     })
-    if not same:
-        rows.append({
-            "name": "p search scoring through _numeric.energy_scores / one pass",
-            "ratio": res["search-dropping"]["ratio"], "target": "<= 7",
-            "note": "what-if: SparsitySearch with unit dropping (its own loop does not drop units yet)",
-        })
     return rows
 
 
