@@ -249,11 +249,12 @@ class FeatureStore:
             arr = group[name]
         except KeyError:
             raise StoreError(f"split {split!r} in {self.path} has no array {name!r}.") from None
-        if name in _DENSE and arr.nchunks_initialized < arr.nchunks:
+        stored = _stored_chunks(arr) if name in _DENSE else arr.nchunks
+        if stored < arr.nchunks:
             # complete, yet chunks are gone: an interrupted copy or a deleted file
             # would otherwise read back as rows of zeros
             raise StoreError(
-                f"split {split!r} in {self.path} is marked complete but {arr.nchunks - arr.nchunks_initialized} "
+                f"split {split!r} in {self.path} is marked complete but {arr.nchunks - stored} "
                 f"of the {arr.nchunks} chunks of {name} are missing on disk (a partial copy or deleted files): "
                 f"delete the folder {self.path / split} and re-run `skdice extract` for it."
             )
@@ -312,6 +313,42 @@ class FeatureStore:
         step = max(int(arr.chunks[0]), 1)
         for start in range(0, n, step):
             yield start, arr[start : min(start + step, n)]
+
+
+def _stored_chunks(arr) -> int:
+    """How many of a Zarr array's chunks exist in its store.
+
+    For a local store with the default ``c/i/j`` chunk keys the chunk files are
+    counted with ``os.scandir``, several times faster than
+    ``zarr.Array.nchunks_initialized`` (which lists and parses every key: 0.13 s
+    for 3,125 chunks, a cost every streamed fit would pay per row). Any other
+    store or key encoding falls back to ``nchunks_initialized``.
+    """
+    root = getattr(arr.store, "root", None)
+    encoding = arr.metadata.chunk_key_encoding
+    if root is None or getattr(encoding, "name", None) != "default" or encoding.separator != "/":
+        return int(arr.nchunks_initialized)
+    grid = tuple(int(n) for n in arr.cdata_shape)
+    base = os.path.join(os.fspath(root), *arr.path.split("/"), "c")
+
+    def count(path, depth):
+        # a chunk is a file at depth len(grid) whose every path part is an index in the grid
+        try:
+            entries = list(os.scandir(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        total = 0
+        last = depth == len(grid) - 1
+        for entry in entries:
+            if not entry.name.isdigit() or int(entry.name) >= grid[depth]:
+                continue
+            if last:
+                total += entry.is_file()
+            elif entry.is_dir():
+                total += count(entry.path, depth + 1)
+        return total
+
+    return count(base, 0) if grid else int(arr.nchunks_initialized)
 
 
 def open_store(path) -> FeatureStore:

@@ -192,6 +192,27 @@ def test_complete_split_with_a_chunk_missing_on_disk_is_refused(tmp_path, head):
     assert store.logits("test").shape == (10, C)
 
 
+def test_stored_chunk_count_agrees_with_zarr_and_ignores_stray_files(tmp_path, head):
+    import zarr
+
+    from skdice.store import _stored_chunks
+
+    writer = create_store(tmp_path / "s.zarr", model="m", head=head)
+    _write_split(writer, "test", 10, 4)
+    chunks = tmp_path / "s.zarr" / "test" / "features" / "c"
+    (chunks / "1" / "0").unlink()
+    (chunks / ".DS_Store").write_text("x")  # a copy tool's litter is not a chunk
+    (chunks / "0" / "notes.txt").write_text("x")
+    (chunks / "9").mkdir()  # outside the 3-chunk grid
+    (chunks / "9" / "0").write_bytes(b"")
+    arr = open_store(tmp_path / "s.zarr")._complete_group("test")["features"]
+    assert _stored_chunks(arr) == 2
+    # the fallback for stores that are not local folders is Zarr's own count
+    mem = zarr.create_array(zarr.storage.MemoryStore(), shape=(10, M), chunks=(4, M), dtype="f4")
+    mem[:4] = 1.0
+    assert _stored_chunks(mem) == mem.nchunks_initialized == 1
+
+
 def test_all_zero_chunks_are_written_so_they_are_not_taken_for_missing_ones(tmp_path, head):
     writer = create_store(tmp_path / "s.zarr", model="m", head=head)
     with writer.prepare_split("z", 8, source="zeros", chunk_rows=4) as sw:
