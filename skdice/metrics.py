@@ -362,8 +362,10 @@ def ood_report(
     Returns
     -------
     Report
-        With a ``tpr`` other than 0.95, the ``fpr95`` fields hold the FPR at
-        that TPR: ``extra["fpr_at_tpr"]`` records it and the table headers say
+        ``extra`` records ``fpr_at_tpr`` (the TPR of the FPR column) and
+        ``fpr_positive`` (the convention, ``"id"`` or ``"ood"``), so a JSON
+        report says which FPR it holds. With a ``tpr`` other than 0.95 the
+        ``fpr95`` fields hold the FPR at that TPR and the table headers say
         ``FPR@<tpr>TPR``.
 
     Examples
@@ -390,7 +392,7 @@ def ood_report(
     if average:
         means = {k: float(np.mean([getattr(r, k) for r in rows])) for k in _METRIC_KEYS}
         rows.append(ReportRow(method=method, p=rows[0].p, ood="average", **means))
-    return Report(rows, {} if tpr == 0.95 else {"fpr_at_tpr": float(tpr)})
+    return Report(rows, {"fpr_at_tpr": float(tpr), "fpr_positive": positive})
 
 
 def fpr95_score(y_true, y_score, *, positive="id"):

@@ -159,7 +159,7 @@ def test_id_accuracy_is_none_when_id_split_has_no_labels(store):
 def test_json_has_the_documented_keys_and_average_rows(store):
     path, *_ = store
     out = evaluate_store(path, "id", ["ood_a", "ood_b"], train="train").to_dict()
-    assert set(out) == {"results", "id_accuracy"}
+    assert set(out) == {"results", "fpr_at_tpr", "fpr_positive", "id_accuracy"}
     assert set(out["results"][0]) == {"method", "p", "ood", "fpr95", "auroc", "aupr_in", "aupr_out"}
     assert [r["ood"] for r in out["results"]] == ["ood_a", "ood_b", "average"] * 2
     assert all(0 <= r["auroc"] <= 100 for r in out["results"])

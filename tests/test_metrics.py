@@ -186,4 +186,7 @@ def test_report_at_another_tpr_says_so_in_headers_and_json():
     assert "| FPR@90TPR |" in report.to_markdown()
     assert json.loads(report.to_json())["fpr_at_tpr"] == 0.9
     default = ood_report(id_s, ood)
-    assert default.extra == {} and "FPR95" in default.to_table().splitlines()[0]
+    assert default.extra == {"fpr_at_tpr": 0.95, "fpr_positive": "id"}
+    assert "FPR95" in default.to_table().splitlines()[0]
+    # the FPR convention travels with the numbers, so a JSON file says which it holds
+    assert json.loads(ood_report(id_s, ood, positive="ood").to_json())["fpr_positive"] == "ood"

@@ -104,7 +104,8 @@ def test_json_output_is_the_documented_structure_and_matches_the_library(store):
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert set(out) == {"results", "id_accuracy"}
+    assert set(out) == {"results", "fpr_at_tpr", "fpr_positive", "id_accuracy"}
+    assert (out["fpr_at_tpr"], out["fpr_positive"]) == (0.95, "id")
     assert [(r["method"], r["p"], r["ood"]) for r in out["results"]] == [
         ("dice", 0.9, "ood"), ("dice", 0.9, "average"), ("energy", None, "ood"), ("energy", None, "average"),
     ]
@@ -169,7 +170,9 @@ def test_ood_positive_changes_fpr95_only_and_says_so(store):
         out = runner.invoke(app, ["evaluate", str(store), "--id", "id", "--ood", "ood", "--train", "train",
                                   "--format", "json", *extra])
         assert out.exit_code == 0, out.output
-        return json.loads(out.stdout)["results"]
+        doc = json.loads(out.stdout)
+        assert doc["fpr_positive"] == ("ood" if "ood" in extra else "id")
+        return doc["results"]
 
     by_id, by_ood = rows(), rows("--positive", "ood")
     for a, b in zip(by_id, by_ood):
