@@ -139,7 +139,9 @@ def register(app: typer.Typer) -> None:
         from skdice.evaluation import fit_from_store
         from skdice.persistence import save_detector
 
-        detector = fit_from_store(store, method, train=train, p=p, train_mean=train_mean)
+        with _ProgressBar(f"fitting on {train}") as bar:
+            detector = fit_from_store(store, method, train=train, p=p, train_mean=train_mean,
+                                      progress=bar)
         save_detector(detector, out)
         typer.echo("\n".join(fit_summary(detector, store, train, train_mean, out)))
 

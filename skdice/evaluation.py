@@ -274,7 +274,7 @@ class _TrainData:
         return self._X
 
 
-def _fit(detector, head, train: _TrainData, *, id_X=None, dask=False, calibrate=True):
+def _fit(detector, head, train: _TrainData, *, id_X=None, dask=False, calibrate=True, progress=None):
     """Fit one detector from whatever training information there is.
 
     Mean-based detectors (DICE and its variants) stream the training split
@@ -294,7 +294,7 @@ def _fit(detector, head, train: _TrainData, *, id_X=None, dask=False, calibrate=
             from .streaming import fit_store
 
             return fit_store(detector, train.fs, train.split, head=head,
-                             calibration="exact" if calibrate else "none")
+                             calibration="exact" if calibrate else "none", progress=progress)
         args = (_class_labels(train.fs, train.split),) if cls._requires_class_labels else ()
         kwargs = {"train_mean": train.mean} if train.mean is not None and cls._accepts_train_mean else {}
         return detector.fit(train.X, *args, head=head, **kwargs)
@@ -583,6 +583,7 @@ def fit_from_store(
     train: str | None = None,
     p: float | None = None,
     train_mean=None,
+    progress=None,
 ) -> BaseDetector:
     """Fit one detector on a store's training split (or a cached training mean).
 
@@ -599,6 +600,9 @@ def fit_from_store(
         Sparsity, for methods with a ``p`` parameter.
     train_mean : array-like, str or path-like, default=None
         Cached mean training feature (``.npy``), for methods that accept it.
+    progress : callable, default=None
+        ``progress(rows_done, rows_total)``, called after each block when the
+        training split is streamed (:func:`skdice.streaming.fit_store`).
 
     Returns
     -------
@@ -630,7 +634,7 @@ def fit_from_store(
         )
     if train is not None:
         fs.array(train, "features")  # a missing or incomplete split fails here
-    return _fit(detector, head, _TrainData(fs, train, mean, False))
+    return _fit(detector, head, _TrainData(fs, train, mean, False), progress=progress)
 
 
 def write_scores(store, split: str, name: str, scores, *, overwrite: bool = True) -> str:

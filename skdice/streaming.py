@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -167,6 +168,7 @@ def fit_store(
     calibration_rows: int = 10_000,
     random_state=0,
     block_rows: int | None = None,
+    progress=None,
 ):
     """Fit a detector from a feature-store split, reading it block by block.
 
@@ -196,6 +198,9 @@ def fit_store(
         Seed of the sample.
     block_rows : int, default=None
         Rows per read block (a multiple of the store's row chunk by default).
+    progress : callable, default=None
+        Called as ``progress(rows_done, rows_total)`` after each block, where
+        ``rows_total`` counts both passes with ``calibration="exact"``.
 
     Returns
     -------
@@ -234,9 +239,7 @@ def fit_store(
             sample_idx = np.arange(n)
         dtype = array.dtype if array.dtype in _FLOAT_DTYPES else np.dtype(np.float32)
         sample = np.empty((sample_idx.size, m), dtype=dtype)  # filled in place
-    # no prefetch thread here: summing is cheap, and zarr already decodes a
-    # block's chunks on every core (a reader thread beside it measured slower)
-    for start, block in iter_blocks(array, block_rows, prefetch=False):
+    def consume(start, block):
         if block.dtype not in _FLOAT_DTYPES:
             block = block.astype(np.float32)
         detector._stream_add(block)
@@ -246,12 +249,51 @@ def fit_store(
             lo, hi = np.searchsorted(sample_idx, [start, start + block.shape[0]])
             if hi > lo:
                 np.take(block, sample_idx[lo:hi] - start, axis=0, out=sample[lo:hi])
+
+    total = 2 * n if calibration == "exact" else n
+    _read_and_consume(array, block_rows or block_rows_for(array), consume,
+                      None if progress is None else lambda done: progress(done, total))
     detector._stream_finish()
     if sample is not None:
         calibrate_offset(detector, sample)
     elif calibration == "exact":
-        calibrate_offset(detector, (b for _, b in iter_blocks(array, block_rows)))
+        def second_pass():
+            for start, block in iter_blocks(array, block_rows):
+                yield block
+                if progress is not None:
+                    progress(n + start + block.shape[0], total)
+
+        calibrate_offset(detector, second_pass())
     return detector
+
+
+def _read_and_consume(array, block_rows: int, consume, progress=None) -> None:
+    """Read blocks of rows in this thread while one worker thread consumes the previous one.
+
+    The reading thread does exactly what a plain block-by-block read does (Zarr
+    decodes each block's chunks on its own threads); the summing, which
+    releases the GIL, runs beside it. Measured on 2 cores this overlap beats
+    both summing inline and a reader thread per block (the prefetch of
+    :func:`iter_blocks`). At most two blocks are in memory: the one being read
+    and the one being consumed. An exception raised by ``consume`` stops the
+    reading and is re-raised here. ``progress(rows_done)`` is called in this
+    thread once a block has been consumed.
+    """
+    n = int(array.shape[0])
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skdice-fit") as worker:
+        pending = None
+        for start in range(0, n, block_rows):
+            block = np.asarray(array[start : min(start + block_rows, n)])
+            if pending is not None:
+                pending.result()
+                if progress is not None:
+                    progress(start)
+            pending = worker.submit(consume, start, block)
+            del block
+        if pending is not None:
+            pending.result()
+            if progress is not None:
+                progress(n)
 
 
 def _raise_non_finite(block, start):

@@ -191,6 +191,41 @@ def test_fit_store_sample_calibration_keeps_about_tpr(store):
     assert abs(kept - 0.9) < 0.05  # 300 draws: standard error about 0.012
 
 
+@pytest.mark.parametrize("calibration, total", [("sample", 600), ("none", 600), ("exact", 1200)])
+def test_fit_store_reports_progress_in_rows_over_every_pass(store, calibration, total):
+    path, H, W, b = store
+    calls = []
+    fit_store(DICEDetector(), path, "train", calibration=calibration, block_rows=128,
+              progress=lambda done, of: calls.append((done, of)))
+    first = [(d, total) for d in (128, 256, 384, 512, 600)]
+    second = [(600 + d, total) for d in (128, 256, 384, 512, 600)]
+    assert calls == (first + second if calibration == "exact" else first)
+
+
+def test_fit_store_stops_reading_at_the_block_that_fails(tmp_path, monkeypatch):
+    from skdice.store import FeatureStore
+
+    H, W, b = _problem(n=1280)
+    H[300, 4] = np.nan
+    path = _write_store(tmp_path / "bad.zarr", H, W, b)
+    reads = []
+    real = FeatureStore.array
+
+    class Counting:
+        def __init__(self, arr):
+            self.arr, self.shape, self.dtype, self.chunks = arr, arr.shape, arr.dtype, arr.chunks
+
+        def __getitem__(self, key):
+            reads.append(key.start)
+            return self.arr[key]
+
+    monkeypatch.setattr(FeatureStore, "array", lambda self, split, name: Counting(real(self, split, name)))
+    with pytest.raises(ValueError, match=r"NaN or infinity \(first at row 300\)"):
+        fit_store(DICEDetector(), path, "train", block_rows=128)
+    # the failing block (rows 256-383) is consumed while the next one is read, and no more
+    assert reads == [0, 128, 256, 384]
+
+
 def test_fit_store_errors(store, tmp_path):
     path, H, W, b = store
     with pytest.raises(ValueError, match="calibration must be"):

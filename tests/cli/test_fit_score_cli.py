@@ -53,6 +53,8 @@ def test_fit_arguments_map_to_fit_from_store(store, tmp_path, monkeypatch):
     result = runner.invoke(app, ["fit", str(store), "--train", "train", "--method", "dice", "--p", "0.7",
                                  "--train-mean", str(tmp_path / "mean.npy"), "--out", str(out)])
     assert result.exit_code == 0, result.output
+    progress = calls[0][2].pop("progress")
+    assert callable(progress)  # the bar drawn on a terminal while the split streams
     assert calls == [(store, "dice", {"train": "train", "p": 0.7, "train_mean": tmp_path / "mean.npy"})]
 
 
