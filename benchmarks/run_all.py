@@ -32,6 +32,7 @@ def main(argv=None):
     parser.add_argument("--features", type=int, default=2048, help="feature width of the store tests")
     parser.add_argument("--dir", type=Path, default=None, help="where the benchmark stores are written")
     parser.add_argument("--skip-store", action="store_true")
+    parser.add_argument("--cold", action="store_true", help="store fit vs read from disk too (root only)")
     parser.add_argument("--skip-extract", action="store_true")
     args = parser.parse_args(argv)
 
@@ -45,7 +46,8 @@ def main(argv=None):
         directory = args.dir or Path(tempfile.gettempdir()) / "skdice-bench"
         n = args.rows or (100_000 if args.quick else 1_000_000)
         fit_rows = 20_000 if args.quick else 200_000
-        rows += bench_store.run(n, args.features, directory, max(2, args.rounds // 2), fit_rows)
+        rows += bench_store.run(n, args.features, directory, max(2, args.rounds // 2), fit_rows,
+                                cold=args.cold)
     print(f"# load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     bench_core.print_table(rows)
 
