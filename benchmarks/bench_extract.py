@@ -99,7 +99,7 @@ def main(argv=None):
     ref = result["channels_last"]
     print(f"bare channels_last : {args.n / ref['seconds']:8.1f} images/s")
     print(f"extract_features   : {args.n / cand['seconds']:8.1f} images/s"
-          f"{' (bf16 autocast)' if args.amp else ''}")
+          f"{' (bf16 autocast)' if args.amp and device.type == 'cuda' else ''}")
     speeds = ", ".join(f"{1 / r:.2f}" for r in cand["ratios"])
     print(f"speed ratio extract / bare: {1 / cand['ratio']:.3f} (median; per round: {speeds}); target >= 1.0")
     loop = [r / c for r, c in zip(ref["ratios"], cand["ratios"])]
