@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -70,6 +69,12 @@ _CONNECT_TIMEOUT = "10s"
 #: chunk per call): the block is still in cache when it is summed or scored.
 _BLOCK_BYTES = 8 * 2**20
 
+#: Blocks being read ahead while the caller consumes one: Zarr decodes each
+#: block's chunks in parallel but leaves the cores idle between two reads;
+#: two reads in flight keep them busy (measured on 2 cores: the fit's pass at
+#: 0.95-0.97x a plain read, against 0.91-0.93x with one read at a time).
+_READS_IN_FLIGHT = 2
+
 
 # ------------------------------------------------------------------ blocks
 def block_rows_for(array, target_bytes: int = _BLOCK_BYTES) -> int:
@@ -93,7 +98,7 @@ def block_rows_for(array, target_bytes: int = _BLOCK_BYTES) -> int:
 
 
 def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetch: bool = True):
-    """Read an array's rows block by block, reading the next block while the caller works.
+    """Read an array's rows block by block, reading the next blocks while the caller works.
 
     Parameters
     ----------
@@ -103,9 +108,10 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
     start : int, default=0
         First row to read (a block boundary when resuming).
     prefetch : bool, default=True
-        Read the next block in a background thread while the caller works on
-        the current one (worth it when the caller computes, as scoring does).
-        At most two blocks are in memory at once.
+        Keep :data:`_READS_IN_FLIGHT` reads going in background threads while
+        the caller works on the current block; at most
+        ``_READS_IN_FLIGHT + 1`` blocks are in memory. Closing the generator
+        early cancels the reads not yet started.
 
     Yields
     ------
@@ -115,30 +121,27 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
     """
     n = int(array.shape[0])
     step = int(block_rows or block_rows_for(array))
-    starts = list(range(int(start), n, step))
-    if not prefetch or len(starts) < 2:
-        for s in starts:
-            yield s, np.asarray(array[s : min(s + step, n)])
-        return
-    result: dict = {}
+    starts = range(int(start), n, step)
 
     def read(s):
-        try:
-            result[s] = np.asarray(array[s : min(s + step, n)])
-        except BaseException as exc:  # re-raised in the consumer
-            result[s] = exc
+        return np.asarray(array[s : min(s + step, n)])
 
-    thread = threading.Thread(target=read, args=(starts[0],), daemon=True)
-    thread.start()
-    for i, s in enumerate(starts):
-        thread.join()
-        block = result.pop(s)
-        if isinstance(block, BaseException):
-            raise block
-        if i + 1 < len(starts):
-            thread = threading.Thread(target=read, args=(starts[i + 1],), daemon=True)
-            thread.start()
-        yield s, block
+    if not prefetch or len(starts) < 2:
+        for s in starts:
+            yield s, read(s)
+        return
+    with ThreadPoolExecutor(_READS_IN_FLIGHT, thread_name_prefix="skdice-read") as readers:
+        ahead = {i: readers.submit(read, starts[i]) for i in range(min(_READS_IN_FLIGHT, len(starts)))}
+        try:
+            for i, s in enumerate(starts):
+                block = ahead.pop(i).result()
+                if i + _READS_IN_FLIGHT < len(starts):
+                    ahead[i + _READS_IN_FLIGHT] = readers.submit(read, starts[i + _READS_IN_FLIGHT])
+                yield s, block
+                del block
+        finally:
+            for future in ahead.values():
+                future.cancel()
 
 
 # ------------------------------------------------------------------ fitting
@@ -268,32 +271,22 @@ def fit_store(
 
 
 def _read_and_consume(array, block_rows: int, consume, progress=None) -> None:
-    """Read blocks of rows in this thread while one worker thread consumes the previous one.
+    """Call ``consume(start, block)`` on every block of rows, in order, reading ahead.
 
-    The reading thread does exactly what a plain block-by-block read does (Zarr
-    decodes each block's chunks on its own threads); the summing, which
-    releases the GIL, runs beside it. Measured on 2 cores this overlap beats
-    both summing inline and a reader thread per block (the prefetch of
-    :func:`iter_blocks`). At most two blocks are in memory: the one being read
-    and the one being consumed. An exception raised by ``consume`` stops the
-    reading and is re-raised here. ``progress(rows_done)`` is called in this
-    thread once a block has been consumed.
+    The blocks come from :func:`iter_blocks` with its read-ahead; an exception
+    from ``consume`` or from a read stops the pass (reads not yet started are
+    cancelled) and is re-raised here. ``progress(rows_done)`` is called after
+    each block is consumed.
     """
     n = int(array.shape[0])
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="skdice-fit") as worker:
-        pending = None
-        for start in range(0, n, block_rows):
-            block = np.asarray(array[start : min(start + block_rows, n)])
-            if pending is not None:
-                pending.result()
-                if progress is not None:
-                    progress(start)
-            pending = worker.submit(consume, start, block)
-            del block
-        if pending is not None:
-            pending.result()
+    blocks = iter_blocks(array, block_rows)
+    try:
+        for start, block in blocks:
+            consume(start, block)
             if progress is not None:
-                progress(n)
+                progress(min(start + block.shape[0], n))
+    finally:
+        blocks.close()
 
 
 def _raise_non_finite(block, start):
@@ -386,7 +379,7 @@ def score_to_store(
 ) -> dict:
     """Score a split block by block and write the scores to ``<split>/scores/<method>``.
 
-    Memory stays bounded (two blocks of about 8 MiB of features plus the
+    Memory stays bounded (three blocks of about 8 MiB of features plus the
     detector) however many rows the split has. The scores are written in
     order; after each block the array's ``rows_done`` attribute records the
     progress and the ``complete`` marker is set last, so an interrupted run
