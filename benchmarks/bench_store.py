@@ -198,6 +198,8 @@ def peak_rss(path: Path, what: str) -> dict:
 
 def run(rows: int, m: int, directory: Path, rounds: int, fit_rows: int, cold: bool = False) -> list[dict]:
     """Measure everything; returns table rows (``cold``: add the page-cache-dropped fit row)."""
+    if cold and not can_drop_caches():  # refused before minutes of measuring, not after
+        raise SystemExit("--cold empties the page cache and needs root (/proc/sys/vm/drop_caches).")
     directory.mkdir(parents=True, exist_ok=True)
     need = rows * m * 4 * 1.1 + fit_rows * m * 4 * 1.1
     free = shutil.disk_usage(directory).free
@@ -226,8 +228,6 @@ def run(rows: int, m: int, directory: Path, rounds: int, fit_rows: int, cold: bo
         "note": "second pass scores every row: equals the in-memory fit",
     })
     if cold:
-        if not can_drop_caches():
-            raise SystemExit("--cold empties the page cache and needs root (/proc/sys/vm/drop_caches).")
         cold_res = cold_fit_vs_read(small, rounds)
         out.append({
             "name": "fit_store throughput / plain read, page cache dropped",
