@@ -33,4 +33,5 @@ def test_store_benchmark_measures_every_row_at_a_toy_size(tmp_path, monkeypatch)
 def test_cold_run_without_root_says_why(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_store, "can_drop_caches", lambda: False)
     with pytest.raises(SystemExit, match="needs root"):
-        bench_store.run(600, 16, tmp_path, rounds=1, fit_rows=300, cold=True)
+        bench_store.run(600, 16, tmp_path / "stores", rounds=1, fit_rows=300, cold=True)
+    assert not (tmp_path / "stores").exists()  # refused before writing or timing anything
