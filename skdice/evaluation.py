@@ -209,6 +209,13 @@ def load_train_mean(path, n_features: int | None = None) -> np.ndarray:
     return mean
 
 
+def _resolve_train_mean(train_mean, n_features: int) -> np.ndarray:
+    """A training mean given as a ``.npy`` path (:func:`load_train_mean`) or as an array, checked."""
+    if isinstance(train_mean, (str, Path)):
+        return load_train_mean(train_mean, n_features)
+    return BaseDetector._check_train_mean(train_mean, n_features)
+
+
 def _class_labels(fs, split):
     labels = fs.labels(split)
     unknown = int(np.count_nonzero(labels < 0))
@@ -513,11 +520,7 @@ def evaluate_store(
     head = fs.head
     mean = None
     if train_mean is not None:
-        mean = (
-            load_train_mean(train_mean, head.n_features)
-            if isinstance(train_mean, (str, Path))
-            else BaseDetector._check_train_mean(train_mean, head.n_features)
-        )
+        mean = _resolve_train_mean(train_mean, head.n_features)
     say(f"reading splits of {fs.path}")
     # Open everything first, so that a missing or incomplete split fails before any fit.
     id_X = _features(fs, id_split, dask)
@@ -627,11 +630,7 @@ def fit_from_store(
             raise ValueError(
                 f"method {spec.name!r} cannot be fitted from a training mean; use --train SPLIT."
             )
-        mean = (
-            load_train_mean(train_mean, head.n_features)
-            if isinstance(train_mean, (str, Path))
-            else BaseDetector._check_train_mean(train_mean, head.n_features)
-        )
+        mean = _resolve_train_mean(train_mean, head.n_features)
     if train is not None:
         fs.array(train, "features")  # a missing or incomplete split fails here
     return _fit(detector, head, _TrainData(fs, train, mean, False), progress=progress)

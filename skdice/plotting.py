@@ -493,14 +493,9 @@ def plot_store(
         H_train = fs.features(train_split)
         mean = None
     elif train_mean is not None:
-        from ._base import BaseDetector
-        from .evaluation import load_train_mean
+        from .evaluation import _resolve_train_mean
 
-        mean = (
-            load_train_mean(train_mean, head.n_features)
-            if isinstance(train_mean, (str, Path))
-            else BaseDetector._check_train_mean(train_mean, head.n_features)
-        )
+        mean = _resolve_train_mean(train_mean, head.n_features)
     else:
         raise ValueError("give train_split (a store split) or train_mean (a .npy file).")
 
