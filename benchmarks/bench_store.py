@@ -85,19 +85,23 @@ def make_store(path: Path, n: int, m: int, n_classes: int = C, seed: int = 0) ->
     return path
 
 
+def plain_read(arr) -> None:
+    """The baseline: read every row once, in the blocks fit_store reads, one call each."""
+    from skdice.streaming import block_rows_for
+
+    step = block_rows_for(arr)
+    for s in range(0, arr.shape[0], step):
+        arr[s : s + step]
+
+
 def fit_vs_read(path: Path, rounds: int, variants: bool = True) -> dict:
     """Time of fit_store relative to a plain block-by-block read of the same store."""
     from skdice import DICEDetector
     from skdice.store import open_store
-    from skdice.streaming import block_rows_for, fit_store
+    from skdice.streaming import fit_store
 
     fs = open_store(path)
     arr = fs.array("train", "features")
-    step = block_rows_for(arr)
-
-    def plain_read():
-        for s in range(0, arr.shape[0], step):
-            arr[s : s + step]
 
     def store_chunks():
         for _ in fs.iter_features("train"):
@@ -110,7 +114,7 @@ def fit_vs_read(path: Path, rounds: int, variants: bool = True) -> dict:
             "fit-exact": lambda: fit_store(DICEDetector(p=0.9), path, "train", calibration="exact"),
             "iter_features": store_chunks,
         })
-    return interleaved(plain_read, candidates, rounds)
+    return interleaved(lambda: plain_read(arr), candidates, rounds)
 
 
 _DROP_CACHES = Path("/proc/sys/vm/drop_caches")
@@ -135,19 +139,13 @@ def cold_fit_vs_read(path: Path, rounds: int) -> dict:
     """
     from skdice import DICEDetector
     from skdice.store import open_store
-    from skdice.streaming import block_rows_for, fit_store
-
-    def plain_read():
-        arr = open_store(path).array("train", "features")
-        step = block_rows_for(arr)
-        for s in range(0, arr.shape[0], step):
-            arr[s : s + step]
+    from skdice.streaming import fit_store
 
     ratios = []
     for _ in range(rounds):
         _drop_caches()
         start = time.perf_counter()
-        plain_read()
+        plain_read(open_store(path).array("train", "features"))
         read = time.perf_counter() - start
         _drop_caches()
         start = time.perf_counter()
