@@ -1,0 +1,58 @@
+"""The feature store: one Zarr group per model, its schema, readers and writer.
+
+Everything downstream of extraction (fit, tune, evaluate) reads penultimate
+features through :func:`open_store`; the extraction stage writes them through
+:func:`create_store` and :class:`SplitWriter`, so the schema lives in this one
+package. The full layout is documented in ``docs/store.md``.
+
+Layout (all arrays are Zarr format 3)::
+
+    <store>/                      root attrs: skdice_store (schema version), skdice_version,
+                                  model, weights_sha256, preprocessing, feature_layer,
+                                  n_features, n_classes
+    <store>/head/weight           (m, C) float32, the paper's orientation
+    <store>/head/bias             (C,) float32
+    <store>/<split>/              attrs: source, count, chunk_rows, n_chunks, complete, ...
+    <store>/<split>/features      (N, m) float32, chunks (chunk_rows, m)
+    <store>/<split>/logits        (N, C) float32, chunks (chunk_rows, C)
+    <store>/<split>/labels        (N,) int64, -1 = unknown
+    <store>/<split>/paths         (N,) variable-length UTF-8 strings
+    <store>/<split>/written       (n_chunks,) uint8, one flag per row chunk
+
+Integrity: Zarr returns the fill value for chunks that were never written, so
+an interrupted extraction would read back as rows of zeros. A split counts as
+complete only once every row chunk is flagged in ``written`` and the split's
+``complete`` attribute (the completion marker) has been set, last. Every reader
+refuses an incomplete split with :class:`~skdice.exceptions.IncompleteSplitError`.
+
+The package has one module per job: ``_schema`` (names, version, chunking),
+``_reader`` (:func:`open_store`, :class:`FeatureStore`), ``_blocks`` (block
+reads with read-ahead), ``_lock`` (lock files), ``_writer`` (:func:`create_store`,
+:class:`StoreWriter`, :class:`SplitWriter`) and ``_scores`` (scores written back).
+Import from ``skdice.store``; the modules are private.
+
+zarr is imported inside the functions, so ``import skdice`` stays light.
+"""
+
+from ._blocks import block_rows_for, iter_blocks
+from ._lock import scores_lock
+from ._reader import FeatureStore, open_store
+from ._schema import SCHEMA_VERSION, default_chunk_rows
+from ._scores import ScoresWriter, open_scores_writer, read_scores
+from ._writer import SplitWriter, StoreWriter, create_store
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FeatureStore",
+    "ScoresWriter",
+    "SplitWriter",
+    "StoreWriter",
+    "block_rows_for",
+    "create_store",
+    "default_chunk_rows",
+    "iter_blocks",
+    "open_scores_writer",
+    "open_store",
+    "read_scores",
+    "scores_lock",
+]

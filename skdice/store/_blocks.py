@@ -1,0 +1,85 @@
+"""Reading an array's rows in blocks of about 8 MiB, with reads kept ahead of the caller."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+#: Bytes of features read per block by the streaming paths. Reading a store in
+#: blocks of 4-8 MiB measured faster than in 32 MiB blocks (and than one store
+#: chunk per call): the block is still in cache when it is summed or scored.
+_BLOCK_BYTES = 8 * 2**20
+
+#: Blocks being read ahead while the caller consumes one: Zarr decodes each
+#: block's chunks in parallel but leaves the cores idle between two reads;
+#: two reads in flight keep them busy (measured on 2 cores: the fit's pass at
+#: 0.95-0.97x a plain read, against 0.91-0.93x with one read at a time).
+_READS_IN_FLIGHT = 2
+
+
+def block_rows_for(array, target_bytes: int = _BLOCK_BYTES) -> int:
+    """Rows per read block: about ``target_bytes`` of rows, a whole number of store chunks.
+
+    Parameters
+    ----------
+    array : zarr.Array or ndarray of shape (n_rows, n_features)
+        The array to read; for a Zarr array the block is a multiple of its row chunk.
+    target_bytes : int, default=8 MiB
+        Memory one block may take.
+
+    Returns
+    -------
+    int
+        At least one row chunk (one row for an unchunked array).
+    """
+    row_bytes = max(int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize, 1)
+    chunk = int(getattr(array, "chunks", (1,))[0] or 1)
+    return max(chunk, int(target_bytes // row_bytes) // chunk * chunk)
+
+
+def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetch: bool = True):
+    """Read an array's rows block by block, reading the next blocks while the caller works.
+
+    Parameters
+    ----------
+    array : zarr.Array or ndarray of shape (n_rows, n_features)
+    block_rows : int, default=None
+        Rows per block; :func:`block_rows_for` by default.
+    start : int, default=0
+        First row to read (a block boundary when resuming).
+    prefetch : bool, default=True
+        Keep :data:`_READS_IN_FLIGHT` reads going in background threads while
+        the caller works on the current block; at most
+        ``_READS_IN_FLIGHT + 1`` blocks are in memory. Closing the generator
+        early cancels the reads not yet started.
+
+    Yields
+    ------
+    start : int
+        Index of the block's first row.
+    block : ndarray of shape (rows, n_features)
+    """
+    n = int(array.shape[0])
+    step = int(block_rows or block_rows_for(array))
+    starts = range(int(start), n, step)
+
+    def read(s):
+        return np.asarray(array[s : min(s + step, n)])
+
+    if not prefetch or len(starts) < 2:
+        for s in starts:
+            yield s, read(s)
+        return
+    with ThreadPoolExecutor(_READS_IN_FLIGHT, thread_name_prefix="skdice-read") as readers:
+        ahead = {i: readers.submit(read, starts[i]) for i in range(min(_READS_IN_FLIGHT, len(starts)))}
+        try:
+            for i, s in enumerate(starts):
+                block = ahead.pop(i).result()
+                if i + _READS_IN_FLIGHT < len(starts):
+                    ahead[i + _READS_IN_FLIGHT] = readers.submit(read, starts[i + _READS_IN_FLIGHT])
+                yield s, block
+                del block
+        finally:
+            for future in ahead.values():
+                future.cancel()

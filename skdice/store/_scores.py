@@ -1,0 +1,212 @@
+"""Scores written back into a split: ``<split>/scores/<method>``, resumable and in order."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..exceptions import IncompleteSplitError, StoreError
+from ._reader import FeatureStore, open_store
+from ._schema import _SCORES, _zarr
+
+# --------------------------------------------------------------------------- scores
+# Scores written back by skdice.streaming (owner: the scale work). Layout:
+#   <store>/<split>/scores/<method>   (N,) float64, chunks (chunk_rows,)
+#     attrs: complete (the completion marker, set last), rows_done (rows written
+#            so far, in order), chunk_rows, fingerprint (of the fitted detector),
+#            method, detector, params
+# An array without the ``complete`` attribute was written whole in one call
+# (skdice.evaluation.write_scores) and counts as complete.
+
+
+
+def _validate_score_name(method: str) -> str:
+    if not isinstance(method, str) or not method or method.strip() != method:
+        raise StoreError(f"invalid score name {method!r}: use a non-empty name without surrounding spaces.")
+    if "/" in method or "\\" in method or method.startswith(".") or method.startswith("__"):
+        raise StoreError(f"invalid score name {method!r}: no slashes, no leading dot or double underscore.")
+    return method
+
+
+class ScoresWriter:
+    """Resumable, in-order writer of ``<split>/scores/<method>``; see :func:`open_scores_writer`.
+
+    Rows are written in whole chunks, in order; after each chunk the
+    ``rows_done`` attribute records the progress, and :meth:`finalize` sets the
+    ``complete`` marker last. A rerun resumes at ``rows_done``.
+
+    Attributes
+    ----------
+    n_rows : int
+    chunk_rows : int
+    rows_done : int
+        Rows already written (a rerun starts here).
+    """
+
+    def __init__(self, array):
+        self._array = array
+        attrs = array.attrs.asdict()
+        self.n_rows = int(array.shape[0])
+        self.chunk_rows = int(attrs["chunk_rows"])
+        self.rows_done = int(attrs.get("rows_done", 0))
+
+    @property
+    def complete(self) -> bool:
+        """Whether the completion marker is set."""
+        return self._array.attrs.get("complete") is True
+
+    def write(self, start: int, scores) -> None:
+        """Write the scores of rows ``[start, start + len(scores))``.
+
+        Parameters
+        ----------
+        start : int
+            Must equal :attr:`rows_done` (writes are in order) and be a chunk boundary.
+        scores : array-like of shape (rows,)
+            ``rows`` is a multiple of ``chunk_rows``, or reaches the last row.
+        """
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        stop = start + scores.shape[0]
+        if start != self.rows_done or start % self.chunk_rows or (
+            stop != self.n_rows and stop % self.chunk_rows
+        ) or stop > self.n_rows:
+            raise ValueError(
+                f"scores must be written in order in whole chunks of {self.chunk_rows} rows: "
+                f"got rows [{start}, {stop}) with {self.rows_done} of {self.n_rows} done."
+            )
+        self._array[start:stop] = scores
+        self._array.attrs.update({"rows_done": int(stop)})  # only after the data
+        self.rows_done = int(stop)
+
+    def finalize(self) -> None:
+        """Set the completion marker, after checking that every row was written."""
+        if self.rows_done != self.n_rows:
+            raise IncompleteSplitError(
+                f"scores {self._array.path} hold {self.rows_done} of {self.n_rows} rows; "
+                "re-run the same scoring command (it resumes)."
+            )
+        self._array.attrs.update({"complete": True})
+
+
+def open_scores_writer(
+    path,
+    split: str,
+    method: str,
+    *,
+    chunk_rows: int,
+    fingerprint: str,
+    overwrite: bool = False,
+    attrs: dict | None = None,
+) -> ScoresWriter:
+    """Create ``<split>/scores/<method>`` of a complete split, or reopen it to resume.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store.
+    split : str
+        A complete split.
+    method : str
+        Name of the score array (no slashes).
+    chunk_rows : int
+        Rows per chunk of the score array (and per write).
+    fingerprint : str
+        Identifies the fitted detector; a started array is resumed only by the
+        same detector and chunking.
+    overwrite : bool, default=False
+        Start again even when the array exists (complete or written by another
+        detector).
+    attrs : dict, default=None
+        More JSON-able attributes to record when the array is created.
+
+    Returns
+    -------
+    ScoresWriter
+        Its ``complete`` is True when the same detector already scored the split.
+
+    Raises
+    ------
+    StoreError
+        When the array exists, was written by another detector or with another
+        chunking, and ``overwrite`` is False.
+    """
+    zarr = _zarr()
+    _validate_score_name(method)
+    chunk_rows = int(chunk_rows)
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}.")
+    n_rows = open_store(path).array(split, "features").shape[0]  # refuses incomplete splits
+    group = zarr.open_group(str(path), mode="r+")[split].require_group(_SCORES)
+    where = f"{split}/{_SCORES}/{method} in {path}"
+    if method in group and not overwrite:
+        existing = group[method]
+        old = existing.attrs.asdict()
+        if "complete" not in old:
+            raise StoreError(f"{where} exists (written in one go): pass overwrite=True (--overwrite) to replace it.")
+        diff = [
+            f"{key} {old.get(key)!r} vs {value!r}"
+            for key, value in (("fingerprint", fingerprint), ("chunk_rows", chunk_rows))
+            if old.get(key) != value
+        ]
+        if existing.shape != (n_rows,):
+            diff.append(f"rows {existing.shape[0]} vs {n_rows}")
+        if diff:
+            raise StoreError(
+                f"{where} was written by another detector or settings ({'; '.join(diff)} in this run): "
+                "pass overwrite=True (--overwrite) to replace it, or choose another name."
+            )
+        return ScoresWriter(existing)
+    array = group.create_array(
+        method,
+        shape=(n_rows,),
+        chunks=(max(1, min(chunk_rows, max(n_rows, 1))),),
+        dtype="float64",
+        overwrite=True,
+    )
+    array.attrs.update(
+        {
+            **json.loads(json.dumps(attrs or {})),
+            "chunk_rows": chunk_rows,
+            "fingerprint": str(fingerprint),
+            "rows_done": 0,
+            "complete": False,
+        }
+    )
+    return ScoresWriter(array)
+
+
+def read_scores(path, split: str, method: str) -> np.ndarray:
+    """Read ``<split>/scores/<method>``, refusing scores whose writing was interrupted.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or FeatureStore
+    split : str
+    method : str
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64
+
+    Raises
+    ------
+    StoreError
+        When there are no such scores.
+    IncompleteSplitError
+        When their writing was interrupted.
+    """
+    store = path if isinstance(path, FeatureStore) else open_store(path)
+    group = store._split_group(split)
+    try:
+        array = group[_SCORES][method]
+    except KeyError:
+        raise StoreError(f"{store.path} has no scores {split}/{_SCORES}/{method}.") from None
+    attrs = array.attrs.asdict()
+    if attrs.get("complete", True) is not True:
+        raise IncompleteSplitError(
+            f"scores {split}/{_SCORES}/{method} in {store.path} are incomplete "
+            f"({attrs.get('rows_done', 0)} of {array.shape[0]} rows): re-run the same scoring command."
+        )
+    return np.asarray(array[...], dtype=np.float64)
+

@@ -1,0 +1,425 @@
+"""Writing a feature store: :func:`create_store`, :class:`StoreWriter` and :class:`SplitWriter`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._head import Head
+from .._version import __version__
+from ..exceptions import IncompleteSplitError, StoreError
+from ._lock import _SplitLock
+from ._reader import open_store
+from ._schema import (
+    _CREATE_WAIT_S,
+    _DENSE,
+    _HEAD,
+    _MARKER_ATTR,
+    _RERUN,
+    _SPLIT_ARRAYS,
+    SCHEMA_VERSION,
+    _validate_split_name,
+    _zarr,
+)
+
+# --------------------------------------------------------------------------- writers
+
+
+def _head_arrays(head) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(head, Head):
+        head = Head(*head) if isinstance(head, tuple) else Head(head)
+    return head.weight, head.bias
+
+
+def create_store(
+    path,
+    *,
+    model: str,
+    head,
+    preprocessing: dict | None = None,
+    weights_sha256: str | None = None,
+    feature_layer: str | None = None,
+) -> "StoreWriter":
+    """Create a feature store, or open an existing one of the same model to add splits.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Folder of the store.
+    model : str
+        Model name recorded in the root attributes.
+    head : Head or tuple (weight (m, C), bias (C,))
+        The classifier head, in the paper's orientation.
+    preprocessing : dict, default=None
+        JSON-able description of the input preprocessing.
+    weights_sha256 : str, default=None
+        SHA-256 of the weights file, when there is one.
+    feature_layer : str, default=None
+        Name of the layer whose input is the penultimate feature.
+
+    Returns
+    -------
+    StoreWriter
+
+    Raises
+    ------
+    StoreError
+        When ``path`` exists and is not a skdice store, or holds another model or head.
+    """
+    path = Path(path)
+    weight, bias = _head_arrays(head)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise StoreError(f"cannot create the store {path}: {path.parent} is a file, not a folder.")
+    path.parent.mkdir(parents=True, exist_ok=True)  # the lock files live beside the store
+    # Two extractions starting on a new store at once (say `test` and `noise`) must
+    # not both create it (the second would wipe the first's split), nor see it half made.
+    creation = _SplitLock(path, "", path=path.parent / f"{path.name}.create.lock", what=f"store {path}")
+    deadline = time.monotonic() + _CREATE_WAIT_S
+    while True:
+        try:
+            creation.acquire()
+            break
+        except StoreError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        found = _reopen_store(path, model, weights_sha256, weight, bias)
+        if found is not None:
+            return found
+        return _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature_layer)
+    finally:
+        creation.release()
+
+
+def _reopen_store(path, model, weights_sha256, weight, bias) -> "StoreWriter | None":
+    """A writer on the existing store at ``path`` if it holds this model; None if there is none."""
+    zarr = _zarr()
+    if path.exists():
+        if path.is_dir() and not any(path.iterdir()):
+            return None  # an empty folder is as good as none
+        else:
+            store = open_store(path)
+            if store.model != model or store.attrs.get("weights_sha256") != weights_sha256:
+                raise StoreError(
+                    f"{path} holds features of model {store.model!r} (weights sha256 "
+                    f"{store.attrs.get('weights_sha256')}), not {model!r} (weights sha256 "
+                    f"{weights_sha256}): write to another --out."
+                )
+            old = store.head
+            if old.weight.shape != weight.shape or not (
+                np.array_equal(old.weight, weight) and np.array_equal(old.bias, bias)
+            ):
+                raise StoreError(
+                    f"{path} holds a head of shape {old.weight.shape} with other values than this "
+                    f"model's head {weight.shape}: write to another --out."
+                )
+            return StoreWriter(path, zarr.open_group(str(path), mode="r+"))
+    return None
+
+
+def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature_layer) -> "StoreWriter":
+    zarr = _zarr()
+    group = zarr.open_group(str(path), mode="w")
+    m, c = weight.shape
+    head_group = group.create_group(_HEAD)
+    w_arr = head_group.create_array(
+        "weight", shape=(m, c), chunks=(m, min(c, max(1, 2**22 // max(m, 1)))), dtype="float32"
+    )
+    w_arr[...] = weight
+    b_arr = head_group.create_array("bias", shape=(c,), chunks=(c,), dtype="float32")
+    b_arr[...] = bias
+    # The marker attribute goes last: a store interrupted before it is not a store.
+    group.attrs.update(
+        {
+            "skdice_version": __version__,
+            "model": str(model),
+            "weights_sha256": weights_sha256,
+            "preprocessing": json.loads(json.dumps(preprocessing)) if preprocessing is not None else None,
+            "feature_layer": feature_layer,
+            "n_features": int(m),
+            "n_classes": int(c),
+            _MARKER_ATTR: SCHEMA_VERSION,
+        }
+    )
+    return StoreWriter(path, group)
+
+
+class StoreWriter:
+    """Writable handle on a store; made by :func:`create_store`, used by the extraction stage.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+    group : zarr.Group
+        The root group opened for writing.
+    """
+
+    def __init__(self, path: Path, group):
+        self.path = Path(path)
+        self._group = group
+        attrs = group.attrs.asdict()
+        self.n_features = int(attrs["n_features"])
+        self.n_classes = int(attrs["n_classes"])
+
+    @classmethod
+    def open(cls, path) -> "StoreWriter":
+        """Open an existing store for writing (for ranks other than the one that created it).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        StoreWriter
+        """
+        open_store(path)  # validates
+        return cls(Path(path), _zarr().open_group(str(path), mode="r+"))
+
+    def prepare_split(
+        self,
+        split: str,
+        n_rows: int,
+        *,
+        source: str,
+        chunk_rows: int,
+        lock: bool = True,
+        settings: dict | None = None,
+        extra_attrs: dict | None = None,
+    ) -> "SplitWriter":
+        """Pre-size a split's arrays, or reopen a started split to resume it.
+
+        A split already present with the same row count, source and chunking
+        is resumed: its flagged chunks are kept and only the others are
+        pending. A complete split has nothing pending.
+
+        Parameters
+        ----------
+        split : str
+            Split name.
+        n_rows : int
+            Number of rows the split will hold.
+        source : str
+            Description of the data source (recorded; must match on resume).
+        chunk_rows : int
+            Rows per chunk of every array of the split.
+        lock : bool, default=True
+            Take the split's lock file; a second writer is refused.
+        settings : dict, default=None
+            JSON-able settings that change the values written (for example
+            whether autocast was on); recorded, and a resume must match them.
+        extra_attrs : dict, default=None
+            More JSON-able split attributes to record when the split is created.
+
+        Returns
+        -------
+        SplitWriter
+
+        Raises
+        ------
+        StoreError
+            When another process holds the split's lock, or the split exists
+            with a different row count, source or chunking.
+        """
+        _validate_split_name(split)
+        n_rows, chunk_rows = int(n_rows), int(chunk_rows)
+        if n_rows < 0 or chunk_rows < 1:
+            raise ValueError(f"n_rows must be >= 0 and chunk_rows >= 1, got {n_rows} and {chunk_rows}.")
+        split_lock = _SplitLock(self.path, split) if lock else None
+        if split_lock is not None:
+            split_lock.acquire()
+        try:
+            group = self._prepare_group(split, n_rows, source, chunk_rows, settings or {}, extra_attrs or {})
+        except BaseException:
+            if split_lock is not None:
+                split_lock.release()
+            raise
+        return SplitWriter(self, split, group, split_lock)
+
+    def _prepare_group(self, split, n_rows, source, chunk_rows, settings, extra_attrs):
+        zarr = _zarr()
+        n_chunks = -(-n_rows // chunk_rows)
+        wanted = {
+            "source": str(source),
+            "count": n_rows,
+            "chunk_rows": chunk_rows,
+            "n_chunks": n_chunks,
+            "n_features": self.n_features,
+            "n_classes": self.n_classes,
+            **json.loads(json.dumps(settings)),
+        }
+        try:
+            existing = self._group[split]
+        except KeyError:
+            existing = None
+        if existing is not None:
+            attrs = existing.attrs.asdict()
+            if "count" in attrs:  # fully prepared before: resume or refuse
+                diff = [
+                    f"{key} {attrs.get(key)!r} vs {value!r}"
+                    for key, value in wanted.items()
+                    if attrs.get(key) != value
+                ]
+                if diff:
+                    raise StoreError(
+                        f"split {split!r} of {self.path} was started with other settings "
+                        f"({'; '.join(diff)} in this run): use another --split, or delete the "
+                        f"folder {self.path / split} to start it again."
+                    )
+                return existing
+            # created but never prepared to the end: start it again
+        rows = max(n_rows, 1)
+        group = self._group.create_group(split, overwrite=True)
+        shape_rows = n_rows
+        group.create_array(
+            "features", shape=(shape_rows, self.n_features), chunks=(min(chunk_rows, rows), self.n_features), dtype="float32"
+        )
+        group.create_array(
+            "logits", shape=(shape_rows, self.n_classes), chunks=(min(chunk_rows, rows), self.n_classes), dtype="float32"
+        )
+        group.create_array("labels", shape=(shape_rows,), chunks=(min(chunk_rows, rows),), dtype="int64", fill_value=-1)
+        group.create_array("paths", shape=(shape_rows,), chunks=(min(chunk_rows, rows),), dtype=str)
+        # One uncompressed byte per chunk, each its own object: flags of different
+        # chunks never share a storage object, so concurrent ranks cannot clobber them.
+        group.create_array(
+            "written", shape=(n_chunks,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None
+        )
+        group.attrs.update({**json.loads(json.dumps(extra_attrs)), **wanted, "complete": False})
+        return group
+
+    def open_split(self, split: str) -> "SplitWriter":
+        """Open a prepared split without locking it (for the other ranks of a multi-process run).
+
+        Parameters
+        ----------
+        split : str
+
+        Returns
+        -------
+        SplitWriter
+        """
+        try:
+            group = self._group[split]
+        except KeyError:
+            raise StoreError(f"split {split!r} of {self.path} has not been prepared.") from None
+        if "count" not in group.attrs.asdict():
+            raise StoreError(f"split {split!r} of {self.path} has not been prepared.")
+        return SplitWriter(self, split, group, None)
+
+
+class SplitWriter:
+    """Chunk-aligned writer of one split; made by :meth:`StoreWriter.prepare_split`.
+
+    Each :meth:`write_chunk` writes one whole row chunk of every array, then
+    that chunk's flag. :meth:`finalize` checks every flag and then writes the
+    completion marker. A context manager: leaving it releases the lock
+    (without finalizing), so an interrupted run can be resumed.
+    """
+
+    def __init__(self, store: StoreWriter, split: str, group, lock: _SplitLock | None):
+        self.store = store
+        self.split = split
+        self._group = group
+        self._lock = lock
+        attrs = group.attrs.asdict()
+        self.n_rows = int(attrs["count"])
+        self.chunk_rows = int(attrs["chunk_rows"])
+        self.n_chunks = int(attrs["n_chunks"])
+        self._arrays = {name: group[name] for name in (*_SPLIT_ARRAYS, "written")}
+        # Zarr skips chunks equal to the fill value; writing every chunk of the
+        # dense arrays lets readers tell a chunk missing on disk from zeros.
+        for name in _DENSE:
+            self._arrays[name] = self._arrays[name].with_config({"write_empty_chunks": True})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    @property
+    def complete(self) -> bool:
+        """Whether the completion marker is set."""
+        return self._group.attrs.get("complete") is True
+
+    def chunk_bounds(self, index: int) -> tuple[int, int]:
+        """Rows ``[start, stop)`` of chunk ``index``."""
+        if not 0 <= index < self.n_chunks:
+            raise IndexError(f"chunk {index} out of range for {self.n_chunks} chunks.")
+        start = index * self.chunk_rows
+        return start, min(start + self.chunk_rows, self.n_rows)
+
+    def written_flags(self) -> np.ndarray:
+        """Boolean array of shape (n_chunks,): which chunks are fully written."""
+        if self.n_chunks == 0:
+            return np.zeros(0, dtype=bool)
+        return np.asarray(self._arrays["written"][...], dtype=bool)
+
+    def pending(self) -> list[int]:
+        """Indices of the chunks still to write, in order."""
+        return [int(i) for i in np.flatnonzero(~self.written_flags())]
+
+    def write_chunk(self, index: int, features, logits, labels, paths) -> None:
+        """Write one whole row chunk of every array, then flag it as written.
+
+        Parameters
+        ----------
+        index : int
+            Chunk index.
+        features : ndarray of shape (rows, n_features)
+        logits : ndarray of shape (rows, n_classes)
+        labels : ndarray of shape (rows,)
+        paths : sequence of str of length rows
+            ``rows`` must equal the chunk's row count (chunk-aligned writes only).
+        """
+        start, stop = self.chunk_bounds(index)
+        rows = stop - start
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
+        labels = np.asarray(labels, dtype=np.int64)
+        paths = np.asarray([str(p) for p in paths], dtype=str)
+        expected = {
+            "features": (rows, self.store.n_features),
+            "logits": (rows, self.store.n_classes),
+            "labels": (rows,),
+            "paths": (rows,),
+        }
+        for name, value in zip(_SPLIT_ARRAYS, (features, logits, labels, paths)):
+            if value.shape != expected[name]:
+                raise ValueError(
+                    f"chunk {index} of split {self.split!r} needs {name} of shape "
+                    f"{expected[name]}, got {value.shape} (writes must cover whole chunks)."
+                )
+        self._arrays["features"][start:stop] = features
+        self._arrays["logits"][start:stop] = logits
+        self._arrays["labels"][start:stop] = labels
+        self._arrays["paths"][start:stop] = paths
+        self._arrays["written"][index] = 1  # only after the data, never before
+
+    def finalize(self) -> None:
+        """Write the completion marker, after checking that every chunk is flagged.
+
+        Raises
+        ------
+        IncompleteSplitError
+            When a chunk has not been written.
+        """
+        missing = self.pending()
+        if missing:
+            raise IncompleteSplitError(
+                f"split {self.split!r} of {self.store.path} still misses chunks {missing[:10]}"
+                f"{' ...' if len(missing) > 10 else ''}; {_RERUN}."
+            )
+        self._group.attrs.update({"complete": True})
+
+    def close(self) -> None:
+        """Release the split's lock (the data written so far stays for a resume)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
