@@ -4,7 +4,14 @@ The core depends on NumPy, SciPy and scikit-learn only; the torch extraction
 stage lives in :mod:`skdice.extract` and the command line in :mod:`skdice.cli`.
 """
 
-from ._base import BaseDetector, available_detectors, get_detector
+from ._base import (
+    BaseDetector,
+    DetectorTags,
+    SkdiceTags,
+    available_detectors,
+    detector_tags,
+    get_detector,
+)
 from ._dice import DICEDetector
 from ._head import Head
 from .detectors.ablations import (
@@ -26,9 +33,8 @@ from .detectors.knn import KNNDetector
 from .detectors.mahalanobis import MahalanobisDetector
 from .detectors.react import DICEReActDetector, ReActDetector
 from .detectors.vim import ViMDetector
+from ._version import __version__
 from .persistence import load_detector, save_detector
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ASHBDetector",
@@ -41,6 +47,7 @@ __all__ = [
     "DICERandomKDetector",
     "DICEReActDetector",
     "DICETopBottomKDetector",
+    "DetectorTags",
     "EnergyDetector",
     "GENDetector",
     "Head",
@@ -51,12 +58,14 @@ __all__ = [
     "ODINDetector",
     "ReActDetector",
     "SCALEDetector",
+    "SkdiceTags",
     "UnitDropoutDetector",
     "UnitPruningDetector",
     "ViMDetector",
     "WeightDropoutDetector",
     "WeightPruningDetector",
     "available_detectors",
+    "detector_tags",
     "get_detector",
     "load_detector",
     "save_detector",

@@ -2,44 +2,132 @@
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass, field, fields
 from numbers import Real
 from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
-from sklearn.utils._available_if import available_if
+from sklearn.utils import Tags
 from sklearn.utils._param_validation import Interval
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._head import Head
-from ._numeric import chunk_rows
+from ._numeric import score_in_chunks
+from ._validation import FLOAT_DTYPES, check_head, check_id_mask, check_train_mean, is_dask
 
-__all__ = ["BaseDetector", "available_detectors", "get_detector"]
+__all__ = [
+    "BaseDetector",
+    "DetectorTags",
+    "SkdiceTags",
+    "available_detectors",
+    "detector_tags",
+    "get_detector",
+]
 
 _REGISTRY: dict[str, type["BaseDetector"]] = {}
 
-_FLOAT_DTYPES = [np.float32, np.float64, np.float16]
+
+@dataclass(slots=True)
+class DetectorTags:
+    """What a detector needs to be fitted and what it supports, declared, never probed.
+
+    Every detector returns these from ``__sklearn_tags__()`` (as
+    ``tags.detector_tags``); they may depend on its parameters (DICE+ReAct is
+    fitted from a mean only when its clip ``threshold`` is given). The store
+    workflows (``skdice fit``, ``evaluate``, ``score``) read them to choose how
+    to fit a detector; nothing makes a trial fit. Read them with
+    :func:`detector_tags`.
+
+    Parameters
+    ----------
+    requires_head : bool, default=True
+        ``fit`` needs the classifier head (W, b).
+    requires_class_labels : bool, default=False
+        ``y`` holds class labels (Mahalanobis) instead of an ID mask.
+    accepts_train_mean : bool, default=False
+        ``fit(train_mean=...)`` is accepted (the mean then replaces the one of X).
+    fits_from_mean : bool, default=False
+        The fitted statistics are a function of the mean training feature
+        alone: :meth:`BaseDetector.fit_from_mean` works, and so do
+        ``partial_fit``, Dask arrays in ``fit`` and
+        :func:`skdice.workflows.fit.fit_store` (which stream the mean).
+    uses_features : bool, default=True
+        The scores depend on the training features. False for detectors whose
+        scores are a function of the head alone (MSP, energy, ...): only their
+        ``offset_`` sees the fitting rows.
+    """
+
+    requires_head: bool = True
+    requires_class_labels: bool = False
+    accepts_train_mean: bool = False
+    fits_from_mean: bool = False
+    uses_features: bool = True
+
+    @property
+    def partial_fit(self) -> bool:
+        """Whether ``partial_fit`` is available (the statistic is a running mean)."""
+        return self.fits_from_mean
+
+    @property
+    def dask_fit(self) -> bool:
+        """Whether ``fit`` accepts a dask array (the mean is reduced by Dask)."""
+        return self.fits_from_mean
 
 
-def _is_dask(X) -> bool:
-    return type(X).__module__.split(".")[0] == "dask"
+@dataclass(slots=True)
+class SkdiceTags(Tags):
+    """scikit-learn's :class:`~sklearn.utils.Tags` with skdice's :class:`DetectorTags` added.
+
+    Attributes
+    ----------
+    detector_tags : DetectorTags
+    """
+
+    detector_tags: DetectorTags = field(default_factory=DetectorTags)
 
 
-def _streams_a_mean(detector) -> bool:
-    # partial_fit exists only where the fitted statistic is the mean feature
-    return detector._accepts_train_mean
+def detector_tags(detector) -> DetectorTags:
+    """The declared capabilities of a detector instance (see :class:`DetectorTags`).
+
+    Parameters
+    ----------
+    detector : BaseDetector
+        An instance: the tags can depend on its parameters.
+
+    Returns
+    -------
+    DetectorTags
+    """
+    if isinstance(detector, type):
+        raise TypeError(
+            f"detector_tags needs an instance ({detector.__name__}()), got the class: "
+            "the tags can depend on the parameters."
+        )
+    tags = getattr(detector.__sklearn_tags__(), "detector_tags", None)
+    if tags is None:
+        raise TypeError(f"{type(detector).__name__} is not a skdice detector (no detector_tags).")
+    return tags
+
+
+def _has_partial_fit(detector) -> bool:
+    return detector_tags(detector).partial_fit
 
 
 class BaseDetector(OutlierMixin, BaseEstimator):
     """Template for post hoc OOD detectors on penultimate features and a linear head.
 
     Subclasses set the class attribute ``name`` (the registry and CLI name) and
-    implement two hooks: ``_fit_statistics`` (what the detector learns from the
-    in-distribution features and the head) and ``_score_block`` (the score of
-    one float32 chunk of rows). The public ``fit`` validates input, calls the
-    hook, and calibrates :attr:`offset_`; ``score_samples`` validates input and
-    runs the hook chunk by chunk so that memory does not grow with the number
-    of rows.
+    implement two extension points: :meth:`fit_statistics` (what the detector
+    learns from the in-distribution features and the head) and
+    :meth:`score_block` (the score of one float32 chunk of rows). They declare
+    what they need in :class:`DetectorTags` (override ``__sklearn_tags__``).
+    The public ``fit`` validates input, calls the hook, and calibrates
+    :attr:`offset_`; ``score_samples`` validates input and runs the hook chunk
+    by chunk so that memory does not grow with the number of rows. A worked
+    example of a new detector is in docs/api.md.
 
     Sign convention, for every detector: ``score_samples`` is higher for more
     in-distribution inputs; ``decision_function = score_samples - offset_`` is
@@ -65,14 +153,14 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         ``offset_`` is their ``1 - tpr`` score quantile.
     """
 
+    #: registry and CLI name; None for abstract bases (not registered)
     name: ClassVar[str | None] = None
+    #: one line for ``skdice methods`` and docs/detectors.md
     summary: ClassVar[str] = ""
-    #: whether ``fit`` needs the classifier head (W, b)
-    _requires_head: ClassVar[bool] = True
-    #: whether ``y`` holds class labels (Mahalanobis) instead of an ID/OOD mask
-    _requires_class_labels: ClassVar[bool] = False
-    #: whether the detector can be fitted from a training mean without features
-    _accepts_train_mean: ClassVar[bool] = False
+    #: columns of float32 scratch one row needs besides its features while it is
+    #: scored (its logits, say); sizes the scoring chunks. None: the feature width.
+    #: Detectors whose width is known only once fitted make it a property.
+    block_width = None
 
     _parameter_constraints: dict = {
         "tpr": [Interval(Real, 0, 1, closed="neither")],
@@ -80,6 +168,15 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        for old, new in (("_fit_statistics", "fit_statistics"), ("_score_block", "score_block")):
+            # detectors written against skdice 0.1's private hook names keep working
+            if old in cls.__dict__ and new not in cls.__dict__:
+                warnings.warn(
+                    f"{cls.__qualname__}.{old} is deprecated: name the hook {new}.",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                setattr(cls, new, cls.__dict__[old])
         name = cls.__dict__.get("name")
         if name is not None:
             if name in _REGISTRY and _REGISTRY[name] is not cls:
@@ -88,12 +185,70 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 )
             _REGISTRY[name] = cls
 
-    # ------------------------------------------------------------------ hooks
-    def _fit_statistics(self, X, y, head, train_mean):  # pragma: no cover
-        raise NotImplementedError
+    # ------------------------------------------------------- extension points
+    def fit_statistics(self, X, y, head, train_mean):
+        """Learn the detector's statistics (extension point; called by ``fit``).
 
-    def _score_block(self, X):  # pragma: no cover
-        raise NotImplementedError
+        Set fitted attributes (names ending in ``_``) here. ``fit`` has
+        already validated everything and set ``weight_``, ``bias_`` and
+        ``n_features_in_``; it calibrates ``offset_`` afterwards.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features) or None
+            The in-distribution rows (rows with ``y == 0`` already removed).
+            None when fitted from a mean alone (``train_mean`` or
+            :meth:`fit_from_mean`; only for detectors with
+            ``accepts_train_mean``).
+        y : ndarray of shape (n_samples,) or None
+            Class labels, for detectors with ``requires_class_labels``.
+        head : Head or None
+            The classifier head.
+        train_mean : ndarray of shape (n_features,), float64, or None
+            A given mean training feature, checked.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement fit_statistics.")
+
+    def score_block(self, X):
+        """Score one chunk of rows (extension point; called by ``score_samples``).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, n_features), float32
+            A chunk of validated rows; the detector may not keep it.
+
+        Returns
+        -------
+        ndarray of shape (n_rows,)
+            Higher = more in-distribution. Non-finite values are reported by
+            the caller as one clear error.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement score_block.")
+
+    def calibration_scores(self, X) -> np.ndarray:
+        """Scores of the fitting rows from which ``offset_`` is taken (extension point).
+
+        By default the rows are scored like any input. Detectors whose
+        statistics contain the fitting rows themselves (KNN) override this to
+        score each row without itself, like a new ID input.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self._score_all(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return SkdiceTags(
+            **{f.name: getattr(tags, f.name) for f in fields(tags)},
+            detector_tags=DetectorTags(),
+        )
 
     # ------------------------------------------------------------ public API
     def fit(self, X=None, *args, y=None, W=None, b=None, head=None, train_mean=None):
@@ -133,15 +288,21 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         self._validate_params()
         y, head = self._parse_fit_arguments(args, y, W, b, head)
         self._stream_reset()
-        if _is_dask(X):
-            from .streaming import _fit_dask
+        tags = detector_tags(self)
+        if is_dask(X):
+            from ._dask import fit_dask
 
-            return _fit_dask(self, X, y, head, train_mean)
+            if not tags.dask_fit:
+                raise ValueError(
+                    f"{type(self).__name__} cannot be fitted out of core (on a dask array): its "
+                    "statistics are not a mean feature. Compute the array (X.compute()) and call fit."
+                )
+            return fit_dask(self, X, y, head, train_mean)
         if X is None:
-            if train_mean is None or not self._accepts_train_mean:
+            if train_mean is None or not tags.accepts_train_mean:
                 raise ValueError(
                     f"{type(self).__name__}.fit needs the training features X"
-                    + (" (or train_mean=...)." if self._accepts_train_mean else ".")
+                    + (" (or train_mean=...)." if tags.accepts_train_mean else ".")
                 )
             if head is None:
                 raise ValueError(
@@ -149,61 +310,108 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                     "pass W (n_features, n_classes) and b, or head=Head(W, b)."
                 )
             # the mean fixes the width when W fits it either way round, so that a
-            # transposed W (torch's (C, m) fc.weight) meets _build_head's hint
+            # transposed W (torch's (C, m) fc.weight) meets check_head's hint
             shape = np.shape(head.weight if isinstance(head, Head) else head[0])
             n_features = int(np.size(train_mean))
             if len(shape) != 2 or n_features not in shape:
                 n_features = shape[0] if shape else n_features
+            self.__dict__.pop("feature_names_in_", None)
             self.n_features_in_ = n_features
         else:
-            X = validate_data(self, X, dtype=_FLOAT_DTYPES, ensure_min_samples=1)
+            X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=1)
             n_features = X.shape[1]
         if train_mean is not None:
-            if not self._accepts_train_mean:
+            if not tags.accepts_train_mean:
                 raise ValueError(f"{type(self).__name__} does not accept train_mean.")
-            train_mean = self._check_train_mean(train_mean, n_features)
+            train_mean = check_train_mean(train_mean, n_features)
         if head is not None:
-            head = self._build_head(
-                head, n_features, "X" if X is not None else "train_mean"
-            )
-        elif self._requires_head:
+            head = check_head(head, n_features, "X" if X is not None else "train_mean")
+        elif tags.requires_head:
             raise ValueError(
                 f"{type(self).__name__}.fit needs the classifier head: "
                 "pass W (n_features, n_classes) and b, or head=Head(W, b)."
             )
         if X is not None and y is not None:
-            y = np.asarray(y)
-            if y.ndim != 1 or y.shape[0] != X.shape[0]:
-                raise ValueError(
-                    f"y must be 1-D with one entry per row of X ({X.shape[0]}), "
-                    f"got shape {y.shape}."
-                )
-            if not self._requires_class_labels:
-                y = self._check_id_mask(y)
-                keep = y != 0
-                if not keep.any():
+            if tags.requires_class_labels:
+                y = np.asarray(y)
+                if y.ndim != 1 or y.shape[0] != X.shape[0]:
                     raise ValueError(
-                        "every row of X is marked y == 0 (OOD); fit needs in-distribution rows."
+                        f"y must be 1-D with one entry per row of X ({X.shape[0]}), "
+                        f"got shape {y.shape}."
                     )
-                X, y = X[keep], None
-        elif self._requires_class_labels:
+            else:
+                X, y = X[check_id_mask(y, X.shape[0], type(self).__name__)], None
+        elif tags.requires_class_labels:
             raise ValueError(f"{type(self).__name__}.fit needs class labels y.")
         if head is not None:
             self.weight_ = head.weight
             self.bias_ = head.bias
-        self._fit_statistics(X, y, head, train_mean)
+        self.fit_statistics(X, y, head, train_mean)
         if X is None:
             self.offset_ = np.nan
         else:
-            self.offset_ = float(np.quantile(self._calibration_scores(X), 1.0 - self.tpr))
+            self.offset_ = float(np.quantile(self.calibration_scores(X), 1.0 - self.tpr))
         return self
 
-    @available_if(_streams_a_mean)
+    def fit_from_mean(self, head, mean, n_samples=None):
+        """Fit from the mean training feature alone: the mean-streaming protocol.
+
+        For detectors whose statistics are a function of the mean training
+        feature (tag ``fits_from_mean``: DICE and its variants). Whoever
+        computes the mean (a float64 running sum over a store's blocks,
+        :func:`skdice.workflows.fit.fit_store`; a Dask reduction; the
+        chunks of :meth:`partial_fit`) hands it over here; the result equals
+        ``fit(X, head=head)`` on the rows whose mean it is, except for
+        ``offset_``, which stays NaN until it is calibrated
+        (:func:`skdice.workflows.fit.calibrate_offset`).
+
+        Parameters
+        ----------
+        head : Head or tuple (W, b)
+            The classifier head.
+        mean : array-like of shape (n_features,)
+            The mean in-distribution training feature.
+        n_samples : int, default=None
+            How many rows the mean is over; recorded as ``n_samples_seen_``
+            when given.
+
+        Returns
+        -------
+        self : object
+
+        Raises
+        ------
+        ValueError
+            For a detector without ``fits_from_mean``, or a mean or head of
+            the wrong shape.
+        """
+        self._validate_params()
+        if not detector_tags(self).fits_from_mean:
+            raise ValueError(
+                f"{type(self).__name__} with these parameters cannot be fitted from a mean "
+                "feature alone: its statistics need the training features. Call fit(X, ...)."
+            )
+        n_features = int(np.size(mean))
+        mean = check_train_mean(mean, n_features)
+        head = check_head(head, n_features, "train_mean")
+        self._stream_reset()
+        self.__dict__.pop("feature_names_in_", None)
+        self.n_features_in_ = n_features
+        self.weight_, self.bias_ = head.weight, head.bias
+        self.fit_statistics(None, None, head, mean)
+        self.offset_ = np.nan
+        if n_samples is not None:
+            if int(n_samples) < 1:
+                raise ValueError(f"n_samples must be >= 1, got {n_samples!r}.")
+            self.n_samples_seen_ = int(n_samples)
+        return self
+
+    @available_if(_has_partial_fit)
     def partial_fit(self, X, *args, y=None, W=None, b=None, head=None):
         """Update the fit with one chunk of in-distribution rows (out-of-core fitting).
 
         Available for detectors whose statistic is the mean training feature
-        (those that accept ``train_mean``, such as DICE). The detector keeps a
+        (tag ``fits_from_mean``, such as DICE). The detector keeps a
         running float64 sum of the rows and their count (``n_samples_seen_``);
         after every call it is fitted exactly as ``fit(head=..., train_mean=
         sum / count)`` would fit it, so the order and size of the chunks do not
@@ -231,37 +439,46 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         ``offset_`` is NaN after ``partial_fit``: it is a quantile of the
         fitting rows' scores under the *final* mask, which is unknown until the
         last chunk has been seen. Calibrate it afterwards with
-        :func:`skdice.streaming.calibrate_offset` (a second pass over the
-        chunks, or over a sample of them); :func:`skdice.streaming.fit_store`
+        :func:`skdice.workflows.fit.calibrate_offset` (a second pass over the
+        chunks, or over a sample of them); :func:`skdice.workflows.fit.fit_store`
         does both passes for a feature-store split.
         """
         first = "_feature_sum" not in self.__dict__
         if first:
             self._validate_params()
         y, head = self._parse_fit_arguments(args, y, W, b, head)
-        X = validate_data(self, X, dtype=_FLOAT_DTYPES, reset=first, ensure_min_samples=1)
+        X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=first, ensure_min_samples=1)
         if first:
             if head is None:
                 raise ValueError(
                     f"the first {type(self).__name__}.partial_fit call needs the classifier "
                     "head: pass W (n_features, n_classes) and b, or head=Head(W, b)."
                 )
-            self._stream_start(self._build_head(head, X.shape[1]))
+            head = check_head(head, X.shape[1])
+            self._feature_sum = np.zeros(head.n_features, dtype=np.float64)
+            self._stream_head = head
+            self.n_samples_seen_ = 0
         elif head is not None:
             raise ValueError(
                 "partial_fit takes the head on its first call only (a stream's head is "
                 "fixed); call fit, or clone the detector, to start a new stream."
             )
         if y is not None:
-            y = np.asarray(y)
-            if y.ndim != 1 or y.shape[0] != X.shape[0]:
-                raise ValueError(
-                    f"y must be 1-D with one entry per row of X ({X.shape[0]}), "
-                    f"got shape {y.shape}."
-                )
-            X = X[self._check_id_mask(y) != 0]
-        self._stream_add(X)
-        self._stream_finish()
+            X = X[check_id_mask(y, X.shape[0], type(self).__name__, require_id=False)]
+        self._feature_sum += X.sum(axis=0, dtype=np.float64)
+        seen = self.n_samples_seen_ + int(X.shape[0])
+        if seen == 0:
+            raise ValueError(
+                f"{type(self).__name__}.partial_fit has seen no in-distribution rows yet "
+                "(every row so far was marked y == 0)."
+            )
+        total, head = self._feature_sum, self._stream_head
+        names = self.__dict__.get("feature_names_in_")
+        self.fit_from_mean(head, total / seen, n_samples=seen)
+        # fit_from_mean starts afresh; the stream (and its column names) goes on
+        self._feature_sum, self._stream_head = total, head
+        if names is not None:
+            self.feature_names_in_ = names
         return self
 
     def score_samples(self, X):
@@ -279,10 +496,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,), float64
         """
         check_is_fitted(self)
-        if _is_dask(X):
-            return self._score_dask(X)
+        if is_dask(X):
+            from ._dask import score_dask
+
+            return score_dask(self, X)
         X = validate_data(
-            self, X, reset=False, dtype=_FLOAT_DTYPES, ensure_all_finite=False
+            self, X, reset=False, dtype=FLOAT_DTYPES, ensure_all_finite=False
         )
         return self._score_all(X)
 
@@ -318,39 +537,16 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return np.where(decision >= 0, 1, -1)
 
     # -------------------------------------------------------------- helpers
-    # Streaming state of partial_fit (and skdice.streaming): a float64 sum and a count.
-    # The head of a stream is weight_ and bias_ (set on its first call).
+    # The running state of partial_fit: a float64 sum and the stream's head.
     def _stream_reset(self):
-        self.__dict__.pop("_feature_sum", None)
-        self.__dict__.pop("n_samples_seen_", None)
-
-    def _stream_start(self, head: Head):
-        self._stream_reset()
-        self._feature_sum = np.zeros(head.n_features, dtype=np.float64)
-        self.weight_, self.bias_ = head.weight, head.bias
-        self.n_samples_seen_ = 0
-        self.n_features_in_ = head.n_features
-
-    def _stream_add(self, X):
-        if X.shape[0]:
-            self._feature_sum += X.sum(axis=0, dtype=np.float64)
-            self.n_samples_seen_ += int(X.shape[0])
-
-    def _stream_finish(self):
-        if self.n_samples_seen_ == 0:
-            raise ValueError(
-                f"{type(self).__name__}.partial_fit has seen no in-distribution rows yet "
-                "(every row so far was marked y == 0)."
-            )
-        head = Head(self.weight_, self.bias_)
-        self._fit_statistics(None, None, head, self._feature_sum / self.n_samples_seen_)
-        self.offset_ = np.nan
+        for key in ("_feature_sum", "_stream_head", "n_samples_seen_"):
+            self.__dict__.pop(key, None)
 
     def _check_calibrated(self):
         if np.isnan(self.offset_):
             how = (
                 "partial_fit, so offset_ is not calibrated: run "
-                "skdice.streaming.calibrate_offset(detector, chunks) over ID rows"
+                "skdice.workflows.fit.calibrate_offset(detector, chunks) over ID rows"
                 if "n_samples_seen_" in self.__dict__
                 else "train_mean only, so offset_ is not calibrated: call fit with "
                 "in-distribution features X"
@@ -360,43 +556,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 "or predict (score_samples works as is)."
             )
 
-    def _calibration_scores(self, X) -> np.ndarray:
-        # Scores of the fitting rows for offset_. Detectors whose statistics
-        # contain the fitting rows themselves (KNN) override this to score each
-        # row without itself, like a new ID input.
-        return self._score_all(X)
-
     def _score_all(self, X) -> np.ndarray:
-        n, m = X.shape
-        width = max(m, getattr(self, "_block_width", m))
-        step = chunk_rows(n, 4 * (m + 2 * width))
-        out = np.empty(n, dtype=np.float64)
-        for start in range(0, n, step):
-            # overflow and NaN are reported below, as one clear error
-            with np.errstate(over="ignore", invalid="ignore"):
-                block = np.asarray(X[start : start + step], dtype=np.float32)
-                scores = self._score_block(block)
-            if not np.isfinite(scores).all():
-                self._raise_non_finite(block, scores, start)
-            out[start : start + step] = scores
-        return out
-
-    def _score_dask(self, X):
-        from .streaming import score_dask
-
-        return score_dask(self, X)
-
-    @staticmethod
-    def _raise_non_finite(block, scores, start):
-        bad_row = int(np.flatnonzero(~np.isfinite(scores))[0])
-        if not np.isfinite(block[bad_row]).all():
-            raise ValueError(
-                f"Input X contains NaN or infinity (first at row {start + bad_row})."
-            )
-        raise ValueError(
-            f"the score of row {start + bad_row} is not finite: its features overflow "
-            "float32 in the head's product; rescale the features."
-        )
+        return score_in_chunks(X, self.score_block, self.block_width or X.shape[1])
 
     def _parse_fit_arguments(self, args, y, W, b, head):
         args = list(args)
@@ -431,78 +592,11 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             raise ValueError("b was given without W.")
         return y, (W, b) if W is not None else None
 
-    def _check_id_mask(self, y):
-        # "id"/"ood" strings or NaN would all compare != 0 and silently count as ID
-        if y.dtype.kind not in "biuf":
-            try:
-                y = y.astype(np.float64)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"y is the ID mask of {type(self).__name__} (1 = ID, 0 = OOD, left "
-                    f"out); got non-numeric values such as {str(y[0])!r}."
-                ) from None
-        if y.dtype.kind == "f" and np.isnan(y).any():
-            raise ValueError(
-                f"y, the ID mask of {type(self).__name__} (1 = ID, 0 = OOD), contains NaN "
-                f"(first at row {int(np.flatnonzero(np.isnan(y))[0])})."
-            )
-        return y
-
     @staticmethod
     def _take(value, current, name):
         if current is not None:
             raise TypeError(f"{name} was given both positionally and by keyword.")
         return value
-
-    @staticmethod
-    def _build_head(head, n_features: int, source: str = "X") -> Head:
-        """Make a Head from ``(W, b)`` (or check a given Head) against the feature count.
-
-        ``source`` names what gave ``n_features`` in the error messages.
-        """
-        has = f"{source} has {n_features} " + ("features" if source == "X" else "entries")
-        if isinstance(head, Head):
-            W, b = head.weight, head.bias
-        else:
-            W, b = head
-        shape = np.shape(W)
-        if len(shape) == 2 and shape[0] != n_features:
-            if shape[1] == n_features:
-                raise ValueError(
-                    f"W has shape {shape} but {has}: W must be "
-                    f"(n_features, n_classes) = ({n_features}, {shape[0]}). This looks "
-                    "like PyTorch's fc.weight layout (n_classes, n_features): pass W.T "
-                    "or head=Head.from_torch(fc.weight, fc.bias)."
-                )
-            raise ValueError(
-                f"W has shape {shape} but {has}: W must be "
-                f"(n_features, n_classes) with n_features = {n_features}. If W went "
-                "through GridSearchCV's fit params and has as many rows as there are "
-                "samples, GridSearchCV slices it: pass head=Head(W, b) instead."
-            )
-        if isinstance(head, Head):
-            return head
-        if len(shape) == 2 and b is not None and np.ndim(b) == 1 and len(b) != shape[1]:
-            raise ValueError(
-                f"b has {len(b)} entries but W of shape {shape} has {shape[1]} classes. "
-                "If b went through GridSearchCV's fit params and has as many entries "
-                "as there are samples, GridSearchCV slices it: pass head=Head(W, b) instead."
-            )
-        return Head(W, b)
-
-    @staticmethod
-    def _check_train_mean(train_mean, n_features):
-        mean = np.asarray(train_mean)
-        if mean.dtype.kind not in "fiu":
-            raise ValueError(f"train_mean must be numeric, got dtype {mean.dtype}.")
-        mean = mean.astype(np.float64).reshape(-1) if mean.ndim == 2 and 1 in mean.shape else mean.astype(np.float64)
-        if mean.shape != (n_features,):
-            raise ValueError(
-                f"train_mean must have shape ({n_features},), got {np.shape(train_mean)}."
-            )
-        if not np.isfinite(mean).all():
-            raise ValueError("train_mean contains NaN or infinity.")
-        return mean
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -517,10 +611,6 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
 
 
 def available_detectors() -> dict[str, type[BaseDetector]]:

@@ -8,8 +8,9 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _FLOAT_DTYPES, BaseDetector
-from ._numeric import active_units, chunk_rows, column_mean, masked_energy
+from ._base import BaseDetector
+from ._numeric import active_units, column_mean, logit_blocks, masked_energy
+from ._validation import FLOAT_DTYPES
 from .sparsify import contribution_matrix, dice_mask
 
 __all__ = ["DICEDetector"]
@@ -99,7 +100,6 @@ class DICEDetector(BaseDetector):
 
     name = "dice"
     summary = "DICE: energy of the head sparsified by ID contribution (Sun & Li, 2022)"
-    _accepts_train_mean = True
 
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
@@ -110,7 +110,14 @@ class DICEDetector(BaseDetector):
         self.p = p
         self.tpr = tpr
 
-    def _fit_statistics(self, X, y, head, train_mean):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # the statistics are a function of the mean training feature alone
+        tags.detector_tags.accepts_train_mean = True
+        tags.detector_tags.fits_from_mean = True
+        return tags
+
+    def fit_statistics(self, X, y, head, train_mean):
         self.mean_feature_ = train_mean if train_mean is not None else column_mean(X)
         self.contribution_ = contribution_matrix(self.mean_feature_, head.weight)
         self.mask_, self.threshold_ = dice_mask(self.contribution_, self.p)
@@ -118,11 +125,11 @@ class DICEDetector(BaseDetector):
         # read-only: scoring caches the active rows of this very array
         self.masked_weight_.setflags(write=False)
 
-    def _score_block(self, X):
+    def score_block(self, X):
         return masked_energy(X, *active_units(self.masked_weight_), self.bias_)
 
     @property
-    def _block_width(self):
+    def block_width(self):
         return self.masked_weight_.shape[1]
 
     def logits(self, X, *, masked=True):
@@ -139,15 +146,11 @@ class DICEDetector(BaseDetector):
         ndarray of shape (n_samples, n_classes), float32
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=_FLOAT_DTYPES)
+        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         weight = self.masked_weight_ if masked else self.weight_
-        n = X.shape[0]
-        out = np.empty((n, weight.shape[1]), dtype=np.float32)
-        step = chunk_rows(n, 4 * (X.shape[1] + weight.shape[1]))
-        for start in range(0, n, step):
-            block = np.asarray(X[start : start + step], dtype=np.float32)
-            np.matmul(block, weight, out=out[start : start + step])
-        out += self.bias_
+        out = np.empty((X.shape[0], weight.shape[1]), dtype=np.float32)
+        for rows, logits in logit_blocks(X, weight, self.bias_):
+            out[rows] = logits
         return out
 
     def predict_class(self, X, *, masked=True):

@@ -6,6 +6,9 @@ import weakref
 
 import numpy as np
 from sklearn import get_config
+from sklearn.utils import gen_batches
+
+from ._validation import raise_non_finite
 
 # Cap on the scratch memory one scoring chunk may use. Smaller chunks keep the
 # logits of a chunk in cache for the logsumexp passes that follow the GEMM.
@@ -35,6 +38,55 @@ def chunk_rows(n_rows: int, row_bytes: int) -> int:
     return max(1, min(rows, max(n_rows, 1)))
 
 
+def row_chunks(n_rows: int, row_bytes: int):
+    """Slices of rows whose scratch stays within the chunk budget of :func:`chunk_rows`.
+
+    The one chunking loop of the library: scikit-learn's ``gen_batches`` with
+    the batch size :func:`chunk_rows` gives.
+
+    Parameters
+    ----------
+    n_rows : int
+        Total number of rows.
+    row_bytes : int
+        Scratch bytes needed per row.
+
+    Yields
+    ------
+    slice
+        Consecutive row ranges covering ``range(n_rows)``.
+    """
+    yield from gen_batches(n_rows, chunk_rows(n_rows, row_bytes))
+
+
+def logit_blocks(X, weight: np.ndarray, bias: np.ndarray):
+    """``X @ weight + bias`` in float32, one row chunk at a time.
+
+    Never holds more than one chunk of logits, so memory does not grow with
+    the number of rows.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    weight : ndarray of shape (n_features, n_classes)
+    bias : ndarray of shape (n_classes,)
+
+    Yields
+    ------
+    rows : slice
+        The rows of ``X`` the block covers.
+    logits : ndarray of shape (rows, n_classes), float32
+        A fresh array the caller may overwrite.
+    """
+    weight = np.asarray(weight, dtype=np.float32)
+    bias = np.asarray(bias, dtype=np.float32)
+    n, m = X.shape
+    for rows in row_chunks(n, 4 * (m + weight.shape[1])):
+        logits = np.asarray(X[rows], dtype=np.float32) @ weight
+        logits += bias
+        yield rows, logits
+
+
 def logsumexp_rows(Z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise ``T * log(sum(exp(Z / T)))``, computed in place.
 
@@ -61,25 +113,25 @@ def logsumexp_rows(Z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return temperature * (np.log(total) + row_max[:, 0])
 
 
-def softmax_rows(Z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``Z / T`` computed in place (``Z`` is overwritten).
+def max_softmax_rows(Z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise ``max_c softmax(Z / T)_c`` as ``exp((max Z - T logsumexp(Z / T)) / T)``.
+
+    Going through the log-sum-exp keeps full relative precision even when the
+    top probability is very close to 1 or to ``1 / C``.
 
     Parameters
     ----------
-    Z : ndarray of shape (n_rows, n_cols)
+    Z : ndarray of shape (n_rows, n_cols), float32 or float64
+        Logits; destroyed on return.
     temperature : float, default=1.0
 
     Returns
     -------
-    ndarray of shape (n_rows, n_cols)
-        ``Z`` itself, now holding probabilities.
+    ndarray of shape (n_rows,), float64
     """
-    if temperature != 1.0:
-        Z /= temperature
-    Z -= Z.max(axis=1, keepdims=True)
-    np.exp(Z, out=Z)
-    Z /= Z.sum(axis=1, keepdims=True)
-    return Z
+    top = Z.max(axis=1).astype(np.float64)
+    lse = logsumexp_rows(Z, temperature)
+    return np.exp((top - lse) / temperature)
 
 
 def column_mean(X: np.ndarray) -> np.ndarray:
@@ -95,9 +147,8 @@ def column_mean(X: np.ndarray) -> np.ndarray:
     """
     n, m = X.shape
     total = np.zeros(m, dtype=np.float64)
-    step = chunk_rows(n, 8 * m)
-    for start in range(0, n, step):
-        total += X[start : start + step].sum(axis=0, dtype=np.float64)
+    for rows in row_chunks(n, 8 * m):
+        total += X[rows].sum(axis=0, dtype=np.float64)
     return total / n
 
 
@@ -216,17 +267,43 @@ def energy_scores(X, masked_weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     ValueError
         When a row holds NaN or infinity, or its logits overflow float32.
     """
-    from ._base import BaseDetector  # _base imports this module
-
-    n, m = X.shape
-    step = chunk_rows(n, 4 * (m + 2 * max(m, masked_weight.shape[1])))
     units, packed = active_units(masked_weight)
+    return score_in_chunks(X, lambda block: masked_energy(block, units, packed, bias),
+                           max(X.shape[1], masked_weight.shape[1]))
+
+
+def score_in_chunks(X, score_block, width: int) -> np.ndarray:
+    """Apply a row-wise scoring function chunk by chunk, in float32, checking finiteness.
+
+    The scoring loop every detector runs (``BaseDetector.score_samples``) and
+    the p search reuses.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    score_block : callable
+        ``score_block(block) -> ndarray of shape (rows,)`` on a float32 block.
+    width : int
+        Columns of scratch per row the function needs besides the block (the
+        number of logits, say); sizes the chunks.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64
+
+    Raises
+    ------
+    ValueError
+        When a row holds NaN or infinity, or its score overflows.
+    """
+    n, m = X.shape
     out = np.empty(n, dtype=np.float64)
-    for start in range(0, n, step):
+    for rows in row_chunks(n, 4 * (m + 2 * max(m, width))):
+        # overflow and NaN are reported below, as one clear error
         with np.errstate(over="ignore", invalid="ignore"):
-            block = np.asarray(X[start : start + step], dtype=np.float32)
-            scores = masked_energy(block, units, packed, bias)
+            block = np.asarray(X[rows], dtype=np.float32)
+            scores = score_block(block)
         if not np.isfinite(scores).all():
-            BaseDetector._raise_non_finite(block, scores, start)
-        out[start : start + step] = scores
+            raise_non_finite(block, scores, rows.start)
+        out[rows] = scores
     return out

@@ -172,7 +172,7 @@ def save_detector(detector, path) -> Path:
     """
     from sklearn.utils.validation import check_is_fitted
 
-    from . import __version__
+    from ._version import __version__
     from ._base import BaseDetector, available_detectors
 
     if not isinstance(detector, BaseDetector):
@@ -320,7 +320,7 @@ def load_detector(path):
     --------
     save_detector : the inverse.
     """
-    from . import __version__
+    from ._version import __version__
     from ._base import available_detectors
 
     path = Path(path)

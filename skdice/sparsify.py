@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import check_sparsity
+
 __all__ = [
     "contribution_matrix",
     "dice_mask",
@@ -43,11 +45,6 @@ def contribution_matrix(mean_feature, weight) -> np.ndarray:
     return mean_feature[:, None] * np.asarray(weight, dtype=np.float64)
 
 
-def _check_p(p):
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"p must be in [0, 1), got {p!r}.")
-
-
 def dice_mask(contribution, p: float) -> tuple[np.ndarray, float]:
     """Keep the entries of ``V`` above its ``100 p``-th percentile.
 
@@ -80,7 +77,7 @@ def dice_mask(contribution, p: float) -> tuple[np.ndarray, float]:
     of the sorted entries, and only the entries above its integer part lie
     strictly above it. That is ``(1 - p) N`` up to less than one entry.
     """
-    _check_p(p)
+    check_sparsity(p)
     V = np.asarray(contribution)
     if p == 0:
         return np.ones(V.shape, dtype=bool), -np.inf
@@ -106,7 +103,7 @@ def dice_thresholds(contribution, ps) -> np.ndarray:
     """
     ps = np.asarray(ps, dtype=np.float64)
     for p in ps:
-        _check_p(float(p))
+        check_sparsity(float(p))
     flat = np.sort(np.asarray(contribution, dtype=np.float64), axis=None)
     out = np.percentile(flat, 100.0 * ps)
     out = np.atleast_1d(np.asarray(out, dtype=np.float64))
@@ -152,7 +149,7 @@ def weight_dropout_mask(shape, p: float, random_state=None) -> np.ndarray:
     kept weights is Binomial(m C, 1 - p), not fixed; :func:`random_k_mask`
     draws exactly DICE's count instead.
     """
-    _check_p(p)
+    check_sparsity(p)
     return _rng(random_state).random_sample(shape) >= p
 
 
@@ -178,7 +175,7 @@ def unit_dropout_mask(shape, p: float, random_state=None) -> np.ndarray:
     coordinate of the penultimate feature ``h(x)``; dropping it removes its
     row of ``W``, i.e. all its outgoing weights.
     """
-    _check_p(p)
+    check_sparsity(p)
     n_units, n_classes = shape
     keep = _rng(random_state).random_sample(n_units) >= p
     return np.repeat(keep[:, None], n_classes, axis=1)
@@ -261,7 +258,7 @@ def random_k_mask(shape, p: float, random_state=None) -> np.ndarray:
     -------
     ndarray of shape ``shape``, bool
     """
-    _check_p(p)
+    check_sparsity(p)
     return dice_mask(_rng(random_state).random_sample(shape), p)[0]
 
 

@@ -26,16 +26,15 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils import check_array
 
-from ._base import _FLOAT_DTYPES
 from ._head import Head
-from ._numeric import chunk_rows, column_mean, logsumexp_rows
-from .tuning import (
-    DEFAULT_GRID,
-    _check_features,
-    _check_grid,
-    _masked_heads,
-    _resolve_head,
-    _training_mean,
+from ._numeric import column_mean, logit_blocks, logsumexp_rows, row_chunks
+from ._search import DEFAULT_GRID, masked_heads, training_mean
+from ._validation import (
+    FLOAT_DTYPES,
+    check_features,
+    check_grid,
+    check_train_mean,
+    resolve_head,
 )
 
 __all__ = [
@@ -51,7 +50,7 @@ __all__ = [
 
 # ------------------------------------------------------------------ helpers
 def _as_samples(X, name):
-    X = check_array(X, dtype=_FLOAT_DTYPES, ensure_min_samples=1, input_name=name)
+    X = check_array(X, dtype=FLOAT_DTYPES, ensure_min_samples=1, input_name=name)
     return X
 
 
@@ -115,10 +114,9 @@ def _centred_moments(X, weight, kept, ddof):
         mean = mean * weight
     unit_ss = np.zeros(m)
     dense_ss = kept_ss = 0.0
-    step = chunk_rows(n, 8 * 3 * m)
-    for start in range(0, n, step):
+    for rows in row_chunks(n, 8 * 3 * m):
         # a fresh float64 block: never centre the caller's array in place
-        D = np.array(X[start : start + step], dtype=np.float64)
+        D = np.array(X[rows], dtype=np.float64)
         if weight is not None:
             D *= weight
         D -= mean
@@ -203,15 +201,13 @@ def unit_contributions(X, W, c, *, id_mean=None, ddof=1):
     weight = _weight_matrix(W)
     m, n_classes = weight.shape
     c = _check_class(c, n_classes)
-    X = _check_features(X, "X", m, "unit_contributions")
+    X = check_features(X, "X", m, "unit_contributions")
     _check_ddof(X.shape[0], ddof, "X")
     mean_h, var_h, _, _ = _centred_moments(X, None, None, ddof)
     if id_mean is None:
         id_feature = mean_h
     else:
-        from ._base import BaseDetector
-
-        id_feature = BaseDetector._check_train_mean(id_mean, m)
+        id_feature = check_train_mean(id_mean, m)
     w = weight[:, c].astype(np.float64)
     key = id_feature * w
     order = np.argsort(key, kind="stable")
@@ -346,17 +342,12 @@ def variance_decomposition(X, kept, *, weight=None, ddof=1):
 # --------------------------------------------------------- sparsity profile
 def _profile_pass(X, masked_weight, bias, c):
     """Energy scores and the chosen output (max logit or logit c), chunk by chunk."""
-    n, m = X.shape
-    width = max(m, masked_weight.shape[1])
-    step = chunk_rows(n, 4 * (m + 2 * width))
+    n = X.shape[0]
     energy = np.empty(n)
     output = np.empty(n)
-    for start in range(0, n, step):
-        block = np.asarray(X[start : start + step], dtype=np.float32)
-        logits = block @ masked_weight
-        logits += bias
-        output[start : start + step] = logits.max(axis=1) if c is None else logits[:, c]
-        energy[start : start + step] = logsumexp_rows(logits)
+    for rows, logits in logit_blocks(X, masked_weight, bias):
+        output[rows] = logits.max(axis=1) if c is None else logits[:, c]
+        energy[rows] = logsumexp_rows(logits)
     return energy, output
 
 
@@ -427,8 +418,8 @@ def sparsity_profile(
     (2,)
     """
     where = "sparsity_profile"
-    ps = _check_grid(ps, "ps")
-    head = _resolve_head(W, b, head, where)
+    ps = check_grid(ps, "ps")
+    head = resolve_head(W, b, head, where)
     m = head.n_features
     if isinstance(output, str):
         if output != "max":
@@ -436,9 +427,9 @@ def sparsity_profile(
         c = None
     else:
         c = _check_class(output, head.n_classes)
-    mean = _training_mean(X_train, train_mean, m, where)
-    X_id = _check_features(X_id, "X_id", m, where)
-    X_ood = _check_features(X_ood, "X_ood", m, where)
+    mean = training_mean(X_train, train_mean, m, where)
+    X_id = check_features(X_id, "X_id", m, where)
+    X_ood = check_features(X_ood, "X_ood", m, where)
 
     k = ps.size
     out = {
@@ -455,7 +446,7 @@ def sparsity_profile(
         )
     }
     n_kept = np.empty(k, dtype=np.int64)
-    for i, (threshold, mask, masked_weight) in enumerate(_masked_heads(mean, head, ps)):
+    for i, (threshold, mask, masked_weight) in enumerate(masked_heads(mean, head, ps)):
         e_id, o_id = _profile_pass(X_id, masked_weight, head.bias, c)
         e_ood, o_ood = _profile_pass(X_ood, masked_weight, head.bias, c)
         out["threshold"][i] = threshold
@@ -520,3 +511,4 @@ def output_mean_gap(X_train=None, W=None, b=None, **kwargs):
     (1,)
     """
     return sparsity_profile(X_train, W, b, **kwargs)["output_gap"]
+

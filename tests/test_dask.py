@@ -187,7 +187,7 @@ def test_cli_score_and_evaluate_run_on_a_scheduler(tmp_path, monkeypatch):
                                      "--ood", "ood", "--train-mean", str(_save_mean(tmp_path, H))])
         assert result.exit_code == 0, result.output
     np.testing.assert_allclose(read_scores(tmp_path / "s.zarr", "ood", "dice"), det.score_samples(H[300:] * 3), rtol=1e-12)
-    monkeypatch.setattr("skdice.streaming._CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr("skdice.workflows.cluster._CONNECT_TIMEOUT", "1s")
     result = CliRunner().invoke(app, ["score", str(tmp_path / "s.zarr"), "--split", "id",
                                       "--detector", str(tmp_path / "d.npz"), "--scheduler", "tcp://127.0.0.1:9"])
     assert isinstance(result.exception, ValueError)  # the CLI's main() prints it as one line

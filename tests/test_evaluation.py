@@ -9,7 +9,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 pytest.importorskip("zarr")
 
-from skdice import DICEDetector, Head, available_detectors, load_detector, save_detector
+from skdice import DICEDetector, Head, available_detectors, detector_tags, load_detector, save_detector
 from skdice.evaluation import (
     MethodSpec,
     evaluate_store,
@@ -193,12 +193,10 @@ def test_dice_without_training_data_says_which_option_to_pass(store):
 
 
 def test_feature_statistics_method_with_only_a_mean_asks_for_train(store, tmp_path):
-    from skdice.evaluation import _learns_nothing_from_features
-
     needy = [
         name
         for name, cls in available_detectors().items()
-        if not cls._accepts_train_mean and not _learns_nothing_from_features(cls)
+        if not detector_tags(cls()).accepts_train_mean and detector_tags(cls()).uses_features
     ]
     if not needy:
         pytest.skip("no registered detector needs training features beyond a mean")
@@ -371,7 +369,7 @@ def test_score_refuses_a_detector_fitted_with_another_head_of_the_same_width(tmp
 def test_a_full_disk_while_scoring_is_not_called_damage(tmp_path, monkeypatch):
     import errno
 
-    import skdice.streaming
+    import skdice.workflows.score
 
     path = tmp_path / "s.zarr"
     head, splits = make_store(path)
@@ -380,7 +378,7 @@ def test_a_full_disk_while_scoring_is_not_called_damage(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path / "ood_a" / "scores"))
 
-    monkeypatch.setattr(skdice.streaming, "score_to_store", full)
+    monkeypatch.setattr(skdice.workflows.score, "score_to_store", full)
     with pytest.raises(OSError) as info:
         score_store(path, "ood_a", det)
     assert info.value.errno == errno.ENOSPC and not isinstance(info.value, StoreError)
@@ -477,9 +475,9 @@ def test_evaluate_streams_the_training_mean_for_dice(store, monkeypatch):
 def test_docstring_examples_run():
     import doctest
 
-    import skdice.evaluation
+    import skdice.workflows.methods
 
-    result = doctest.testmod(skdice.evaluation)
+    result = doctest.testmod(skdice.workflows.methods)
     assert result.attempted > 0 and result.failed == 0
 
 

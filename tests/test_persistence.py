@@ -9,7 +9,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 import skdice
-from skdice import DICEDetector, Head, available_detectors, get_detector
+from skdice import DICEDetector, Head, available_detectors, detector_tags, get_detector
 from skdice.exceptions import DetectorFormatError
 from skdice.persistence import FORMAT_VERSION, load_detector, read_header, save_detector
 
@@ -23,9 +23,8 @@ def _data(seed=0, n=120, m=12, c=4):
 
 
 def _fit_generic(name, H, head, labels):
-    cls = available_detectors()[name]
     det = get_detector(name)
-    if cls._requires_class_labels:
+    if detector_tags(det).requires_class_labels:
         return det.fit(H, labels, head=head)
     return det.fit(H, head=head)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.metaestimators import available_if
 
-from skdice import Head, available_detectors
+from skdice import Head, available_detectors, detector_tags
 
 #: constructor parameters for the checks, where the defaults do not fit their tiny data
 _CHECK_PARAMS = {
@@ -29,18 +30,9 @@ _CHECK_PARAMS = {
     "dice-top-bottom-k": {"p": 0.5},
 }
 
-#: every expected failure, per registry name, with its reason
-_NO_CLIP_FROM_A_MEAN = (
-    "partial_fit fits from the running mean alone; the default clip is a percentile "
-    "of all training activations, which a mean cannot give, so partial_fit refuses "
-    "with a message asking for threshold=... (fit works)."
-)
-EXPECTED_FAILURES: dict[str, dict[str, str]] = {
-    "dice-react": {
-        "check_fit_score_takes_y": _NO_CLIP_FROM_A_MEAN,
-        "check_n_features_in_after_fitting": _NO_CLIP_FROM_A_MEAN,
-    },
-}
+#: every expected failure, per registry name, with its reason (none at present:
+#: DICE+ReAct's partial_fit exists only when its tags say it can work, with threshold=...)
+EXPECTED_FAILURES: dict[str, dict[str, str]] = {}
 
 
 def _checkable(cls):
@@ -55,8 +47,9 @@ def _checkable(cls):
                 shape = ()
             else:
                 shape = X.shape if hasattr(X, "shape") else np.asarray(X).shape
+            tags = detector_tags(self)
             if (
-                type(self)._requires_head
+                tags.requires_head
                 and len(shape) == 2
                 and shape[1] > 0
                 and kwargs.get("W") is None
@@ -64,18 +57,17 @@ def _checkable(cls):
             ):
                 rng = np.random.RandomState(0)
                 kwargs["head"] = Head(rng.normal(size=(shape[1], 3)), rng.normal(size=3))
-            if type(self)._requires_class_labels and y is None and len(shape) >= 1:
+            if tags.requires_class_labels and y is None and len(shape) >= 1:
                 y = np.arange(shape[0]) % 2
             return super().fit(X, y=y, **kwargs)
 
-        if cls._accepts_train_mean:  # the detectors that stream a mean have partial_fit
-
-            def partial_fit(self, X, y=None, **kwargs):
-                shape = X.shape if hasattr(X, "shape") else np.asarray(X).shape
-                if "n_samples_seen_" not in self.__dict__ and len(shape) == 2:
-                    rng = np.random.RandomState(0)
-                    kwargs["head"] = Head(rng.normal(size=(shape[1], 3)), rng.normal(size=3))
-                return super().partial_fit(X, y=y, **kwargs)
+        @available_if(lambda self: detector_tags(self).partial_fit)
+        def partial_fit(self, X, y=None, **kwargs):
+            shape = X.shape if hasattr(X, "shape") else np.asarray(X).shape
+            if "n_samples_seen_" not in self.__dict__ and len(shape) == 2:
+                rng = np.random.RandomState(0)
+                kwargs["head"] = Head(rng.normal(size=(shape[1], 3)), rng.normal(size=3))
+            return super().partial_fit(X, y=y, **kwargs)
 
     Checkable.__name__ = cls.__name__
     Checkable.__doc__ = cls.__doc__

@@ -195,7 +195,7 @@ def test_complete_split_with_a_chunk_missing_on_disk_is_refused(tmp_path, head):
 def test_stored_chunk_count_agrees_with_zarr_and_ignores_stray_files(tmp_path, head, monkeypatch):
     import zarr
 
-    from skdice.store import _stored_chunks
+    from skdice.store._reader import _stored_chunks
 
     writer = create_store(tmp_path / "s.zarr", model="m", head=head)
     _write_split(writer, "test", 10, 4)
@@ -314,7 +314,7 @@ def test_concurrent_creation_of_one_store_keeps_both_splits(tmp_path, head):
 
 
 def test_store_creation_waits_for_then_reports_a_held_creation_lock(tmp_path, head, monkeypatch):
-    import skdice.store as store_module
+    import skdice.store._writer as store_module
 
     monkeypatch.setattr(store_module, "_CREATE_WAIT_S", 0.2)
     (tmp_path / "s.zarr.create.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere"}))

@@ -16,6 +16,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
+from sklearn import config_context
+
 from skdice import DICEDetector, Head
 from skdice.sparsify import dice_mask, dice_thresholds
 from skdice.theory import (
@@ -173,9 +175,8 @@ def test_variance_decomposition_with_a_dice_mask_matches_the_masked_logit_varian
     assert d.var_dense == pytest.approx(np.var(H @ W[:, c], ddof=1), rel=1e-10)
 
 
-def test_theory_statistics_invariant_to_chunk_size(profile_data, monkeypatch):
+def test_theory_statistics_invariant_to_chunk_size(profile_data):
     # the module streams rows in chunks: 7-row chunks give what one chunk gives
-    import skdice.theory as theory
 
     X_train, W, b, X_id, X_ood = profile_data
     kept = np.arange(W.shape[0]) % 3 == 0
@@ -188,8 +189,9 @@ def test_theory_statistics_invariant_to_chunk_size(profile_data, monkeypatch):
         return float64_stats, [prof["ood_score_std"], prof["output_gap"]]
 
     whole = run()
-    monkeypatch.setattr(theory, "chunk_rows", lambda n, row_bytes: 7)
-    chunked = run()
+    # scikit-learn's working_memory bounds the chunks: a few rows each
+    with config_context(working_memory=7 * 8 * 3 * X_ood.shape[1] / 2**20):
+        chunked = run()
     for a, c in zip(whole[0], chunked[0]):  # float64 sums in another order
         np.testing.assert_allclose(c, a, rtol=1e-10, atol=1e-10)
     for a, c in zip(whole[1], chunked[1]):  # float32 logits, BLAS blocking may differ
@@ -443,35 +445,6 @@ def test_sparsity_profile_from_train_mean_and_head_equals_from_features(profile_
     b2 = sparsity_profile(head=Head(W, b), train_mean=X_train.mean(axis=0), X_id=X_id, X_ood=X_ood)
     for key in a:
         np.testing.assert_allclose(a[key], b2[key], rtol=1e-6)
-
-
-def test_sparsity_profile_sorts_v_once_and_scores_each_row_once_per_p(profile_data, monkeypatch):
-    import skdice.theory as theory
-    import skdice.tuning as tuning
-
-    X_train, W, b, X_id, X_ood = profile_data
-    calls = {"contribution_matrix": 0, "dice_thresholds": 0}
-    rows = []
-
-    def counting(name, fn):
-        def wrapped(*args, **kwargs):
-            calls[name] += 1
-            return fn(*args, **kwargs)
-
-        return wrapped
-
-    def scoring(X, *args):
-        rows.append(len(X))
-        return profile_pass(X, *args)
-
-    profile_pass = theory._profile_pass
-    monkeypatch.setattr(tuning, "contribution_matrix", counting("contribution_matrix", tuning.contribution_matrix))
-    monkeypatch.setattr(tuning, "dice_thresholds", counting("dice_thresholds", tuning.dice_thresholds))
-    monkeypatch.setattr(theory, "_profile_pass", scoring)
-    ps = [0.0, 0.3, 0.9]
-    sparsity_profile(X_train, W, b, X_id=X_id, X_ood=X_ood, ps=ps)
-    assert calls == {"contribution_matrix": 1, "dice_thresholds": 1}
-    assert rows == [len(X_id), len(X_ood)] * len(ps)
 
 
 def test_table_functions_return_the_profile_columns(profile_data):

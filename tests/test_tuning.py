@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sklearn import config_context
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.utils._param_validation import InvalidParameterError
 
 import skdice.tuning as tuning
 from skdice import DICEDetector, Head
-from skdice._numeric import column_mean  # the statistic DICEDetector.fit uses
+from skdice._numeric import column_mean, energy_scores  # what DICEDetector.fit and score use
+from skdice._search import masked_heads
 from skdice.metrics import aupr_in, aupr_out, auroc, auroc_scorer, fpr95_scorer, fpr_at_tpr
 from skdice.sparsify import contribution_matrix, dice_mask
 from skdice.tuning import DEFAULT_GRID, SparsitySearch
@@ -55,12 +57,12 @@ def test_every_candidate_scores_equal_dice_detector_score_samples(data):
     X_train, X_id, X_noise, W, b = data
     head = Head(W, b)
     mean = column_mean(X_train)
-    for p, (_, mask, masked_weight) in zip(DEFAULT_GRID, tuning._masked_heads(mean, head, DEFAULT_GRID)):
+    for p, (_, mask, masked_weight) in zip(DEFAULT_GRID, masked_heads(mean, head, DEFAULT_GRID)):
         det = DICEDetector(p=p).fit(X_train, W, b)
         np.testing.assert_array_equal(mask, det.mask_)
         for X in (X_id, X_noise):
             np.testing.assert_allclose(
-                tuning._energy_scores(X, masked_weight, head.bias), det.score_samples(X), rtol=1e-6
+                energy_scores(X, masked_weight, head.bias), det.score_samples(X), rtol=1e-6
             )
 
 
@@ -69,11 +71,11 @@ def test_every_candidate_mask_and_scores_equal_dice_detector_for_any_head(case, 
     H, W, b = case
     head = Head(W, b)
     mean = column_mean(H)
-    for p, (_, mask, masked_weight) in zip(grid, tuning._masked_heads(mean, head, grid)):
+    for p, (_, mask, masked_weight) in zip(grid, masked_heads(mean, head, grid)):
         det = DICEDetector(p=p).fit(H, W, b)
         np.testing.assert_array_equal(mask, det.mask_)
         np.testing.assert_allclose(
-            tuning._energy_scores(H, masked_weight, head.bias), det.score_samples(H), rtol=1e-6, atol=1e-6
+            energy_scores(H, masked_weight, head.bias), det.score_samples(H), rtol=1e-6, atol=1e-6
         )
 
 
@@ -92,15 +94,18 @@ def test_cv_results_metrics_equal_metrics_of_dice_detector_scores(data, search):
     assert np.array_equal(res["mean_test_score"], -res["fpr95"])
 
 
-def test_scores_invariant_to_chunk_size(data, monkeypatch):
+def test_scores_invariant_to_chunk_size(data):
     X_train, X_id, _, W, b = data
     head = Head(W, b)
-    _, _, masked_weight = next(tuning._masked_heads(column_mean(X_train), head, [0.7]))
-    whole = tuning._energy_scores(X_id, masked_weight, head.bias)
-    import skdice._numeric as numeric
-
-    monkeypatch.setattr(numeric, "chunk_rows", lambda n, row_bytes: 7)  # 22 chunks
-    np.testing.assert_allclose(tuning._energy_scores(X_id, masked_weight, head.bias), whole, rtol=1e-6)
+    _, _, masked_weight = next(masked_heads(column_mean(X_train), head, [0.7]))
+    whole = energy_scores(X_id, masked_weight, head.bias)
+    row_bytes = 4 * (X_id.shape[1] + 2 * max(X_id.shape[1], head.n_classes))
+    # scikit-learn's working_memory bounds the chunks: a few rows each
+    with config_context(working_memory=7 * row_bytes / 2**20):
+        chunked = energy_scores(X_id, masked_weight, head.bias)
+        search = SparsitySearch(grid=[0.7]).fit(X_train, head=head, X_id=X_id, X_noise=X_id[:10])
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6)
+    assert search.cv_results_["n_kept"][0] == int((masked_weight != 0).sum())
 
 
 def test_changing_p_changes_the_mask(data, search):
@@ -108,7 +113,7 @@ def test_changing_p_changes_the_mask(data, search):
     X_train, _, _, W, b = data
     head = Head(W, b)
     mean = column_mean(X_train)
-    masks = [mask for _, mask, _ in tuning._masked_heads(mean, head, DEFAULT_GRID)]
+    masks = [mask for _, mask, _ in masked_heads(mean, head, DEFAULT_GRID)]
     counts = [int(mk.sum()) for mk in masks]
     assert counts == sorted(counts, reverse=True) and len(set(counts)) == len(counts)
     for small, large in zip(masks, masks[1:]):
@@ -130,45 +135,17 @@ def test_best_estimator_is_dice_at_the_best_p_calibrated_on_id_validation(data, 
     np.testing.assert_array_equal(search.score_samples(X_id), est.score_samples(X_id))
 
 
-def test_search_is_efficient_by_construction(data, monkeypatch):
-    """The mean is computed once, V built and sorted once, and each candidate scores each row once."""
+def test_search_uses_only_the_training_mean(data):
+    """Given the features or only their mean, the search is the same: nothing else is learnt."""
     X_train, X_id, X_noise, W, b = data
-    calls = dict.fromkeys(
-        ("column_mean", "contribution_matrix", "dice_thresholds", "energy", "detector_scoring"), 0
-    )
-    rows_scored = []
-
-    def counting(name, fn):
-        def wrapped(*args, **kwargs):
-            calls[name] += 1
-            return fn(*args, **kwargs)
-
-        return wrapped
-
-    def scoring(X, masked_weight, bias):
-        calls["energy"] += 1
-        rows_scored.append(len(X))
-        return energy(X, masked_weight, bias)
-
-    energy = tuning._energy_scores
-    monkeypatch.setattr(tuning, "column_mean", counting("column_mean", tuning.column_mean))
-    monkeypatch.setattr(
-        tuning, "contribution_matrix", counting("contribution_matrix", tuning.contribution_matrix)
-    )
-    monkeypatch.setattr(tuning, "dice_thresholds", counting("dice_thresholds", tuning.dice_thresholds))
-    monkeypatch.setattr(tuning, "_energy_scores", scoring)
-    monkeypatch.setattr(DICEDetector, "_score_all", counting("detector_scoring", DICEDetector._score_all))
-    s = SparsitySearch().fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
-    k = len(DEFAULT_GRID)
-    assert calls == {
-        "column_mean": 1, "contribution_matrix": 1, "dice_thresholds": 1, "energy": 2 * k,
-        "detector_scoring": 0,
-    }
-    # one pass per candidate: every validation row scored exactly once per p
-    assert sum(rows_scored) == k * (len(X_id) + len(X_noise))
-    # best_estimator_ comes from the same mean and the ID scores already computed
-    # (DICEDetector scored no row above)
-    np.testing.assert_array_equal(s.best_estimator_.mean_feature_, s.mean_feature_)
+    from_rows = SparsitySearch().fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    from_mean = SparsitySearch().fit(W=W, b=b, train_mean=column_mean(X_train), X_id=X_id, X_noise=X_noise)
+    for key in ("fpr95", "auroc", "aupr_in", "aupr_out", "threshold", "n_kept"):
+        np.testing.assert_array_equal(from_rows.cv_results_[key], from_mean.cv_results_[key])
+    assert from_rows.best_params_ == from_mean.best_params_
+    # best_estimator_ comes from the same mean, calibrated on the ID validation scores
+    np.testing.assert_array_equal(from_rows.best_estimator_.mean_feature_, from_rows.mean_feature_)
+    assert from_rows.best_estimator_.offset_ == from_mean.best_estimator_.offset_
 
 
 # ---------------------------------------------------- cv_results_ format
@@ -415,5 +392,7 @@ def test_tune_store_needs_exactly_one_training_statistic(small_store):
 def test_docstring_examples_run():
     import doctest
 
-    result = doctest.testmod(tuning)
+    import skdice._search
+
+    result = doctest.testmod(skdice._search)
     assert result.attempted > 0 and result.failed == 0

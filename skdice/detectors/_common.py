@@ -24,11 +24,16 @@ class _HeadDetector(BaseDetector):
     array of one chunk's logits that they may overwrite.
     """
 
-    def _fit_statistics(self, X, y, head, train_mean):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.detector_tags.uses_features = False  # scores are a function of the logits
+        return tags
+
+    def fit_statistics(self, X, y, head, train_mean):
         """Logit-based baselines learn nothing beyond the head."""
 
     @property
-    def _block_width(self):
+    def block_width(self):
         return self.weight_.shape[1]
 
     def _logits(self, X, weight=None):
@@ -36,7 +41,7 @@ class _HeadDetector(BaseDetector):
         Z += self.bias_
         return Z
 
-    def _score_block(self, X):
+    def score_block(self, X):
         return self._score_logits(self._logits(X))
 
     def _score_logits(self, Z):  # pragma: no cover
@@ -59,7 +64,7 @@ class _SparseHeadEnergy(BaseDetector):
         "p": [Interval(Real, 0, 1, closed="left")],
     }
 
-    def _fit_statistics(self, X, y, head, train_mean):
+    def fit_statistics(self, X, y, head, train_mean):
         mask = np.asarray(self._build_mask(X, head, train_mean), dtype=bool)
         self.mask_ = mask
         self.masked_weight_ = np.where(mask, head.weight, np.float32(0))
@@ -70,10 +75,10 @@ class _SparseHeadEnergy(BaseDetector):
         raise NotImplementedError
 
     @property
-    def _block_width(self):
+    def block_width(self):
         return self.masked_weight_.shape[1]
 
-    def _score_block(self, X):
+    def score_block(self, X):
         # units whose kept weights are all zero leave the GEMM (unit pruning and
         # unit dropout at p = 0.9 drop 90% of the rows)
         return masked_energy(X, *active_units(self.masked_weight_), self.bias_)

@@ -43,7 +43,7 @@ class _Shaping(_HeadDetector):
         self.percentile = percentile
         self.tpr = tpr
 
-    def _score_block(self, X):
+    def score_block(self, X):
         k = _top_k_count(X.shape[1], self.percentile)
         scores = logsumexp_rows(self._shaped_logits(X, _top_k_mask(X, k), k))
         # pruning can drop a -inf (or a NaN that argpartition ranks low) and

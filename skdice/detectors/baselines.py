@@ -11,21 +11,10 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from .._numeric import logsumexp_rows
+from .._numeric import logsumexp_rows, max_softmax_rows
 from ._common import _HeadDetector
 
 __all__ = ["EnergyDetector", "MaxLogitDetector", "MSPDetector", "ODINDetector"]
-
-
-def _max_softmax(Z, temperature=1.0):
-    """``max_c softmax(Z / T)_c`` as ``exp((max Z - T logsumexp(Z / T)) / T)``.
-
-    Going through the log-sum-exp keeps full relative precision even when the
-    top probability is very close to 1 or to ``1 / C``.
-    """
-    top = Z.max(axis=1).astype(np.float64)
-    lse = logsumexp_rows(Z, temperature)
-    return np.exp((top - lse) / temperature)
 
 
 class MSPDetector(_HeadDetector):
@@ -77,7 +66,7 @@ class MSPDetector(_HeadDetector):
         self.tpr = tpr
 
     def _score_logits(self, Z):
-        return _max_softmax(Z)
+        return max_softmax_rows(Z)
 
 
 class MaxLogitDetector(_HeadDetector):
@@ -224,4 +213,4 @@ class ODINDetector(_HeadDetector):
         self.tpr = tpr
 
     def _score_logits(self, Z):
-        return _max_softmax(Z, float(self.temperature))
+        return max_softmax_rows(Z, float(self.temperature))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._dice import DICEDetector
-from .baselines import _max_softmax
+from .._numeric import max_softmax_rows
 
 __all__ = ["DICEMSPDetector"]
 
@@ -48,7 +48,7 @@ class DICEMSPDetector(DICEDetector):
     name = "dice-msp"
     summary = "DICE's masked head scored by the maximum softmax (Sun & Li, 2022, Table 9)"
 
-    def _score_block(self, X):
+    def score_block(self, X):
         Z = X @ self.masked_weight_
         Z += self.bias_
-        return _max_softmax(Z)
+        return max_softmax_rows(Z)

@@ -19,7 +19,12 @@ __all__ = ["DICEBottomKDetector", "DICERandomKDetector", "DICETopBottomKDetector
 class _ContributionMasked(_SparseHeadEnergy):
     """Computes ``mean_feature_`` and ``contribution_`` like DICE, then a mask of V."""
 
-    _accepts_train_mean = True
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # the statistics are a function of the mean training feature alone
+        tags.detector_tags.accepts_train_mean = True
+        tags.detector_tags.fits_from_mean = True
+        return tags
 
     def _build_mask(self, X, head, train_mean):
         self.mean_feature_ = train_mean if train_mean is not None else column_mean(X)

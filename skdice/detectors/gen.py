@@ -68,7 +68,7 @@ class GENDetector(_HeadDetector):
         self.tpr = tpr
 
     @property
-    def _block_width(self):
+    def block_width(self):
         # the score works on about eight float64 copies of a chunk's logits:
         # size the chunks for them, not for the float32 logits alone
         return 8 * self.weight_.shape[1]

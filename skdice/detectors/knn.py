@@ -114,7 +114,6 @@ class KNNDetector(BaseDetector):
 
     name = "knn"
     summary = "Negative k-th nearest-neighbour distance of normalised features (Sun et al., 2022)"
-    _requires_head = False
 
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
@@ -127,7 +126,12 @@ class KNNDetector(BaseDetector):
         self.backend = backend
         self.tpr = tpr
 
-    def _fit_statistics(self, X, y, head, train_mean):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.detector_tags.requires_head = False
+        return tags
+
+    def fit_statistics(self, X, y, head, train_mean):
         n = X.shape[0]
         if self.n_neighbors > n:
             raise ValueError(
@@ -143,13 +147,13 @@ class KNNDetector(BaseDetector):
         self.train_features_.setflags(write=False)
 
     @property
-    def _block_width(self):
+    def block_width(self):
         return self.train_features_.shape[0]
 
     def _use_faiss(self) -> bool:
         return self.backend == "faiss" or (self.backend == "auto" and _faiss_available())
 
-    def _score_block(self, X):
+    def score_block(self, X):
         bad = ~np.isfinite(X).all(axis=1)
         if bad.any():
             # NaN at the bad rows: the caller reports the first one by its row
@@ -165,7 +169,7 @@ class KNNDetector(BaseDetector):
         dist, _ = nn.kneighbors(Z)
         return -dist[:, -1].astype(np.float64)
 
-    def _calibration_scores(self, X):
+    def calibration_scores(self, X):
         k = self.n_neighbors
         if self.train_features_.shape[0] <= k:
             return self._score_all(X)

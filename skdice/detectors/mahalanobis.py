@@ -10,7 +10,7 @@ from scipy.sparse import csr_matrix
 from sklearn.utils._param_validation import Interval
 
 from .._base import BaseDetector
-from .._numeric import chunk_rows
+from .._numeric import row_chunks
 
 __all__ = ["MahalanobisDetector"]
 
@@ -97,8 +97,6 @@ class MahalanobisDetector(BaseDetector):
 
     name = "mahalanobis"
     summary = "Class-conditional Gaussians, shared covariance (Lee et al., 2018)"
-    _requires_head = False
-    _requires_class_labels = True
 
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
@@ -112,9 +110,11 @@ class MahalanobisDetector(BaseDetector):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True  # class labels, unlike the other detectors
+        tags.detector_tags.requires_head = False
+        tags.detector_tags.requires_class_labels = True
         return tags
 
-    def _fit_statistics(self, X, y, head, train_mean):
+    def fit_statistics(self, X, y, head, train_mean):
         y = np.asarray(y)
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError("class labels y contain NaN or infinity.")
@@ -123,10 +123,9 @@ class MahalanobisDetector(BaseDetector):
         n_classes = classes.shape[0]
         counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
         sums = np.zeros((n_classes, m), dtype=np.float64)
-        step = chunk_rows(n, 8 * m)
-        for start in range(0, n, step):
-            block = np.asarray(X[start : start + step], dtype=np.float64)
-            rows = codes[start : start + step]
+        for chunk in row_chunks(n, 8 * m):
+            block = np.asarray(X[chunk], dtype=np.float64)
+            rows = codes[chunk]
             # class sums as a sparse one-hot product (np.add.at is far slower)
             onehot = csr_matrix(
                 (np.ones(rows.size), (rows, np.arange(rows.size))),
@@ -137,10 +136,10 @@ class MahalanobisDetector(BaseDetector):
         center = (counts @ means) / n
 
         cov = np.zeros((m, m), dtype=np.float64)
-        for start in range(0, n, step):
+        for chunk in row_chunks(n, 8 * m):
             # a copy: X may be the caller's float64 array
-            block = np.array(X[start : start + step], dtype=np.float64)
-            block -= means[codes[start : start + step]]
+            block = np.array(X[chunk], dtype=np.float64)
+            block -= means[codes[chunk]]
             cov += block.T @ block
         cov /= n
 
@@ -169,10 +168,10 @@ class MahalanobisDetector(BaseDetector):
         self._means_sqnorm = np.einsum("ij,ij->j", self._whitened_means, self._whitened_means)
 
     @property
-    def _block_width(self):
+    def block_width(self):
         return 2 * self.n_features_in_ + self.classes_.shape[0]
 
-    def _score_block(self, X):
+    def score_block(self, X):
         Z = solve_triangular(
             self.cholesky_, (X.astype(np.float64) - self._center).T, lower=True,
             check_finite=False,

@@ -96,10 +96,16 @@ class ReActDetector(_HeadDetector):
         self.threshold = threshold
         self.tpr = tpr
 
-    def _fit_statistics(self, X, y, head, train_mean):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # the percentile clip is learnt from the training activations
+        tags.detector_tags.uses_features = self.threshold is None
+        return tags
+
+    def fit_statistics(self, X, y, head, train_mean):
         self.threshold_ = _clip_threshold(self, X)
 
-    def _score_block(self, X):
+    def score_block(self, X):
         scores = logsumexp_rows(self._logits(_clip(X, self.threshold_)))
         return _flag_non_finite_rows(X, scores)
 
@@ -156,7 +162,13 @@ class DICEReActDetector(BaseDetector):
 
     name = "dice-react"
     summary = "DICE + ReAct: clipped features through DICE's masked head (Sun & Li, 2022)"
-    _accepts_train_mean = True
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.detector_tags.accepts_train_mean = True
+        # with an absolute clip threshold the mean fixes everything; a percentile
+        # clip needs the training features themselves
+        tags.detector_tags.fits_from_mean = self.threshold is not None
+        return tags
 
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
@@ -170,7 +182,7 @@ class DICEReActDetector(BaseDetector):
         self.threshold = threshold
         self.tpr = tpr
 
-    def _fit_statistics(self, X, y, head, train_mean):
+    def fit_statistics(self, X, y, head, train_mean):
         self.threshold_ = _clip_threshold(self, X)
         self.mean_feature_ = train_mean if train_mean is not None else column_mean(X)
         self.contribution_ = contribution_matrix(self.mean_feature_, head.weight)
@@ -180,10 +192,10 @@ class DICEReActDetector(BaseDetector):
         self.masked_weight_.setflags(write=False)
 
     @property
-    def _block_width(self):
+    def block_width(self):
         return self.masked_weight_.shape[1]
 
-    def _score_block(self, X):
+    def score_block(self, X):
         clipped = _clip(X, self.threshold_)
         scores = masked_energy(clipped, *active_units(self.masked_weight_), self.bias_)
         return _flag_non_finite_rows(X, scores)

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from .._base import BaseDetector
-from .._numeric import chunk_rows, logsumexp_rows
+from .._numeric import logit_blocks, logsumexp_rows, row_chunks
 
 __all__ = ["ViMDetector"]
 
@@ -87,7 +87,7 @@ class ViMDetector(BaseDetector):
         self.dim = dim
         self.tpr = tpr
 
-    def _fit_statistics(self, X, y, head, train_mean):
+    def fit_statistics(self, X, y, head, train_mean):
         n, m = X.shape
         dim = _default_dim(m) if self.dim is None else int(self.dim)
         if dim >= m:
@@ -98,10 +98,9 @@ class ViMDetector(BaseDetector):
         W = head.weight.astype(np.float64)
         origin = -np.linalg.lstsq(W.T, head.bias.astype(np.float64), rcond=None)[0]
 
-        step = chunk_rows(n, 8 * m)
         cov = np.zeros((m, m), dtype=np.float64)
-        for start in range(0, n, step):
-            block = np.asarray(X[start : start + step], dtype=np.float64) - origin
+        for rows in row_chunks(n, 8 * m):
+            block = np.asarray(X[rows], dtype=np.float64) - origin
             cov += block.T @ block
         cov /= n
         eigvals, eigvecs = np.linalg.eigh(cov)  # ascending
@@ -115,13 +114,9 @@ class ViMDetector(BaseDetector):
 
         max_logit_sum = 0.0
         residual_sum = 0.0
-        step = chunk_rows(n, 4 * (2 * m + head.n_classes))
-        for start in range(0, n, step):
-            block = np.asarray(X[start : start + step], dtype=np.float32)
-            logits = block @ self.weight_
-            logits += self.bias_
+        for rows, logits in logit_blocks(X, self.weight_, self.bias_):
             max_logit_sum += float(logits.max(axis=1).sum(dtype=np.float64))
-            residual_sum += float(self._residual_norm(block).sum())
+            residual_sum += float(self._residual_norm(np.asarray(X[rows], dtype=np.float32)).sum())
         self.alpha_ = max_logit_sum / residual_sum if residual_sum > 0 else 0.0
 
     def _residual_norm(self, X):
@@ -129,10 +124,10 @@ class ViMDetector(BaseDetector):
         return np.sqrt(np.einsum("ij,ij->i", R, R, dtype=np.float64))
 
     @property
-    def _block_width(self):
+    def block_width(self):
         return self.weight_.shape[1] + self.residual_basis_.shape[1] + self.n_features_in_
 
-    def _score_block(self, X):
+    def score_block(self, X):
         Z = X @ self.weight_
         Z += self.bias_
         return logsumexp_rows(Z) - self.alpha_ * self._residual_norm(X)

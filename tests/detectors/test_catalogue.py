@@ -12,7 +12,7 @@ from _detector_problems import random_problem
 from sklearn import config_context
 
 import skdice.detectors
-from skdice import Head, available_detectors, get_detector, load_detector, save_detector
+from skdice import Head, available_detectors, detector_tags, get_detector, load_detector, save_detector
 
 #: small-data parameters (KNN's default k = 50 needs more rows than some tests use)
 PARAMS = {
@@ -26,7 +26,7 @@ NAMES = sorted(available_detectors())
 
 def _fit(name, H, W, b, y, spelling):
     det = get_detector(name, **PARAMS.get(name, {}))
-    labels = available_detectors()[name]._requires_class_labels
+    labels = detector_tags(det).requires_class_labels
     if spelling == "positional":
         return det.fit(H, W, b, y) if labels else det.fit(H, W, b)
     if spelling == "sklearn":
@@ -93,7 +93,7 @@ def test_save_load_round_trip(name, tmp_path):
 def test_offset_keeps_tpr_and_predict_labels(name):
     H, W, b = random_problem(n=400, m=16, C=5)
     det = get_detector(name, **PARAMS.get(name, {}), tpr=0.9)
-    det = det.fit(H, W, b, _labels(len(H))) if det._requires_class_labels else det.fit(H, W, b)
+    det = det.fit(H, W, b, _labels(len(H))) if detector_tags(det).requires_class_labels else det.fit(H, W, b)
     assert set(np.unique(det.predict(H))) <= {-1, 1}
     if name != "knn":  # KNN calibrates leave-one-out, see test_knn
         assert np.mean(det.predict(H) == 1) == pytest.approx(0.9, abs=0.01)
@@ -222,8 +222,9 @@ def test_every_fitted_attribute_is_documented(name):
     cls = available_detectors()[name]
     params = {**PARAMS.get(name, {}), **({"threshold": 1.0} if name == "dice-react" else {})}
     fitted = [_fit(name, H, W, b, _labels(len(H)), "positional")]
-    if cls._accepts_train_mean:
-        fitted.append(get_detector(name, **params).partial_fit(H, W=W, b=b))
+    streamer = get_detector(name, **params)
+    if detector_tags(streamer).partial_fit:
+        fitted.append(streamer.partial_fit(H, W=W, b=b))
     for det in fitted:
         public = [k for k in vars(det) if k.endswith("_") and not k.startswith("_")]
         assert public

@@ -1,0 +1,277 @@
+"""Evaluate detectors on the splits of a feature store, as in the paper's tables.
+
+:func:`evaluate_store` fits each method on the training split (or a cached
+training mean), scores the ID split and every OOD split, and returns the
+per-set and average FPR95 / AUROC / AUPR-In / AUPR-Out together with the ID
+accuracy of the original head and of each masked (DICE) head.
+
+Nothing here knows about torch: the store holds the features and the head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._numeric import logit_blocks
+from .._validation import check_sparsity, is_dask
+from ..exceptions import SkdiceError, require
+from ..metrics import Report, ood_report
+from .fit import fit_detector
+from .methods import DEFAULT_METHODS, MethodSpec, build_detector, parse_method
+from .resolve import (
+    TrainingData,
+    check_split_lists,
+    damaged_store_error,
+    open_feature_store,
+    read_features,
+    resolve_train_mean,
+)
+
+__all__ = ["Evaluation", "evaluate_store"]
+
+
+def _scores(detector, X, fs, split):
+    scores = detector.score_samples(X)
+    if is_dask(scores):
+        try:
+            scores = scores.compute()
+        except SkdiceError:
+            raise
+        except (RuntimeError, OSError) as exc:  # lazy reads fail here
+            raise damaged_store_error(fs, split, exc) from exc
+    return np.asarray(scores, dtype=np.float64)
+
+
+def _predicted_classes(X, weight, bias, dask):
+    """Argmax of ``X @ weight + bias`` in row chunks (never the full logits at once)."""
+
+    def block(chunk):
+        out = np.empty(chunk.shape[0], dtype=np.int64)
+        for rows, logits in logit_blocks(chunk, weight, bias):
+            out[rows] = logits.argmax(axis=1)
+        return out
+
+    if dask:
+        da = require("dask.array", "dask")
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        return np.asarray(da.map_blocks(block, X, drop_axis=1, dtype=np.int64).compute())
+    return block(X)
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_store` returns.
+
+    Attributes
+    ----------
+    report : skdice.metrics.Report
+        One row per (method, OOD split) plus each method's ``"average"`` row;
+        metrics in percent. ``report.extra["id_accuracy"]`` holds
+        :attr:`id_accuracy`, so ``report.to_json()`` is the full result.
+    id_accuracy : dict or None
+        ``{"split", "n_labelled", "original", "masked": [{"method", "p",
+        "accuracy"}, ...]}``, accuracies in percent, computed on the ID rows
+        whose label is known (``>= 0``); None when no ID row is labelled.
+    detectors : dict of str to BaseDetector
+        The fitted detectors, by method label (the report's method column;
+        ``"dice@p=0.5"`` when one method appears at several sparsities).
+        They are fitted for scoring: their ``offset_`` may be uncalibrated
+        (NaN) or calibrated on the ID split; use :func:`skdice.workflows.fit.fit_from_store` for a
+        detector to deploy.
+    scores : dict of str to dict of str to ndarray
+        ``scores[method][split]``: the scores of the ID split and each OOD split.
+    positive : str
+        The FPR95 convention of the report (``"id"`` or ``"ood"``).
+    """
+
+    report: object
+    id_accuracy: dict | None
+    detectors: dict
+    scores: dict
+    positive: str = "id"
+
+    def to_dict(self) -> dict:
+        """``{"results": [...], "id_accuracy": {...} or None}``, the JSON of ``skdice evaluate``.
+
+        Returns
+        -------
+        dict
+        """
+        return self.report.to_dict()
+
+    def accuracy_lines(self) -> list[str]:
+        """Human-readable ID accuracy lines for the text formats.
+
+        Returns
+        -------
+        list of str
+        """
+        acc = self.id_accuracy
+        if acc is None:
+            return ["ID accuracy: n/a (the ID split has no labels)"]
+        lines = [
+            f"ID accuracy on {acc['split']!r} ({acc['n_labelled']} labelled rows): "
+            f"original head {acc['original']:.2f}%"
+        ]
+        for item in acc["masked"]:
+            p = "" if item["p"] is None else f" (p={item['p']:g})"
+            lines.append(f"  masked head of {item['method']}{p}: {item['accuracy']:.2f}%")
+        return lines
+
+
+def _labels(spec: MethodSpec, detector, used: set) -> tuple[str, str]:
+    """The method column of the report, and a unique key for the result dicts."""
+    label = spec.name
+    extra = {k: v for k, v in spec.params.items() if k != "p"}
+    if extra:
+        label += ":" + ",".join(f"{k}={v}" for k, v in extra.items())
+    key, n = label, 2
+    p = detector.get_params().get("p")
+    if key in used and p is not None:  # the same method at several sparsities
+        key = f"{label}@p={p:g}"
+    while key in used:
+        key, n = f"{label}#{n}", n + 1
+    used.add(key)
+    return label, key
+
+
+def evaluate_store(
+    store,
+    id_split: str,
+    ood_splits: Sequence[str],
+    methods: Sequence[str | MethodSpec] = DEFAULT_METHODS,
+    *,
+    p: float | None = None,
+    train: str | None = None,
+    train_mean=None,
+    positive: str = "id",
+    tpr: float = 0.95,
+    dask: bool = False,
+    progress=None,
+) -> Evaluation:
+    """Fit methods on a store's training data and evaluate them ID vs each OOD split.
+
+    Parameters
+    ----------
+    store : str, path-like or FeatureStore
+        A feature store written by ``skdice extract``.
+    id_split : str
+        The in-distribution test split.
+    ood_splits : sequence of str
+        One or more OOD splits.
+    methods : sequence of str or MethodSpec, default=("dice", "energy")
+        Registry names, optionally with parameters (``"knn:k=10"``); see
+        :func:`parse_method`.
+    p : float, default=None
+        Sparsity for every method that has a ``p`` parameter and does not set
+        it in its spec; None keeps each method's default (DICE: 0.9).
+    train : str, default=None
+        Split of in-distribution training features to fit on.
+    train_mean : array-like, str or path-like, default=None
+        A cached mean training feature (array or ``.npy`` file), for methods
+        that accept one (DICE). With ``train`` as well, the mean defines DICE's
+        mask and the training split calibrates ``offset_``.
+    positive : {"id", "ood"}, default="id"
+        FPR95 convention (see docs/metrics.md).
+    tpr : float, default=0.95
+        True positive rate of the FPR column.
+    dask : bool, default=False
+        Read the splits as dask arrays and score them block by block (the
+        active dask scheduler does the work).
+    progress : callable, default=None
+        Called with a short message before each fit and each scoring pass
+        (the CLI prints them on stderr).
+
+    Returns
+    -------
+    Evaluation
+
+    Raises
+    ------
+    StoreError
+        For a missing, corrupt or incomplete store or split.
+    ValueError
+        For an unknown method, a bad ``p``, or a method that needs training
+        features when only ``train_mean`` (or nothing) is given.
+
+    Examples
+    --------
+    >>> result = evaluate_store("features.zarr", "cifar10-test",  # doctest: +SKIP
+    ...                         ["svhn", "places365"], train="cifar10-train")
+    >>> print(result.report.to_table())  # doctest: +SKIP
+    """
+    if positive not in ("id", "ood"):
+        raise ValueError(f"positive must be 'id' or 'ood', got {positive!r}.")
+    check_sparsity(p, allow_none=True)
+    ood_splits = check_split_lists(id_split, ood_splits)
+    if not methods:
+        raise ValueError("give at least one method.")
+    specs = [m if isinstance(m, MethodSpec) else parse_method(m) for m in methods]
+    detectors_unfitted = [build_detector(spec, p) for spec in specs]
+    if p is not None and not any("p" in d.get_params() for d in detectors_unfitted):
+        raise ValueError(
+            f"p={p:g} was given but none of the methods ({', '.join(s.name for s in specs)}) "
+            "has a sparsity parameter p."
+        )
+
+    say = progress or (lambda message: None)
+    fs = open_feature_store(store)
+    head = fs.head
+    mean = resolve_train_mean(train_mean, head.n_features)
+    say(f"reading splits of {fs.path}")
+    # Open everything first, so that a missing or incomplete split fails before any fit.
+    id_X = read_features(fs, id_split, dask)
+    ood_X = {name: read_features(fs, name, dask) for name in ood_splits}
+    train_data = TrainingData(fs, train, mean, dask)
+
+    reports, fitted, scores, used, masked = [], {}, {}, set(), []
+    for spec, detector in zip(specs, detectors_unfitted):
+        label, key = _labels(spec, detector, used)
+        say(f"fitting {key}")
+        fit_detector(detector, train_data, id_X=id_X, calibrate=False)
+        det_p = detector.get_params().get("p")
+        say(f"scoring {key} on {id_split}")
+        method_scores = {id_split: _scores(detector, id_X, fs, id_split)}
+        for name, X in ood_X.items():
+            say(f"scoring {key} on {name}")
+            method_scores[name] = _scores(detector, X, fs, name)
+        reports.append(
+            ood_report(
+                method_scores[id_split],
+                {name: method_scores[name] for name in ood_splits},
+                method=label,
+                p=det_p,
+                tpr=tpr,
+                positive=positive,
+            )
+        )
+        fitted[key], scores[key] = detector, method_scores
+        if hasattr(detector, "masked_weight_"):
+            masked.append((label, det_p, detector))
+
+    id_accuracy = None
+    labels = fs.labels(id_split)
+    known = labels >= 0
+    if known.any():
+        X_known = id_X[np.flatnonzero(known)] if not known.all() else id_X
+        truth = labels[known]
+
+        def accuracy(weight, bias):
+            return float(100 * np.mean(_predicted_classes(X_known, weight, bias, dask) == truth))
+
+        id_accuracy = {
+            "split": id_split,
+            "n_labelled": int(known.sum()),
+            "original": accuracy(head.weight, head.bias),
+            "masked": [
+                {"method": label, "p": det_p, "accuracy": accuracy(det.masked_weight_, det.bias_)}
+                for label, det_p, det in masked
+            ],
+        }
+    report = Report.concat(reports)
+    report.extra["id_accuracy"] = id_accuracy
+    return Evaluation(report, id_accuracy, fitted, scores, positive)

@@ -1,0 +1,112 @@
+"""Method specs: ``NAME[:key=value,...]`` parsed into a registry name and parameters."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from .._base import BaseDetector, available_detectors
+from .._validation import check_sparsity
+
+__all__ = ["DEFAULT_METHODS", "MethodSpec", "build_detector", "parse_method"]
+
+#: What ``skdice evaluate`` compares when no ``--method`` is given: DICE beside energy.
+DEFAULT_METHODS = ("dice", "energy")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registry name with constructor parameters, parsed from ``NAME[:key=value,...]``.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (see :func:`skdice.available_detectors`).
+    params : dict
+        Constructor parameters given in the spec.
+    """
+
+    name: str
+    params: dict = field(default_factory=dict)
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare word is a string
+
+
+def parse_method(spec: str) -> MethodSpec:
+    """Parse a method spec ``NAME`` or ``NAME:key=value[,key=value...]``.
+
+    Values are Python literals (``0.5``, ``10``, ``True``, ``None``); anything
+    else is taken as a string.
+
+    Parameters
+    ----------
+    spec : str
+        For example ``"dice"``, ``"dice:p=0.7"`` or ``"energy:temperature=2"``.
+
+    Returns
+    -------
+    MethodSpec
+
+    Raises
+    ------
+    ValueError
+        For an unknown detector name or a malformed parameter.
+
+    Examples
+    --------
+    >>> parse_method("dice:p=0.7")
+    MethodSpec(name='dice', params={'p': 0.7})
+    """
+    name, _, rest = str(spec).partition(":")
+    name = name.strip()
+    registry = available_detectors()
+    if name not in registry:
+        raise ValueError(
+            f"unknown method {name!r}; choose from: {', '.join(registry)} "
+            "(`skdice methods` lists them)."
+        )
+    params = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(
+                f"method spec {spec!r}: parameters are key=value pairs separated by "
+                f"commas, got {item!r}."
+            )
+        params[key.strip()] = _literal(value.strip())
+    valid = registry[name]().get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"method {name!r} has no parameter {', '.join(map(repr, unknown))}; "
+            f"its parameters are: {', '.join(valid) or 'none'}."
+        )
+    return MethodSpec(name, params)
+
+
+def build_detector(spec: MethodSpec | str, p: float | None = None) -> BaseDetector:
+    """An unfitted detector from a spec, with a run-wide sparsity ``p`` where it applies.
+
+    Parameters
+    ----------
+    spec : MethodSpec or str
+    p : float, default=None
+        Given to the detector when it has a ``p`` parameter and the spec does
+        not set one; None keeps the detector's default.
+
+    Returns
+    -------
+    BaseDetector
+    """
+    spec = spec if isinstance(spec, MethodSpec) else parse_method(spec)
+    p = check_sparsity(p, allow_none=True)
+    cls = available_detectors()[spec.name]
+    params = dict(spec.params)
+    if p is not None and "p" in cls().get_params() and "p" not in params:
+        params["p"] = p
+    return cls(**params)
