@@ -59,13 +59,7 @@ def _root(
 
 
 for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"{__package__}.{_name}")
-    except ModuleNotFoundError as exc:  # a command group not written yet
-        if exc.name != f"{__package__}.{_name}":
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(f"{__package__}.{_name}").register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,33 @@ from typing import Annotated
 import typer
 
 
+def summary_table(result) -> str:
+    """What ``skdice demo --format table`` prints: the chosen p, the ID accuracy, the table.
+
+    Parameters
+    ----------
+    result : skdice.extract.demo.DemoResult
+
+    Returns
+    -------
+    str
+    """
+    from skdice.extract.demo import ID_CLASSES
+
+    from ._console import render_report
+
+    acc = result.id_accuracy
+    return "\n".join(
+        [
+            f"p chosen on Gaussian noise: {result.best_p:g}",
+            f"ID accuracy (digits {ID_CLASSES[0]}-{ID_CLASSES[-1]}): {acc['original']:.2f}% original head, "
+            f"{acc['dice']:.2f}% DICE-masked head",
+            "",
+            render_report(result.report),
+        ]
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``demo`` command to the app.
 
@@ -39,10 +66,12 @@ def register(app: typer.Typer) -> None:
         require("torch", "extract")
         from skdice.extract.demo import run_demo
 
-        echo = None if quiet else (lambda line: typer.echo(line, err=True))
-        result = run_demo(out, seed=seed, echo=echo)
+        from ._console import Progress
+
+        with Progress() as progress:
+            result = run_demo(out, seed=seed, echo=None if quiet else progress)
         if fmt == "table":
-            typer.echo(result.to_text())
+            typer.echo(summary_table(result))
         elif fmt == "markdown":
             typer.echo(result.report.to_markdown())
         elif fmt == "csv":

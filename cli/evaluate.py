@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -32,17 +31,6 @@ _CONVENTION = {
 }
 
 
-def stderr_progress(message: str) -> None:
-    """Print a progress line on stderr when it is a terminal (never into piped output).
-
-    Parameters
-    ----------
-    message : str
-    """
-    if sys.stderr.isatty():
-        typer.echo(f"... {message}", err=True)
-
-
 def render(result, fmt: str) -> str:
     """Render an :class:`skdice.evaluation.Evaluation` in one of the output formats.
 
@@ -64,7 +52,9 @@ def render(result, fmt: str) -> str:
         lines = [report.to_markdown(), "", f"{_CONVENTION[result.positive]}; metrics in %.", ""]
         lines += [f"- {line.strip()}" for line in result.accuracy_lines()]
         return "\n".join(lines)
-    lines = [report.to_table(), "", f"{_CONVENTION[result.positive]}; metrics in %."]
+    from ._console import render_report
+
+    lines = [render_report(report), "", f"{_CONVENTION[result.positive]}; metrics in %."]
     return "\n".join([*lines, *result.accuracy_lines()])
 
 
@@ -135,7 +125,10 @@ def register(app: typer.Typer) -> None:
             raise ValueError("give --train SPLIT or --train-mean PATH, not both.")
         from skdice.streaming import dask_client
 
-        with dask_client(scheduler) as client:  # no address: no dask, the in-memory path
+        from ._console import Progress
+
+        # no scheduler address: no dask, the in-memory path
+        with dask_client(scheduler) as client, Progress() as progress:
             result = evaluate_store(
                 store,
                 id_split,
@@ -146,6 +139,6 @@ def register(app: typer.Typer) -> None:
                 train_mean=train_mean,
                 positive=positive.value,
                 dask=client is not None,
-                progress=stderr_progress,
+                progress=progress,
             )
         typer.echo(render(result, fmt.value))

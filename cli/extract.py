@@ -54,11 +54,14 @@ def register(app: typer.Typer) -> None:
         from skdice.extract.run import extract_features
         from skdice.store import open_store
 
+        from ._console import Progress
+
         spec = load_preset(model, weights)
-        path = extract_features(
-            spec, data, out, split, batch_size=batch_size, device=device, workers=workers,
-            limit=limit, amp=amp, progress=True,
-        )
+        with Progress(f"extracting {split}") as progress:
+            path = extract_features(
+                spec, data, out, split, batch_size=batch_size, device=device, workers=workers,
+                limit=limit, amp=amp, progress=progress,
+            )
         if os.environ.get("RANK", "0") != "0":
             return  # under torchrun, rank 0 reports
         info = open_store(path).split_info(split)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -74,32 +73,6 @@ def score_summary(summary: dict, store) -> list[str]:
     return lines
 
 
-class _ProgressBar:
-    """``progress(done, total)`` callback drawing a bar on stderr, only on a terminal."""
-
-    def __init__(self, label: str):
-        self.label = label
-        self._bar = None
-        self._done = 0
-
-    def __enter__(self):
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        if not sys.stderr.isatty():
-            return
-        if self._bar is None:
-            self._bar = typer.progressbar(length=total, label=self.label, file=sys.stderr)
-            self._bar.__enter__()
-        self._bar.update(done - self._done)
-        self._done = done
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-        return False
-
-
 def register(app: typer.Typer) -> None:
     """Add the ``fit`` and ``score`` commands to the app.
 
@@ -139,7 +112,9 @@ def register(app: typer.Typer) -> None:
         from skdice.evaluation import fit_from_store
         from skdice.persistence import save_detector
 
-        with _ProgressBar(f"fitting on {train}") as bar:
+        from ._console import Progress
+
+        with Progress(f"fitting on {train}" if train else "fitting") as bar:
             detector = fit_from_store(store, method, train=train, p=p, train_mean=train_mean,
                                       progress=bar)
         save_detector(detector, out)
@@ -177,8 +152,10 @@ def register(app: typer.Typer) -> None:
         from skdice.evaluation import score_store
         from skdice.persistence import load_detector
 
+        from ._console import Progress
+
         fitted = load_detector(detector)
-        with _ProgressBar(f"scoring {split}") as bar:
+        with Progress(f"scoring {split}") as bar:
             summary = score_store(store, split, fitted, name=name, overwrite=overwrite,
                                   scheduler=scheduler, progress=bar)
         typer.echo("\n".join(score_summary(summary, store)))

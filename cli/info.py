@@ -9,7 +9,11 @@ import typer
 
 
 def describe_store(path) -> str:
-    """A few lines on a store: model, head shape, and each split's rows and completeness.
+    """A few lines on a store: model, head shape, and a table of its splits.
+
+    The table has one row per split: its rows, completeness, source and,
+    when there are any, the scores written back into it (``(incomplete)``
+    when a scoring was interrupted).
 
     Parameters
     ----------
@@ -34,22 +38,27 @@ def describe_store(path) -> str:
     if not splits:
         lines.append("splits   none yet: add one with `skdice extract`")
         return "\n".join(lines)
-    lines.append("splits")
-    width = max(len(name) for name in splits)
+    from ._console import render_table
+
+    rows, incomplete = [], False
     for name in splits:
         info = store.split_info(name)
         if info["complete"]:
             state = "complete"
         else:
-            state = (
-                f"INCOMPLETE ({info['written_chunks']} of {info.get('n_chunks', '?')} chunks): "
-                "re-run the same `skdice extract` to resume"
-            )
-        lines.append(f"  {name:<{width}}  {info['count']:>9} rows  {state}  [{info.get('source', '?')}]")
+            incomplete = True
+            state = f"INCOMPLETE ({info['written_chunks']} of {info.get('n_chunks', '?')} chunks)"
         scores = store.score_names(name)
-        if scores:
-            listed = ", ".join(k if done else f"{k} (incomplete)" for k, done in scores.items())
-            lines.append(f"  {'':<{width}}  scores: {listed}")
+        listed = ", ".join(k if done else f"{k} (incomplete)" for k, done in scores.items())
+        rows.append((name, str(info["count"]), state, str(info.get("source", "?")), listed))
+    columns = ["split", "rows", "state", "source", "scores"]
+    if not any(row[-1] for row in rows):  # no scores written anywhere: no empty column
+        columns, rows = columns[:-1], [row[:-1] for row in rows]
+    table = render_table(columns, rows, justify=["left", "right"] + ["left"] * (len(columns) - 2))
+    lines.append("splits")
+    lines += [f"  {line}" for line in table.splitlines()]
+    if incomplete:
+        lines.append("re-run the same `skdice extract` to resume an INCOMPLETE split.")
     return "\n".join(lines)
 
 

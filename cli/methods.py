@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         """List every detector name with a one-line description."""
         from skdice import available_detectors
 
-        registry = available_detectors()
-        width = max(len(name) for name in registry)
-        for name, cls in registry.items():
-            typer.echo(f"{name:<{width}}  {cls.summary}")
+        from ._console import render_table
+
+        rows = [(name, cls.summary) for name, cls in available_detectors().items()]
+        typer.echo(render_table(("method", "summary"), rows, show_header=False))

@@ -68,9 +68,11 @@ def render_table(search, *, noise: str) -> str:
     -------
     str
     """
+    from ._console import render_table as render
+
     res = search.cv_results_
     n_weights = search.best_estimator_.mask_.size
-    rows = [_HEADER]
+    rows = []
     for i, params in enumerate(res["params"]):
         star = "*" if i == search.best_index_ else ""
         rows.append(
@@ -81,12 +83,8 @@ def render_table(search, *, noise: str) -> str:
                 str(int(res["rank_test_score"][i])),
             )
         )
-    widths = [max(len(r[j]) for r in rows) for j in range(len(_HEADER))]
-    lines = []
-    for j, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(row, widths))))
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines = [render(_HEADER, rows, justify=["left"] + ["right"] * (len(_HEADER) - 1),
+                    bold_rows=[search.best_index_])]
     best = search.best_index_
     label = "FPR95" if search.metric == "fpr95" else "AUROC"
     value = res[search.metric][best]

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,32 @@ class Progress:
         if self.enabled:
             self.stream.write(self.text() + "\n")
             self.stream.flush()
+
+
+class _CallbackProgress:
+    """The loop's ``update(n)`` / ``close()`` on top of a ``progress(done, total)`` callable."""
+
+    def __init__(self, callback, total: int):
+        self.callback = callback
+        self.total = int(total)
+        self.done = 0
+        if self.total:
+            callback(0, self.total)
+
+    def update(self, n: int) -> None:
+        self.done += int(n)
+        self.callback(self.done, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_for(progress, total: int, label: str):
+    """What the loop reports to: the caller's callable, or the stderr line when stderr is a terminal."""
+    if callable(progress):
+        return _CallbackProgress(progress, total)
+    tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return Progress(total, label, enabled=bool(progress) and tty)
 
 
 class _ChunkWriter:
@@ -243,7 +270,7 @@ def extract_features(
     workers: int | None = None,
     limit: int | None = None,
     amp: bool = False,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
     model_name: str | None = None,
     chunk_rows: int | None = None,
     input_size=None,
@@ -279,8 +306,14 @@ def extract_features(
     amp : bool, default=False
         bf16 autocast on CUDA (ignored with a warning on CPU). Recorded in the
         split; a resume must use the same setting.
-    progress : bool, default=True
-        Show a progress bar with images/s and ETA on stderr.
+    progress : bool or callable, default=True
+        True shows a progress line with images/s and ETA on stderr when
+        stderr is a terminal (nothing otherwise, so logs and pipes stay
+        clean); False shows nothing. A callable is called as
+        ``progress(rows_done, rows_total)``: first with 0, then after every
+        batch, up to ``rows_total``, the rows this run extracts (a resumed
+        split counts only the chunks not yet written). Under ``torchrun``
+        only rank 0 reports.
     model_name : str, default=None
         Name recorded in the store (default: the spec's name or the module's class).
     chunk_rows : int, default=None
@@ -402,7 +435,7 @@ def extract_features(
         else:
             mine = pending
         todo = sum(stop - start for start, stop in map(split_writer.chunk_bounds, mine))
-        bar = Progress(todo, f"{split}", enabled=progress and rank == 0)
+        bar = _progress_for(progress if rank == 0 else False, todo, split)
         try:
             _run_chunks(extractor, source, split_writer, mine, batch_size, dev, workers, amp, channels_last, bar)
         except KeyboardInterrupt:

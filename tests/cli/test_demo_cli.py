@@ -15,10 +15,9 @@ from skdice.metrics import Report, ReportRow
 class _FakeResult:
     def __init__(self):
         self.report = Report([ReportRow("dice", 0.5, "uniform", 1.0, 99.0, 98.0, 97.0)])
+        self.best_p = 0.5
+        self.id_accuracy = {"original": 91.5, "dice": 90.25}
         self.files = {"results.json": Path("r.json")}
-
-    def to_text(self):
-        return "TEXT"
 
 
 @pytest.fixture
@@ -30,6 +29,8 @@ def fake_demo(monkeypatch):
 
     def fake(out, *, seed=0, echo=None):
         seen.update(out=out, seed=seed, echo=echo)
+        if echo is not None:
+            echo("a step of the demo")
         return _FakeResult()
 
     monkeypatch.setattr(skdice.extract.demo, "run_demo", fake)
@@ -38,13 +39,35 @@ def fake_demo(monkeypatch):
 
 @pytest.mark.parametrize(
     "fmt, expected",
-    [("table", "TEXT"), ("markdown", "| dice | 0.5 | uniform |"), ("csv", "dice,0.5,uniform,1.0")],
+    [("table", "p chosen on Gaussian noise: 0.5"), ("markdown", "| dice | 0.5 | uniform |"),
+     ("csv", "dice,0.5,uniform,1.0")],
 )
 def test_demo_formats_and_options(fake_demo, tmp_path, fmt, expected):
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--seed", "3", "--format", fmt, "-q"])
     assert result.exit_code == 0, result.output
     assert expected in result.stdout
     assert fake_demo["out"] == tmp_path and fake_demo["seed"] == 3 and fake_demo["echo"] is None
+
+
+def test_demo_table_has_the_choice_the_accuracy_and_every_report_cell(fake_demo, tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [
+        "p chosen on Gaussian noise: 0.5",
+        "ID accuracy (digits 0-5): 91.50% original head, 90.25% DICE-masked head",
+        "",
+    ]
+    assert lines[3].split() == ["method", "p", "ood", "FPR95", "AUROC", "AUPR-In", "AUPR-Out"]
+    assert lines[5].split() == ["dice", "0.5", "uniform", "1.00", "99.00", "98.00", "97.00"]
+
+
+def test_demo_steps_are_progress_silent_when_stderr_is_not_a_terminal(fake_demo, tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert callable(fake_demo["echo"])  # the steps go to the progress display
+    assert "a step of the demo" not in result.stderr
+    assert result.stderr.strip() == "wrote r.json"  # the files written are not progress
 
 
 def test_demo_json_format_is_the_report(fake_demo, tmp_path):

@@ -84,18 +84,49 @@ def test_defaults_are_dice_and_energy_with_id_positive(store, recorded):
     assert call["p"] is None and call["positive"] == "id" and call["train"] == "train"
 
 
-def test_table_has_rows_average_convention_and_accuracy(store):
+def test_table_has_every_row_and_value_of_the_json_then_convention_and_accuracy(store):
     result = runner.invoke(app, ["evaluate", str(store), "--id", "id", "--ood", "ood", "--train", "train"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["method", "p", "ood", "FPR95", "AUROC", "AUPR-In", "AUPR-Out"]
-    body = [line.split()[: 7 - (line.startswith("energy"))] for line in lines[2:6]]
-    assert [row[:-4] for row in body] == [
-        ["dice", "0.9", "ood"], ["dice", "0.9", "average"], ["energy", "ood"], ["energy", "average"]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    expected = json.loads(evaluate_store(store, "id", ["ood"], train="train").report.to_json())["results"]
+    body = [line.split() for line in lines[2:2 + len(expected)]]
+    assert body == [
+        [r["method"], *([] if r["p"] is None else [f"{r['p']:g}"]), r["ood"],
+         *(f"{r[k]:.2f}" for k in ("fpr95", "auroc", "aupr_in", "aupr_out"))]
+        for r in expected
     ]
-    assert "FPR95 with ID positive (DICE paper)" in result.stdout
-    assert "ID accuracy on 'id' (60 labelled rows): original head" in result.stdout
-    assert "masked head of dice (p=0.9):" in result.stdout
+    assert [row[0] for row in body] == ["dice", "dice", "energy", "energy"]
+    assert lines[2 + len(expected)] == ""
+    assert lines[3 + len(expected)].startswith("FPR95 with ID positive (DICE paper)")
+    assert lines[4 + len(expected)].startswith("ID accuracy on 'id' (60 labelled rows): original head")
+    assert lines[5 + len(expected)].startswith("  masked head of dice (p=0.9):")
+    assert result.stderr == ""  # stderr is not a terminal here: no progress
+
+
+def test_progress_steps_are_drawn_on_stderr_when_it_is_a_terminal(store, monkeypatch):
+    import sys
+
+    from skdice.cli import _console
+
+    monkeypatch.setattr(_console, "_isatty", lambda stream: stream is sys.stderr)
+    args = ["evaluate", str(store), "--id", "id", "--ood", "ood", "--train", "train", "--format", "json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for step in ("reading splits of", "fitting dice", "scoring dice on id", "scoring energy on ood"):
+        assert step in result.stderr
+    assert json.loads(result.stdout)["results"]  # stdout holds the results only
+
+
+def test_evaluate_passes_one_progress_callable_for_the_messages(store, recorded):
+    result = runner.invoke(app, ["evaluate", str(store), "--id", "id", "--ood", "ood", "--format", "csv",
+                                 "--method", "energy"])
+    assert result.exit_code == 0, result.output
+    (call,) = recorded
+    assert callable(call["progress"])
+    call["progress"]("a message after the run")  # closed and not a terminal: nothing, no error
+    assert result.stderr == ""
 
 
 def test_json_output_is_the_documented_structure_and_matches_the_library(store):

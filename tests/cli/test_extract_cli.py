@@ -50,7 +50,9 @@ def test_extract_options_reach_the_library(calls, tmp_path):
     assert calls["preset"] == ("densenet-bc-100", tmp_path / "w.pth")
     spec, data, out, split, kwargs = calls["extract"]
     assert (spec, data, out, split) == ("SPEC", "noise:10:3", tmp_path / "s.zarr", "noise")
-    assert kwargs == {"batch_size": 16, "device": "cpu", "workers": 2, "limit": 5, "amp": True, "progress": True}
+    progress = kwargs.pop("progress")
+    assert callable(progress)  # the CLI's display, drawn only when stderr is a terminal
+    assert kwargs == {"batch_size": 16, "device": "cpu", "workers": 2, "limit": 5, "amp": True}
     assert "split 'noise' complete, 2 rows of 3 features and 2 logits" in result.output
 
 
@@ -59,8 +61,9 @@ def test_extract_defaults(calls, tmp_path):
                                  "--split", "test"])
     assert result.exit_code == 0, result.output
     assert calls["preset"] == ("bit-s-r101", None)
-    assert calls["extract"][4] == {"batch_size": 64, "device": "auto", "workers": None, "limit": None,
-                                   "amp": False, "progress": True}
+    kwargs = dict(calls["extract"][4])
+    assert callable(kwargs.pop("progress"))
+    assert kwargs == {"batch_size": 64, "device": "auto", "workers": None, "limit": None, "amp": False}
 
 
 def test_extract_requires_model_data_out_and_split():
@@ -92,9 +95,14 @@ def test_info_lists_splits_counts_completeness_and_head(tmp_path):
     assert "model    toy (weights sha256 abababababababab...)" in out
     assert "head     W (3, 2) (features x classes), b (2,)" in out
     assert "feature  fc:input" in out
-    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
-    assert "4 rows  complete  [folder:/data]" in lines["test"]
-    assert "6 rows  INCOMPLETE (1 of 3 chunks): re-run the same `skdice extract`" in lines["noise"]
+    table = [line for line in out.splitlines() if line.startswith("  ")]
+    assert table[0].split() == ["split", "rows", "state", "source"]
+    assert set(table[1].replace(" ", "")) == {"-"}
+    rows = {line.split()[0]: line.split() for line in table[2:]}
+    assert rows.keys() == {"test", "noise"}
+    assert rows["test"] == ["test", "4", "complete", "folder:/data"]
+    assert rows["noise"] == ["noise", "6", "INCOMPLETE", "(1", "of", "3", "chunks)", "noise:6:0"]
+    assert out.rstrip().splitlines()[-1] == "re-run the same `skdice extract` to resume an INCOMPLETE split."
 
 
 def test_info_lists_the_scores_written_back(tmp_path):
@@ -113,7 +121,9 @@ def test_info_lists_the_scores_written_back(tmp_path):
     assert open_store(tmp_path / "s.zarr").score_names("test") == {"dice": True, "knn": False}
     result = runner.invoke(app, ["info", str(tmp_path / "s.zarr")])
     assert result.exit_code == 0, result.output
-    assert "scores: dice, knn (incomplete)" in result.output
+    header, _, row = [line.strip() for line in result.output.splitlines() if line.startswith("  ")]
+    assert header.split() == ["split", "rows", "state", "source", "scores"]
+    assert row.split(None, 4) == ["test", "4", "complete", "x", "dice, knn (incomplete)"]
 
 
 def test_info_of_missing_store_is_one_error_line(tmp_path, capsys):
@@ -153,7 +163,8 @@ def test_end_to_end_densenet_on_shared_cifar_images(shared_data, tmp_path):
     assert store.attrs["model"] == "densenet-bc-100" and store.attrs["weights_sha256"].startswith("deaefd08")
     assert store.split_info("test")["classes"][0] == "airplane"
     info = runner.invoke(app, ["info", str(store_path)])
-    assert "30 rows  complete" in info.output and "W (342, 10)" in info.output
+    row = next(line.split() for line in info.output.splitlines() if line.strip().startswith("test "))
+    assert row[1:3] == ["30", "complete"] and "W (342, 10)" in info.output
 
 
 def _error_line(capsys, args):

@@ -96,6 +96,25 @@ def test_score_writes_scores_into_the_store_and_prints_a_summary(store, tmp_path
     assert f"written to {store / 'test/scores/dice'}" in result.stdout
 
 
+@pytest.mark.parametrize("terminal", [False, True])
+def test_fit_and_score_bars_only_on_a_terminal(store, tmp_path, monkeypatch, terminal):
+    import sys
+
+    from skdice.cli import _console
+
+    monkeypatch.setattr(_console, "_isatty", lambda stream: terminal and stream is sys.stderr)
+    out = tmp_path / "dice.npz"
+    fitted = runner.invoke(app, ["fit", str(store), "--train", "train", "--out", str(out)])
+    scored = runner.invoke(app, ["score", str(store), "--split", "test", "--detector", str(out)])
+    assert fitted.exit_code == 0 and scored.exit_code == 0, fitted.output + scored.output
+    if terminal:  # the rows done of total: two passes over 70 training rows, one over 45 test rows
+        assert "fitting on train" in fitted.stderr and "140/140" in fitted.stderr
+        assert "scoring test" in scored.stderr and "45/45" in scored.stderr
+    else:
+        assert fitted.stderr == "" and scored.stderr == ""
+    assert fitted.stdout.startswith("fitted dice") and scored.stdout.startswith("scored 45 rows")
+
+
 def test_score_with_name_and_overwrite(store, tmp_path):
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
     runner.invoke(app, ["fit", str(store), "--train", "train", "--p", "0.9", "--out", str(a)])

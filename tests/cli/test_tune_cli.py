@@ -89,15 +89,24 @@ def test_tune_table_lists_every_p_and_the_choice_of_sparsity_search(store):
     result = CliRunner().invoke(app, ["tune", str(path), "--train", "train", "--id", "val", "--noise", "noise"])
     assert result.exit_code == 0, result.output
     ref = SparsitySearch().fit(arrays["train"], head=head, X_id=arrays["val"], X_noise=arrays["noise"])
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0].split() == ["p", "FPR95", "AUROC", "AUPR-In", "AUPR-Out", "kept", "rank"]
-    rows = lines[2:8]
-    assert [r.split()[0].rstrip("*") for r in rows] == ["0.1", "0.3", "0.5", "0.7", "0.9", "0.99"]
-    starred = [r.split()[0] for r in rows if r.split()[0].endswith("*")]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    rows = [line.split() for line in lines[2:8]]
+    assert [r[0].rstrip("*") for r in rows] == ["0.1", "0.3", "0.5", "0.7", "0.9", "0.99"]
+    starred = [r[0] for r in rows if r[0].endswith("*")]
     assert starred == [f"{ref.best_params_['p']:g}*"]
-    for row, fpr in zip(rows, ref.cv_results_["fpr95"]):
-        assert row.split()[1] == f"{100 * fpr:.2f}"
+    res, n_weights = ref.cv_results_, head.weight.size
+    for i, row in enumerate(rows):
+        assert row[1:] == [
+            *(f"{100 * res[k][i]:.2f}" for k in ("fpr95", "auroc", "aupr_in", "aupr_out")),
+            f"{100 * res['n_kept'][i] / n_weights:.1f}%",
+            str(res["rank_test_score"][i]),
+        ]
+    assert lines[8:10] == ["", "metrics in % on ID validation vs noise split 'noise'; FPR at 95% TPR, "
+                               "ID positive; kept = weights kept."]
     assert lines[-1].startswith(f"chosen: p = {ref.best_params_['p']:g} (FPR95 ")
+    assert len(lines) == 11
 
 
 def test_tune_json_holds_every_metric_in_percent(store):

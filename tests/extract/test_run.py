@@ -284,6 +284,39 @@ def test_progress_line_shows_rate_and_eta():
     assert line.startswith("test: 25/100 ( 25.0%)") and "img/s ETA" in line
 
 
+def test_callable_progress_gets_increasing_rows_done_up_to_the_total(tmp_path):
+    calls = []
+    extract_features(toy_model(), NoiseSource(10, (3, 8, 8)), tmp_path / "s.zarr", "n", batch_size=3,
+                     chunk_rows=6, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 10), (3, 10), (6, 10), (9, 10), (10, 10)]  # batches never straddle a chunk
+
+
+def test_callable_progress_of_a_resumed_split_counts_the_rows_left(tmp_path):
+    model = toy_model()
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(model, _InterruptAt(12, (3, 8, 8), stop_at=9), tmp_path / "s.zarr", "n",
+                         batch_size=4, chunk_rows=4, progress=False)
+    calls = []
+    extract_features(model, NoiseSource(12, (3, 8, 8), seed=0), tmp_path / "s.zarr", "n", batch_size=4,
+                     chunk_rows=4, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 4), (4, 4)]  # two chunks were written before the interruption
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("stream, drawn", [(io.StringIO, False), (_Terminal, True)])
+def test_progress_true_draws_on_stderr_only_when_it_is_a_terminal(tmp_path, monkeypatch, stream, drawn):
+    err = stream()
+    monkeypatch.setattr(sys, "stderr", err)
+    extract_features(toy_model(), NoiseSource(8, (3, 8, 8)), tmp_path / "s.zarr", "n", batch_size=4)
+    assert ("n: 8/8 (100.0%)" in err.getvalue()) is drawn
+    if not drawn:
+        assert err.getvalue() == ""
+
+
 class _InterruptAt(NoiseSource):
     """Noise whose row ``stop_at`` raises KeyboardInterrupt, like Ctrl-C mid-split."""
 
