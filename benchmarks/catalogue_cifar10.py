@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from skdice import available_detectors, get_detector
+from skdice import available_detectors, detector_tags, get_detector
 from skdice.metrics import auroc, fpr_at_tpr
 from skdice.store import open_store
 
@@ -62,10 +62,10 @@ def main(argv=None):
     header = "| method | " + " | ".join(columns) + " |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for name, cls in available_detectors().items():
+    for name in available_detectors():
         det = get_detector(name, **PARAMS.get(name, {}))
         start = time.perf_counter()
-        if cls._requires_class_labels:
+        if detector_tags(det).requires_class_labels:
             det.fit(H_fit, y_fit, head=head)
         else:
             det.fit(H_fit, head=head)

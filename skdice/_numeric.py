@@ -56,7 +56,8 @@ def row_chunks(n_rows: int, row_bytes: int):
     slice
         Consecutive row ranges covering ``range(n_rows)``.
     """
-    yield from gen_batches(n_rows, chunk_rows(n_rows, row_bytes))
+    if n_rows > 0:  # gen_batches refuses n = 0; there is nothing to chunk
+        yield from gen_batches(n_rows, chunk_rows(n_rows, row_bytes))
 
 
 def logit_blocks(X, weight: np.ndarray, bias: np.ndarray):

@@ -365,7 +365,20 @@ def load_detector(path):
     return detector
 
 
-# Short aliases: skdice.persistence.save / load.
-save = save_detector
-load = load_detector
+_DEPRECATED_ALIASES = {"save": "save_detector", "load": "load_detector"}
+
+
+def __getattr__(name):
+    # skdice 0.1 had the undocumented aliases save / load: kept, with a warning
+    if name in _DEPRECATED_ALIASES:
+        import warnings
+
+        new = _DEPRECATED_ALIASES[name]
+        warnings.warn(
+            f"skdice.persistence.{name} is deprecated; use skdice.{new}.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -234,3 +234,14 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(skdice.persistence)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_short_aliases_still_work_with_a_deprecation_warning():
+    import skdice.persistence as persistence
+
+    with pytest.warns(DeprecationWarning, match="use skdice.save_detector"):
+        assert persistence.save is save_detector
+    with pytest.warns(DeprecationWarning, match="use skdice.load_detector"):
+        assert persistence.load is load_detector
+    with pytest.raises(AttributeError):
+        persistence.no_such_name  # noqa: B018

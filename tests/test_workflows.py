@@ -1,0 +1,144 @@
+"""The workflow layer's resolver, method specs and the tag-driven choice of how to fit."""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zarr")
+
+from skdice import DICEDetector, DICEReActDetector, Head, MahalanobisDetector
+from skdice.exceptions import StoreError
+from skdice.workflows.fit import fit_detector
+from skdice.workflows.methods import MethodSpec, build_detector
+from skdice.workflows.resolve import (
+    TrainingData,
+    check_split_lists,
+    class_labels,
+    damaged_store_error,
+    open_feature_store,
+    read_features,
+    resolve_train_mean,
+)
+from stores import write_store
+
+M, C = 8, 3
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    head = Head(rng.normal(size=(M, C)), rng.normal(size=C))
+    y = np.arange(120) % C
+    X = np.maximum(rng.normal(1, 1, (120, M)), 0)
+    path = tmp_path_factory.mktemp("wf") / "s.zarr"
+    write_store(path, head, {"train": (X, y), "id": (X[:40], y[:40]), "noise": rng.normal(size=(30, M))})
+    return path, head, X, y
+
+
+def test_open_feature_store_takes_a_path_or_an_open_store(store):
+    path, *_ = store
+    fs = open_feature_store(path)
+    assert open_feature_store(fs) is fs
+    with pytest.raises(StoreError, match="does not exist"):
+        open_feature_store(path.parent / "missing.zarr")
+
+
+def test_resolve_train_mean_reads_a_path_checks_an_array_and_passes_none(store, tmp_path):
+    mean = np.arange(M, dtype=np.float32)
+    np.save(tmp_path / "m.npy", mean)
+    np.testing.assert_array_equal(resolve_train_mean(tmp_path / "m.npy", M), mean)
+    np.testing.assert_array_equal(resolve_train_mean(str(tmp_path / "m.npy"), M), mean)
+    np.testing.assert_array_equal(resolve_train_mean(mean, M), mean)
+    assert resolve_train_mean(None, M) is None
+    with pytest.raises(ValueError, match="holds a mean of 8 features but the store's head has 9"):
+        resolve_train_mean(tmp_path / "m.npy", 9)
+    with pytest.raises(ValueError, match=r"train_mean must have shape \(9,\)"):
+        resolve_train_mean(mean, 9)
+
+
+def test_check_split_lists_refuses_none_repeats_and_overlap():
+    assert check_split_lists("id", ("a", "b")) == ["a", "b"]
+    with pytest.raises(ValueError, match="at least one OOD split"):
+        check_split_lists("id", [])
+    with pytest.raises(ValueError, match="'a' is given more than once"):
+        check_split_lists("id", ["a", "a"])
+    with pytest.raises(ValueError, match="both as the ID split and as an OOD split"):
+        check_split_lists("id", ["id"])
+
+
+def test_class_labels_refuse_a_split_with_unknown_labels(store):
+    path, _, _, y = store
+    fs = open_feature_store(path)
+    np.testing.assert_array_equal(class_labels(fs, "train"), y)
+    with pytest.raises(ValueError, match="'noise' has 30 rows without a class label"):
+        class_labels(fs, "noise")
+
+
+def test_damaged_store_error_keeps_file_system_refusals_apart_from_damage(store):
+    path, *_ = store
+    fs = open_feature_store(path)
+    full = damaged_store_error(fs, "id", OSError(errno.ENOSPC, "No space left on device", "x"))
+    assert isinstance(full, OSError) and not isinstance(full, StoreError)
+    assert full.errno == errno.ENOSPC and "(split 'id' of" in str(full)
+    damaged = damaged_store_error(fs, "id", RuntimeError("zstd: bad frame"))
+    assert isinstance(damaged, StoreError) and "the store is damaged" in str(damaged)
+
+
+def test_read_features_explains_a_chunk_that_cannot_be_decoded(store, tmp_path):
+    import shutil
+
+    path, *_ = store
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(path, copy)
+    chunk = next((copy / "id" / "features" / "c").rglob("*"))
+    while chunk.is_dir():
+        chunk = next(chunk.iterdir())
+    chunk.write_bytes(b"not zstd at all")
+    with pytest.raises(StoreError, match=r"split 'id' of .* could not be read .* the store is damaged"):
+        read_features(open_feature_store(copy), "id")
+
+
+def test_build_detector_gives_a_run_wide_p_only_where_the_spec_leaves_it():
+    assert build_detector("dice", 0.5).p == 0.5
+    assert build_detector(MethodSpec("dice", {"p": 0.7}), 0.5).p == 0.7
+    assert "p" not in build_detector("energy", 0.5).get_params()
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\), got 90 \(p is a fraction"):
+        build_detector("dice", 90)
+
+
+def test_fit_detector_streams_a_mean_detector_and_loads_the_rows_for_the_others(store, monkeypatch):
+    """The choice comes from the declared tags: nothing is loaded for DICE, labels for Mahalanobis."""
+    path, head, X, y = store
+    from skdice.store import FeatureStore
+
+    loaded = []
+    real = FeatureStore.features
+
+    def spy(self, split, **kwargs):
+        loaded.append(split)
+        return real(self, split, **kwargs)
+
+    monkeypatch.setattr(FeatureStore, "features", spy)
+    train = TrainingData(open_feature_store(path), "train")
+    dice = fit_detector(DICEDetector(p=0.5), train)
+    assert loaded == [] and dice.n_samples_seen_ == len(X)
+    np.testing.assert_allclose(dice.mean_feature_, X.astype(np.float32).mean(axis=0, dtype=np.float64), rtol=1e-6)
+    # an exact second pass calibrates offset_ as the in-memory fit does
+    reference = DICEDetector(p=0.5).fit(X.astype(np.float32), head=head)
+    assert dice.offset_ == pytest.approx(reference.offset_, rel=1e-6)
+    # DICE+ReAct with its percentile clip needs the rows; Mahalanobis needs labels too
+    fit_detector(DICEReActDetector(), train)
+    maha = fit_detector(MahalanobisDetector(), train)
+    assert loaded == ["train"] and maha.classes_.tolist() == [0, 1, 2]
+
+
+def test_fit_detector_without_training_data_says_which_flag_to_pass(store):
+    path, *_ = store
+    train = TrainingData(open_feature_store(path), None)
+    with pytest.raises(ValueError, match=r"'mahalanobis' is fitted on in-distribution training features: pass --train SPLIT\.$"):
+        fit_detector(MahalanobisDetector(), train)
+    with pytest.raises(ValueError, match=r"'dice' is fitted .*--train SPLIT or --train-mean PATH"):
+        fit_detector(DICEDetector(), train)
