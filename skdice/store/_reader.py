@@ -10,6 +10,7 @@ import numpy as np
 
 from .._head import Head
 from ..exceptions import IncompleteSplitError, StoreError, require
+from ._blocks import block_rows_for, iter_blocks
 from ._schema import _DENSE, _HEAD, _MARKER_ATTR, _RERUN, _RESERVED, _SCORES, SCHEMA_VERSION, _zarr
 
 # --------------------------------------------------------------------------- readers
@@ -180,8 +181,6 @@ class FeatureStore:
         """
         arr = self.array(split, "features")
         if dask:
-            from ._blocks import block_rows_for
-
             da = require("dask.array", "dask")
             return da.from_zarr(arr, chunks=(block_rows_for(arr), arr.shape[1]))
         return arr[...]
@@ -212,10 +211,7 @@ class FeatureStore:
         chunk : ndarray of shape (n_rows_in_chunk, n_features), float32
         """
         arr = self.array(split, "features")
-        n = arr.shape[0]
-        step = max(int(arr.chunks[0]), 1)
-        for start in range(0, n, step):
-            yield start, arr[start : min(start + step, n)]
+        yield from iter_blocks(arr, max(int(arr.chunks[0]), 1), prefetch=False)
 
 
 def _stored_chunks(arr) -> int:
