@@ -4,6 +4,11 @@
 split through the store's own writer, chunk by chunk, and finalizes it (or
 leaves it incomplete, for the tests of interrupted extractions). Logits are
 the head's, labels -1 (unknown) unless given, paths ``"<split>/<row>"``.
+
+Only the tests whose subject is the writer itself (tests/test_store.py,
+tests/test_store_lock.py, tests/extract/test_run.py and the half-written
+splits of tests/test_streaming.py) call ``prepare_split`` and ``write_chunk``
+by hand.
 """
 
 from __future__ import annotations
@@ -20,23 +25,37 @@ def write_store(
     model: str = "toy",
     incomplete=(),
     logits: bool = True,
+    source: str = "test",
+    weights_sha256: str | None = None,
+    feature_layer: str | None = None,
 ):
     """Write a feature store with the given splits through ``skdice.store``.
+
+    The store is created, or reopened when ``path`` already holds one of the
+    same model and head, so a second call adds splits to it.
 
     Parameters
     ----------
     path : path-like
         The store's folder.
     head : skdice.Head
-    splits : dict of str to ndarray or (ndarray, labels)
+    splits : dict of str to array-like or (array-like, labels)
         Features of each split, optionally with their labels (-1 = unknown).
+        The features are read one chunk at a time (``X[a:b]``), so any array
+        with ``len`` and row slices will do: a Dask array writes a split
+        larger than memory without ever holding it whole.
     chunk_rows : int, default=32
+        Rows per chunk of every split (a split shorter than this is one chunk).
     model : str, default="toy"
     incomplete : collection of str, default=()
         Splits left incomplete: their first chunk is written, no marker set.
     logits : bool, default=True
         Write the head's logits (False writes zeros, for large splits where
-        the logits do not matter).
+        the logits do not matter, or features the head refuses, such as NaN).
+    source : str, default="test"
+        The source recorded for every split (``skdice info`` shows it).
+    weights_sha256, feature_layer : str, default=None
+        Recorded in the store's attributes, as ``create_store`` takes them.
 
     Returns
     -------
@@ -44,16 +63,18 @@ def write_store(
     """
     from skdice.store import create_store
 
-    writer = create_store(path, model=model, head=head)
+    writer = create_store(
+        path, model=model, head=head, weights_sha256=weights_sha256, feature_layer=feature_layer
+    )
     for name, value in splits.items():
         X, y = value if isinstance(value, tuple) else (value, None)
-        X = np.asarray(X, dtype=np.float32)
         y = -np.ones(len(X), dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64)
-        with writer.prepare_split(name, len(X), source="test", chunk_rows=chunk_rows) as split:
+        with writer.prepare_split(name, len(X), source=source, chunk_rows=chunk_rows) as split:
             for i in split.pending():
                 a, b = split.chunk_bounds(i)
-                Z = head.logits(X[a:b]) if logits else np.zeros((b - a, head.n_classes), np.float32)
-                split.write_chunk(i, X[a:b], Z, y[a:b], [f"{name}/{j}" for j in range(a, b)])
+                rows = np.asarray(X[a:b], dtype=np.float32)
+                Z = head.logits(rows) if logits else np.zeros((b - a, head.n_classes), np.float32)
+                split.write_chunk(i, rows, Z, y[a:b], [f"{name}/{j}" for j in range(a, b)])
                 if name in incomplete:
                     break
             if name not in incomplete:

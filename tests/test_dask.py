@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from skdice import DICEDetector, Head, get_detector
+from stores import write_store
 
 da = pytest.importorskip("dask.array")
 
@@ -70,20 +71,6 @@ def test_dask_input_errors():
         DICEDetector().fit(da.from_array(H, chunks=100))
 
 
-def _write_store(path, n, m, W, b, chunk_rows):
-    from skdice.store import create_store
-
-    writer = create_store(path, model="toy", head=Head(W, b))
-    C = W.shape[1]
-    with writer.prepare_split("big", n, source="toy", chunk_rows=chunk_rows) as sw:
-        for i in sw.pending():
-            s, e = sw.chunk_bounds(i)
-            X = np.random.default_rng(i).random((e - s, m), dtype=np.float32)
-            sw.write_chunk(i, X, np.zeros((e - s, C), np.float32), np.zeros(e - s), [""] * (e - s))
-        sw.finalize()
-    return path
-
-
 def test_distributed_cluster_scores_a_split_larger_than_its_memory(tmp_path):
     """Two worker processes whose memory limit (320 MB each) is below the 491 MB split.
 
@@ -105,7 +92,10 @@ def test_distributed_cluster_scores_a_split_larger_than_its_memory(tmp_path):
     rng = np.random.default_rng(0)
     W = rng.normal(size=(m, C)).astype(np.float32)
     b = rng.normal(size=C).astype(np.float32)
-    path = _write_store(tmp_path / "big.zarr", n, m, W, b, chunk_rows=8000)
+    path = tmp_path / "big.zarr"
+    # a lazy split: write_store computes one 8000-row chunk at a time, never the 491 MB
+    big = da.random.default_rng(0).random((n, m), dtype=np.float32, chunks=(8000, m))
+    write_store(path, Head(W, b), {"big": (big, np.zeros(n, int))}, chunk_rows=8000, logits=False)
     det = DICEDetector(p=0.7).fit(head=Head(W, b), train_mean=np.full(m, 0.5))
     import dask
 
@@ -133,14 +123,7 @@ def test_threaded_dask_scores_match_numpy_on_a_store(tmp_path):
     from skdice.store import open_store
 
     H, W, b = _problem(n=1000)
-    from skdice.store import create_store
-
-    writer = create_store(tmp_path / "s.zarr", model="toy", head=Head(W, b))
-    with writer.prepare_split("id", len(H), source="toy", chunk_rows=128) as sw:
-        for i in sw.pending():
-            s, e = sw.chunk_bounds(i)
-            sw.write_chunk(i, H[s:e], H[s:e] @ W + b, np.zeros(e - s), [""] * (e - s))
-        sw.finalize()
+    write_store(tmp_path / "s.zarr", Head(W, b), {"id": (H, np.zeros(len(H), int))}, chunk_rows=128)
     X = open_store(tmp_path / "s.zarr").features("id", dask=True)
     det = DICEDetector(p=0.6).fit(X, W, b)
     np.testing.assert_allclose(det.score_samples(X).compute(), DICEDetector(p=0.6).fit(H, W, b).score_samples(H), rtol=1e-6)
@@ -154,17 +137,11 @@ def test_cli_score_and_evaluate_run_on_a_scheduler(tmp_path, monkeypatch):
 
     from skdice.cli.app import app
     from skdice.persistence import save_detector
-    from skdice.store import create_store, read_scores
+    from skdice.store import read_scores
 
     H, W, b = _problem(n=600)
-    writer = create_store(tmp_path / "s.zarr", model="toy", head=Head(W, b))
-    for split, rows in (("id", H[:300]), ("ood", H[300:] * 3)):
-        with writer.prepare_split(split, len(rows), source="toy", chunk_rows=64) as sw:
-            for i in sw.pending():
-                s, e = sw.chunk_bounds(i)
-                logits = np.zeros((e - s, W.shape[1]), np.float32)
-                sw.write_chunk(i, rows[s:e], logits, np.zeros(e - s), [""] * (e - s))
-            sw.finalize()
+    splits = {"id": (H[:300], np.zeros(300, int)), "ood": (H[300:] * 3, np.zeros(300, int))}
+    write_store(tmp_path / "s.zarr", Head(W, b), splits, chunk_rows=64, logits=False)
     det = DICEDetector(p=0.7).fit(H[:300], W, b)
     save_detector(det, tmp_path / "d.npz")
     monkeypatch.delenv("SKDICE_SCHEDULER", raising=False)

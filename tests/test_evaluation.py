@@ -20,7 +20,8 @@ from skdice.evaluation import (
     write_scores,
 )
 from skdice.exceptions import IncompleteSplitError, StoreError
-from skdice.store import create_store, open_store
+from skdice.store import open_store
+from stores import write_store
 
 M, C = 16, 4
 
@@ -31,12 +32,11 @@ def _class_features(rng, n, labels, shift=0.0, scale=1.0):
     return np.maximum(X, 0).astype(np.float32)
 
 
-def make_store(path, *, chunk_rows=32, incomplete=()):
+def make_store(path):
     """A small store: labelled train/id, unlabelled ood_a/ood_b, a partly labelled id_mixed."""
     rng = np.random.default_rng(0)
     prototypes = np.random.default_rng(42).gamma(1.0, 1.0, size=(C, M))
     head = Head(prototypes.T - prototypes.T.mean(axis=1, keepdims=True), rng.normal(0, 0.1, C))
-    writer = create_store(path, model="toy", head=head)
     splits = {}
     y_tr = np.arange(240) % C
     splits["train"] = (_class_features(rng, 240, y_tr), y_tr)
@@ -47,26 +47,17 @@ def make_store(path, *, chunk_rows=32, incomplete=()):
     mixed = y_id.copy()
     mixed[::3] = -1
     splits["id_mixed"] = (splits["id"][0], mixed)
-    for name, (X, y) in splits.items():
-        with writer.prepare_split(name, len(X), source="test", chunk_rows=chunk_rows) as sw:
-            for i in sw.pending():
-                a, b = sw.chunk_bounds(i)
-                sw.write_chunk(i, X[a:b], head.logits(X[a:b]), y[a:b], [f"{name}/{j}" for j in range(a, b)])
-                if name in incomplete:
-                    break
-            if name not in incomplete:
-                sw.finalize()
+    write_store(path, head, splits)
     return head, splits
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("eval") / "toy.zarr"
-    head, splits = make_store(path, incomplete=("broken",))
-    writer = create_store(path, model="toy", head=head)
-    with writer.prepare_split("broken", 64, source="test", chunk_rows=32) as sw:
-        X = splits["id"][0][:32]
-        sw.write_chunk(0, X, head.logits(X), np.zeros(32, int), ["x"] * 32)
+    head, splits = make_store(path)
+    # 64 rows of which only the first chunk of 32 is written
+    X = splits["id"][0][:64]
+    write_store(path, head, {"broken": (X, np.zeros(64, int))}, chunk_rows=32, incomplete=("broken",))
     return path, head, splits
 
 

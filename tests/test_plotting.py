@@ -18,6 +18,7 @@ from skdice.plotting import (
     plot_unit_contributions,
     unit_contributions,
 )
+from stores import write_store
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -246,21 +247,13 @@ def test_import_skdice_plotting_does_not_import_matplotlib():
 
 # ------------------------------------------------------------- from a store
 def _write_store(path, seed=0):
-    from skdice.store import create_store
-
     W, b, H_train, H_id, H_ood = _problem(seed)
     head = Head(W, b)
     y_train = (H_train @ W + b).argmax(axis=1)
     y_id = (H_id @ W + b).argmax(axis=1)
     splits = {"train": (H_train, y_train), "id": (H_id, y_id)}
     splits.update({k: (v, -np.ones(len(v), dtype=np.int64)) for k, v in H_ood.items()})
-    writer = create_store(path, model="toy", head=head)
-    for name, (X, y) in splits.items():
-        with writer.prepare_split(name, len(X), source="test", chunk_rows=64) as sw:
-            for i in sw.pending():
-                a, z = sw.chunk_bounds(i)
-                sw.write_chunk(i, X[a:z], head.logits(X[a:z]), y[a:z], [f"{name}/{j}" for j in range(a, z)])
-            sw.finalize()
+    write_store(path, head, splits, chunk_rows=64)
     return head, splits
 
 
@@ -312,19 +305,14 @@ def test_plot_store_default_class_is_the_most_frequent_label_not_prediction(tmp_
     # When labels and predictions disagree, the default class must be one the
     # labelled rows hold: the contribution figure selects its ID rows by label.
     from skdice.plotting import plot_store
-    from skdice.store import create_store
 
     W, b, H_train, H_id, H_ood = _problem(0)
     head = Head(W, b)
     predicted = (H_id.astype(np.float64) @ W + b).argmax(axis=1)
     rare = int(np.bincount(predicted, minlength=head.n_classes).argmin())
     labels = np.full(len(H_id), rare, dtype=np.int64)
-    writer = create_store(tmp_path / "s.zarr", model="toy", head=head)
-    for name, X, y in (("train", H_train, None), ("id", H_id, labels), ("far", H_ood["far"], None)):
-        y = np.full(len(X), -1, dtype=np.int64) if y is None else y
-        with writer.prepare_split(name, len(X), source="t", chunk_rows=len(X)) as sw:
-            sw.write_chunk(0, X, head.logits(X), y, ["p"] * len(X))
-            sw.finalize()
+    splits = {"train": H_train, "id": (H_id, labels), "far": H_ood["far"]}
+    write_store(tmp_path / "s.zarr", head, splits, chunk_rows=len(H_train))  # the longest: one chunk each
     out = plot_store(tmp_path / "s.zarr", tmp_path, id_split="id", ood_splits=["far"],
                      train_split="train", ps=(0, 0.9))
     contrib = out["data"]["contributions"]["far"]

@@ -24,6 +24,7 @@ from skdice.streaming import (  # noqa: E402
     resolve_scheduler,
     score_to_store,
 )
+from stores import write_store  # noqa: E402
 
 
 def _problem(n=600, m=12, C=5, seed=0):
@@ -43,14 +44,9 @@ def _reference_scores(H, W, b, mean, p):
     return top + np.log(np.exp(Z - top[:, None]).sum(axis=1))
 
 
-def _write_store(path, H, W, b, split="train", chunk_rows=64):
-    writer = create_store(path, model="toy", head=Head(W, b))
-    with writer.prepare_split(split, H.shape[0], source="toy", chunk_rows=chunk_rows) as sw:
-        for i in sw.pending():
-            s, e = sw.chunk_bounds(i)
-            logits = np.zeros((e - s, W.shape[1]), np.float32)
-            sw.write_chunk(i, H[s:e], logits, np.zeros(e - s), [str(j) for j in range(s, e)])
-        sw.finalize()
+def _write_store(path, H, W, b):
+    """One split 'train' in chunks of 64 rows; logits zeros (H may hold NaN), labels 0."""
+    write_store(path, Head(W, b), {"train": (H, np.zeros(len(H), int))}, chunk_rows=64, logits=False)
     return path
 
 

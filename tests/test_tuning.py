@@ -18,6 +18,7 @@ from skdice._search import masked_heads
 from skdice.metrics import aupr_in, aupr_out, auroc, auroc_scorer, fpr95_scorer, fpr_at_tpr
 from skdice.sparsify import contribution_matrix, dice_mask
 from skdice.tuning import DEFAULT_GRID, SparsitySearch
+from stores import write_store
 from strategies import heads_and_features, sparsities
 
 
@@ -356,18 +357,9 @@ def test_torch_layout_weight_is_caught(data):
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory, data):
     pytest.importorskip("zarr")
-    from skdice.store import create_store
-
     X_train, X_id, X_noise, W, b = data
-    head = Head(W, b)
     path = tmp_path_factory.mktemp("tune") / "s.zarr"
-    writer = create_store(path, model="toy", head=head)
-    for name, X in (("train", X_train), ("val", X_id), ("noise", X_noise)):
-        with writer.prepare_split(name, len(X), source="t", chunk_rows=64) as sw:
-            for i in sw.pending():
-                lo, hi = sw.chunk_bounds(i)
-                sw.write_chunk(i, X[lo:hi], head.logits(X[lo:hi]), -np.ones(hi - lo, int), [""] * (hi - lo))
-            sw.finalize()
+    write_store(path, Head(W, b), {"train": X_train, "val": X_id, "noise": X_noise}, chunk_rows=64)
     return path
 
 

@@ -14,11 +14,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import bench_store  # noqa: E402
 
 
+class _KernelControlFile:
+    """Stands in for /proc/sys/vm/drop_caches: records what is written instead of emptying the cache."""
+
+    def __init__(self):
+        self.writes = []
+
+    def exists(self):
+        return True
+
+    def write_text(self, text):
+        self.writes.append(text)
+
+
 def test_store_benchmark_measures_every_row_at_a_toy_size(tmp_path, monkeypatch):
-    dropped = []
+    # the machine's page cache is left alone under other tests: the kernel's
+    # control file is a recorder, and root is granted by the test
+    drop_caches = _KernelControlFile()
+    monkeypatch.setattr(bench_store, "_DROP_CACHES", drop_caches)
     monkeypatch.setattr(bench_store, "can_drop_caches", lambda: True)
-    # count the drops instead of emptying the machine's page cache under other tests
-    monkeypatch.setattr(bench_store, "_drop_caches", lambda: dropped.append(1))
     rows = bench_store.run(3000, 64, tmp_path, rounds=2, fit_rows=1500, cold=True)
     names = [r["name"] for r in rows]
     assert "fit_store throughput / plain read, page cache dropped" in names
@@ -27,7 +41,10 @@ def test_store_benchmark_measures_every_row_at_a_toy_size(tmp_path, monkeypatch)
     assert len(ratios) == 6 and all(math.isfinite(x) and x > 0 for x in ratios)
     peaks = [int(r["ratio"]) for r in rows if r["name"].startswith("peak RSS")]
     assert len(peaks) == 2 and all(p > 0 for p in peaks)
-    assert len(dropped) == 4  # before each read and each fit, two rounds
+    # the kernel was asked to drop the page cache ("1") before each read and each fit, two rounds
+    assert drop_caches.writes == ["1\n"] * 4
+    cold = next(r for r in rows if r["name"].endswith("page cache dropped"))
+    assert len(cold["note"].split("rounds ")[1].split(", ")) == 2
 
 
 def test_cold_run_without_root_says_why(tmp_path, monkeypatch):

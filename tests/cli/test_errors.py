@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from skdice import Head
 from skdice.cli.app import main
-from skdice.store import create_store
+from stores import write_store
 
 M, C = 8, 3
 
@@ -50,15 +50,10 @@ def store(tmp_path_factory):
     path = root / "toy.zarr"
     rng = np.random.default_rng(0)
     head = Head(rng.normal(size=(M, C)))
-    writer = create_store(path, model="toy", head=head)
-    for name, n, finish in (("train", 40, True), ("id", 30, True), ("ood", 30, True), ("half", 40, False)):
-        X = np.maximum(rng.normal(1, 1, (n, M)), 0).astype(np.float32)
-        with writer.prepare_split(name, n, source="t", chunk_rows=16) as sw:
-            for i in sw.pending()[: None if finish else 1]:
-                a, b = sw.chunk_bounds(i)
-                sw.write_chunk(i, X[a:b], head.logits(X[a:b]), np.zeros(b - a, int), ["p"] * (b - a))
-            if finish:
-                sw.finalize()
+    splits = {}
+    for name, n in (("train", 40), ("id", 30), ("ood", 30), ("half", 40)):
+        splits[name] = (np.maximum(rng.normal(1, 1, (n, M)), 0).astype(np.float32), np.zeros(n, int))
+    write_store(path, head, splits, chunk_rows=16, incomplete=("half",))
     return path
 
 

@@ -16,7 +16,7 @@ import skdice.evaluation
 from skdice import Head
 from skdice.cli.app import app
 from skdice.evaluation import evaluate_store
-from skdice.store import create_store
+from stores import write_store
 
 M, C = 12, 3
 runner = CliRunner()
@@ -27,16 +27,12 @@ def toy_store(path):
     rng = np.random.default_rng(0)
     protos = rng.gamma(1.0, 1.0, size=(C, M))
     head = Head(protos.T - protos.T.mean(1, keepdims=True), np.zeros(C))
-    writer = create_store(path, model="toy", head=head)
+    splits = {}
     for name, n, ood in (("train", 90, False), ("id", 60, False), ("ood", 50, True)):
         y = -np.ones(n, int) if ood else np.arange(n) % C
         X = rng.normal(0.3, 1.5, (n, M)) if ood else protos[y] + 0.5 * rng.normal(size=(n, M))
-        X = np.maximum(X, 0).astype(np.float32)
-        with writer.prepare_split(name, n, source="t", chunk_rows=32) as sw:
-            for i in sw.pending():
-                a, b = sw.chunk_bounds(i)
-                sw.write_chunk(i, X[a:b], head.logits(X[a:b]), y[a:b], [str(j) for j in range(a, b)])
-            sw.finalize()
+        splits[name] = (np.maximum(X, 0).astype(np.float32), y)
+    write_store(path, head, splits, chunk_rows=32)
     return path
 
 

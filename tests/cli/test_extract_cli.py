@@ -9,10 +9,13 @@ pytest.importorskip("torch")
 pytest.importorskip("zarr")
 from typer.testing import CliRunner  # noqa: E402
 
+from skdice import Head  # noqa: E402
 from skdice.cli.app import app, main  # noqa: E402
-from skdice.store import create_store, open_store  # noqa: E402
+from skdice.store import open_store  # noqa: E402
+from stores import write_store  # noqa: E402
 
 runner = CliRunner()
+HEAD = Head(np.ones((3, 2)), np.zeros(2))  # 3 features, 2 classes
 
 
 @pytest.fixture
@@ -29,10 +32,7 @@ def calls(monkeypatch, tmp_path):
 
     def fake_extract(spec, data, out, split, **kwargs):
         seen["extract"] = (spec, data, out, split, kwargs)
-        writer = create_store(out, model="m", head=(np.ones((3, 2)), np.zeros(2)))
-        with writer.prepare_split(split, 2, source="x", chunk_rows=2) as sw:
-            sw.write_chunk(0, np.zeros((2, 3)), np.zeros((2, 2)), [0, 1], ["a", "b"])
-            sw.finalize()
+        write_store(out, HEAD, {split: (np.zeros((2, 3)), [0, 1])}, chunk_rows=2, model="m", source="x")
         return out
 
     monkeypatch.setattr(models, "load_preset", fake_load_preset)
@@ -81,14 +81,11 @@ def test_library_errors_become_one_line(tmp_path, capsys):
 
 
 def test_info_lists_splits_counts_completeness_and_head(tmp_path):
-    writer = create_store(tmp_path / "s.zarr", model="toy", head=(np.ones((3, 2)), np.zeros(2)),
-                          weights_sha256="ab" * 32, feature_layer="fc:input")
-    with writer.prepare_split("test", 4, source="folder:/data", chunk_rows=2) as sw:
-        for i in (0, 1):
-            sw.write_chunk(i, np.zeros((2, 3)), np.zeros((2, 2)), [0, 1], ["a", "b"])
-        sw.finalize()
-    with writer.prepare_split("noise", 6, source="noise:6:0", chunk_rows=2) as sw:
-        sw.write_chunk(0, np.zeros((2, 3)), np.zeros((2, 2)), [-1, -1], ["a", "b"])
+    recorded = {"weights_sha256": "ab" * 32, "feature_layer": "fc:input"}
+    write_store(tmp_path / "s.zarr", HEAD, {"test": (np.zeros((4, 3)), [0, 1, 0, 1])}, chunk_rows=2,
+                source="folder:/data", **recorded)
+    write_store(tmp_path / "s.zarr", HEAD, {"noise": np.zeros((6, 3))}, chunk_rows=2, source="noise:6:0",
+                incomplete=("noise",), **recorded)
     result = runner.invoke(app, ["info", str(tmp_path / "s.zarr")])
     assert result.exit_code == 0, result.output
     out = result.output
@@ -108,10 +105,8 @@ def test_info_lists_splits_counts_completeness_and_head(tmp_path):
 def test_info_lists_the_scores_written_back(tmp_path):
     from skdice.store import open_scores_writer
 
-    writer = create_store(tmp_path / "s.zarr", model="toy", head=(np.ones((3, 2)), np.zeros(2)))
-    with writer.prepare_split("test", 4, source="x", chunk_rows=4) as sw:
-        sw.write_chunk(0, np.zeros((4, 3)), np.zeros((4, 2)), [0, 1, 0, 1], list("abcd"))
-        sw.finalize()
+    write_store(tmp_path / "s.zarr", HEAD, {"test": (np.zeros((4, 3)), [0, 1, 0, 1])}, chunk_rows=4,
+                source="x")
     done = open_scores_writer(tmp_path / "s.zarr", "test", "dice", chunk_rows=2, fingerprint="a")
     done.write(0, np.ones(2))
     done.write(2, np.ones(2))

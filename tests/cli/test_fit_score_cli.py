@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 import skdice.evaluation
 from skdice import DICEDetector, Head, load_detector
 from skdice.cli.app import app
-from skdice.store import create_store, open_store, read_scores
+from skdice.store import open_store, read_scores
+from stores import write_store
 
 M, C = 10, 3
 runner = CliRunner()
@@ -22,15 +23,10 @@ runner = CliRunner()
 def toy_store(path):
     rng = np.random.default_rng(3)
     head = Head(rng.normal(size=(M, C)), rng.normal(size=C))
-    writer = create_store(path, model="toy", head=head)
+    splits = {}
     for name, n in (("train", 70), ("test", 45)):
-        X = np.maximum(rng.normal(1.0, 1.0, (n, M)), 0).astype(np.float32)
-        y = np.arange(n) % C
-        with writer.prepare_split(name, n, source="t", chunk_rows=16) as sw:
-            for i in sw.pending():
-                a, b = sw.chunk_bounds(i)
-                sw.write_chunk(i, X[a:b], head.logits(X[a:b]), y[a:b], [str(j) for j in range(a, b)])
-            sw.finalize()
+        splits[name] = (np.maximum(rng.normal(1.0, 1.0, (n, M)), 0).astype(np.float32), np.arange(n) % C)
+    write_store(path, head, splits, chunk_rows=16)
     return path
 
 

@@ -11,27 +11,22 @@ from typer.testing import CliRunner
 
 from skdice import Head
 from skdice.cli.app import app
+from stores import write_store
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from skdice.store import create_store
-
     rng = np.random.default_rng(0)
     m, c = 12, 3
     head = Head(rng.normal(size=(m, c)), np.zeros(c))
     path = tmp_path_factory.mktemp("plotcli") / "s.zarr"
-    writer = create_store(path, model="toy", head=head)
+    splits = {}
     for name, loc in (("train", 0.5), ("test", 0.5), ("noise", 0.0)):
         X = np.maximum(rng.normal(loc, 1.0, size=(64, m)), 0).astype(np.float32)
-        y = head.logits(X).argmax(axis=1) if name != "noise" else -np.ones(64, dtype=np.int64)
-        with writer.prepare_split(name, 64, source="t", chunk_rows=32) as sw:
-            for i in sw.pending():
-                a, b = sw.chunk_bounds(i)
-                sw.write_chunk(i, X[a:b], head.logits(X[a:b]), y[a:b], [str(j) for j in range(a, b)])
-            sw.finalize()
+        splits[name] = (X, head.logits(X).argmax(axis=1) if name != "noise" else -np.ones(64, dtype=np.int64))
+    write_store(path, head, splits, chunk_rows=32)
     return path
 
 

@@ -16,6 +16,7 @@ pytest.importorskip("zarr")
 from skdice import Head  # noqa: E402
 from skdice.cli.app import app, main  # noqa: E402
 from skdice.tuning import SparsitySearch  # noqa: E402
+from stores import write_store  # noqa: E402
 
 M, C = 12, 3
 
@@ -23,8 +24,6 @@ M, C = 12, 3
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A small complete store: train, val (ID), noise, and an interrupted split."""
-    from skdice.store import create_store
-
     rng = np.random.default_rng(5)
     head = Head(rng.normal(size=(M, C)), 0.1 * rng.normal(size=C))
     centres = np.maximum(rng.normal(0, 1, size=(C, M)), 0) * 2
@@ -35,16 +34,7 @@ def store(tmp_path_factory):
     arrays["noise"] = np.abs(rng.normal(0.5, 1.0, size=(64, M))).astype(np.float32)
     arrays["broken"] = arrays["noise"]
     path = tmp_path_factory.mktemp("tunecli") / "s.zarr"
-    writer = create_store(path, model="toy", head=head)
-    for name, X in arrays.items():
-        with writer.prepare_split(name, len(X), source="t", chunk_rows=32) as sw:
-            for i in sw.pending():
-                a, b = sw.chunk_bounds(i)
-                sw.write_chunk(i, X[a:b], head.logits(X[a:b]), -np.ones(b - a, int), [str(j) for j in range(a, b)])
-                if name == "broken":
-                    break
-            if name != "broken":
-                sw.finalize()
+    write_store(path, head, arrays, chunk_rows=32, incomplete=("broken",))
     return path, head, arrays
 
 

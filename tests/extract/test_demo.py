@@ -125,9 +125,10 @@ def test_demo_refuses_a_file_as_output_folder(tmp_path):
 def test_demo_never_deletes_a_digits_zarr_it_did_not_write(tmp_path):
     import numpy as np
 
-    from skdice.store import create_store
+    from skdice import Head
+    from stores import write_store
 
-    create_store(tmp_path / "digits.zarr", model="my-model", head=(np.ones((3, 2)), np.zeros(2)))
+    write_store(tmp_path / "digits.zarr", Head(np.ones((3, 2)), np.zeros(2)), {}, model="my-model")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "digits.zarr").mkdir()
     (tmp_path / "other" / "digits.zarr" / "notes.txt").write_text("mine")
