@@ -19,7 +19,16 @@ def register(app: typer.Typer) -> None:
 
     @app.command("extract")
     def extract(
-        model: Annotated[str, typer.Option("--model", help="Model preset: bit-s-r101 or densenet-bc-100.")],
+        model: Annotated[
+            str,
+            typer.Option(
+                "--model",
+                metavar="MODEL",
+                help="A preset (bit-s-r101, densenet-bc-100) or any torch classifier by import "
+                "string: module.path:factory or path/to/file.py:factory (the factory takes no "
+                "arguments and returns an nn.Module).",
+            ),
+        ],
         data: Annotated[
             str,
             typer.Option(
@@ -41,6 +50,27 @@ def register(app: typer.Typer) -> None:
         ] = None,
         limit: Annotated[Optional[int], typer.Option("--limit", min=0, help="Use only the first N images.")] = None,
         amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = False,
+        input_size: Annotated[
+            Optional[str],
+            typer.Option("--input-size", metavar="SIZE",
+                         help="Import-string models: resize images to SIZE or HxW first (default: "
+                         "each image's stored size; noise sources need it)."),
+        ] = None,
+        mean: Annotated[
+            Optional[str],
+            typer.Option("--mean", metavar="M[,M,M]",
+                         help="Import-string models: normalise the [0, 1] input with this mean (with --std)."),
+        ] = None,
+        std: Annotated[
+            Optional[str],
+            typer.Option("--std", metavar="S[,S,S]", help="Import-string models: the std of the normalisation."),
+        ] = None,
+        head: Annotated[
+            Optional[str],
+            typer.Option("--head", metavar="NAME",
+                         help="Import-string models: dotted name of the head module when the last "
+                         "nn.Linear / 1x1 conv is not it."),
+        ] = None,
     ) -> None:
         """Write a model's penultimate features, logits, labels and head to a Zarr store.
 
@@ -50,13 +80,13 @@ def register(app: typer.Typer) -> None:
         from skdice.exceptions import require
 
         require("torch", "extract")
-        from skdice.extract.models import load_preset
+        from skdice.extract.models import load_model
         from skdice.extract.run import extract_features
         from skdice.store import open_store
 
         from ._console import Progress
 
-        spec = load_preset(model, weights)
+        spec = load_model(model, weights, input_size=input_size, mean=mean, std=std, head=head)
         with Progress(f"extracting {split}") as progress:
             path = extract_features(
                 spec, data, out, split, batch_size=batch_size, device=device, workers=workers,

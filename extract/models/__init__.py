@@ -13,6 +13,10 @@ densenet-bc-100   DenseNet-BC-100, growth 12 (CIFAR-10 / CIFAR-100)   3 x 32²  
 
 Weights are never downloaded: pass the file. ``random_init=True`` builds
 untrained weights, for speed measurements only.
+
+Any other torch classifier comes in by import string (``module.path:factory``
+or ``path/to/file.py:factory``, see :mod:`skdice.extract.models.factory`);
+:func:`load_model` takes either.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from torch import nn
 from ..transforms import CenterCrop, Compose, ConvertRGB, Normalize, Resize, ToTensor
 from ._weights import WeightsMismatchError, sha256_file
 
-__all__ = ["ModelSpec", "Preset", "PRESETS", "load_preset", "WeightsMismatchError"]
+__all__ = ["ModelSpec", "Preset", "PRESETS", "load_model", "load_preset", "WeightsMismatchError"]
 
 
 @dataclass
@@ -206,3 +210,51 @@ def load_preset(name: str, weights=None, *, random_init: bool = False,
         num_classes=n_classes,
         num_features=module.num_features,
     )
+
+
+def load_model(model: str, weights=None, *, input_size=None, mean=None, std=None, head=None) -> ModelSpec:
+    """A preset by name, or any torch classifier by import string (``skdice extract --model``).
+
+    Parameters
+    ----------
+    model : str
+        A preset name (:data:`PRESETS`) or ``module.path:factory`` /
+        ``path/to/file.py:factory``.
+    weights : str or Path, default=None
+        The weights file (required by presets; a state dict for factories).
+    input_size, mean, std, head
+        Preprocessing and head options of an import-string model (see
+        :func:`skdice.extract.models.factory.load_factory`); presets have
+        their own and refuse them.
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset (with the closest names), or options a preset
+        does not take.
+    """
+    from .factory import is_import_string, load_factory
+
+    if is_import_string(model):
+        return load_factory(model, weights, input_size=input_size, mean=mean, std=std, head=head)
+    if model not in PRESETS:
+        import difflib
+
+        close = difflib.get_close_matches(model, list(PRESETS), n=2, cutoff=0.75)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"unknown model {model!r}: give a preset ({', '.join(sorted(PRESETS))}) or a torch "
+            f"model by import string, module.path:factory or path/to/file.py:factory.{hint}"
+        )
+    given = [flag for flag, value in (("--input-size", input_size), ("--mean", mean), ("--std", std),
+                                      ("--head", head)) if value is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} apply to models given by import string; the preset {model!r} "
+            "has its own preprocessing and head."
+        )
+    return load_preset(model, weights)

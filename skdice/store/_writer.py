@@ -87,7 +87,7 @@ def create_store(
                 raise
             time.sleep(0.05)
     try:
-        found = _reopen_store(path, model, weights_sha256, weight, bias)
+        found = _reopen_store(path, model, weights_sha256, weight, bias, preprocessing)
         if found is not None:
             return found
         return _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature_layer)
@@ -95,7 +95,7 @@ def create_store(
         creation.release()
 
 
-def _reopen_store(path, model, weights_sha256, weight, bias) -> "StoreWriter | None":
+def _reopen_store(path, model, weights_sha256, weight, bias, preprocessing=None) -> "StoreWriter | None":
     """A writer on the existing store at ``path`` if it holds this model; None if there is none."""
     zarr = _zarr()
     if path.exists():
@@ -108,6 +108,15 @@ def _reopen_store(path, model, weights_sha256, weight, bias) -> "StoreWriter | N
                     f"{path} holds features of model {store.model!r} (weights sha256 "
                     f"{store.attrs.get('weights_sha256')}), not {model!r} (weights sha256 "
                     f"{weights_sha256}): write to another --out."
+                )
+            recorded = store.attrs.get("preprocessing")
+            wanted = json.loads(json.dumps(preprocessing)) if preprocessing is not None else None
+            if recorded is not None and wanted is not None and recorded != wanted:
+                # the same network fed differently gives other features: never mix them
+                raise StoreError(
+                    f"{path} holds features of {store.model!r} made with another preprocessing "
+                    f"({json.dumps(recorded)}) than this run's ({json.dumps(wanted)}): "
+                    "write to another --out."
                 )
             old = store.head
             if old.weight.shape != weight.shape or not (

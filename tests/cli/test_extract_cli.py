@@ -77,7 +77,7 @@ def test_library_errors_become_one_line(tmp_path, capsys):
               "--split", "noise"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("skdice: error: unknown model preset 'resnet-9000'")
+    assert len(err) == 1 and err[0].startswith("skdice: error: unknown model 'resnet-9000': give a preset")
 
 
 def test_info_lists_splits_counts_completeness_and_head(tmp_path):
