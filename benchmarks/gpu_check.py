@@ -1,0 +1,158 @@
+"""The GPU check: one script for whoever is lent a CUDA machine, under five minutes.
+
+    python benchmarks/gpu_check.py            # on a CUDA machine: the figures for docs/performance.md
+    python benchmarks/gpu_check.py --smoke    # anywhere: tiny sizes on the CPU, checks the script runs
+
+It prints, with random weights (speed and agreement do not depend on them):
+
+1. BiT-S-R101 at 480x480: images/s of a bare forward in float32 eager
+   (default memory format) and in bf16 autocast + channels_last;
+2. CUDA vs CPU feature agreement on 8 images for both presets (densenet-bc-100
+   at 32x32, bit-s-r101 at 480x480): the largest relative error of the
+   penultimate features (float32 on both sides, then bf16 + channels_last on
+   CUDA), measured against the CPU float32 features;
+3. the extraction pipeline's throughput (``extract_features`` into a Zarr
+   store: channels_last, inference_mode, background writes) against a bare
+   forward of the same network on the same tensors.
+
+Nothing is downloaded; the weights are random. Every figure is measured in
+this run; copy the printed block into docs/performance.md with the machine line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def _rate(step, n_images, device, rounds=3):
+    """Median images/s of ``step()`` over ``rounds`` timings, after one warm-up."""
+    import torch
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rates.append(n_images / (time.perf_counter() - start))
+    return sorted(rates)[len(rates) // 2]
+
+
+def _features(spec, x, device, *, bf16=False, channels_last=False):
+    """Penultimate features of ``x`` (float32 on return) through the head's input hook."""
+    import torch
+
+    from skdice.extract.hooked import HookedExtractor
+
+    module = spec.module.to(device)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    extractor = HookedExtractor(module, spec.head)
+    batch = x.to(device)
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        features, _ = extractor(batch)
+    module.to("cpu", memory_format=torch.contiguous_format)
+    return features.float().cpu()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (checks the script)")
+    parser.add_argument("--batch-size", type=int, default=32, help="BiT batch for the speed rows")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from skdice.extract.data import ArraySource
+    from skdice.extract.models import load_preset
+    from skdice.extract.run import extract_features
+
+    cuda = torch.cuda.is_available() and not args.smoke
+    device = torch.device("cuda" if cuda else "cpu")
+    if not cuda and not args.smoke:
+        raise SystemExit("no CUDA device: run with --smoke to check the script on the CPU.")
+    size = 32 if args.smoke else 480
+    batch = 1 if args.smoke else args.batch_size
+    torch.manual_seed(0)
+    print(f"# skdice GPU check, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    name = torch.cuda.get_device_name(0) if cuda else platform.processor() or platform.machine()
+    print(f"# device: {device} ({name}); torch {torch.__version__}"
+          + (f", CUDA {torch.version.cuda}" if cuda else "") + ("; SMOKE RUN: tiny sizes" if args.smoke else ""))
+
+    # 1. BiT-S-R101 speed, fp32 eager vs bf16 + channels_last
+    bit = load_preset("bit-s-r101", random_init=True)
+    bit.module.eval().to(device)
+    x = torch.randn(batch, 3, size, size, device=device)
+
+    def fp32_eager():
+        with torch.no_grad():
+            bit.module(x)
+
+    fp32 = _rate(fp32_eager, batch, device)
+    bit.module.to(memory_format=torch.channels_last)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+
+    def bf16_cl():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
+            bit.module(x_cl)
+
+    bf16 = _rate(bf16_cl, batch, device)
+    bit.module.to("cpu", memory_format=torch.contiguous_format)
+    del x, x_cl
+    print(f"bit-s-r101 {size}x{size}, batch {batch}: fp32 eager {fp32:.1f} images/s; "
+          f"bf16 + channels_last {bf16:.1f} images/s ({bf16 / fp32:.2f}x)")
+
+    # 2. CUDA vs CPU agreement on 8 images, both presets
+    for preset, px in (("densenet-bc-100", 32), ("bit-s-r101", size)):
+        spec = bit if preset == "bit-s-r101" else load_preset(preset, random_init=True)
+        spec.module.eval()
+        images = torch.randn(8 if not args.smoke else 2, 3, px, px)
+        cpu = _features(spec, images, torch.device("cpu"))
+        scale = cpu.abs().max().clamp_min(1e-12)
+        rows = [("fp32", False, False), ("bf16 + channels_last", True, True)] if cuda else [("fp32", False, False)]
+        for label, bf, cl in rows:
+            other = _features(spec, images, device, bf16=bf, channels_last=cl)
+            err = float(((other - cpu).abs().max() / scale))
+            print(f"{preset}: {device} {label} vs cpu fp32, {len(images)} images: "
+                  f"max |diff| / max |cpu| = {err:.2e}")
+
+    # 3. extraction pipeline vs a bare forward (densenet-bc-100 on the GPU: many images, small ones)
+    spec = load_preset("densenet-bc-100", random_init=True)
+    n = 16 if args.smoke else 4096
+    tensors = torch.randn(n, 3, 32, 32)
+    work = Path(tempfile.mkdtemp(prefix="skdice-gpu-check-"))
+    try:
+        module = spec.module.eval().to(device)
+
+        def bare():
+            with torch.no_grad():
+                for start in range(0, n, 256):
+                    module(tensors[start:start + 256].to(device, non_blocking=True))
+
+        bare_rate = _rate(bare, n, device, rounds=2)
+        module.to("cpu")
+        counter = iter(range(100))
+
+        def pipeline():
+            extract_features(spec, ArraySource(tensors), work / f"s{next(counter)}.zarr", "test",
+                             batch_size=256, device=str(device), progress=False)
+
+        pipe_rate = _rate(pipeline, n, device, rounds=2)
+        print(f"densenet-bc-100 32x32, {n} images: bare forward {bare_rate:.0f} images/s; "
+              f"extract_features into a store {pipe_rate:.0f} images/s ({pipe_rate / bare_rate:.2f}x)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
