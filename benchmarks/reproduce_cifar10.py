@@ -19,7 +19,12 @@ The script
 Usage (from the repository root; about ``5.5 n / 30`` seconds of CPU forward
 passes on two cores)::
 
-    python benchmarks/reproduce_cifar10.py --n 1000
+    python benchmarks/reproduce_cifar10.py --n 1000                 # docs into WORK/docs
+    python benchmarks/reproduce_cifar10.py --n 1000 --write-docs    # rewrite docs/reproduction.md
+
+The repository's ``docs/reproduction.md`` and figures are rewritten only with
+``--write-docs``; by default they go under the work folder (``--docs DIR``
+chooses another).
 
 The shared data folder defaults to ``../shared/data`` next to the repository
 (override with ``--data-root`` or ``SKDICE_SHARED_DATA``). Nothing is downloaded.
@@ -409,16 +414,34 @@ def write_markdown(args, results, extraction, path: Path, command: str) -> str:
     return text
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options; ``docs_folder`` says where its Markdown and figures go."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="images per split (a multiple of 20; default 1000)")
     parser.add_argument("--data-root", type=Path, default=_default_data_root(), help="the shared data folder")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "skdice-reproduction",
                         help="folder for the feature store and the input links (kept, reused)")
-    parser.add_argument("--docs", type=Path, default=REPO / "docs", help="where reproduction.md and img/ go")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--docs", type=Path, default=None,
+                       help="where reproduction.md and img/ go (default: WORK/docs, never the repository)")
+    where.add_argument("--write-docs", action="store_true",
+                       help="rewrite the repository's docs/reproduction.md and docs/img/ (asked for explicitly)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=64)
+    return parser
+
+
+def docs_folder(args) -> Path:
+    """The repository's docs/ only with ``--write-docs``; ``--docs DIR``; else ``WORK/docs``."""
+    if args.write_docs:
+        return REPO / "docs"
+    return args.docs if args.docs is not None else args.work / "docs"
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    args.docs = docs_folder(args)
     if args.n < 20 or args.n % 20:
         parser.error("--n must be a positive multiple of 20 (n/10 ID test and n/20 ID validation images per class)")
     if args.n > 9000:
@@ -445,6 +468,8 @@ def main(argv=None) -> int:
     command = f"python benchmarks/reproduce_cifar10.py --n {args.n}"
     if args.device != "auto":
         command += f" --device {args.device}"
+    if args.docs == REPO / "docs":
+        command += " --write-docs"
     text = write_markdown(args, results, extraction, args.docs / "reproduction.md", command)
     print(text)
     return 0

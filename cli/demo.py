@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -46,8 +47,11 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         out: Annotated[
-            Path, typer.Option("--out", help="Folder for the store, results and figures.")
-        ] = Path("skdice-demo"),
+            Path,
+            typer.Option("--out", metavar="DIR",
+                         help="Folder for the store, results and figures [default: skdice-demo in "
+                         "the system's temporary folder]", show_default=False),
+        ] = Path(tempfile.gettempdir()) / "skdice-demo",
         seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the OOD sets and training.")] = 0,
         fmt: Annotated[
             str, typer.Option("--format", help="Table format: table, markdown, csv or json.")

@@ -42,3 +42,23 @@ def test_reproduction_script_writes_the_doc_from_its_own_store(shared_data, tmp_
     average = next(r for r in result.report.rows if r.ood == "average")
     row = next(line for line in doc.splitlines() if line.startswith("| 0 (energy) |"))
     assert f"**{average.fpr95:.2f}**" in row and f"**{average.auroc:.2f}**" in row
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce_cifar10", ROOT / "benchmarks" / "reproduce_cifar10.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_repository_docs_are_rewritten_only_when_asked(tmp_path):
+    script = _script()
+    parser = script.build_parser()
+    default = parser.parse_args(["--work", str(tmp_path)])
+    assert script.docs_folder(default) == tmp_path / "docs"
+    assert script.docs_folder(parser.parse_args(["--docs", str(tmp_path / "d")])) == tmp_path / "d"
+    assert script.docs_folder(parser.parse_args(["--write-docs"])) == ROOT / "docs"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--write-docs", "--docs", "x"])
