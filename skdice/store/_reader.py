@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import warnings
 from pathlib import Path
@@ -65,9 +66,15 @@ class FeatureStore:
         try:
             group = self._group[split]
         except KeyError:
-            available = ", ".join(self.splits) or "none"
+            splits = self.splits
+            close = difflib.get_close_matches(str(split), splits, n=1, cutoff=0.6)
+            if close:  # a typo of an existing split, not a split still to extract
+                raise StoreError(
+                    f"{self.path} has no split {split!r}: did you mean {close[0]!r}? "
+                    f"(splits: {', '.join(splits)})"
+                ) from None
             raise StoreError(
-                f"{self.path} has no split {split!r} (splits: {available}); "
+                f"{self.path} has no split {split!r} (splits: {', '.join(splits) or 'none'}); "
                 f"write it with `skdice extract ... --split {split}`."
             ) from None
         zarr = _zarr()

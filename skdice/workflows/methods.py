@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import difflib
 from dataclasses import dataclass, field
 
 from .._base import BaseDetector, available_detectors
@@ -66,8 +67,10 @@ def parse_method(spec: str) -> MethodSpec:
     name = name.strip()
     registry = available_detectors()
     if name not in registry:
+        close = difflib.get_close_matches(name, list(registry), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ValueError(
-            f"unknown method {name!r}; choose from: {', '.join(registry)} "
+            f"unknown method {name!r}; {hint}choose from: {', '.join(registry)} "
             "(`skdice methods` lists them)."
         )
     params = {}

@@ -161,7 +161,15 @@ def test_p_for_a_method_without_sparsity(store):
 
 
 def test_unknown_method(store):
-    error_line(_eval(store, "--method", "dcie"), r"unknown method 'dcie'; choose from: .*dice")
+    error_line(_eval(store, "--method", "dcie"), r"unknown method 'dcie'; did you mean 'dice'\? choose from: .*dice")
+    error_line(_eval(store, "--method", "zzz"), r"unknown method 'zzz'; choose from: .*dice")
+
+
+def test_a_mistyped_split_gets_did_you_mean(store):
+    error_line(
+        ["evaluate", str(store), "--id", "id", "--ood", "odo", "--method", "energy"],
+        r"has no split 'odo': did you mean 'ood'\? \(splits: half, id, ood, train\)$",
+    )
 
 
 def test_dice_without_training_data(store):
