@@ -1,4 +1,5 @@
-"""Data sources for the extraction stage: image folders, .npz arrays, CIFAR batches, noise.
+"""Data sources for the extraction stage: image folders, .npz arrays, CIFAR batches, noise,
+synthetic outlier images and corruptions of real images.
 
 Every source is a map-style ``torch.utils.data.Dataset`` of fixed length and
 fixed order whose items are ``(input tensor (3, H, W) float32, label int,
@@ -9,6 +10,14 @@ what lets an interrupted extraction resume chunk by chunk.
 
 Use :func:`open_source` for the strings the command line accepts (``--data``)
 and :class:`ArraySource` for arrays already in memory.
+
+Validation outliers that need no real OOD data come in three families:
+``noise:N`` (N(0, 1) on the network's input, the DICE paper's Section 4.1),
+pixel-space images drawn by :class:`SyntheticImageSource` (``gaussian``,
+``uniform``, ``rademacher``, ``blobs``, after Hendrycks et al. 2019) and
+corruptions of another source's images by :class:`CorruptedSource`
+(``jigsaw``, ``permute``, ``blur``). The last two are images: they go through
+the model's own preprocessing exactly as real images do.
 """
 
 from __future__ import annotations
@@ -16,7 +25,9 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -31,9 +42,14 @@ __all__ = [
     "NpzSource",
     "CifarSource",
     "NoiseSource",
+    "SyntheticImageSource",
+    "CorruptedSource",
     "ArraySource",
     "open_source",
     "IMAGE_EXTENSIONS",
+    "SYNTHETIC_KINDS",
+    "CORRUPTION_KINDS",
+    "MAX_GENERATED_ROWS",
 ]
 
 #: File suffixes read as images by :class:`ImageFolderSource` (compared in lower case).
@@ -70,6 +86,39 @@ class Source(torch.utils.data.Dataset):
         raise NotImplementedError
 
     def _item(self, index: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def provides_images(self) -> bool:
+        """Whether :meth:`image` works: the rows are images, not network inputs."""
+        return False
+
+    def image(self, index: int) -> np.ndarray:
+        """The RGB image of row ``index`` before preprocessing.
+
+        Parameters
+        ----------
+        index : int
+
+        Returns
+        -------
+        ndarray of shape (H, W, 3), uint8
+
+        Raises
+        ------
+        ValueError
+            When the source holds network inputs rather than images (noise,
+            float arrays).
+        """
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} rows of {self.description}")
+        if not self.provides_images:
+            raise ValueError(f"{self.description} holds network inputs, not images.")
+        return self._raw(index % n)[0]
+
+    def _raw(self, index: int):  # pragma: no cover - abstract
+        """(uint8 RGB image (H, W, 3), row path) of a source that provides images."""
         raise NotImplementedError
 
     def __getitem__(self, index: int):
@@ -118,6 +167,13 @@ class _Limited(Source):
     def _item(self, index):
         return self.base[index]
 
+    @property
+    def provides_images(self):
+        return self.base.provides_images
+
+    def _raw(self, index):
+        return self.base._raw(index)
+
     def _label(self, index):
         return self.base._label(index)
 
@@ -141,6 +197,8 @@ class ImageFolderSource(Source):
         Sorted class folder names (empty for a flat folder).
     files : list of pathlib.Path
     """
+
+    provides_images = True
 
     def __init__(self, root, preprocess=None):
         self.root = Path(root)
@@ -183,18 +241,26 @@ class ImageFolderSource(Source):
     def labels(self):
         return self._labels.copy()
 
-    def _item(self, index):
+    def _pil(self, index):
         path = self.files[index]
         try:
             with Image.open(path) as img:
-                img = img.convert("RGB")
+                return img.convert("RGB")
         except Exception as exc:  # a corrupt file: say which one
             raise ValueError(f"could not read image {path}: {exc}") from None
-        return self.preprocess(img), int(self._labels[index]), path.relative_to(self.root).as_posix()
+
+    def _item(self, index):
+        img = self._pil(index)
+        return self.preprocess(img), int(self._labels[index]), self.files[index].relative_to(self.root).as_posix()
+
+    def _raw(self, index):
+        return np.asarray(self._pil(index)), self.files[index].relative_to(self.root).as_posix()
 
 
 class _UInt8ImageArray(Source):
     """Rows of a uint8 image array (N, H, W) or (N, H, W, C) through ``preprocess``."""
+
+    provides_images = True
 
     def _setup(self, images, labels, where: str, preprocess):
         images = np.asarray(images)
@@ -225,6 +291,9 @@ class _UInt8ImageArray(Source):
     def _item(self, index):
         img = _array_to_pil(self.images[index], self._where)
         return self.preprocess(img), int(self._labels[index]), f"{self._where}#{index}"
+
+    def _raw(self, index):
+        return np.asarray(_array_to_pil(self.images[index], self._where)), f"{self._where}#{index}"
 
 
 class NpzSource(_UInt8ImageArray):
@@ -340,20 +409,21 @@ class NoiseSource(Source):
     row is reproducible on its own (a resumed extraction regenerates exactly
     the rows it skipped) and independent of batch size and worker count.
     Labels are -1; paths are ``noise:<n>:<seed>#<i>``. No preprocessing is
-    applied: the noise is the network's input.
+    applied: the noise is the network's input. For noise drawn as images and
+    preprocessed like them, see :class:`SyntheticImageSource`.
 
     Parameters
     ----------
     n : int
-        Number of rows.
+        Number of rows, at most :data:`MAX_GENERATED_ROWS`.
     input_size : tuple of int
         The network's input shape per row, for example ``(3, 32, 32)``.
     seed : int, default=0
+        A non-negative integer.
     """
 
     def __init__(self, n: int, input_size, seed: int = 0):
-        if int(n) < 0:
-            raise ValueError(f"noise needs a row count >= 0, got {n}.")
+        _check_count_and_seed("noise", n, seed)
         if input_size is None:
             raise ValueError("noise inputs need the network's input size, for example (3, 32, 32).")
         self.n = int(n)
@@ -374,6 +444,330 @@ class NoiseSource(Source):
         rng = np.random.default_rng([self.seed, index])
         x = rng.standard_normal(self.input_size, dtype=np.float32)
         return torch.from_numpy(x), -1, f"{self.description}#{index}"
+
+
+#: Most rows a generated source (``noise``, ``gaussian``, ...) accepts. Rows are
+#: drawn one by one in ``__getitem__``, so a count allocates nothing; the bound
+#: only stops a mistyped count from preparing a split of absurd size.
+MAX_GENERATED_ROWS = 10_000_000
+
+
+def _check_count_and_seed(kind: str, n, seed) -> None:
+    if not 0 <= int(n) <= MAX_GENERATED_ROWS:
+        raise ValueError(f"{kind} needs a row count from 0 to {MAX_GENERATED_ROWS}, got {n}.")
+    if int(seed) < 0:
+        raise ValueError(f"{kind} needs a seed >= 0, got {seed}.")
+
+
+# Parameters of the generated and corrupted sources: name -> (rule, check, text).
+_RULES = {
+    "positive": (float, lambda v: np.isfinite(v) and v > 0, "a number > 0"),
+    "grid": (int, lambda v: v >= 2, "an integer >= 2"),
+    "seed": (int, lambda v: v >= 0, "an integer >= 0"),
+}
+
+
+def _checked_param(key: str, value, rule: str, where: str):
+    cast, ok, text = _RULES[rule]
+    try:
+        if isinstance(value, bool) or (cast is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        converted = cast(value)
+        good = bool(ok(converted))
+    except (TypeError, ValueError):
+        good = False
+    if not good:
+        raise ValueError(f"{where}: {key} must be {text}, got {value!r}.")
+    return converted
+
+
+def _param_text(params: dict) -> str:
+    if not params:
+        return ""
+    return "[" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) + "]"
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    # Values in [0, 1] become the 8-bit levels a real image file would hold.
+    return np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _gaussian_image(rng, height, width, sigma):
+    return _to_uint8(rng.normal(0.5, sigma, size=(height, width, 3)))
+
+
+def _uniform_image(rng, height, width):
+    return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def _rademacher_image(rng, height, width):
+    return rng.integers(0, 2, size=(height, width, 3), dtype=np.uint8) * np.uint8(255)
+
+
+def _blobs_image(rng, height, width, sigma):
+    from scipy import ndimage
+
+    # Outlier Exposure's blobs: Bernoulli(0.7) pixels, a Gaussian blur over the
+    # whole (H, W, 3) array (the channel axis too, as the reference code does),
+    # and every value below 0.75 set to 0, which leaves amorphous shapes with
+    # definite edges.
+    x = rng.binomial(1, 0.7, size=(height, width, 3)).astype(np.float64)
+    x = ndimage.gaussian_filter(x, sigma=sigma, mode="nearest", truncate=4.0)
+    x[x < 0.75] = 0.0
+    return _to_uint8(x)
+
+
+# kind -> (summary, generator, {parameter: (rule, default)})
+_SYNTHETIC = {
+    "gaussian": (
+        "clip(N(0.5, sigma^2), 0, 1) per pixel and channel; sigma defaults to 0.25, "
+        "Outlier Exposure's N(0, 0.5^2) on [-1, 1] mapped to [0, 1]",
+        _gaussian_image, {"sigma": ("positive", 0.25)},
+    ),
+    "uniform": ("every pixel and channel uniform on the 256 levels (U(0, 1), mean 0.5)", _uniform_image, {}),
+    "rademacher": ("every pixel and channel 0 or 1 with probability 1/2 (Rademacher noise on [0, 1])",
+                   _rademacher_image, {}),
+    "blobs": (
+        "Bernoulli(0.7) pixels blurred by a Gaussian of sigma (default 1.5, over height, width "
+        "and channel), values below 0.75 set to 0 (Outlier Exposure's blobs)",
+        _blobs_image, {"sigma": ("positive", 1.5)},
+    ),
+}
+
+
+class SyntheticImageSource(Source):
+    """Outlier images drawn in pixel space, then preprocessed like real images.
+
+    Each row is an RGB uint8 image of ``image_size`` drawn from its own
+    generator seeded with ``(seed, i)``: any row is reproducible on its own,
+    whatever the batch size, worker count or resume point, and nothing is
+    drawn before it is asked for. The image then goes through ``preprocess``,
+    the model's own transform, exactly as an image file would; this is what
+    tells these sources from ``noise:N``, which is the network's input itself.
+
+    ==========  =====================================================================
+    kind        pixels (per pixel and channel, values in [0, 1] stored as 8-bit levels)
+    ==========  =====================================================================
+    gaussian    ``clip(N(0.5, sigma^2), 0, 1)``, ``sigma`` default 0.25
+    uniform     uniform on the 256 levels: U(0, 1), mean 0.5
+    rademacher  0 or 1, each with probability 1/2
+    blobs       Bernoulli(0.7), Gaussian blur of ``sigma`` (default 1.5) over
+                height, width and channel, values below 0.75 set to 0
+    ==========  =====================================================================
+
+    Labels are -1; row paths are ``<description>#<i>`` with the description
+    ``<kind>[params]:<n>:<seed>``, for example ``gaussian[sigma=0.25]:1000:0#7``.
+
+    Parameters
+    ----------
+    kind : {"gaussian", "uniform", "rademacher", "blobs"}
+    n : int
+        Number of rows, at most :data:`MAX_GENERATED_ROWS`.
+    image_size : tuple of int
+        ``(H, W)`` of the images, or ``(3, H, W)`` (the network's input size).
+    seed : int, default=0
+    preprocess : callable, default=None
+        PIL RGB image -> float32 tensor (3, H, W); None scales to [0, 1] only.
+    **params
+        ``sigma`` for ``gaussian`` and ``blobs``.
+
+    Attributes
+    ----------
+    params : dict
+        Every parameter of the kind, defaults filled in.
+
+    References
+    ----------
+    Hendrycks, Mazeika and Dietterich, "Deep Anomaly Detection with Outlier
+    Exposure", ICLR 2019 (the Gaussian, Rademacher and blobs test sets).
+
+    Examples
+    --------
+    >>> src = SyntheticImageSource("rademacher", 5, (8, 8), seed=1)
+    >>> src.description, sorted(set(src.image(0).ravel().tolist()))
+    ('rademacher:5:1', [0, 255])
+    """
+
+    def __init__(self, kind: str, n: int, image_size, seed: int = 0, preprocess=None, **params):
+        if kind not in _SYNTHETIC:
+            raise ValueError(f"unknown synthetic image kind {kind!r} (known: {', '.join(_SYNTHETIC)}).")
+        _check_count_and_seed(kind, n, seed)
+        if image_size is None:
+            raise ValueError(f"{kind} images need the network's input size, for example (3, 32, 32).")
+        size = tuple(int(v) for v in image_size)[-2:]
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"{kind} images need a size (H, W) of positive integers, got {image_size}.")
+        allowed = _SYNTHETIC[kind][2]
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            takes = f"it takes: {', '.join(allowed)}" if allowed else "it takes none"
+            raise ValueError(f"{kind} has no parameter {unknown[0]!r} ({takes}).")
+        self.kind = kind
+        self.n, self.seed, self.image_size = int(n), int(seed), size
+        self.params = {
+            key: _checked_param(key, params.get(key, default), rule, kind)
+            for key, (rule, default) in allowed.items()
+        }
+        self.preprocess = preprocess or _default_preprocess
+        self.description = f"{kind}{_param_text(self.params)}:{self.n}:{self.seed}"
+
+    provides_images = True
+
+    def __len__(self):
+        return self.n
+
+    def _label(self, index):
+        return -1
+
+    def labels(self):
+        return np.full(self.n, -1, dtype=np.int64)
+
+    def _raw(self, index):
+        rng = np.random.default_rng([self.seed, index])
+        image = _SYNTHETIC[self.kind][1](rng, *self.image_size, **self.params)
+        return image, f"{self.description}#{index}"
+
+    def _item(self, index):
+        image, path = self._raw(index)
+        return self.preprocess(Image.fromarray(image, mode="RGB")), -1, path
+
+
+def _jigsaw(image, rng, grid, where):
+    height, width = image.shape[:2]
+    ph, pw = height // grid, width // grid
+    if ph == 0 or pw == 0:
+        raise ValueError(f"{where}: a {height}x{width} image cannot be cut into {grid}x{grid} patches.")
+    out = image.copy()
+    region = image[: ph * grid, : pw * grid]
+    patches = region.reshape(grid, ph, grid, pw, 3).transpose(0, 2, 1, 3, 4).reshape(grid * grid, ph, pw, 3)
+    order = rng.permutation(grid * grid)
+    if np.array_equal(order, np.arange(grid * grid)):
+        order = np.roll(order, 1)  # never hand back the image unchanged
+    shuffled = patches[order].reshape(grid, grid, ph, pw, 3).transpose(0, 2, 1, 3, 4)
+    out[: ph * grid, : pw * grid] = shuffled.reshape(ph * grid, pw * grid, 3)
+    return out
+
+
+def _permute(image, rng, where):
+    height, width = image.shape[:2]
+    flat = image.reshape(height * width, 3)
+    return flat[rng.permutation(height * width)].reshape(height, width, 3)
+
+
+def _blur(image, rng, sigma, where):
+    from scipy import ndimage
+
+    blurred = ndimage.gaussian_filter(image.astype(np.float32), sigma=(sigma, sigma, 0), mode="reflect")
+    return np.round(np.clip(blurred, 0, 255)).astype(np.uint8)
+
+
+# kind -> (summary, corruption, {parameter: (rule, default)}, seeded)
+_CORRUPTIONS = {
+    "jigsaw": (
+        "the image cut into grid x grid equal patches (default 4; a remainder strip at the bottom "
+        "and right stays in place) put back in a shuffled order, never the original one",
+        _jigsaw, {"grid": ("grid", 4), "seed": ("seed", 0)}, True,
+    ),
+    "permute": ("the image's pixels (RGB triples) in a random order: the same colours, no structure",
+                _permute, {"seed": ("seed", 0)}, True),
+    "blur": ("a Gaussian blur of sigma pixels (default 3) over height and width, edges reflected",
+             _blur, {"sigma": ("positive", 3.0)}, False),
+}
+
+
+class CorruptedSource(Source):
+    """Outliers made from another source's images: jigsaw, pixel permutation, heavy blur.
+
+    The corruption is applied to the raw RGB image, before ``preprocess``,
+    so the result reaches the network as a real image would. Row ``i`` uses
+    its own generator seeded with ``(seed, i)``, so it is reproducible on its
+    own. The images keep their size; labels are -1 (they are outliers), row
+    paths are ``<kind>[params]:<base row path>``.
+
+    ==========  =====================================================================
+    kind        corruption
+    ==========  =====================================================================
+    jigsaw      cut into ``grid`` x ``grid`` equal patches (default 4), shuffled; a
+                remainder strip (size not divisible by ``grid``) stays in place
+    permute     the pixels (RGB triples) in a random order
+    blur        Gaussian blur of ``sigma`` pixels (default 3) over height and width
+    ==========  =====================================================================
+
+    Parameters
+    ----------
+    base : Source
+        A source of images (a folder, .npz, CIFAR batches, a synthetic or
+        another corrupted source); not ``noise`` or float arrays.
+    kind : {"jigsaw", "permute", "blur"}
+    preprocess : callable, default=None
+        PIL RGB image -> float32 tensor (3, H, W); None takes the base's.
+    **params
+        ``grid`` and ``seed`` for ``jigsaw``, ``seed`` for ``permute``,
+        ``sigma`` for ``blur``.
+
+    Attributes
+    ----------
+    params : dict
+        Every parameter of the kind, defaults filled in.
+
+    Examples
+    --------
+    >>> base = ArraySource(np.arange(48, dtype=np.uint8).reshape(1, 4, 4, 3))
+    >>> src = CorruptedSource(base, "permute", seed=3)
+    >>> src.description, sorted(src.image(0).ravel()) == sorted(base.image(0).ravel())
+    ('permute[seed=3]:array:array', True)
+    """
+
+    def __init__(self, base: Source, kind: str, preprocess=None, **params):
+        if kind not in _CORRUPTIONS:
+            raise ValueError(f"unknown corruption {kind!r} (known: {', '.join(_CORRUPTIONS)}).")
+        if not isinstance(base, Source):
+            raise TypeError(f"{kind} corrupts a Source, got {type(base).__name__}.")
+        if not base.provides_images:
+            raise ValueError(
+                f"{kind} corrupts images, but {base.description} holds network inputs "
+                f"(noise or float arrays): give it a folder, an .npz or CIFAR batches."
+            )
+        allowed = _CORRUPTIONS[kind][2]
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise ValueError(f"{kind} has no parameter {unknown[0]!r} (it takes: {', '.join(allowed)}).")
+        self.base, self.kind = base, kind
+        self.params = {
+            key: _checked_param(key, params.get(key, default), rule, kind)
+            for key, (rule, default) in allowed.items()
+        }
+        self.preprocess = preprocess or getattr(base, "preprocess", None) or _default_preprocess
+        self._prefix = f"{kind}{_param_text(self.params)}"
+        self.description = f"{self._prefix}:{base.description}"
+
+    provides_images = True
+
+    def __len__(self):
+        return len(self.base)
+
+    def _label(self, index):
+        return -1
+
+    def labels(self):
+        return np.full(len(self), -1, dtype=np.int64)
+
+    def _raw(self, index):
+        image, path = self.base._raw(index)
+        _, corrupt, _, seeded = _CORRUPTIONS[self.kind]
+        params = dict(self.params)
+        rng = np.random.default_rng([params.pop("seed"), index]) if seeded else None
+        return corrupt(np.ascontiguousarray(image), rng, where=self.description, **params), f"{self._prefix}:{path}"
+
+    def _item(self, index):
+        image, path = self._raw(index)
+        return self.preprocess(Image.fromarray(image, mode="RGB")), -1, path
+
+
+#: Pixel-space outlier generators of :class:`SyntheticImageSource`: name -> what a row holds.
+SYNTHETIC_KINDS = MappingProxyType({name: entry[0] for name, entry in _SYNTHETIC.items()})
+#: Corruptions of :class:`CorruptedSource`: name -> what it does to an image.
+CORRUPTION_KINDS = MappingProxyType({name: entry[0] for name, entry in _CORRUPTIONS.items()})
 
 
 class ArraySource(Source):
@@ -438,6 +832,81 @@ class ArraySource(Source):
             return self._tensor[index], int(self._labels[index]), f"{self.name}#{index}"
         return self._uint8[index]
 
+    @property
+    def provides_images(self):
+        return self._tensor is None
+
+    def _raw(self, index):
+        return self._uint8._raw(index)
+
+
+# KIND[key=value,...]:REST. A name of two characters or more, so that a
+# Windows drive letter ("C:") is never read as a kind.
+_SPEC = re.compile(r"(?P<kind>[A-Za-z][A-Za-z0-9_-]+)(?:\[(?P<params>[^\[\]]*)\])?:(?P<rest>.*)", re.DOTALL)
+_KIND_PREFIX = re.compile(r"(?P<kind>[A-Za-z][A-Za-z0-9_-]+)[\[:]")
+_COUNT = re.compile(r"(?P<n>[0-9]+)(?::(?P<seed>[0-9]+))?")
+
+
+def _usage(kind: str) -> str:
+    if kind == "noise":
+        return "noise:N[:SEED]"
+    if kind in _SYNTHETIC:
+        params = _SYNTHETIC[kind][2]
+        return f"{kind}{'[' + ','.join(f'{k}=...' for k in params) + ']' if params else ''}:N[:SEED]"
+    return f"{kind}[{','.join(f'{k}=...' for k in _CORRUPTIONS[kind][2])}]:SOURCE"
+
+
+def _spec_params(kind: str, text: str | None, spec: str, allowed: dict) -> dict:
+    """``key=value,...`` of a spec, checked against the kind's parameters."""
+    if text is None or not text.strip():
+        return {}
+    if not allowed:
+        raise ValueError(f"{spec!r}: {kind} takes no parameters (write {_usage(kind)}).")
+    out = {}
+    for item in text.split(","):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or not key or not value:
+            raise ValueError(f"{spec!r}: parameters are written [key=value,...], got {item.strip()!r}.")
+        if key not in allowed:
+            raise ValueError(f"{spec!r}: {kind} has no parameter {key!r} (it takes: {', '.join(allowed)}).")
+        if key in out:
+            raise ValueError(f"{spec!r}: parameter {key!r} is given twice.")
+        out[key] = _checked_param(key, value, allowed[key][0], repr(spec))
+    return out
+
+
+def _open_generated(kind, params_text, rest, spec, input_size, preprocess) -> Source:
+    """A ``noise``, synthetic or corrupted source from its parsed spec."""
+    if kind in _CORRUPTIONS:
+        params = _spec_params(kind, params_text, spec, _CORRUPTIONS[kind][2])
+        if not rest:
+            raise ValueError(f"{spec!r}: {kind} needs a source after the colon, e.g. {kind}:/data/cifar-10-batches-py.")
+        base = open_source(rest, input_size, preprocess)
+        if not base.provides_images:
+            raise ValueError(
+                f"{spec!r}: {kind} corrupts images, but {rest!r} gives network inputs; "
+                f"corrupt a folder, an .npz, CIFAR batches or a synthetic image source."
+            )
+        return CorruptedSource(base, kind, preprocess, **params)
+    params = _spec_params(kind, params_text, spec, {} if kind == "noise" else _SYNTHETIC[kind][2])
+    match = _COUNT.fullmatch(rest)
+    if match is None:
+        raise ValueError(
+            f"{kind} source {spec!r} must look like {kind}:N or {kind}:N:SEED (integers, SEED >= 0; "
+            f"in full: {_usage(kind)})."
+        )
+    n, seed = int(match["n"]), int(match["seed"] or 0)
+    if n > MAX_GENERATED_ROWS:
+        raise ValueError(
+            f"{spec!r} asks for {n} rows; a generated source holds at most {MAX_GENERATED_ROWS} "
+            f"(extract several splits with different seeds for more)."
+        )
+    if kind == "noise":
+        return NoiseSource(n, input_size, seed)
+    if input_size is None:
+        raise ValueError(f"{spec!r}: {kind} images need the network's input size, for example (3, 32, 32).")
+    return SyntheticImageSource(kind, n, tuple(input_size)[-2:], seed, preprocess, **params)
+
 
 def open_source(spec, input_size=None, preprocess=None) -> Source:
     """Open the data source named by a ``--data`` string.
@@ -445,11 +914,27 @@ def open_source(spec, input_size=None, preprocess=None) -> Source:
     Parameters
     ----------
     spec : str or os.PathLike or Source
-        ``noise:N[:seed]``; a folder of images (class subfolders or flat); an
-        ``.npz`` file; a CIFAR python batches folder (``cifar-10-batches-py``,
-        ``cifar-100-python``) or one batch file. A :class:`Source` is returned as is.
+        A path: a folder of images (class subfolders or flat), an ``.npz``
+        file, a CIFAR python batches folder (``cifar-10-batches-py``,
+        ``cifar-100-python``) or one batch file. Or a generated source,
+        ``KIND[key=value,...]:REST``:
+
+        - ``noise:N[:SEED]``: N(0, 1) on the network's input
+          (:class:`NoiseSource`);
+        - ``gaussian[sigma=S]:N[:SEED]``, ``uniform:N[:SEED]``,
+          ``rademacher:N[:SEED]``, ``blobs[sigma=S]:N[:SEED]``: images drawn
+          in pixel space at the network's input size, then preprocessed
+          (:class:`SyntheticImageSource`);
+        - ``jigsaw[grid=G,seed=S]:SOURCE``, ``permute[seed=S]:SOURCE``,
+          ``blur[sigma=S]:SOURCE``: the images of ``SOURCE`` (any spec
+          above, the rest of the string after the first colon) corrupted,
+          then preprocessed (:class:`CorruptedSource`).
+
+        A known kind always wins over a path: write ``./gaussian:5`` for a
+        file of that name. A :class:`Source` is returned as is.
     input_size : tuple of int, default=None
-        The network's input shape ``(3, H, W)``; needed for noise.
+        The network's input shape ``(3, H, W)``; needed for noise and for the
+        synthetic images (their size is ``(H, W)``).
     preprocess : callable, default=None
         PIL RGB image -> float32 tensor (3, H, W).
 
@@ -460,24 +945,38 @@ def open_source(spec, input_size=None, preprocess=None) -> Source:
     Raises
     ------
     ValueError
-        When the path does not exist or is not a recognised source.
+        When the path does not exist or is not a recognised source, the kind
+        is unknown, or a count, seed or parameter is malformed. The message
+        names the spec.
+
+    Examples
+    --------
+    >>> open_source("blobs:100:1", input_size=(3, 32, 32)).description
+    'blobs[sigma=1.5]:100:1'
+    >>> open_source("jigsaw[grid=2]:uniform:10", input_size=(3, 32, 32)).description
+    'jigsaw[grid=2,seed=0]:uniform:10:0'
     """
     if isinstance(spec, Source):
         return spec
     text = os.fspath(spec)
-    if text.startswith("noise:"):
-        parts = text.split(":")
-        try:
-            if len(parts) not in (2, 3):
-                raise ValueError
-            n = int(parts[1])
-            seed = int(parts[2]) if len(parts) == 3 else 0
-        except ValueError:
-            raise ValueError(f"noise source {text!r} must look like noise:N or noise:N:SEED (integers).") from None
-        return NoiseSource(n, input_size, seed)
+    known = ("noise", *_SYNTHETIC, *_CORRUPTIONS)
+    match = _SPEC.fullmatch(text)
+    prefix = _KIND_PREFIX.match(text)
+    if prefix and prefix["kind"] in known and (match is None or match["kind"] != prefix["kind"]):
+        raise ValueError(f"{text!r} is not a valid {prefix['kind']} source: write {_usage(prefix['kind'])}.")
+    if match and match["kind"] in known:
+        return _open_generated(match["kind"], match["params"], match["rest"], text, input_size, preprocess)
+    if match and not Path(text).exists():
+        raise ValueError(
+            f"unknown data source kind {match['kind']!r} in {text!r}, and no such file or folder exists "
+            f"(kinds: {', '.join(known)}; write ./{text} for a path)."
+        )
     path = Path(text)
     if not path.exists():
-        raise ValueError(f"data source {path} does not exist (expected a folder, an .npz, CIFAR batches or noise:N[:seed]).")
+        raise ValueError(
+            f"data source {path} does not exist (expected a folder, an .npz, CIFAR batches, "
+            f"or a generated source such as noise:N, gaussian:N or jigsaw:SOURCE)."
+        )
     if path.is_file():
         if path.suffix.lower() == ".npz":
             return NpzSource(path, preprocess)

@@ -236,11 +236,20 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"BiT weights file not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+            arrays = {key: archive[key] for key in archive.files}
     except ValueError as exc:  # object arrays refused without pickle, or not an npz
         raise WeightsMismatchError(f"{path} is not a BiT .npz of plain arrays: {exc}") from None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise WeightsMismatchError(f"{path} is not a readable .npz archive: {exc}") from None
+    # a zip of other files opens as an archive whose members are raw bytes, not arrays
+    odd = [key for key, value in arrays.items()
+           if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu"]
+    if odd or not arrays:
+        raise WeightsMismatchError(
+            f"{path} is not a BiT .npz of numeric arrays"
+            + (f" (member {odd[0]!r} is not one)." if odd else " (it holds no arrays).")
+        )
+    return arrays
 
 
 def _infer_architecture(arrays: dict[str, np.ndarray]) -> tuple[tuple[int, ...], int]:

@@ -184,6 +184,10 @@ def _read_state_dict(path: Path) -> dict:
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise WeightsMismatchError(f"{path} is not a readable torch checkpoint: {exc}") from None
+    except Exception as exc:  # a text or other file fed to the legacy unpickler (KeyError, ...)
+        raise WeightsMismatchError(
+            f"{path} is not a readable torch checkpoint ({type(exc).__name__} while reading it)."
+        ) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):

@@ -517,3 +517,26 @@ def test_hooked_on_densenet_preset():
     assert features.shape == (2, 342) and logits.shape == (2, 10)
     with torch.inference_mode():
         assert torch.equal(logits, spec.module(x))
+
+
+def test_a_text_file_as_densenet_weights_is_one_clear_error(tmp_path):
+    from skdice.extract.models import load_preset
+    from skdice.extract.models._weights import WeightsMismatchError
+
+    path = tmp_path / "weights.pth"
+    path.write_text("hello, not a checkpoint\n")
+    with pytest.raises(WeightsMismatchError, match=r"weights.pth is not a readable torch checkpoint"):
+        load_preset("densenet-bc-100", path)
+
+
+def test_a_zip_of_other_files_as_bit_weights_is_one_clear_error(tmp_path):
+    import zipfile
+
+    from skdice.extract.models import load_preset
+    from skdice.extract.models._weights import WeightsMismatchError
+
+    path = tmp_path / "weights.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "not an array")
+    with pytest.raises(WeightsMismatchError, match=r"is not a BiT .npz of numeric arrays \(member 'readme.txt'"):
+        load_preset("bit-s-r101", path)
