@@ -19,7 +19,7 @@ app = typer.Typer(
     name="skdice",
     help="DICE out-of-distribution detection: extract features, fit, tune, evaluate, plot.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -62,6 +62,105 @@ for _name in _COMMAND_MODULES:
     importlib.import_module(f"{__package__}.{_name}").register(app)
 
 
+def _flag_without_type(get_help_option):
+    def wrapped(ctx):
+        option = get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # --help takes no value: no <bool> beside it
+        return option
+
+    return wrapped
+
+
+#: options whose value is a split of the command's STORE: completed from the store
+SPLIT_OPTIONS = frozenset({"split", "id", "ood", "train", "noise", "id_split", "ood_splits",
+                           "train_split", "tune_id", "tune_noise"})
+
+
+def complete_split(ctx, param, incomplete: str):
+    """Shell completion of a split name from the store named earlier on the line.
+
+    Cheap: one listing of the store's groups; nothing when the store is not
+    given yet or cannot be opened.
+
+    Parameters
+    ----------
+    ctx : click.Context
+    param : click.Parameter
+    incomplete : str
+        What has been typed of the value so far.
+
+    Returns
+    -------
+    list of click.shell_completion.CompletionItem
+    """
+    import os
+    import shlex
+    from pathlib import Path
+
+    store = ctx.params.get("store")
+    if not store:
+        # the parser drops what precedes an option still waiting for its value; every
+        # shell click completes for passes the words typed so far in COMP_WORDS
+        try:
+            words = shlex.split(os.environ.get("COMP_WORDS", ""))
+        except ValueError:
+            words = []
+        store = next((w for w in words if (Path(w) / "zarr.json").is_file()), None)
+    if not store:
+        return []
+    try:
+        from skdice.store import open_store
+
+        splits = open_store(store).splits
+    except Exception:  # completion never fails loudly: nothing to offer
+        return []
+    try:
+        from typer._click.shell_completion import CompletionItem  # typer >= 0.29 vendors click
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        from click.shell_completion import CompletionItem
+
+    return [CompletionItem(name) for name in splits if name.startswith(incomplete)]
+
+
+def command():
+    """The click command behind ``skdice``, with help written in placeholders, not types.
+
+    Options that take a value show an upper-case placeholder (``--split
+    SPLIT``, ``--out DIR`` where a command names one), flags show none, and
+    arguments show their name (``STORE``) instead of a type tag such as
+    ``<path>`` or ``<bool>``.
+
+    Returns
+    -------
+    click.Command
+    """
+    root = typer.main.get_command(app)
+    stack = [root]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        cmd.get_help_option = _flag_without_type(cmd.get_help_option)
+        for param in cmd.params:
+            if param.param_type_name == "argument":
+                param.metavar = param.metavar or param.name.upper()
+                # the name says what it is; typer would add its type (<path>) beside it,
+                # and write a required one as {STORE} in the usage line
+                param.display_type_rich = lambda ctx: None
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                param._usage_display_name = lambda name=name: name
+            elif getattr(param, "is_flag", False) or getattr(param, "count", False):
+                param.metavar = ""
+                continue
+            if param.name in SPLIT_OPTIONS and any(p.name == "store" for p in cmd.params):
+                param.shell_complete = lambda ctx, incomplete, param=param: complete_split(ctx, param, incomplete)
+            if param.param_type_name == "argument":
+                continue
+            if param.metavar is None:
+                param.metavar = param.name.upper()
+    return root
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; library errors become one line and exit code 1.
 
@@ -72,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     from .errors import run_app
 
-    run_app(app, argv, _state)
+    run_app(command(), argv, _state)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,18 +15,21 @@ from skdice.exceptions import SkdiceError
 USER_ERRORS = (SkdiceError, ValueError, OSError)
 
 
-def run_app(app: typer.Typer, argv, state) -> None:
+def run_app(app, argv, state) -> None:
     """Invoke the Typer app, turning user errors into ``skdice: error: ...`` and exit 1.
 
     Parameters
     ----------
-    app : typer.Typer
+    app : typer.Typer or click.Command
+        The application (a click command is run as it is, with skdice's own
+        help formatting; see :func:`skdice.cli.app.command`).
     argv : list of str or None
     state : dict
         Shared state; ``state["debug"]`` is set by the ``--debug`` option.
     """
     try:
-        app(args=argv, standalone_mode=False)
+        app.main(args=argv, standalone_mode=False, prog_name="skdice") if hasattr(app, "main") \
+            else app(args=argv, standalone_mode=False)
     except USER_ERRORS as exc:
         if state.get("debug"):
             traceback.print_exc()

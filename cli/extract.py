@@ -33,8 +33,11 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--data",
-                help="Image folder (class subfolders or flat), .npz of uint8 images, "
-                "CIFAR python batches, or noise:N[:SEED].",
+                metavar="SOURCE",
+                help="Image folder (class subfolders or flat), .npz of uint8 images, CIFAR python "
+                "batches, or a generated source: noise:N[:SEED] (the paper's N(0, 1) input), "
+                "gaussian|uniform|rademacher|blobs:N[:SEED] (pixel-space outliers), or "
+                "jigsaw|permute|blur:SOURCE (corruptions of ID images); see docs/cli.md.",
             ),
         ],
         out: Annotated[Path, typer.Option("--out", help="Feature store folder (created or extended).")],
