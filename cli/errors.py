@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 
@@ -13,6 +14,25 @@ from skdice.exceptions import SkdiceError
 #: refusals (a file where a folder is wanted, a full disk, a read-only folder, ...).
 #: Anything else (a KeyError, a TypeError) is a bug and keeps its traceback.
 USER_ERRORS = (SkdiceError, ValueError, OSError)
+
+
+#: library messages name a keyword argument with its flag beside it, ``overwrite=True
+#: (--overwrite)`` or ``weights=PATH (CLI: --weights PATH)``: the CLI shows the flag alone
+_KEYWORD_WITH_FLAG = re.compile(r"\b[a-z_]+=[^\s,;()]+ \((?:CLI: )?(--[a-z][a-z-]*(?: [A-Z][A-Z_]*)?)\)")
+
+
+def in_flag_words(message: str) -> str:
+    """A library message in the CLI's words: ``x=... (--flag)`` becomes ``--flag``.
+
+    Parameters
+    ----------
+    message : str
+
+    Returns
+    -------
+    str
+    """
+    return _KEYWORD_WITH_FLAG.sub(r"\1", message)
 
 
 def run_app(app, argv, state) -> None:
@@ -33,7 +53,7 @@ def run_app(app, argv, state) -> None:
     except USER_ERRORS as exc:
         if state.get("debug"):
             traceback.print_exc()
-        typer.echo(f"skdice: error: {exc}", err=True)
+        typer.echo(f"skdice: error: {in_flag_words(str(exc))}", err=True)
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

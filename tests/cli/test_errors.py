@@ -285,3 +285,34 @@ def test_python_dash_m_error_is_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith("skdice: error: feature store")
+
+
+def test_library_keywords_reach_the_user_as_flags():
+    from skdice.cli.errors import in_flag_words
+
+    assert in_flag_words("exists: pass overwrite=True (--overwrite) to replace it.") == (
+        "exists: pass --overwrite to replace it."
+    )
+    assert in_flag_words("pass weights=PATH (CLI: --weights FILE), or") == "pass --weights FILE, or"
+    # a keyword without a flag beside it (a method spec's parameter) stays as written
+    assert in_flag_words("pass threshold=... (the percentile needs X).") == (
+        "pass threshold=... (the percentile needs X)."
+    )
+
+
+def test_a_preset_without_weights_is_told_the_flag(tmp_path):
+    pytest.importorskip("torch")
+    line = error_line(["extract", "--model", "densenet-bc-100", "--data", "noise:2", "--out",
+                       str(tmp_path / "s.zarr"), "--split", "a"], r"needs its weights file: pass --weights FILE")
+    assert "=" not in line.split("pass", 1)[1].split(",")[0]
+
+
+def test_overwrite_is_named_as_a_flag(store, tmp_path):
+    code, _, err = run(["fit", str(store), "--train", "train", "--out", str(tmp_path / "a.npz")])
+    assert code == 0, err
+    code, _, err = run(["fit", str(store), "--train", "train", "--out", str(tmp_path / "b.npz"), "--p", "0.5"])
+    assert code == 0, err
+    assert run(["score", str(store), "--split", "id", "--detector", str(tmp_path / "a.npz"), "--name", "s"])[0] == 0
+    line = error_line(["score", str(store), "--split", "id", "--detector", str(tmp_path / "b.npz"), "--name", "s"],
+                      r"pass --overwrite to replace it")
+    assert "overwrite=True" not in line
