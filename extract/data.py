@@ -36,6 +36,8 @@ from skdice.exceptions import require
 torch = require("torch", "extract")
 from PIL import Image  # noqa: E402  (Pillow comes with the extract extra)
 
+from .transforms import to_rgb8  # noqa: E402
+
 __all__ = [
     "Source",
     "ImageFolderSource",
@@ -245,7 +247,7 @@ class ImageFolderSource(Source):
         path = self.files[index]
         try:
             with Image.open(path) as img:
-                return img.convert("RGB")
+                return to_rgb8(img)  # by value range: a 16-bit PNG is not clipped to white
         except Exception as exc:  # a corrupt file: say which one
             raise ValueError(f"could not read image {path}: {exc}") from None
 

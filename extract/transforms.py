@@ -37,6 +37,7 @@ __all__ = [
     "Normalize",
     "resized_size",
     "center_crop_box",
+    "to_rgb8",
 ]
 
 _INTERPOLATIONS = {
@@ -151,11 +152,50 @@ class _Transform:
         return f"{type(self).__name__}({args})"
 
 
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """An 8-bit RGB image from any PIL image, converted by its value range.
+
+    Pillow's ``convert("RGB")`` clips wider modes to 0-255, so a 16-bit PNG
+    would reach the model as a solid white image. Here:
+
+    * 8-bit modes (``L``, ``P``, ``RGBA``, ``LA``, ``CMYK``, ...) convert as
+      torchvision's loader converts them (palette looked up, alpha dropped);
+    * 16-bit modes (``I;16*``) and 32-bit integer ``I`` (how Pillow opens
+      16-bit PNGs) are scaled from 0-65535: a 16-bit image gives the features
+      of its 8-bit twin (``x8 * 257``);
+    * float ``F`` images (float TIFFs) are read as [0, 1] when their values lie
+      there, else as 0-255; values outside the range are clipped.
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode ``RGB``, a new image (loaded: the file may be closed afterwards).
+    """
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(img, dtype=np.float64) / 257.0
+    elif mode == "F":
+        values = np.asarray(img, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
+            values = values * 255.0
+        values = np.nan_to_num(values, nan=0.0)
+    else:
+        return img.convert("RGB")
+    gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray, mode="L").convert("RGB")
+
+
 class ConvertRGB(_Transform):
     """Convert a PIL image to RGB (what torchvision's ``ImageFolder`` loader does).
 
     Grayscale, palette and RGBA images become three-channel RGB; RGB images
-    pass through unchanged.
+    pass through unchanged; 16-bit and float images are scaled by their value
+    range first (:func:`to_rgb8`).
 
     Examples
     --------
@@ -168,7 +208,7 @@ class ConvertRGB(_Transform):
 
     def __call__(self, img) -> Image.Image:
         img = _as_pil(img)
-        return img if img.mode == "RGB" else img.convert("RGB")
+        return img if img.mode == "RGB" else to_rgb8(img)
 
 
 class Resize(_Transform):
