@@ -305,6 +305,6 @@ def score_in_chunks(X, score_block, width: int) -> np.ndarray:
             block = np.asarray(X[rows], dtype=np.float32)
             scores = score_block(block)
         if not np.isfinite(scores).all():
-            raise_non_finite(block, scores, rows.start)
+            raise_non_finite(block, scores, rows.start, original=X[rows])
         out[rows] = scores
     return out

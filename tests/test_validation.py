@@ -153,3 +153,18 @@ def test_max_softmax_rows_equals_the_softmax_maximum():
     np.testing.assert_allclose(max_softmax_rows(Z.copy()), expected, rtol=1e-12)
     expected_t = (np.exp(Z / 2) / np.exp(Z / 2).sum(axis=1, keepdims=True)).max(axis=1)
     np.testing.assert_allclose(max_softmax_rows(Z.copy(), 2.0), expected_t, rtol=1e-12)
+
+
+def test_a_float64_value_beyond_float32_is_not_called_nan_or_infinity():
+    from skdice import DICEDetector
+
+    rng = np.random.default_rng(0)
+    H = rng.random((20, 4))
+    det = DICEDetector(p=0.5).fit(H, rng.normal(size=(4, 3)))
+    X = H.copy()
+    X[3, 2] = 1e39  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match=r"row 3 of X holds a value beyond float32's range \(\|x\| = 1e\+39"):
+        det.score_samples(X)
+    X[3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"Input X contains NaN or infinity \(first at row 3\)"):
+        det.score_samples(X)
