@@ -31,10 +31,13 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--train-mean", help="Cached mean training feature (.npy), instead of --train."),
         ] = None,
-        p: Annotated[float, typer.Option("--p", help="DICE sparsity for the histograms, in [0, 1).")] = 0.9,
+        p: Annotated[
+            float,
+            typer.Option("--p", help="DICE sparsity for the histograms and the covariance figure's boundary, in [0, 1)."),
+        ] = 0.9,
         class_index: Annotated[
             int | None,
-            typer.Option("--class", help="Class of the unit-contribution figure (default: the most frequent label, else the most predicted)."),
+            typer.Option("--class", help="Class of the unit-contribution and covariance figures (default: the most frequent label, else the most predicted)."),
         ] = None,
         ps: Annotated[
             str,
@@ -43,7 +46,7 @@ def register(app: typer.Typer) -> None:
         bins: Annotated[int, typer.Option("--bins", help="Histogram bins.")] = 50,
         prefix: Annotated[str, typer.Option("--prefix", help="Prefix of the file names.")] = "",
     ) -> None:
-        """Write histograms.png (Figure 4), contributions.png (Figures 1, 5) and p_sweep.png (Table 4)."""
+        """Write histograms.png (Figure 4), contributions.png (Figures 1, 5), p_sweep.png (Table 4) and covariance.png (Figure 6)."""
         from skdice.plotting import plot_store
 
         if (train is None) == (train_mean is None):
@@ -56,5 +59,6 @@ def register(app: typer.Typer) -> None:
             store, out, id_split=id_split, ood_splits=ood, train_split=train,
             train_mean=train_mean, p=p, class_index=class_index, ps=grid, bins=bins, prefix=prefix,
         )
-        for key in ("histograms", "contributions", "p_sweep"):
-            typer.echo(str(paths[key]))
+        for key, path in paths.items():
+            if key != "data":  # one line per figure written, in the order plot_store wrote them
+                typer.echo(str(path))

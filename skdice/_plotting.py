@@ -1,6 +1,6 @@
 """The paper's figures from features: data first, then pictures.
 
-Three figures, each in two steps. A *data* function computes plain arrays
+Four figures, each in two steps. A *data* function computes plain arrays
 (tested against independent NumPy references); a *plot* function draws them
 with matplotlib (Agg backend, imported inside the function, the ``plot``
 extra) and writes a PNG.
@@ -13,8 +13,12 @@ extra) and writes a PNG.
   deviation band, ID against OOD (Figures 1 and 5).
 * :func:`p_sweep` / :func:`plot_p_sweep`: FPR95 and the normalised standard
   deviation of the OOD scores against the sparsity ``p`` (Table 4).
+* :func:`contribution_covariance` / :func:`plot_contribution_covariance`: the
+  covariance matrix of the unit contributions to one class on a data set,
+  units sorted by their mean contribution on ID data, with DICE's boundary
+  between dropped and kept units (Figure 6, Appendix E).
 
-:func:`skdice.workflows.plot.plot_store` runs all three on a feature store;
+:func:`skdice.workflows.plot.plot_store` runs all four on a feature store;
 ``skdice plot`` calls it. Import all of them from :mod:`skdice.plotting`.
 """
 
@@ -30,9 +34,11 @@ __all__ = [
     "histogram_data",
     "unit_contributions",
     "p_sweep",
+    "contribution_covariance",
     "plot_score_histograms",
     "plot_unit_contributions",
     "plot_p_sweep",
+    "plot_contribution_covariance",
 ]
 
 #: The sparsities of the paper's Tables 4 and 7 (``0`` is the dense energy score).
@@ -265,6 +271,108 @@ def p_sweep(
     return out
 
 
+def contribution_covariance(features, weight, class_index: int, *, train_mean, kept=None) -> dict:
+    """Covariance matrix of the unit contributions to one class, units in ID order.
+
+    The data of the paper's Figure 6: ``Cov(v_i, v_j)`` of the contributions
+    ``v_i = h_i(x) w_ic`` over a data set (OOD in the paper), rows and columns
+    sorted by the units' mean contribution on ID data, so that DICE's dropped
+    units come first and its kept ("top") units last.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        Features of the data set whose covariance is drawn.
+    weight : array-like of shape (n_features, n_classes)
+        Head weight in the paper's orientation.
+    class_index : int
+        The class ``c`` whose output ``f_c`` the units contribute to.
+    train_mean : array-like of shape (n_features,)
+        Mean ID training feature; it orders the units by ``train_mean *
+        W[:, c]`` (DICE's ``V[:, c]``), as in :func:`unit_contributions`.
+    kept : array-like of shape (n_features,), bool, default=None
+        The kept units of class ``c``, in the input's unit order; for DICE
+        ``detector.mask_[:, c]``. Adds the boundary and the two variances.
+
+    Returns
+    -------
+    dict
+        ``order``: ndarray of shape (n_features,), the unit indices in plot
+        order; ``key``: the sort key in that order; ``cov``: ndarray of shape
+        (n_features, n_features), float64, the covariance (``ddof=1``) with
+        rows and columns in ``order``; ``class_index``; ``n``: the number of
+        rows. With ``kept``: ``kept`` (bool, in ``order``), ``n_dropped``
+        (the number of dropped units when they all precede the kept ones in
+        ``order``, as DICE's are, else None), ``var_dense`` (the sum of all
+        entries, ``Var[f_c]`` without bias) and ``var_masked`` (the sum over
+        the kept block, ``Var[f_c^DICE]``); otherwise these four are None.
+
+    Notes
+    -----
+    Appendix E: ``Var[f_c] - Var[f_c^DICE]`` is the dropped diagonal plus
+    twice the covariances of all pairs minus twice those of kept pairs; the
+    paper reports that this matrix "primarily consists of elements of 0".
+    :func:`skdice.theory.variance_decomposition` gives the same terms without
+    forming the matrix. Accumulated in float64 over row chunks; memory is
+    ``O(n_features^2)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d = contribution_covariance([[1.0, 0.0], [3.0, 2.0]], [[1.0], [-1.0]], 0,
+    ...                             train_mean=[1.0, 1.0], kept=[True, False])
+    >>> d["order"].tolist(), d["cov"].tolist(), d["n_dropped"], d["var_masked"]
+    ([1, 0], [[2.0, -2.0], [-2.0, 2.0]], 1, 2.0)
+    """
+    from ._numeric import column_mean, row_chunks
+    from ._validation import check_train_mean
+
+    W = np.asarray(weight, dtype=np.float64)
+    if W.ndim != 2:
+        raise ValueError(f"weight must be 2-D (n_features, n_classes), got shape {W.shape}.")
+    m = W.shape[0]
+    c = int(class_index)
+    if not 0 <= c < W.shape[1]:
+        raise ValueError(f"class_index {class_index} is out of range for {W.shape[1]} classes.")
+    X = features if hasattr(features, "ndim") else np.asarray(features, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != m:
+        raise ValueError(f"features has shape {X.shape}; expected (n, {m}) to match weight.")
+    n = X.shape[0]
+    if n < 2:
+        raise ValueError(f"features needs at least 2 rows for a covariance, got {n}.")
+    mean_id = check_train_mean(train_mean, m)
+    w = W[:, c]
+    key = mean_id * w
+    order = np.argsort(key, kind="stable")
+
+    mean = column_mean(X)
+    scatter = np.zeros((m, m))
+    for rows in row_chunks(n, 8 * 2 * m):
+        D = np.array(X[rows], dtype=np.float64)
+        D -= mean
+        D *= w
+        scatter += D.T @ D
+    cov = (scatter / (n - 1))[np.ix_(order, order)]
+    if not np.isfinite(cov).all():
+        raise ValueError("features contain NaN or infinity.")
+
+    out = {"order": order, "key": key[order], "cov": cov, "class_index": c, "n": int(n),
+           "kept": None, "n_dropped": None, "var_dense": None, "var_masked": None}
+    if kept is not None:
+        mask = np.asarray(kept)
+        if mask.dtype != bool or mask.shape != (m,):
+            raise ValueError(
+                f"kept must be a boolean mask of shape ({m},), got dtype {mask.dtype} and shape {mask.shape}."
+            )
+        in_order = mask[order]
+        t = int((~in_order).sum())
+        out["kept"] = in_order
+        out["n_dropped"] = t if in_order[t:].all() else None
+        out["var_dense"] = float(cov.sum())
+        out["var_masked"] = float(cov[np.ix_(in_order, in_order)].sum())
+    return out
+
+
 # ---------------------------------------------------------------- drawing
 def _pyplot():
     from .exceptions import require
@@ -415,4 +523,70 @@ def plot_p_sweep(data: dict, path, *, title: str | None = None) -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return _save(fig, path, plt)
+
+
+def plot_contribution_covariance(
+    data: Mapping[str, dict], path, *, title: str | None = None, vmax: float | None = None
+) -> Path:
+    """Draw covariance matrices of unit contributions, one panel per data set (Figure 6).
+
+    Blue is negative, red positive, white zero, on one symmetric colour scale
+    for all panels. Dashed lines mark DICE's boundary: dropped units above and
+    left of it, kept units below and right.
+
+    Parameters
+    ----------
+    data : mapping of str to dict
+        Data set name (for example the OOD split) to the output of
+        :func:`contribution_covariance`.
+    path : str or Path
+        PNG file to write.
+    title : str, default=None
+        Figure title.
+    vmax : float, default=None
+        End of the colour scale (``-vmax`` to ``vmax``). Default: the 99.9th
+        percentile of the absolute off-diagonal entries over all panels, so
+        that the few large variances on the diagonal do not wash out the
+        covariances (they saturate instead).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    if not data:
+        raise ValueError("data is empty: give at least one data set.")
+    if vmax is not None and not (np.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax must be a positive number, got {vmax!r}.")
+    if vmax is None:
+        off = [np.abs(d["cov"][~np.eye(d["cov"].shape[0], dtype=bool)]) for d in data.values()]
+        off = np.concatenate(off) if off else np.zeros(0)
+        vmax = float(np.percentile(off, 99.9)) if off.size else 0.0
+        if not vmax > 0:
+            vmax = max(float(max(np.abs(d["cov"]).max() for d in data.values())), 1.0)
+    plt = _pyplot()
+    names = list(data)
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(4.4 * len(names) + 1.2, 5.0), squeeze=False, layout="constrained"
+    )
+    image = None
+    for ax, name in zip(axes[0], names):
+        d = data[name]
+        image = ax.imshow(d["cov"], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+        if d.get("n_dropped") is not None:
+            edge = d["n_dropped"] - 0.5
+            ax.axhline(edge, color="black", linewidth=0.8, linestyle="--")
+            ax.axvline(edge, color="black", linewidth=0.8, linestyle="--")
+        caption = f"{name} (n={d['n']}): Cov of contributions to class {d['class_index']}"
+        if d.get("var_dense") is not None:
+            caption += f"\nVar f = {d['var_dense']:.3g}, Var f^DICE = {d['var_masked']:.3g}"
+        ax.set_title(caption, fontsize=8)
+        ax.set_xlabel("unit (sorted by mean ID contribution)", fontsize=8)
+        ax.set_ylabel("unit", fontsize=8)
+        ax.tick_params(labelsize=7)
+    cbar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    cbar.ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(fig, path, plt)

@@ -1,6 +1,6 @@
 """The paper's figures from features: data first, then pictures.
 
-Three figures, each in two steps. A *data* function computes plain arrays
+Four figures, each in two steps. A *data* function computes plain arrays
 (tested against independent NumPy references); a *plot* function draws them
 with matplotlib (Agg backend, imported inside the function, the ``plot``
 extra) and writes a PNG.
@@ -13,8 +13,11 @@ extra) and writes a PNG.
   deviation band, ID against OOD (Figures 1 and 5).
 * :func:`p_sweep` / :func:`plot_p_sweep`: FPR95 and the normalised standard
   deviation of the OOD scores against the sparsity ``p`` (Table 4).
+* :func:`contribution_covariance` / :func:`plot_contribution_covariance`: the
+  covariance matrix of the unit contributions to one class, units sorted by
+  their mean ID contribution (Figure 6, Appendix E).
 
-:func:`plot_store` runs all three on a feature store; ``skdice plot`` calls it.
+:func:`plot_store` runs all four on a feature store; ``skdice plot`` calls it.
 
 This module is the public face; the array functions live in the core
 (``skdice._plotting``), :func:`plot_store` in :mod:`skdice.workflows.plot`.
@@ -22,8 +25,10 @@ This module is the public face; the array functions live in the core
 
 from ._plotting import (
     PAPER_PS,
+    contribution_covariance,
     histogram_data,
     p_sweep,
+    plot_contribution_covariance,
     plot_p_sweep,
     plot_score_histograms,
     plot_unit_contributions,
@@ -36,8 +41,10 @@ __all__ = [
     "histogram_data",
     "unit_contributions",
     "p_sweep",
+    "contribution_covariance",
     "plot_score_histograms",
     "plot_unit_contributions",
     "plot_p_sweep",
+    "plot_contribution_covariance",
     "plot_store",
 ]

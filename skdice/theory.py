@@ -2,9 +2,12 @@
 
 Section 6 of the paper writes the logit of class ``c`` as a sum of *unit
 contributions* ``v_i = W_ic h_i(x)`` (Eq. 6) and DICE's logit as the sum over
-the kept ("top") units only (Eq. 7), and shows that dropping units lowers the
-output variance (Proposition 1, Lemma 2, Remark 1 and Appendix E). This module
-computes those quantities from samples:
+the kept ("top") units only (Eq. 7), and shows that for independent units
+dropping units lowers the output variance by the dropped units' variances
+(Proposition 1, Lemma 2); for correlated units the reduction gains covariance
+terms (Remark 1, Appendix E) and is negative when the dropped units are
+anti-correlated with the kept ones. This module computes those quantities from
+samples:
 
 - :func:`unit_contributions`: the mean and variance of every ``v_i`` over a
   data set, in the order of the ID mean contribution (Figures 1 and 5);
@@ -226,7 +229,8 @@ class VarianceDecomposition:
     """The terms of Appendix E's variance reduction, from samples.
 
     ``var_dense - var_masked == dropped_variance + all_pairs_covariance -
-    kept_pairs_covariance`` up to rounding.
+    kept_pairs_covariance`` up to rounding. The reduction is reported as it
+    is: negative when the masked output varies more than the dense one.
 
     Attributes
     ----------
@@ -275,7 +279,10 @@ def variance_decomposition(X, kept, *, weight=None, ddof=1):
     ``Var[f_c] - Var[f_c^DICE] = sum_{dropped i} sigma_i^2
     + 2 sum_{i<j} Cov(v_i, v_j) - 2 sum_{kept i<j} Cov(v_i, v_j)``
 
-    (Appendix E; Lemma 2 is the case where the covariances vanish).
+    (Appendix E; Lemma 2 is the case where the covariances vanish). With
+    ``d`` and ``k`` the sums of the dropped and of the kept contributions the
+    reduction is also ``Var(d) + 2 Cov(d, k)`` (Remark 1): negative when
+    ``Cov(d, k) < -Var(d) / 2``, and then reported as it is.
 
     Parameters
     ----------
@@ -308,10 +315,16 @@ def variance_decomposition(X, kept, *, weight=None, ddof=1):
     --------
     >>> import numpy as np
     >>> from skdice.theory import variance_decomposition
-    >>> V = np.array([[1.0, 2.0, 0.0], [3.0, 0.0, 1.0], [2.0, 1.0, 5.0]])
-    >>> d = variance_decomposition(V, [True, True, False])
-    >>> round(d.reduction, 12) == round(d.decomposed_reduction, 12)
-    True
+
+    Two anti-correlated units: dropping the first one raises the variance,
+    although Lemma 2's formula (the dropped variance) would predict a drop.
+
+    >>> V = np.array([[1.0, -0.9], [-1.0, 1.1], [1.0, -1.1], [-1.0, 0.9]])
+    >>> d = variance_decomposition(V, [False, True])
+    >>> round(d.var_dense, 4), round(d.var_masked, 4), round(d.reduction, 4)
+    (0.0133, 1.3467, -1.3333)
+    >>> round(d.dropped_variance, 4), round(d.all_pairs_covariance - d.kept_pairs_covariance, 4)
+    (1.3333, -2.6667)
     """
     X = _as_samples(X, "X")
     n, m = X.shape

@@ -1,4 +1,20 @@
-"""Shared fixtures: the shared data folder and Hypothesis profiles."""
+"""Shared fixtures: the shared data folder and Hypothesis profiles.
+
+Hypothesis profiles, registered here and selected by the environment variable
+``HYPOTHESIS_PROFILE`` (default ``default``):
+
+* ``default``: the CI profile, 40 examples a property, ``deadline=None`` (no
+  timed assertions: a property's speed is measured in benchmarks/, never
+  asserted);
+* ``slow``: 1000 examples a property, for local or nightly runs:
+  ``HYPOTHESIS_PROFILE=slow pytest tests/test_theory.py tests/test_lemma.py``.
+
+Test modules set no ``max_examples`` of their own. The exhaustive runs are
+marked ``slow`` (skipped unless ``pytest -m slow``) and load the ``slow``
+profile themselves with ``@settings(settings.get_profile("slow"))``, so they
+get its examples whatever profile is active. Strategies live in
+tests/strategies.py.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper's three figures for the splits of a feature store (``skdice plot``)."""
+"""The paper's four figures for the splits of a feature store (``skdice plot``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from .._dice import DICEDetector
 from .._numeric import column_mean
 from .._plotting import (
     PAPER_PS,
+    contribution_covariance,
     histogram_data,
     p_sweep,
+    plot_contribution_covariance,
     plot_p_sweep,
     plot_score_histograms,
     plot_unit_contributions,
@@ -38,7 +40,7 @@ def plot_store(
     bins: int = 50,
     prefix: str = "",
 ) -> dict:
-    """Write the three figures for the splits of a feature store.
+    """Write the four figures for the splits of a feature store.
 
     Parameters
     ----------
@@ -56,11 +58,12 @@ def plot_store(
         The mean training feature itself, or a ``.npy`` file holding it
         (used when ``train_split`` is None).
     p : float, default=0.9
-        DICE sparsity for the histograms.
+        DICE sparsity for the histograms and for the kept units marked on the
+        covariance figure.
     class_index : int, default=None
-        Class of the unit-contribution figure; default: the most frequent
-        label of the ID split (the class the head predicts most often when
-        the split has no labels). ID rows are those labelled with this class
+        Class of the unit-contribution and covariance figures; default: the
+        most frequent label of the ID split (the class the head predicts most
+        often when the split has no labels). ID rows are those labelled with this class
         (or predicted as it, when the split has no labels).
     ps : sequence of float, default=PAPER_PS
         Sparsities of the sweep.
@@ -71,8 +74,12 @@ def plot_store(
     Returns
     -------
     dict
-        ``{"histograms": Path, "contributions": Path, "p_sweep": Path}`` and
-        ``"data"``: the three data dicts.
+        ``{"histograms": Path, "contributions": Path, "p_sweep": Path,
+        "covariance": Path}`` and ``"data"``: the four data dicts. The
+        covariance figure (Figure 6) has one panel per OOD split: the
+        covariance matrix of the contributions to ``class_index`` over that
+        split, units sorted by their ID contribution, DICE's dropped units
+        (at ``p``) first.
     """
     ood_splits = check_split_lists(id_split, ood_splits)
     p = check_sparsity(p)
@@ -95,9 +102,9 @@ def plot_store(
         det = DICEDetector(p=pp)
         return det.fit(head=head, train_mean=mean) if mean is not None else det.fit(H_train, head=head)
 
+    dice = fitted(p)
     panels = {}
-    for label, pp in (("energy (p=0)", 0.0), (f"DICE (p={p:g})", p)):
-        det = fitted(pp)
+    for label, det in (("energy (p=0)", fitted(0.0)), (f"DICE (p={p:g})", dice)):
         panels[label] = histogram_data(
             det.score_samples(H_id), {k: det.score_samples(v) for k, v in H_ood.items()}, bins=bins
         )
@@ -121,6 +128,12 @@ def plot_store(
         for name, X in H_ood.items()
     }
     sweep = p_sweep(H_id, H_ood, head, train_mean=mean, train_features=H_train, ps=ps)
+    covariance = {
+        name: contribution_covariance(
+            X, head.weight, class_index, train_mean=sort_mean, kept=dice.mask_[:, class_index]
+        )
+        for name, X in H_ood.items()
+    }
 
     out_dir = Path(out_dir)
     model = fs.model or "model"
@@ -135,6 +148,13 @@ def plot_store(
         ),
         "p_sweep": plot_p_sweep(sweep, out_dir / f"{prefix}p_sweep.png",
                                 title=f"{model}: DICE over p, ID {id_split}"),
+        "covariance": plot_contribution_covariance(
+            covariance, out_dir / f"{prefix}covariance.png",
+            title=f"{model}: covariance of unit contributions to class {class_index} "
+            f"(units by ID contribution; dashed: DICE p={p:g} boundary)",
+        ),
     }
-    paths["data"] = {"histograms": panels, "contributions": contrib, "p_sweep": sweep}
+    paths["data"] = {
+        "histograms": panels, "contributions": contrib, "p_sweep": sweep, "covariance": covariance,
+    }
     return paths
