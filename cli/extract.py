@@ -53,6 +53,12 @@ def register(app: typer.Typer) -> None:
         ] = None,
         limit: Annotated[Optional[int], typer.Option("--limit", min=0, help="Use only the first N images.")] = None,
         amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = False,
+        channels_last: Annotated[
+            Optional[bool],
+            typer.Option("--channels-last/--no-channels-last",
+                         help="Channels-last memory format [default: on CUDA; on the CPU unless the "
+                         "model has GroupNorm layers, which lose precision there].", show_default=False),
+        ] = None,
         input_size: Annotated[
             Optional[str],
             typer.Option("--input-size", metavar="SIZE",
@@ -93,7 +99,7 @@ def register(app: typer.Typer) -> None:
         with Progress(f"extracting {split}") as progress:
             path = extract_features(
                 spec, data, out, split, batch_size=batch_size, device=device, workers=workers,
-                limit=limit, amp=amp, progress=progress,
+                limit=limit, amp=amp, channels_last=channels_last, progress=progress,
             )
         if os.environ.get("RANK", "0") != "0":
             return  # under torchrun, rank 0 reports

@@ -44,7 +44,7 @@ def test_extract_options_reach_the_library(calls, tmp_path):
     result = runner.invoke(app, [
         "extract", "--model", "densenet-bc-100", "--weights", str(tmp_path / "w.pth"), "--data", "noise:10:3",
         "--out", str(tmp_path / "s.zarr"), "--split", "noise", "--batch-size", "16", "--device", "cpu",
-        "--workers", "2", "--limit", "5", "--amp",
+        "--workers", "2", "--limit", "5", "--amp", "--no-channels-last",
     ])
     assert result.exit_code == 0, result.output
     assert calls["preset"] == ("densenet-bc-100", tmp_path / "w.pth")
@@ -52,7 +52,8 @@ def test_extract_options_reach_the_library(calls, tmp_path):
     assert (spec, data, out, split) == ("SPEC", "noise:10:3", tmp_path / "s.zarr", "noise")
     progress = kwargs.pop("progress")
     assert callable(progress)  # the CLI's display, drawn only when stderr is a terminal
-    assert kwargs == {"batch_size": 16, "device": "cpu", "workers": 2, "limit": 5, "amp": True}
+    assert kwargs == {"batch_size": 16, "device": "cpu", "workers": 2, "limit": 5, "amp": True,
+                      "channels_last": False}
     assert "split 'noise' complete, 2 rows of 3 features and 2 logits" in result.output
 
 
@@ -63,7 +64,8 @@ def test_extract_defaults(calls, tmp_path):
     assert calls["preset"] == ("bit-s-r101", None)
     kwargs = dict(calls["extract"][4])
     assert callable(kwargs.pop("progress"))
-    assert kwargs == {"batch_size": 64, "device": "auto", "workers": None, "limit": None, "amp": False}
+    assert kwargs == {"batch_size": 64, "device": "auto", "workers": None, "limit": None, "amp": False,
+                      "channels_last": None}  # chosen per device and model by the library
 
 
 def test_extract_requires_model_data_out_and_split():
@@ -174,7 +176,7 @@ def _error_line(capsys, args):
 def test_preset_without_weights_names_the_option(tmp_path, capsys):
     line = _error_line(capsys, ["extract", "--model", "densenet-bc-100", "--data", "noise:4",
                                 "--out", str(tmp_path / "s.zarr"), "--split", "n"])
-    assert "model 'densenet-bc-100' needs its weights file" in line and "--weights PATH" in line
+    assert "model 'densenet-bc-100' needs its weights file" in line and "--weights FILE" in line and "weights=" not in line
     assert not (tmp_path / "s.zarr").exists()
 
 

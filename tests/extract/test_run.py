@@ -366,3 +366,26 @@ def test_reduced_bit_from_official_npz_layout_store_equals_direct_forward(tmp_pa
     np.testing.assert_allclose(store.features("test"), direct, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(store.logits("test"), logits, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(store.head.weight, original.head.conv.weight.detach().numpy()[:, :, 0, 0].T)
+
+
+def test_channels_last_by_default_except_groupnorm_models_on_the_cpu():
+    from skdice.extract.run import default_channels_last
+
+    batchnorm = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    groupnorm = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4))
+    assert default_channels_last(batchnorm, torch.device("cpu")) is True
+    assert default_channels_last(groupnorm, torch.device("cpu")) is False  # precision on the CPU
+    assert default_channels_last(groupnorm, torch.device("cuda")) is True
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_either_memory_format_stores_the_direct_forward_features(tmp_path, channels_last):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 2)).eval()
+    images = torch.rand(6, 3, 8, 8)
+    with torch.no_grad():
+        expected = net[:5](images).numpy()
+    path = extract_features(net, ArraySource(images), tmp_path / "s.zarr", "t", progress=False,
+                            channels_last=channels_last)
+    np.testing.assert_allclose(open_store(path).features("t"), expected, rtol=1e-4, atol=1e-5)
