@@ -12,7 +12,7 @@ The script
    (mask from the official cached training mean), per OOD set and averaged,
    with the ID accuracy of the original and the masked heads;
 3. tunes ``p`` on each noise set (:class:`skdice.tuning.SparsitySearch`);
-4. draws the three figures (:func:`skdice.plotting.plot_store`);
+4. draws the four figures (:func:`skdice.plotting.plot_store`);
 5. writes ``docs/reproduction.md`` comparing the trend with the paper's
    Table 7 (CIFAR-10 row) and Table 4.
 

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         """Train a small classifier on digits 0-5, extract, tune p on noise and compare detectors.
 
         Runs offline (scikit-learn's load_digits) in well under a minute; writes
-        digits.zarr, results.json, results.md and three PNG figures under --out.
+        digits.zarr, results.json, results.md and four PNG figures under --out.
         """
         if fmt not in ("table", "markdown", "csv", "json"):
             raise ValueError(f"--format must be table, markdown, csv or json, got {fmt!r}.")

@@ -12,7 +12,7 @@ The steps are the ones a user runs on a real model:
 4. evaluate DICE against the dense energy score and other detectors of the
    catalogue on the held-out digits 6-9 (near OOD) and on three synthetic
    shifts of the ID test digits;
-5. write the report and the three figures of :mod:`skdice.plotting`.
+5. write the report and the four figures of :mod:`skdice.plotting`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class DemoResult:
         The feature store.
     files : dict
         Name to Path of everything written (``results.json``, ``results.md``,
-        the three PNGs).
+        the four PNGs).
     """
 
     report: object
@@ -278,7 +278,7 @@ def run_demo(
                        train_split="train", p=best_p, class_index=0)
     result = DemoResult(report=report, best_p=best_p, search=search,
                         id_accuracy=id_accuracy, store=store_path)
-    result.files = {k: plots[k] for k in ("histograms", "contributions", "p_sweep")}
+    result.files = {k: plots[k] for k in ("histograms", "contributions", "p_sweep", "covariance")}
     (out / "results.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     (out / "results.md").write_text(
         "# skdice demo: digits 0-5 in distribution\n\n"

@@ -79,7 +79,7 @@ def test_demo_writes_results_and_valid_pngs(two_runs):
     assert {"results", "id_accuracy", "tuning"} <= set(data)
     assert data["tuning"]["best_p"] == result.best_p
     assert "| dice |" in result.files["results.md"].read_text()
-    for key in ("histograms", "contributions", "p_sweep"):
+    for key in ("histograms", "contributions", "p_sweep", "covariance"):
         path = result.files[key]
         assert path.read_bytes()[:8] == PNG_SIGNATURE
         with Image.open(path) as img:
