@@ -142,3 +142,17 @@ def test_fit_detector_without_training_data_says_which_flag_to_pass(store):
         fit_detector(MahalanobisDetector(), train)
     with pytest.raises(ValueError, match=r"'dice' is fitted .*--train SPLIT or --train-mean PATH"):
         fit_detector(DICEDetector(), train)
+
+
+def test_a_damaged_chunk_during_a_streamed_fit_is_one_store_error(store, tmp_path):
+    import shutil
+
+    from skdice.workflows.fit import fit_store
+
+    path, *_ = store
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(path, copy)
+    chunks = sorted(p for p in (copy / "train" / "features" / "c").rglob("*") if p.is_file())
+    chunks[1].write_bytes(b"\x28\xb5\x2f\xfd garbage that is not a zstd frame")
+    with pytest.raises(StoreError, match=r"split 'train' of .* could not be read .* the store is damaged"):
+        fit_store(DICEDetector(), copy, "train")

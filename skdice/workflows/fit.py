@@ -29,9 +29,10 @@ from sklearn.utils.validation import check_is_fitted
 from .._base import BaseDetector, detector_tags
 from .._head import Head
 from .._validation import FLOAT_DTYPES, check_head, check_sparsity, is_dask
+from ..exceptions import SkdiceError
 from ..store import block_rows_for, iter_blocks
 from .methods import MethodSpec, build_detector, parse_method
-from .resolve import TrainingData, class_labels, open_feature_store
+from .resolve import TrainingData, class_labels, damaged_store_error, open_feature_store
 
 __all__ = ["calibrate_offset", "fit_detector", "fit_from_store", "fit_store"]
 
@@ -130,7 +131,7 @@ def fit_store(
     total = np.zeros(m, dtype=np.float64)
     rows_total = 2 * n if calibration == "exact" else n
     step = block_rows or block_rows_for(array)
-    blocks = iter_blocks(array, step)
+    blocks = _explained_reads(fs, split, iter_blocks(array, step))
     try:
         for start, block in blocks:
             if block.dtype not in FLOAT_DTYPES:
@@ -151,13 +152,31 @@ def fit_store(
         calibrate_offset(detector, sample)
     elif calibration == "exact":
         def second_pass():
-            for start, block in iter_blocks(array, step):
+            for start, block in _explained_reads(fs, split, iter_blocks(array, step)):
                 yield block
                 if progress is not None:
                     progress(n + start + block.shape[0], rows_total)
 
         calibrate_offset(detector, second_pass())
     return detector
+
+
+def _explained_reads(fs, split, blocks):
+    """``blocks`` with a failed read (a codec error in a damaged chunk, a file-system
+    refusal) raised as the store's one-line error, not as the codec's traceback."""
+    try:
+        while True:
+            try:
+                item = next(blocks)
+            except StopIteration:
+                return
+            except SkdiceError:
+                raise
+            except (RuntimeError, OSError, ValueError) as exc:
+                raise damaged_store_error(fs, split, exc) from exc
+            yield item
+    finally:
+        blocks.close()
 
 
 def _raise_non_finite_rows(block, start):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,34 @@ from .._plotting import (
 from .._validation import check_sparsity
 from .resolve import check_split_lists, open_feature_store, read_features, resolve_train_mean
 
-__all__ = ["plot_store"]
+__all__ = ["check_file_prefix", "plot_store"]
+
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]*")
+
+
+def check_file_prefix(prefix: str) -> str:
+    """Check a file-name prefix before any path is built: nothing may leave the output folder.
+
+    Parameters
+    ----------
+    prefix : str
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        For a prefix with a path separator, ``..`` or other characters than
+        letters, digits, ``.``, ``_`` and ``-``.
+    """
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix) or ".." in prefix:
+        raise ValueError(
+            f"prefix {prefix!r} (--prefix) may hold letters, digits, '.', '_' and '-' only, "
+            "no folder part: the figures are written inside --out."
+        )
+    return prefix
 
 
 def plot_store(
@@ -69,7 +97,8 @@ def plot_store(
         Sparsities of the sweep.
     bins : int, default=50
     prefix : str, default=""
-        Prepended to the file names.
+        Prepended to the file names: letters, digits, ``.``, ``_``, ``-``
+        only (no folder part), so every file lands in ``out_dir``.
 
     Returns
     -------
@@ -83,6 +112,7 @@ def plot_store(
     """
     ood_splits = check_split_lists(id_split, ood_splits)
     p = check_sparsity(p)
+    check_file_prefix(prefix)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ValueError(f"the output folder {out_dir} exists and is not a folder.")
     fs = open_feature_store(store)

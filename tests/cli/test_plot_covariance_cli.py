@@ -43,3 +43,12 @@ def test_plot_help_names_the_covariance_figure():
     result = CliRunner().invoke(app, ["plot", "--help"])
     assert result.exit_code == 0
     assert "covariance.png" in result.output
+
+
+@pytest.mark.parametrize("prefix", ["../../x", "a/b", "..", "x\\y", "a b"])
+def test_a_prefix_cannot_write_outside_the_output_folder(prefix, tmp_path):
+    from skdice.workflows.plot import check_file_prefix
+
+    with pytest.raises(ValueError, match=r"may hold letters, digits, '\.', '_' and '-' only"):
+        check_file_prefix(prefix)
+    assert check_file_prefix("cifar10-run_1.") == "cifar10-run_1."
