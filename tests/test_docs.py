@@ -2,7 +2,10 @@
 
 A fenced ```python block directly after the HTML comment ``<!-- runnable -->``
 is executed; the blocks of one file share a namespace, in order, and run in a
-temporary working directory. Links are checked in docs/*.md and README.md:
+temporary working directory. A fenced ```bash block directly after
+``<!-- runnable-shell -->`` runs, as written, in ``bash -e`` with the virtual
+environment's ``bin`` first on the PATH (what ``source .venv/bin/activate``
+does) and ``TMPDIR`` set to a temporary folder. Links are checked in docs/*.md and README.md:
 relative targets must exist, and a ``#fragment`` into a Markdown file must name
 one of its headings (GitHub's slug rules).
 """
@@ -23,6 +26,7 @@ _FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)")
 _LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _REF_DEF = re.compile(r"^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+\"[^\"]*\")?\s*$")
 _RUNNABLE = "<!-- runnable -->"
+_RUNNABLE_SHELL = "<!-- runnable-shell -->"
 
 
 def _split(text: str):
@@ -45,7 +49,7 @@ def _split(text: str):
             body.append(lines[i])
             i += 1
         i += 1
-        yield ("code", lang, "\n".join(body), previous == _RUNNABLE)
+        yield ("code", lang, "\n".join(body), previous == _RUNNABLE, previous == _RUNNABLE_SHELL)
         previous = ""
 
 
@@ -83,6 +87,17 @@ def _runnable_blocks(path: Path) -> list[str]:
         for part in _split(path.read_text(encoding="utf-8"))
         if part[0] == "code" and part[3]
     ]
+
+
+def _shell_blocks(path: Path) -> list[str]:
+    return [
+        part[2]
+        for part in _split(path.read_text(encoding="utf-8"))
+        if part[0] == "code" and part[4]
+    ]
+
+
+SHELL_DOCS = [p for p in DOC_FILES if _shell_blocks(p)]
 
 
 def _ids(paths):
@@ -129,6 +144,24 @@ def test_runnable_blocks_run(doc, tmp_path, monkeypatch):
             raise AssertionError(
                 f"runnable block {index} of {doc.name} failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+@pytest.mark.parametrize("doc", SHELL_DOCS, ids=_ids(SHELL_DOCS))
+def test_runnable_shell_blocks_run_as_written(doc, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for index, block in enumerate(_shell_blocks(doc)):
+        done = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (
+            f"shell block {index} of {doc.name} failed ({done.returncode}):\n{done.stderr[-2000:]}"
+        )
 
 
 # ------------------------------------------------------ the checker itself
