@@ -156,3 +156,29 @@ def test_a_damaged_chunk_during_a_streamed_fit_is_one_store_error(store, tmp_pat
     chunks[1].write_bytes(b"\x28\xb5\x2f\xfd garbage that is not a zstd frame")
     with pytest.raises(StoreError, match=r"split 'train' of .* could not be read .* the store is damaged"):
         fit_store(DICEDetector(), copy, "train")
+
+
+def test_a_split_and_a_mean_together_give_each_detector_what_it_needs(store, monkeypatch):
+    from skdice import KNNDetector
+    from skdice.store import FeatureStore
+
+    path, head, X, y = store
+    loaded = []
+    real = FeatureStore.features
+
+    def spy(self, split, **kwargs):
+        loaded.append(split)
+        return real(self, split, **kwargs)
+
+    monkeypatch.setattr(FeatureStore, "features", spy)
+    official = np.linspace(0.1, 2.0, M)  # a cached mean that is not the split's
+    train = TrainingData(open_feature_store(path), "train", official)
+    dice = fit_detector(DICEDetector(p=0.5), train, calibrate=False)
+    np.testing.assert_array_equal(dice.mean_feature_, official)
+    assert np.isnan(dice.offset_) and loaded == []
+    # with offset_ wanted, the split is streamed to calibrate it (never loaded whole)
+    calibrated = fit_detector(DICEDetector(p=0.5), train, calibrate=True)
+    expected = np.quantile(calibrated.score_samples(X.astype(np.float32)), 0.05)
+    assert calibrated.offset_ == pytest.approx(expected) and loaded == []
+    knn = fit_detector(KNNDetector(n_neighbors=3), train, calibrate=False)
+    assert loaded == ["train"] and knn.n_features_in_ == M

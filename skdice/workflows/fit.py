@@ -230,7 +230,10 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
       on ``id_X`` (only ``offset_`` sees it).
     - ``fits_from_mean`` with a training split and no cached mean: the split
       is streamed (:func:`fit_store`; ``calibrate=False`` skips the second
-      pass that calibrates ``offset_``).
+      pass that calibrates ``offset_``). With a cached mean as well, the mean
+      defines the statistics and the split, streamed, only calibrates
+      ``offset_`` (not read at all when ``calibrate=False``): ``--train`` and
+      ``--train-mean`` together give each method what it needs.
     - Otherwise the split is loaded (with class labels for
       ``requires_class_labels``), the cached mean passed where accepted; or,
       with a mean only, :meth:`BaseDetector.fit` from ``train_mean``.
@@ -265,6 +268,16 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
         if train.mean is None and tags.fits_from_mean:
             return fit_store(detector, train.fs, train.split, head=head,
                              calibration="exact" if calibrate else "none", progress=progress)
+        if train.mean is not None and tags.fits_from_mean:
+            # the given mean (the official one, say) defines the statistics; the split,
+            # streamed, only calibrates offset_ when it is wanted
+            detector.fit_from_mean(head, train.mean)
+            if calibrate:
+                fs, split = train.fs, train.split
+                array = fs.array(split, "features")
+                blocks = _explained_reads(fs, split, iter_blocks(array))
+                calibrate_offset(detector, (block for _, block in blocks))
+            return detector
         args = (class_labels(train.fs, train.split),) if tags.requires_class_labels else ()
         kwargs = {"train_mean": train.mean} if train.mean is not None and tags.accepts_train_mean else {}
         return detector.fit(train.X, *args, head=head, **kwargs)
