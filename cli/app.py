@@ -35,6 +35,7 @@ _COMMAND_MODULES = [
     "tune",
     "fit_score",
     "plot",
+    "verify",
 ]
 
 

@@ -13,7 +13,12 @@ def describe_store(path) -> str:
 
     The table has one row per split: its rows, completeness, source and,
     when there are any, the scores written back into it (``(incomplete)``
-    when a scoring was interrupted).
+    when a scoring was interrupted). Each split is checked the way the
+    readers check it, from its metadata and chunk files without decoding a
+    chunk (``skdice verify`` decodes them all): a split that would be refused
+    reads ``DAMAGED`` and the reason follows the table; one written before
+    checksums existed reads ``complete, unchecked``. Memory stays constant in
+    the number of chunks: written chunks are counted from the flag files.
 
     Parameters
     ----------
@@ -26,29 +31,45 @@ def describe_store(path) -> str:
     from skdice.store import open_store
 
     store = open_store(path)
-    head = store.head
     sha = store.attrs.get("weights_sha256")
     lines = [
         f"store    {store.path}",
         f"model    {store.model}" + (f" (weights sha256 {sha[:16]}...)" if sha else ""),
-        f"head     W {head.weight.shape} (features x classes), b ({head.n_classes},)",
-        f"feature  {store.attrs.get('feature_layer')}",
     ]
+    damage = store.check_head()
+    if damage:
+        lines.append("head     DAMAGED (see below)")
+    else:
+        m, c = store.head_shape
+        unchecked = "" if store.checksums else "; unchecked (written without checksums)"
+        lines.append(f"head     W ({m}, {c}) (features x classes), b ({c},){unchecked}")
+    lines.append(f"feature  {store.attrs.get('feature_layer')}")
     splits = store.splits
     if not splits:
         lines.append("splits   none yet: add one with `skdice extract`")
+        lines += [f"damaged: {problem}" for problem in damage]
         return "\n".join(lines)
+    from skdice.exceptions import StoreError
+
     from ._console import render_table
 
-    rows, incomplete = [], False
+    rows, incomplete, unchecked = [], False, False
     for name in splits:
-        info = store.split_info(name)
-        if info["complete"]:
-            state = "complete"
+        problems = store.check_split(name)
+        try:
+            info = store.split_info(name)
+            scores = store.score_names(name)
+        except StoreError:
+            info, scores = {"count": "?", "complete": True}, {}
+        if problems:
+            state = "DAMAGED"
+            damage += problems
+        elif info["complete"]:
+            state = "complete" if info.get("checksums") else "complete, unchecked"
+            unchecked = unchecked or not info.get("checksums")
         else:
             incomplete = True
             state = f"INCOMPLETE ({info['written_chunks']} of {info.get('n_chunks', '?')} chunks)"
-        scores = store.score_names(name)
         listed = ", ".join(k if done else f"{k} (incomplete)" for k, done in scores.items())
         rows.append((name, str(info["count"]), state, str(info.get("source", "?")), listed))
     columns = ["split", "rows", "state", "source", "scores"]
@@ -59,6 +80,14 @@ def describe_store(path) -> str:
     lines += [f"  {line}" for line in table.splitlines()]
     if incomplete:
         lines.append("re-run the same `skdice extract` to resume an INCOMPLETE split.")
+    if unchecked:
+        lines.append(
+            "unchecked: written without checksums (by an older skdice); missing chunks are still "
+            "found, damaged ones that decode are not. Extract again to add checksums."
+        )
+    lines += [f"damaged: {problem}" for problem in damage]
+    if damage:
+        lines.append(f"`skdice verify {store.path}` decodes every chunk and lists all the damage.")
     return "\n".join(lines)
 
 
@@ -74,5 +103,5 @@ def register(app: typer.Typer) -> None:
     def info(
         store: Annotated[Path, typer.Argument(help="Feature store folder written by `skdice extract`.")],
     ) -> None:
-        """List a store's model, head shape and splits with their counts and completeness."""
+        """List a store's model, head shape and splits with their counts, completeness and damage."""
         typer.echo(describe_store(store))

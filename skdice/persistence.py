@@ -20,14 +20,41 @@ constructor parameters (the fitted state ending in ``_`` and any private
 cache), as long as each is an array, a NumPy or Python scalar, a string,
 ``None``, a :class:`skdice.Head`, or a list, tuple or string-keyed dict of
 those.
+
+Loading trusts nothing in the file:
+
+- only the archive members the header names are read, and each only after
+  its size was checked: members must be stored uncompressed (as
+  :func:`numpy.savez` writes them) and lie inside the file, and the shape and
+  dtype in a member's ``.npy`` header must account for exactly its size, so a
+  small file can never make the loader allocate more than its own size;
+- the header is bounded (size, nesting) and every descriptor in it is checked
+  before use;
+- parameters are validated with the detector class's own constraints;
+- only the attribute names the class defines are set: its documented fitted
+  attributes (names ending in ``_``, from the numpydoc ``Attributes``
+  sections of the class and its bases), the estimator contract's own
+  (``n_features_in_``, ``offset_``, ...), and the private caches its code
+  assigns; never a name the class itself defines (a method or property);
+- those attributes are checked: required ones present, documented kinds,
+  dtypes and feature widths, and the consistency of mask, masked weight,
+  head and feature width.
+
+Anything else is refused with :class:`skdice.exceptions.DetectorFormatError`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import math
 import os
+import re
+import struct
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,6 +68,11 @@ FORMAT_VERSION = 1
 _FORMAT_NAME = "skdice-detector"
 _HEADER_KEY = "__skdice__"
 _JSON_SCALARS = (bool, int, float, str, type(None))
+#: bounds on what a header may hold: bytes of JSON, nesting of descriptors
+_MAX_HEADER_BYTES = 64 * 2**20
+_MAX_DEPTH = 16
+#: member dtypes a saved detector may hold (no object, structured or datetime arrays)
+_ARRAY_KINDS = "biufcSU"
 
 
 class _Encoder:
@@ -99,33 +131,6 @@ class _Encoder:
             f"cannot save {where}: values of type {type(value).__name__} have no "
             "pickle-free representation in the skdice detector format."
         )
-
-
-def _decode(desc, arrays, where: str):
-    from ._head import Head
-
-    try:
-        kind = desc["kind"]
-        if kind == "array":
-            return arrays[desc["key"]]
-        if kind == "numpy_scalar":
-            return arrays[desc["key"]][()]
-        if kind == "json":
-            return desc["value"]
-        if kind == "str_object_array":
-            out = np.empty(len(desc["items"]), dtype=object)
-            out[:] = desc["items"]
-            return out.reshape(desc["shape"])
-        if kind == "head":
-            return Head(arrays[desc["weight"]], arrays[desc["bias"]])
-        if kind in ("list", "tuple"):
-            items = [_decode(d, arrays, f"{where}[{i}]") for i, d in enumerate(desc["items"])]
-            return items if kind == "list" else tuple(items)
-        if kind == "dict":
-            return {k: _decode(d, arrays, f"{where}[{k!r}]") for k, d in desc["items"].items()}
-    except (KeyError, TypeError) as exc:
-        raise DetectorFormatError(f"corrupt saved detector: {where} is unreadable ({exc!r}).") from None
-    raise DetectorFormatError(f"corrupt saved detector: {where} has unknown kind {kind!r}.")
 
 
 def save_detector(detector, path) -> Path:
@@ -224,41 +229,126 @@ def save_detector(detector, path) -> Path:
     return path
 
 
-def _open_archive(path: Path):
-    if not path.exists():
-        raise FileNotFoundError(f"no saved detector at {path}: the file does not exist.")
-    if path.is_dir():
-        raise DetectorFormatError(
-            f"{path} is a directory, not a saved skdice detector (an .npz file)."
-        )
-    if not zipfile.is_zipfile(path):
-        raise DetectorFormatError(
-            f"{path} is not a saved skdice detector: it is not an .npz archive "
-            "(save one with skdice.save_detector or `skdice fit --out`)."
-        )
-    try:
-        archive = np.load(path, allow_pickle=False)
-        members = {key: archive[key] for key in archive.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DetectorFormatError(
-            f"{path} is not a readable saved skdice detector: {exc}"
-        ) from None
-    return members
+# --------------------------------------------------------------------------- reading
+
+#: what zipfile and numpy's .npy parser raise on a damaged or crafted archive
+_BROKEN_ZIP = (zipfile.BadZipFile, OSError, ValueError, EOFError, SyntaxError, TypeError,
+               OverflowError, MemoryError, NotImplementedError, struct.error, IndexError, KeyError)
 
 
-def _parse_header(members: dict, path: Path) -> dict:
-    if _HEADER_KEY not in members:
+class _Archive:
+    """A saved detector's zip archive, read member by member with every size checked first."""
+
+    def __init__(self, path: Path):
+        if not path.exists():
+            raise FileNotFoundError(f"no saved detector at {path}: the file does not exist.")
+        if path.is_dir():
+            raise DetectorFormatError(
+                f"{path} is a directory, not a saved skdice detector (an .npz file)."
+            )
+        if not zipfile.is_zipfile(path):
+            raise DetectorFormatError(
+                f"{path} is not a saved skdice detector: it is not an .npz archive "
+                "(save one with skdice.save_detector or `skdice fit --out`)."
+            )
+        self.path = path
+        self.size = path.stat().st_size
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except _BROKEN_ZIP as exc:
+            raise self.unreadable(exc) from None
+        self._cache: dict[str, np.ndarray] = {}
+        self._budget = self.size  # stored members: never more bytes than the file holds
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.zip.close()
+        return False
+
+    def unreadable(self, why) -> DetectorFormatError:
+        return DetectorFormatError(f"{self.path} is not a readable saved skdice detector: {why}")
+
+    def has(self, key: str) -> bool:
+        return isinstance(key, str) and f"{key}.npy" in self.zip.NameToInfo
+
+    def _info(self, key: str) -> zipfile.ZipInfo:
+        info = self.zip.NameToInfo.get(f"{key}.npy") if isinstance(key, str) else None
+        if info is None:
+            raise DetectorFormatError(f"{self.path}: corrupt saved detector (no member {key!r}).")
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+            # save_detector (numpy.savez) stores members as they are; a compressed one
+            # could expand to any size, so it is refused before it is read
+            raise self.unreadable(f"member {key!r} is compressed, which save_detector never writes.")
+        if info.header_offset + info.file_size > self.size:
+            raise self.unreadable(f"member {key!r} claims {info.file_size} bytes beyond the end of the file.")
+        return info
+
+    def array(self, key: str, *, limit: int | None = None) -> np.ndarray:
+        """Member ``key`` as an array, read only after its header accounts for its size."""
+        if key in self._cache:
+            return self._cache[key]
+        info = self._info(key)
+        try:
+            with self.zip.open(info) as handle:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+                else:
+                    raise ValueError(f"unsupported .npy format version {version}")
+                if dtype.hasobject or dtype.kind not in _ARRAY_KINDS:
+                    raise ValueError(f"member {key!r} has dtype {dtype}, which a saved detector never holds")
+                count = math.prod(shape)
+                nbytes = count * dtype.itemsize
+                if handle.tell() + nbytes != info.file_size:
+                    raise ValueError(
+                        f"member {key!r} declares shape {shape} of {dtype} ({nbytes} bytes) but holds "
+                        f"{info.file_size - handle.tell()}"
+                    )
+                if nbytes > self._budget or (limit is not None and nbytes > limit):
+                    raise ValueError(f"member {key!r} is larger than the file could hold ({nbytes} bytes)")
+                self._budget -= nbytes
+                flat = np.empty(count, dtype=dtype)
+                view = memoryview(flat.view(np.uint8)) if nbytes else memoryview(b"")
+                filled = 0
+                while filled < nbytes:
+                    got = handle.readinto(view[filled:])
+                    if not got:
+                        raise ValueError(f"member {key!r} ends early")
+                    filled += got
+                # the last read reached the member's end, where zipfile compares its
+                # CRC-32: a flipped byte anywhere in the member raises BadZipFile
+        except DetectorFormatError:
+            raise
+        except _BROKEN_ZIP as exc:
+            # numpy's header parser raises ValueError/SyntaxError on crafted headers;
+            # zipfile raises BadZipFile on a CRC-32 mismatch (a flipped byte),
+            # NotImplementedError on flag bits it does not support, struct.error ...
+            raise self.unreadable(exc) from None
+        array = flat.reshape(shape[::-1]).transpose() if fortran else flat.reshape(shape)
+        self._cache[key] = array
+        return array
+
+
+def _parse_header(archive: _Archive) -> dict:
+    path = archive.path
+    if not archive.has(_HEADER_KEY):
         raise DetectorFormatError(
             f"{path} is an .npz archive but not a saved skdice detector "
             f"(it has no {_HEADER_KEY!r} header)."
         )
-    raw = members[_HEADER_KEY]
+    raw = archive.array(_HEADER_KEY, limit=_MAX_HEADER_BYTES)
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
             raise ValueError(f"header has dtype {raw.dtype} and shape {raw.shape}")
         header = json.loads(raw.tobytes().decode("utf-8"))
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
+    except RecursionError:
+        raise DetectorFormatError(f"{path}: corrupt skdice detector header (nested too deeply).") from None
     except ValueError as exc:
         raise DetectorFormatError(f"{path}: corrupt skdice detector header ({exc}).") from None
     if header.get("format") != _FORMAT_NAME:
@@ -270,6 +360,8 @@ def _parse_header(members: dict, path: Path) -> dict:
 
 def read_header(path) -> dict:
     """Read the JSON header of a saved detector without building it.
+
+    Only the header member is read (bounded in size); the arrays are not.
 
     Parameters
     ----------
@@ -288,15 +380,264 @@ def read_header(path) -> dict:
         If the file is not a saved skdice detector.
     """
     path = Path(path)
-    return _parse_header(_open_archive(path), path)
+    with _Archive(path) as archive:
+        return _parse_header(archive)
+
+
+class _Decoder:
+    """Turn checked descriptors back into values, reading each named member once."""
+
+    def __init__(self, archive: _Archive):
+        self.archive = archive
+
+    def fail(self, where: str, why: str) -> DetectorFormatError:
+        return DetectorFormatError(f"{self.archive.path}: corrupt saved detector: {where} {why}.")
+
+    def keys(self, desc, where: str, depth: int = 0) -> list[str]:
+        """The members a descriptor names, after checking its structure (nothing is read)."""
+        if depth > _MAX_DEPTH:
+            raise self.fail(where, f"is nested more than {_MAX_DEPTH} levels deep")
+        if not isinstance(desc, dict) or not isinstance(desc.get("kind"), str):
+            raise self.fail(where, "is not a descriptor")
+        kind = desc["kind"]
+        if kind in ("array", "numpy_scalar"):
+            return [self._key(desc, "key", where)]
+        if kind == "head":
+            return [self._key(desc, "weight", where), self._key(desc, "bias", where)]
+        if kind == "json":
+            if "value" not in desc or not isinstance(desc["value"], _JSON_SCALARS):
+                raise self.fail(where, "is not a JSON scalar")
+            return []
+        if kind == "str_object_array":
+            shape, items = desc.get("shape"), desc.get("items")
+            if not (isinstance(shape, list) and len(shape) <= 32
+                    and all(type(n) is int and n >= 0 for n in shape)
+                    and isinstance(items, list) and all(isinstance(v, str) for v in items)
+                    and math.prod(shape) == len(items)):
+                raise self.fail(where, "is not a list of strings of the shape it declares")
+            return []
+        if kind in ("list", "tuple"):
+            items = desc.get("items")
+            if not isinstance(items, list):
+                raise self.fail(where, "has no list of items")
+            return [k for i, d in enumerate(items) for k in self.keys(d, f"{where}[{i}]", depth + 1)]
+        if kind == "dict":
+            items = desc.get("items")
+            if not isinstance(items, dict):
+                raise self.fail(where, "has no mapping of items")
+            return [k for name, d in items.items() for k in self.keys(d, f"{where}[{name!r}]", depth + 1)]
+        raise self.fail(where, f"has unknown kind {kind!r}")
+
+    def _key(self, desc, field: str, where: str) -> str:
+        key = desc.get(field)
+        if not isinstance(key, str) or not self.archive.has(key) or key == _HEADER_KEY:
+            raise self.fail(where, f"names no member of the archive ({field} {key!r})")
+        return key
+
+    def decode(self, desc, where: str):
+        from ._head import Head
+
+        kind = desc["kind"]
+        if kind == "array":
+            return self.archive.array(desc["key"])
+        if kind == "numpy_scalar":
+            value = self.archive.array(desc["key"])
+            if value.ndim != 0:
+                raise self.fail(where, f"is a scalar but its member has shape {value.shape}")
+            return value[()]
+        if kind == "json":
+            return desc["value"]
+        if kind == "str_object_array":
+            out = np.empty(len(desc["items"]), dtype=object)
+            out[:] = desc["items"]
+            return out.reshape(desc["shape"])
+        if kind == "head":
+            try:
+                return Head(self.archive.array(desc["weight"]), self.archive.array(desc["bias"]))
+            except ValueError as exc:
+                raise self.fail(where, f"is not a valid head ({exc})") from None
+        if kind in ("list", "tuple"):
+            items = [self.decode(d, f"{where}[{i}]") for i, d in enumerate(desc["items"])]
+            return items if kind == "list" else tuple(items)
+        return {k: self.decode(d, f"{where}[{k!r}]") for k, d in desc["items"].items()}
+
+
+# --------------------------------------------------------------------------- attribute schema
+
+
+class _Spec(NamedTuple):
+    """What a class documents about one fitted attribute."""
+
+    kind: str | None  # "array", "int", "float", "bool" or None (not stated)
+    dims: tuple | None  # the documented shape, e.g. ("n_features", "n_classes")
+    dtype: str | None  # the documented dtype, e.g. "float32"
+    required: bool  # set by every fit (not "only when ...")
+
+
+#: the estimator contract's attributes, shared by every detector (BaseDetector)
+_CONTRACT = {
+    "n_features_in_": _Spec("int", None, None, True),
+    "offset_": _Spec("float", None, None, True),
+    "weight_": _Spec("array", ("n_features", "n_classes"), "float32", False),
+    "bias_": _Spec("array", ("n_classes",), "float32", False),
+    "n_samples_seen_": _Spec("int", None, None, False),
+    "feature_names_in_": _Spec("array", ("n_features",), None, False),
+}
+_SECTION = re.compile(r"^Attributes\n-+\n(.*?)(?=\n[A-Z][A-Za-z ]*\n-{3,}\n|\Z)", re.S | re.M)
+_ENTRY = re.compile(r"^(?P<names>[A-Za-z_][\w, ]*?)\s*(?::\s*(?P<type>.*))?$")
+_SHAPE = re.compile(r"\(([^()]*)\)")
+_DTYPE = re.compile(r"\b(float16|float32|float64|bool|int32|int64)\s*$")
+
+
+def _documented(cls) -> dict:
+    """Fitted attributes (ending in ``_``) from the numpydoc Attributes sections of ``cls``'s MRO."""
+    specs: dict = {}
+    for klass in cls.__mro__:
+        doc = klass.__dict__.get("__doc__")
+        if not isinstance(doc, str):
+            continue
+        section = _SECTION.search(inspect.cleandoc(doc))
+        if section is None:
+            continue
+        lines = section.group(1).splitlines()
+        for i, line in enumerate(lines):
+            if not line or line[0].isspace():
+                continue
+            match = _ENTRY.match(line.strip())
+            if match is None:
+                continue
+            names = [n.strip() for n in match.group("names").split(",") if n.strip()]
+            text = match.group("type") or ""
+            body = []
+            for more in lines[i + 1:]:
+                if more and not more[0].isspace():
+                    break
+                body.append(more)
+            required = " only " not in f" {' '.join(body)} "
+            shapes = [tuple(d.strip() for d in m.split(",") if d.strip()) for m in _SHAPE.findall(text)]
+            dtype = _DTYPE.search(text)
+            kind = ("array" if text.startswith("ndarray") else text.strip() if text.strip() in
+                    ("int", "float", "bool") else None)
+            for j, name in enumerate(names):
+                if not name.endswith("_") or name.startswith("_"):
+                    continue
+                spec = _Spec(kind, shapes[j] if j < len(shapes) else (shapes[0] if len(shapes) == 1 else None),
+                             dtype.group(1) if dtype and len(names) == 1 else None, required)
+                old = specs.get(name)
+                if old is None:
+                    specs[name] = spec
+                elif old.kind is None:  # "As in DICEDetector": the base's entry says more
+                    specs[name] = spec._replace(required=old.required and spec.required)
+    return specs
+
+
+@functools.lru_cache(maxsize=None)
+def _attribute_schema(cls) -> tuple[dict, frozenset]:
+    """(documented and contract attributes, private caches) that instances of ``cls`` may carry."""
+    from ._base import BaseDetector
+
+    specs = {**_CONTRACT, **_documented(cls)}
+    private = set()
+    for klass in cls.__mro__:
+        if not (isinstance(klass, type) and issubclass(klass, BaseDetector)):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):  # defined where its source cannot be read
+            continue
+        # instance attributes its code uses: self._name, not followed by a call
+        private.update(re.findall(r"\bself\.(_[A-Za-z][A-Za-z0-9_]*)\b(?!\s*\()", source))
+    # never a name the class itself defines (a method, property or class attribute):
+    # an instance attribute of that name would shadow it
+    specs = {k: v for k, v in specs.items() if not hasattr(cls, k)}
+    private = frozenset(k for k in private if not k.startswith("__") and not hasattr(cls, k))
+    return specs, private
+
+
+def _what(value) -> str:
+    """A short description of a value for an error message (never a multi-line repr)."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= 60 and "\n" not in text else f"a {type(value).__name__}"
+
+
+def _check_attributes(detector, attributes: dict, path: Path) -> None:
+    """Refuse missing, mistyped or inconsistent fitted attributes (names were checked before reading)."""
+    from ._base import detector_tags
+    from ._head import Head
+
+    cls = type(detector)
+    specs, _ = _attribute_schema(cls)
+
+    def fail(why: str):
+        raise DetectorFormatError(f"{path}: corrupt skdice detector: {why}.")
+
+    required = {k for k, spec in specs.items() if spec.required}
+    if detector_tags(detector).requires_head:
+        required |= {"weight_", "bias_"}
+    missing = sorted(required - set(attributes))
+    if missing:
+        fail(f"{cls.__name__} needs the fitted attribute{'s' if len(missing) > 1 else ''} "
+             f"{', '.join(missing)}, which the file lacks")
+    m = attributes["n_features_in_"]
+    if not isinstance(m, (int, np.integer)) or isinstance(m, (bool, np.bool_)) or m < 1:
+        fail(f"n_features_in_ is {_what(m)}, not a positive integer")
+    m = int(m)
+    for key, spec in specs.items():
+        if key not in attributes:
+            continue
+        value = attributes[key]
+        if spec.kind == "array":
+            if not isinstance(value, np.ndarray):
+                fail(f"{key} is a {type(value).__name__}, not an array")
+            if spec.dims is not None and value.ndim != len(spec.dims):
+                fail(f"{key} has shape {value.shape}, not {len(spec.dims)}-dimensional as documented")
+            if spec.dims is not None:
+                for axis, dim in enumerate(spec.dims):
+                    if dim == "n_features" and value.shape[axis] != m:
+                        fail(f"{key} has shape {value.shape}: axis {axis} is not n_features_in_ = {m}")
+            if spec.dtype is not None and value.dtype != np.dtype(spec.dtype):
+                fail(f"{key} has dtype {value.dtype}, not {spec.dtype}")
+        elif spec.kind == "int":
+            if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 0:
+                fail(f"{key} is {_what(value)}, not a non-negative integer")
+        elif spec.kind == "float":
+            if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
+                fail(f"{key} is {_what(value)}, not a number")
+    weight, bias = attributes.get("weight_"), attributes.get("bias_")
+    if (weight is None) != (bias is None):
+        fail("it has one of weight_ and bias_ without the other")
+    if weight is not None:
+        if bias.shape != weight.shape[1:]:
+            fail(f"bias_ has shape {bias.shape} but weight_ {weight.shape}")
+        if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+            fail("the head (weight_, bias_) holds NaN or infinity")
+        for key in ("mask_", "masked_weight_", "contribution_"):
+            value = attributes.get(key)
+            if isinstance(value, np.ndarray) and value.shape != weight.shape:
+                fail(f"{key} has shape {value.shape} but weight_ {weight.shape}")
+    mask, masked = attributes.get("mask_"), attributes.get("masked_weight_")
+    if mask is not None and masked is not None and weight is not None:
+        if not np.array_equal(masked, np.where(mask, weight, np.float32(0))):
+            fail("masked_weight_ is not weight_ where mask_ is True and 0 elsewhere")
+    stream = attributes.get("_stream_head")
+    if stream is not None and (not isinstance(stream, Head) or stream.n_features != m):
+        fail(f"_stream_head is not a head of {m} features")
+    total = attributes.get("_feature_sum")
+    if total is not None and (not isinstance(total, np.ndarray) or total.shape != (m,)):
+        fail(f"_feature_sum is not an array of shape ({m},)")
 
 
 def load_detector(path):
     """Load a detector saved by :func:`save_detector`.
 
-    Reads with ``numpy.load(allow_pickle=False)`` and rebuilds the detector
-    from the registry, so scores after loading are identical to the scores
-    before saving.
+    Reads with bounds and rebuilds the detector from the registry, so no code
+    named in the file is run and scores after loading are identical to the
+    scores before saving. Only the members the header names are read, each
+    after its size was checked against its declared shape; the parameters are
+    validated with the class's own constraints; only the attributes the class
+    defines are set, after checks of their kinds, shapes and consistency.
 
     Parameters
     ----------
@@ -314,18 +655,26 @@ def load_detector(path):
         If ``path`` does not exist.
     DetectorFormatError
         If the file is not a saved skdice detector, was written in another
-        format version, or names a detector this skdice does not provide.
+        format version, names a detector this skdice does not provide, or
+        holds invalid parameters or missing, unknown or inconsistent
+        attributes.
 
     See Also
     --------
     save_detector : the inverse.
     """
+    path = Path(path)
+    with _Archive(path) as archive:
+        return _load(archive, path)
+
+
+def _load(archive: _Archive, path: Path):
+    from sklearn.utils.validation import check_is_fitted
+
     from ._version import __version__
     from ._base import available_detectors
 
-    path = Path(path)
-    members = _open_archive(path)
-    header = _parse_header(members, path)
+    header = _parse_header(archive)
     version = header.get("format_version")
     if version != FORMAT_VERSION:
         raise DetectorFormatError(
@@ -336,32 +685,54 @@ def load_detector(path):
         )
     name = header.get("detector")
     registry = available_detectors()
-    if name not in registry:
+    if not isinstance(name, str) or name not in registry:
         raise DetectorFormatError(
             f"{path} holds a {name!r} detector, which this skdice {__version__} does not "
             f"provide (available: {', '.join(registry)})."
         )
-    try:
-        params = {k: _decode(d, members, f"parameter {k!r}") for k, d in header["params"].items()}
-        attributes = {
-            k: _decode(d, members, f"attribute {k!r}") for k, d in header["attributes"].items()
-        }
-    except (KeyError, AttributeError, TypeError) as exc:
-        raise DetectorFormatError(f"{path}: corrupt skdice detector header ({exc!r}).") from None
-    try:
-        detector = registry[name](**params)
-    except TypeError as exc:
-        raise DetectorFormatError(
-            f"{path}: the saved parameters do not fit {registry[name].__name__} ({exc})."
-        ) from None
-    for key, value in attributes.items():
+    cls = registry[name]
+    params, attributes = header.get("params"), header.get("attributes")
+    if not isinstance(params, dict) or not isinstance(attributes, dict):
+        raise DetectorFormatError(f"{path}: corrupt skdice detector header (no params and attributes objects).")
+    allowed = set(cls().get_params(deep=False))
+    for key in params:
+        if key not in allowed:
+            raise DetectorFormatError(
+                f"{path}: the saved parameters do not fit {cls.__name__} (unknown parameter {key!r})."
+            )
+    for key in attributes:
         # fitted state only: a crafted header must not reach dunder attributes
         if not key.isidentifier() or key.startswith("__") or not (key.endswith("_") or key.startswith("_")):
             raise DetectorFormatError(
                 f"{path}: corrupt skdice detector header (attribute {key!r} is not fitted state)."
             )
+    decoder = _Decoder(archive)
+    # every descriptor is checked, and every member it names sized, before any is read
+    for key, desc in params.items():
+        decoder.keys(desc, f"parameter {key!r}")
+    for key, desc in attributes.items():
+        decoder.keys(desc, f"attribute {key!r}")
+    params = {k: decoder.decode(d, f"parameter {k!r}") for k, d in params.items()}
+    detector = cls(**params)
+    try:
+        detector._validate_params()  # the class's own constraints: p = 5.0 is refused here
+    except (ValueError, TypeError) as exc:  # sklearn's InvalidParameterError is both
+        raise DetectorFormatError(
+            f"{path}: the saved parameters are invalid for {cls.__name__} ({exc})"
+        ) from None
+    specs, private = _attribute_schema(cls)
+    for key in attributes:
+        if key not in specs and key not in private:  # before reading its members
+            raise DetectorFormatError(
+                f"{path}: corrupt skdice detector header (attribute {key!r} is not fitted state "
+                f"of {cls.__name__})."
+            )
+    attributes = {k: decoder.decode(d, f"attribute {k!r}") for k, d in attributes.items()}
+    _check_attributes(detector, attributes, path)
+    for key, value in attributes.items():
         setattr(detector, key, value)
     detector._freeze_cached_arrays()
+    check_is_fitted(detector)
     return detector
 
 

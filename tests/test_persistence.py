@@ -75,16 +75,32 @@ def test_detector_fitted_from_train_mean_round_trips_with_nan_offset(tmp_path):
 
 
 def test_numpy_scalar_attribute_keeps_its_exact_type(tmp_path):
-    H, head, _ = _data()
-    det = DICEDetector().fit(H, head=head)
-    det.threshold_ = np.float32(0.25)
-    det.extra_names_ = np.array(["a", "bc"], dtype=object)
-    det.nested_ = {"k": (1, 2.5, None, "s"), "arr": [np.arange(3)]}
-    again = load_detector(save_detector(det, tmp_path / "d.npz"))
-    assert type(again.threshold_) is np.float32 and again.threshold_ == np.float32(0.25)
-    assert again.extra_names_.dtype == object and list(again.extra_names_) == ["a", "bc"]
-    assert again.nested_["k"] == (1, 2.5, None, "s")
-    np.testing.assert_array_equal(again.nested_["arr"][0], np.arange(3))
+    from skdice._base import _REGISTRY
+
+    class Encodings(DICEDetector):
+        """DICE documenting two more attributes (loading sets only documented ones).
+
+        Attributes
+        ----------
+        extra_names_ : ndarray of shape (2,)
+        nested_ : dict
+        """
+
+        name = "test-encodings"
+
+    try:
+        H, head, _ = _data()
+        det = Encodings().fit(H, head=head)
+        det.threshold_ = np.float32(0.25)
+        det.extra_names_ = np.array(["a", "bc"], dtype=object)
+        det.nested_ = {"k": (1, 2.5, None, "s"), "arr": [np.arange(3)]}
+        again = load_detector(save_detector(det, tmp_path / "d.npz"))
+        assert type(again.threshold_) is np.float32 and again.threshold_ == np.float32(0.25)
+        assert again.extra_names_.dtype == object and list(again.extra_names_) == ["a", "bc"]
+        assert again.nested_["k"] == (1, 2.5, None, "s")
+        np.testing.assert_array_equal(again.nested_["arr"][0], np.arange(3))
+    finally:
+        _REGISTRY.pop("test-encodings", None)
 
 
 def test_saved_file_is_plain_npz_readable_without_pickle(tmp_path):

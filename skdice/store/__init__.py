@@ -18,18 +18,25 @@ Layout (all arrays are Zarr format 3)::
     <store>/<split>/labels        (N,) int64, -1 = unknown
     <store>/<split>/paths         (N,) variable-length UTF-8 strings
     <store>/<split>/written       (n_chunks,) uint8, one flag per row chunk
+    <store>/<split>/scores/<name> (N,) float64, scores written back
 
 Integrity: Zarr returns the fill value for chunks that were never written, so
 an interrupted extraction would read back as rows of zeros. A split counts as
 complete only once every row chunk is flagged in ``written`` and the split's
 ``complete`` attribute (the completion marker) has been set, last. Every reader
 refuses an incomplete split with :class:`~skdice.exceptions.IncompleteSplitError`.
+Every array carries a crc32c checksum on each chunk and every chunk on disk;
+readers check an array's schema and chunk files before using it and verify
+each checksum as they decode (``_integrity``); :func:`verify_store` checks a
+whole store.
 
 The package has one module per job: ``_schema`` (names, version, chunking),
-``_reader`` (:func:`open_store`, :class:`FeatureStore`), ``_blocks`` (block
-reads with read-ahead), ``_lock`` (lock files), ``_writer`` (:func:`create_store`,
-:class:`StoreWriter`, :class:`SplitWriter`) and ``_scores`` (scores written back).
-Import from ``skdice.store``; the modules are private.
+``_integrity`` (the checks before and during a read), ``_reader``
+(:func:`open_store`, :class:`FeatureStore`), ``_blocks`` (block reads with
+read-ahead), ``_lock`` (lock files), ``_writer`` (:func:`create_store`,
+:class:`StoreWriter`, :class:`SplitWriter`), ``_scores`` (scores written back)
+and ``_verify`` (:func:`verify_store`). Import from ``skdice.store``; the
+modules are private.
 
 zarr is imported inside the functions, so ``import skdice`` stays light.
 """
@@ -39,6 +46,7 @@ from ._lock import scores_lock
 from ._reader import FeatureStore, open_store
 from ._schema import SCHEMA_VERSION, default_chunk_rows
 from ._scores import ScoresWriter, open_scores_writer, read_scores
+from ._verify import StoreReport, verify_store
 from ._writer import SplitWriter, StoreWriter, create_store
 
 __all__ = [
@@ -46,6 +54,7 @@ __all__ = [
     "FeatureStore",
     "ScoresWriter",
     "SplitWriter",
+    "StoreReport",
     "StoreWriter",
     "block_rows_for",
     "create_store",
@@ -55,4 +64,5 @@ __all__ = [
     "open_store",
     "read_scores",
     "scores_lock",
+    "verify_store",
 ]

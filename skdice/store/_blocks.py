@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ._integrity import _read
+
 #: Bytes of features read per block by the streaming paths. Reading a store in
 #: blocks of 4-8 MiB measured faster than in 32 MiB blocks (and than one store
 #: chunk per call): the block is still in cache when it is summed or scored.
@@ -59,12 +61,21 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
     start : int
         Index of the block's first row.
     block : ndarray of shape (rows, n_features)
+
+    Raises
+    ------
+    StoreError
+        When a chunk of a Zarr array fails its checksum or cannot be decoded,
+        naming the split, the array, the chunk and the remedy.
     """
     n = int(array.shape[0])
     step = int(block_rows or block_rows_for(array))
     starts = range(int(start), n, step)
+    zarr_array = hasattr(array, "metadata") and hasattr(array, "store")
 
     def read(s):
+        if zarr_array:
+            return _read(array, slice(s, min(s + step, n)))
         return np.asarray(array[s : min(s + step, n)])
 
     if not prefetch or len(starts) < 2:

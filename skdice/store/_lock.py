@@ -10,7 +10,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from ..exceptions import StoreError
-from ._schema import _RERUN
+from ._schema import _RERUN, _validate_score_name, _validate_split_name
 
 # --------------------------------------------------------------------------- lock
 
@@ -33,7 +33,15 @@ def scores_lock(store: Path, split: str, method: str) -> "_SplitLock":
     _SplitLock
         Not yet acquired; ``acquire()`` raises StoreError while another live
         process holds it.
+
+    Raises
+    ------
+    StoreError
+        When ``split`` or ``method`` is not a valid name (checked before the
+        lock file's path is built from them).
     """
+    _validate_split_name(split)
+    _validate_score_name(method)
     return _SplitLock(
         store,
         split,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import warnings
 from pathlib import Path
@@ -12,7 +13,33 @@ import numpy as np
 from .._head import Head
 from ..exceptions import IncompleteSplitError, StoreError, require
 from ._blocks import block_rows_for, iter_blocks
-from ._schema import _DENSE, _HEAD, _MARKER_ATTR, _RERUN, _RESERVED, _SCORES, SCHEMA_VERSION, _zarr
+from ._integrity import (
+    _check_array,
+    _CheckedReads,
+    _data_type,
+    _metadata_error,
+    _metadata_file,
+    _open_node,
+    _read,
+    _stored_chunks,
+)
+from ._schema import (
+    _CHECKSUM,
+    _CHECKSUM_ATTR,
+    _HEAD,
+    _MARKER_ATTR,
+    _RERUN,
+    _RESERVED,
+    _SCORES,
+    SCHEMA_VERSION,
+    _is_count,
+    _score_schema,
+    _split_schema,
+    _validate_split_name,
+    _zarr,
+)
+
+__all__ = ["FeatureStore", "open_store"]
 
 # --------------------------------------------------------------------------- readers
 
@@ -20,7 +47,13 @@ from ._schema import _DENSE, _HEAD, _MARKER_ATTR, _RERUN, _RESERVED, _SCORES, SC
 class FeatureStore:
     """Read-only view of a feature store; use :func:`open_store` to get one.
 
-    Every array accessor refuses a split whose completion marker is missing.
+    Every array accessor refuses a split whose completion marker is missing,
+    and checks each array before returning it: its data type, shape and
+    chunking against the schema, every chunk on disk, and the crc32c codec on
+    arrays written with checksums (docs/store.md, "Integrity"). Reads verify
+    each chunk's checksum; a damaged chunk raises
+    :class:`~skdice.exceptions.StoreError` naming the split, the array and
+    the remedy.
 
     Attributes
     ----------
@@ -44,27 +77,76 @@ class FeatureStore:
         return str(self.attrs.get("model", ""))
 
     @property
+    def checksums(self) -> bool:
+        """Whether the head was written with crc32c checksums (stores made since they exist)."""
+        return self.attrs.get(_CHECKSUM_ATTR) == _CHECKSUM
+
+    @property
     def head(self) -> Head:
         """The classifier head, weight ``(m, C)`` in the paper's orientation."""
+        weight, bias = self._head_arrays()
+        return Head(_read(weight), _read(bias))
+
+    @property
+    def head_shape(self) -> tuple[int, int]:
+        """``(m, C)`` of the head, from its checked metadata (no chunk is read)."""
+        weight, _ = self._head_arrays()
+        return tuple(int(n) for n in weight.shape)
+
+    def _widths(self) -> tuple[int, int]:
+        m, c = self.attrs.get("n_features"), self.attrs.get("n_classes")
+        if not (_is_count(m, 1) and _is_count(c, 1)):
+            raise StoreError(
+                f"{self.path / 'zarr.json'} records n_features {m!r} and n_classes {c!r}, not "
+                f"positive integers: the metadata was edited or damaged; restore {self.path} from a copy."
+            )
+        return m, c
+
+    def _head_arrays(self):
+        zarr = _zarr()
         try:
-            head = self._group[_HEAD]
-            weight = head["weight"][...]
-            bias = head["bias"][...]
+            head = _open_node(self._group, _HEAD, self.path, _HEAD)
+            if not isinstance(head, zarr.Group):
+                raise KeyError(_HEAD)
+            weight = _open_node(head, "weight", self.path, f"{_HEAD}/weight")
+            bias = _open_node(head, "bias", self.path, f"{_HEAD}/bias")
+            if not (isinstance(weight, zarr.Array) and isinstance(bias, zarr.Array)):
+                raise KeyError(_HEAD)
         except KeyError:
             raise StoreError(f"{self.path} has no head/weight and head/bias arrays: not a complete store.") from None
-        return Head(weight, bias)
+        m, c = self._widths()
+        _check_array(weight, shape=(m, c), data_type="float32", checksum=self.checksums)
+        _check_array(bias, shape=(c,), data_type="float32", checksum=self.checksums)
+        return weight, bias
 
     @property
     def splits(self) -> list[str]:
-        """Names of the splits present, complete or not, in sorted order."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # stray non-Zarr files in the folder
-            names = [name for name, _ in self._group.groups() if name not in _RESERVED]
+        """Names of the splits present, complete or not, in sorted order.
+
+        A split whose ``zarr.json`` is damaged is listed too (reading it then
+        names the file).
+        """
+        names = []
+        try:
+            entries = list(os.scandir(self.path))
+        except OSError:
+            entries = None
+        if entries is None:  # pragma: no cover - open_store only opens local folders
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # stray non-Zarr files in the folder
+                return sorted(name for name, _ in self._group.groups() if name not in _RESERVED)
+        for entry in entries:
+            if entry.name in _RESERVED or not entry.is_dir() or _node_type(entry.path) not in ("group", None):
+                continue
+            names.append(entry.name)
         return sorted(names)
 
     def _split_group(self, split: str):
+        if isinstance(split, str) and split in _RESERVED:
+            raise StoreError(f"{split!r} in {self.path} is not a split.")
+        _validate_split_name(split)  # before the name reaches a path
         try:
-            group = self._group[split]
+            group = _open_node(self._group, split, self.path, split)
         except KeyError:
             splits = self.splits
             close = difflib.get_close_matches(str(split), splits, n=1, cutoff=0.6)
@@ -78,9 +160,36 @@ class FeatureStore:
                 f"write it with `skdice extract ... --split {split}`."
             ) from None
         zarr = _zarr()
-        if split in _RESERVED or not isinstance(group, zarr.Group):
+        if not isinstance(group, zarr.Group):
             raise StoreError(f"{split!r} in {self.path} is not a split.")
         return group
+
+    def _layout(self, split: str, group) -> dict:
+        """A split's row count and chunking, checked for agreement with each other and the root."""
+        attrs = group.attrs.asdict()
+        m, c = self._widths()
+        count, chunk_rows, n_chunks = attrs.get("count"), attrs.get("chunk_rows"), attrs.get("n_chunks")
+        where = _metadata_file(self.path, split)
+        remedy = f"delete the folder {self.path / split} and re-run `skdice extract` for it"
+        if not (_is_count(count) and _is_count(chunk_rows, 1) and _is_count(n_chunks)):
+            raise StoreError(
+                f"{where} records count {count!r}, chunk_rows {chunk_rows!r} and n_chunks "
+                f"{n_chunks!r}, not the integers a split needs: the metadata was edited or damaged; {remedy}."
+            )
+        if n_chunks != -(-count // chunk_rows):
+            raise StoreError(
+                f"{where} records count {count}, chunk_rows {chunk_rows} and n_chunks {n_chunks}, "
+                f"which disagree ({count} rows make {-(-count // chunk_rows)} chunks): the metadata "
+                f"was edited or damaged; {remedy}."
+            )
+        for key, root_value in (("n_features", m), ("n_classes", c)):
+            if attrs.get(key, root_value) != root_value:
+                raise StoreError(
+                    f"{where} records {key} {attrs.get(key)!r} but the store's head has {root_value}: "
+                    f"the metadata was edited or damaged; {remedy}."
+                )
+        return {"count": count, "chunk_rows": chunk_rows, "n_chunks": n_chunks, "n_features": m,
+                "n_classes": c, "checksum": attrs.get(_CHECKSUM_ATTR) == _CHECKSUM}
 
     def split_info(self, split: str) -> dict:
         """Attributes and progress of one split, without refusing incomplete ones.
@@ -93,19 +202,80 @@ class FeatureStore:
         -------
         dict
             ``count`` (rows), ``complete`` (bool), ``source``, ``chunk_rows``,
-            ``n_chunks``, ``written_chunks`` (flagged so far), and any other
-            attributes the extraction recorded.
+            ``n_chunks``, ``written_chunks`` (flagged so far, counted from the
+            flag files in constant memory), ``checksums`` (whether its arrays
+            carry crc32c checksums; False for splits written before them), and
+            any other attributes the extraction recorded.
         """
         group = self._split_group(split)
         info = dict(group.attrs.asdict())
         info.setdefault("count", 0)
         info["complete"] = bool(info.get("complete", False))
+        info["checksums"] = info.get(_CHECKSUM_ATTR) == _CHECKSUM
         try:
-            flags = group["written"][...]
-            info["written_chunks"] = int(np.count_nonzero(flags))
-        except (KeyError, ValueError, OSError):
+            # Each flag is its own chunk and only flags set to 1 are ever stored, so
+            # the flag files are counted, never the flag array read whole (a split
+            # declaring 10**12 rows would make that array gigabytes).
+            info["written_chunks"] = _stored_chunks(_open_node(group, "written", self.path, f"{split}/written"))
+        except (KeyError, StoreError, ValueError, OSError):
             info["written_chunks"] = 0
         return info
+
+    def check_split(self, split: str) -> list[str]:
+        """What the readers would refuse in a split, from its metadata and chunk files alone.
+
+        No chunk is decoded (``skdice verify`` does that): this checks the
+        split's attributes, each array's data type, shape, chunking and
+        checksum codec, that every chunk is on disk, and the same for the
+        scores written back into it. An incomplete split is only checked for
+        its attributes.
+
+        Parameters
+        ----------
+        split : str
+
+        Returns
+        -------
+        list of str
+            One message per problem; empty when the split is sound.
+        """
+        zarr = _zarr()
+        problems = []
+        try:
+            group = self._split_group(split)
+            layout = self._layout(split, group)
+        except StoreError as exc:
+            return [str(exc)]
+        if group.attrs.get("complete") is not True:
+            return problems
+        for name in _split_schema(1, 1, 1, 1, 1):
+            try:
+                self.array(split, name)
+            except StoreError as exc:
+                problems.append(str(exc))
+        names = self.score_names(split)
+        if not names:
+            return problems
+        try:
+            scores = _open_node(group, _SCORES, self.path, f"{split}/{_SCORES}")
+        except (StoreError, KeyError) as exc:
+            return [*problems, str(exc)]
+        for name in names:
+            try:
+                arr = _open_node(scores, name, self.path, f"{split}/{_SCORES}/{name}")
+                if isinstance(arr, zarr.Array):
+                    _check_score_array(arr, layout["count"])
+            except (StoreError, KeyError) as exc:
+                problems.append(str(exc))
+        return problems
+
+    def check_head(self) -> list[str]:
+        """What the readers would refuse in the head, from its metadata and chunk files alone."""
+        try:
+            self._head_arrays()
+        except StoreError as exc:
+            return [str(exc)]
+        return []
 
     def score_names(self, split: str) -> dict:
         """Scores written back into a split (``<split>/scores/<name>``) and whether each is complete.
@@ -118,17 +288,33 @@ class FeatureStore:
         -------
         dict
             ``{name: complete}`` in sorted order; empty when none were written.
+            A score array whose ``zarr.json`` is damaged counts as not complete.
             Read them with :func:`read_scores`.
         """
         group = self._split_group(split)
+        folder = self.path / split / _SCORES
         try:
-            scores = group[_SCORES]
-        except KeyError:
+            entries = list(os.scandir(folder))
+        except OSError:
             return {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arrays = dict(scores.arrays())
-        return {name: arrays[name].attrs.get("complete", True) is True for name in sorted(arrays)}
+        try:
+            scores = _open_node(group, _SCORES, self.path, f"{split}/{_SCORES}")
+        except (StoreError, KeyError):
+            scores = None
+        names = {}
+        for entry in entries:
+            kind = _node_type(entry.path) if entry.is_dir() else "none"
+            if kind == "array":
+                try:
+                    if scores is None:
+                        raise KeyError(entry.name)
+                    arr = _open_node(scores, entry.name, self.path, f"{split}/{_SCORES}/{entry.name}")
+                    names[entry.name] = arr.attrs.get("complete", True) is True
+                except (StoreError, KeyError):
+                    names[entry.name] = False
+            elif kind is None:  # its zarr.json is unreadable: listed, and reported by check_split
+                names[entry.name] = False
+        return dict(sorted(names.items()))
 
     def _complete_group(self, split: str):
         group = self._split_group(split)
@@ -144,7 +330,13 @@ class FeatureStore:
         return group
 
     def array(self, split: str, name: str):
-        """The Zarr array ``<split>/<name>`` of a complete split, for streaming or dask.
+        """The Zarr array ``<split>/<name>`` of a complete split, checked, for streaming or dask.
+
+        Before it is returned the array is checked against the schema (data
+        type, shape, chunking, the checksum codec when its split has
+        checksums) and for chunks missing on disk. Reads from it verify each
+        chunk's checksum; :func:`skdice.store.iter_blocks` reports a damaged
+        chunk as a :class:`~skdice.exceptions.StoreError`.
 
         Parameters
         ----------
@@ -154,21 +346,34 @@ class FeatureStore:
         Returns
         -------
         zarr.Array
+
+        Raises
+        ------
+        StoreError
+            When the split is incomplete, or the array is missing, disagrees
+            with the schema or misses chunks on disk.
         """
+        zarr = _zarr()
         group = self._complete_group(split)
+        layout = self._layout(split, group)
         try:
-            arr = group[name]
+            arr = _open_node(group, name, self.path, f"{split}/{name}")
         except KeyError:
             raise StoreError(f"split {split!r} in {self.path} has no array {name!r}.") from None
-        stored = _stored_chunks(arr) if name in _DENSE else arr.nchunks
-        if stored < arr.nchunks:
-            # complete, yet chunks are gone: an interrupted copy or a deleted file
-            # would otherwise read back as rows of zeros
+        if not isinstance(arr, zarr.Array):
+            raise StoreError(f"{split}/{name} in {self.path} is not an array.")
+        expected = _split_schema(layout["count"], layout["chunk_rows"], layout["n_chunks"],
+                                 layout["n_features"], layout["n_classes"]).get(name)
+        if expected is not None:
+            _check_array(arr, **expected, checksum=layout["checksum"],
+                         dense=None if name != "written" else False)
+        elif not arr.ndim or arr.shape[0] != layout["count"]:
             raise StoreError(
-                f"split {split!r} in {self.path} is marked complete but {arr.nchunks - stored} "
-                f"of the {arr.nchunks} chunks of {name} are missing on disk (a partial copy or deleted files): "
-                f"delete the folder {self.path / split} and re-run `skdice extract` for it."
+                f"{_metadata_file(self.path, f'{split}/{name}')} declares shape {tuple(arr.shape)} but "
+                f"split {split!r} holds {layout['count']} rows: the metadata was edited or damaged."
             )
+        else:
+            _check_array(arr, shape=arr.shape, data_type=_data_type(arr), checksum=layout["checksum"])
         return arr
 
     def features(self, split: str, *, dask: bool = False):
@@ -180,7 +385,8 @@ class FeatureStore:
         dask : bool, default=False
             Return a lazy dask array instead of loading it: row blocks of about
             8 MiB (whole store chunks, so tasks are not a few KiB each), one
-            block across the features.
+            block across the features. Its reads report a damaged chunk as a
+            :class:`~skdice.exceptions.StoreError`, like the in-memory read.
 
         Returns
         -------
@@ -189,20 +395,30 @@ class FeatureStore:
         arr = self.array(split, "features")
         if dask:
             da = require("dask.array", "dask")
-            return da.from_zarr(arr, chunks=(block_rows_for(arr), arr.shape[1]))
-        return arr[...]
+            return da.from_array(_CheckedReads(arr), chunks=(block_rows_for(arr), arr.shape[1]),
+                                 asarray=True, lock=False, meta=np.empty((0, 0), dtype=arr.dtype))
+        return _read(arr)
 
     def logits(self, split: str) -> np.ndarray:
         """Logits of the unmodified head, ndarray of shape (n_samples, n_classes), float32."""
-        return self.array(split, "logits")[...]
+        return _read(self.array(split, "logits"))
 
     def labels(self, split: str) -> np.ndarray:
         """Labels, ndarray of shape (n_samples,), int64; -1 where unknown."""
-        return np.asarray(self.array(split, "labels")[...], dtype=np.int64)
+        labels = np.asarray(_read(self.array(split, "labels")), dtype=np.int64)
+        _, c = self._widths()
+        bad = np.flatnonzero((labels < -1) | (labels >= c))
+        if bad.size:  # a chunk decoded to garbage (a store written without checksums)
+            raise StoreError(
+                f"split {split!r} of {self.path} has labels outside [-1, {c}) (row {int(bad[0])} holds "
+                f"{int(labels[bad[0]])}): the store is damaged; delete the folder {self.path / split} "
+                "and re-run `skdice extract` for it."
+            )
+        return labels
 
     def paths(self, split: str) -> list[str]:
         """The source of each row (a file path, or ``file#index`` for array files)."""
-        return [str(p) for p in self.array(split, "paths")[...].tolist()]
+        return [str(p) for p in _read(self.array(split, "paths")).tolist()]
 
     def iter_features(self, split: str):
         """Iterate over a split's features one store chunk at a time.
@@ -221,40 +437,29 @@ class FeatureStore:
         yield from iter_blocks(arr, max(int(arr.chunks[0]), 1), prefetch=False)
 
 
-def _stored_chunks(arr) -> int:
-    """How many of a Zarr array's chunks exist in its store.
+def _check_score_array(arr, count: int) -> None:
+    """Schema and completeness of a score array (chunks missing only once it is complete)."""
+    attrs = arr.attrs.asdict()
+    chunk_rows = attrs.get("chunk_rows")
+    schema = _score_schema(count, chunk_rows if _is_count(chunk_rows, 1) else None)
+    _check_array(arr, **schema, checksum=attrs.get(_CHECKSUM_ATTR) == _CHECKSUM,
+                 dense=None if attrs.get("complete", True) is True else False)
 
-    For a local store with the default ``c/i/j`` chunk keys the chunk files are
-    counted with ``os.scandir``, several times faster than
-    ``zarr.Array.nchunks_initialized`` (which lists and parses every key: 0.13 s
-    for 3,125 chunks, a cost every streamed fit would pay per row). Any other
-    store or key encoding falls back to ``nchunks_initialized``.
-    """
-    root = getattr(arr.store, "root", None)
-    encoding = arr.metadata.chunk_key_encoding
-    if root is None or getattr(encoding, "name", None) != "default" or encoding.separator != "/":
-        return int(arr.nchunks_initialized)
-    grid = tuple(int(n) for n in arr.cdata_shape)
-    base = os.path.join(os.fspath(root), *arr.path.split("/"), "c")
 
-    def count(path, depth):
-        # a chunk is a file at depth len(grid) whose every path part is an index in the grid
-        try:
-            entries = list(os.scandir(path))
-        except (FileNotFoundError, NotADirectoryError):
-            return 0
-        total = 0
-        last = depth == len(grid) - 1
-        for entry in entries:
-            if not entry.name.isdigit() or int(entry.name) >= grid[depth]:
-                continue
-            if last:
-                total += entry.is_file()
-            elif entry.is_dir():
-                total += count(entry.path, depth + 1)
-        return total
-
-    return count(base, 0) if grid else int(arr.nchunks_initialized)
+def _node_type(folder) -> str | None:
+    """``"group"`` or ``"array"`` from a folder's zarr.json; None when it is unreadable, "none" when absent."""
+    path = os.path.join(folder, "zarr.json")
+    try:
+        if os.path.getsize(path) > 2**26:
+            return None
+        with open(path, encoding="utf-8") as handle:
+            meta = json.load(handle)
+    except FileNotFoundError:
+        return "none"
+    except (OSError, ValueError, RecursionError):
+        return None
+    kind = meta.get("node_type") if isinstance(meta, dict) else None
+    return kind if kind in ("group", "array") else None
 
 
 def open_store(path) -> FeatureStore:
@@ -283,7 +488,7 @@ def open_store(path) -> FeatureStore:
     try:
         group = zarr.open_group(str(path), mode="r")
     except Exception as exc:  # corrupt metadata, a zarr array instead of a group, ...
-        raise StoreError(f"{path} could not be opened as a Zarr group: {exc}") from None
+        raise StoreError(f"{path} could not be opened as a Zarr group: {_metadata_error(path, '', exc)}") from None
     version = group.attrs.get(_MARKER_ATTR)
     if version is None:
         raise StoreError(f"{path} is a Zarr group but not a skdice feature store (no {_MARKER_ATTR!r} attribute).")

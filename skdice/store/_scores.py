@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
 from ..exceptions import IncompleteSplitError, StoreError
-from ._reader import FeatureStore, open_store
-from ._schema import _SCORES, _zarr
+from ._integrity import _check_array, _checksummed_compressors, _open_node, _read, _scan_chunks
+from ._reader import FeatureStore, _check_score_array, open_store
+from ._schema import (
+    _CHECKSUM,
+    _CHECKSUM_ATTR,
+    _SCORES,
+    _score_schema,
+    _validate_score_name,
+    _validate_split_name,
+    _zarr,
+)
 
 # --------------------------------------------------------------------------- scores
 # Scores written back by skdice.streaming (owner: the scale work). Layout:
@@ -17,16 +27,8 @@ from ._schema import _SCORES, _zarr
 #            so far, in order), chunk_rows, fingerprint (of the fitted detector),
 #            method, detector, params
 # An array without the ``complete`` attribute was written whole in one call
-# (skdice.evaluation.write_scores) and counts as complete.
-
-
-
-def _validate_score_name(method: str) -> str:
-    if not isinstance(method, str) or not method or method.strip() != method:
-        raise StoreError(f"invalid score name {method!r}: use a non-empty name without surrounding spaces.")
-    if "/" in method or "\\" in method or method.startswith(".") or method.startswith("__"):
-        raise StoreError(f"invalid score name {method!r}: no slashes, no leading dot or double underscore.")
-    return method
+# (skdice.evaluation.write_scores) and counts as complete. Arrays made since
+# checksums exist carry a crc32c codec and every chunk on disk (attr checksum).
 
 
 class ScoresWriter:
@@ -45,7 +47,8 @@ class ScoresWriter:
     """
 
     def __init__(self, array):
-        self._array = array
+        # every chunk stored, scores of exactly 0.0 included: a missing chunk is damage
+        self._array = array.with_config({"write_empty_chunks": True})
         attrs = array.attrs.asdict()
         self.n_rows = int(array.shape[0])
         self.chunk_rows = int(attrs["chunk_rows"])
@@ -132,15 +135,21 @@ def open_scores_writer(
         chunking, and ``overwrite`` is False.
     """
     zarr = _zarr()
-    _validate_score_name(method)
+    _validate_split_name(split)
+    _validate_score_name(method)  # before the name reaches a path
     chunk_rows = int(chunk_rows)
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}.")
     n_rows = open_store(path).array(split, "features").shape[0]  # refuses incomplete splits
     group = zarr.open_group(str(path), mode="r+")[split].require_group(_SCORES)
     where = f"{split}/{_SCORES}/{method} in {path}"
-    if method in group and not overwrite:
-        existing = group[method]
+    try:
+        existing = None if overwrite else _open_node(group, method, Path(path), f"{split}/{_SCORES}/{method}")
+    except KeyError:
+        existing = None
+    if existing is not None:
+        if not isinstance(existing, zarr.Array):
+            raise StoreError(f"{where} is not a score array: pass overwrite=True (--overwrite) to replace it.")
         old = existing.attrs.asdict()
         if "complete" not in old:
             raise StoreError(f"{where} exists (written in one go): pass overwrite=True (--overwrite) to replace it.")
@@ -156,17 +165,22 @@ def open_scores_writer(
                 f"{where} was written by another detector or settings ({'; '.join(diff)} in this run): "
                 "pass overwrite=True (--overwrite) to replace it, or choose another name."
             )
-        return ScoresWriter(existing)
+        _check_array(existing, **_score_schema(n_rows, chunk_rows),
+                     checksum=old.get(_CHECKSUM_ATTR) == _CHECKSUM, dense=False,
+                     remedy="pass overwrite=True (--overwrite) to write the scores again")
+        return _resume_at_first_damage(existing, chunk_rows)
     array = group.create_array(
         method,
         shape=(n_rows,),
         chunks=(max(1, min(chunk_rows, max(n_rows, 1))),),
         dtype="float64",
         overwrite=True,
+        compressors=_checksummed_compressors(),
     )
     array.attrs.update(
         {
             **json.loads(json.dumps(attrs or {})),
+            _CHECKSUM_ATTR: _CHECKSUM,
             "chunk_rows": chunk_rows,
             "fingerprint": str(fingerprint),
             "rows_done": 0,
@@ -176,8 +190,32 @@ def open_scores_writer(
     return ScoresWriter(array)
 
 
+def _resume_at_first_damage(array, chunk_rows: int) -> ScoresWriter:
+    """A writer on a started or complete score array, set back to its first missing or damaged chunk.
+
+    A chunk deleted or damaged after it was written would otherwise be read back
+    as zeros, or make every later read fail, while a rerun said "nothing to
+    recompute": the rerun redoes the array from that chunk on instead.
+    """
+    writer = ScoresWriter(array)
+    if tuple(array.shape) != (writer.n_rows,) or writer.n_rows == 0:
+        return writer
+    step = max(1, min(chunk_rows, writer.n_rows))
+    if tuple(array.chunks) != (step,):
+        return writer  # not the chunking this writer writes in: leave it to read_scores
+    rows = writer.n_rows if writer.complete else writer.rows_done
+    damaged = next(_scan_chunks(array, rows=rows), None)  # (chunk index, reason) of the first
+    if damaged is None:
+        return writer
+    array.attrs.update({"rows_done": int(damaged[0]) * step, "complete": False})
+    return ScoresWriter(array)
+
+
 def read_scores(path, split: str, method: str) -> np.ndarray:
-    """Read ``<split>/scores/<method>``, refusing scores whose writing was interrupted.
+    """Read ``<split>/scores/<method>``, refusing scores that are incomplete or damaged.
+
+    The array is checked like the split's own arrays (data type, shape, every
+    chunk on disk) and each chunk's checksum is verified as it is decoded.
 
     Parameters
     ----------
@@ -192,21 +230,27 @@ def read_scores(path, split: str, method: str) -> np.ndarray:
     Raises
     ------
     StoreError
-        When there are no such scores.
+        When there are no such scores, or they are damaged (a chunk missing or
+        failing its checksum: re-running the same ``skdice score`` recomputes it).
     IncompleteSplitError
         When their writing was interrupted.
     """
     store = path if isinstance(path, FeatureStore) else open_store(path)
+    _validate_score_name(method)
     group = store._split_group(split)
     try:
-        array = group[_SCORES][method]
+        scores = _open_node(group, _SCORES, store.path, f"{split}/{_SCORES}")
+        array = _open_node(scores, method, store.path, f"{split}/{_SCORES}/{method}")
     except KeyError:
         raise StoreError(f"{store.path} has no scores {split}/{_SCORES}/{method}.") from None
+    if not isinstance(array, _zarr().Array):
+        raise StoreError(f"{split}/{_SCORES}/{method} in {store.path} is not a score array.")
     attrs = array.attrs.asdict()
     if attrs.get("complete", True) is not True:
         raise IncompleteSplitError(
             f"scores {split}/{_SCORES}/{method} in {store.path} are incomplete "
             f"({attrs.get('rows_done', 0)} of {array.shape[0]} rows): re-run the same scoring command."
         )
-    return np.asarray(array[...], dtype=np.float64)
-
+    count = group.attrs.get("count")
+    _check_score_array(array, count if isinstance(count, int) else int(array.shape[0]))
+    return np.asarray(_read(array), dtype=np.float64)

@@ -11,21 +11,27 @@ import numpy as np
 from .._head import Head
 from .._version import __version__
 from ..exceptions import IncompleteSplitError, StoreError
+from ._integrity import _checksummed_compressors, _flag_compressors
 from ._lock import _SplitLock
 from ._reader import open_store
 from ._schema import (
+    _CHECKSUM,
+    _CHECKSUM_ATTR,
     _CREATE_WAIT_S,
-    _DENSE,
     _HEAD,
     _MARKER_ATTR,
     _RERUN,
     _SPLIT_ARRAYS,
     SCHEMA_VERSION,
+    _split_schema,
     _validate_split_name,
     _zarr,
 )
 
 # --------------------------------------------------------------------------- writers
+
+#: Store every chunk, even one equal to the fill value (see docs/store.md, "Integrity").
+_WRITE_ALL = {"write_empty_chunks": True}
 
 
 def _head_arrays(head) -> tuple[np.ndarray, np.ndarray]:
@@ -135,11 +141,17 @@ def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature
     group = zarr.open_group(str(path), mode="w")
     m, c = weight.shape
     head_group = group.create_group(_HEAD)
+    # Every chunk carries a crc32c and is written even when it equals the fill
+    # value (an all-zero bias), so readers can tell a missing chunk from zeros.
     w_arr = head_group.create_array(
-        "weight", shape=(m, c), chunks=(m, min(c, max(1, 2**22 // max(m, 1)))), dtype="float32"
+        "weight", shape=(m, c), chunks=(m, min(c, max(1, 2**22 // max(m, 1)))), dtype="float32",
+        compressors=_checksummed_compressors(), config=_WRITE_ALL,
     )
     w_arr[...] = weight
-    b_arr = head_group.create_array("bias", shape=(c,), chunks=(c,), dtype="float32")
+    b_arr = head_group.create_array(
+        "bias", shape=(c,), chunks=(c,), dtype="float32",
+        compressors=_checksummed_compressors(), config=_WRITE_ALL,
+    )
     b_arr[...] = bias
     # The marker attribute goes last: a store interrupted before it is not a store.
     group.attrs.update(
@@ -151,6 +163,7 @@ def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature
             "feature_layer": feature_layer,
             "n_features": int(m),
             "n_classes": int(c),
+            _CHECKSUM_ATTR: _CHECKSUM,
             _MARKER_ATTR: SCHEMA_VERSION,
         }
     )
@@ -281,23 +294,27 @@ class StoreWriter:
                     )
                 return existing
             # created but never prepared to the end: start it again
-        rows = max(n_rows, 1)
         group = self._group.create_group(split, overwrite=True)
-        shape_rows = n_rows
+        schema = _split_schema(n_rows, chunk_rows, n_chunks, self.n_features, self.n_classes)
+        # Every array carries a crc32c after its compressor (Zarr checks it on each
+        # decode) and every chunk of it is stored, so readers can tell a missing
+        # chunk from one equal to the fill value.
+        for name in _SPLIT_ARRAYS:
+            group.create_array(
+                name, shape=schema[name]["shape"], chunks=schema[name]["chunks"],
+                dtype=str if name == "paths" else schema[name]["data_type"],
+                fill_value=-1 if name == "labels" else None,
+                compressors=_checksummed_compressors(), config=_WRITE_ALL,
+            )
+        # One byte per chunk, each its own object: flags of different chunks never
+        # share a storage object, so concurrent ranks cannot clobber them. Only
+        # flags set to 1 are stored, so counting the files counts the flags.
         group.create_array(
-            "features", shape=(shape_rows, self.n_features), chunks=(min(chunk_rows, rows), self.n_features), dtype="float32"
+            "written", shape=(n_chunks,), chunks=(1,), dtype="uint8", fill_value=0,
+            compressors=_flag_compressors(),
         )
-        group.create_array(
-            "logits", shape=(shape_rows, self.n_classes), chunks=(min(chunk_rows, rows), self.n_classes), dtype="float32"
-        )
-        group.create_array("labels", shape=(shape_rows,), chunks=(min(chunk_rows, rows),), dtype="int64", fill_value=-1)
-        group.create_array("paths", shape=(shape_rows,), chunks=(min(chunk_rows, rows),), dtype=str)
-        # One uncompressed byte per chunk, each its own object: flags of different
-        # chunks never share a storage object, so concurrent ranks cannot clobber them.
-        group.create_array(
-            "written", shape=(n_chunks,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None
-        )
-        group.attrs.update({**json.loads(json.dumps(extra_attrs)), **wanted, "complete": False})
+        group.attrs.update({**json.loads(json.dumps(extra_attrs)), **wanted,
+                            _CHECKSUM_ATTR: _CHECKSUM, "complete": False})
         return group
 
     def open_split(self, split: str) -> "SplitWriter":
@@ -339,10 +356,10 @@ class SplitWriter:
         self.chunk_rows = int(attrs["chunk_rows"])
         self.n_chunks = int(attrs["n_chunks"])
         self._arrays = {name: group[name] for name in (*_SPLIT_ARRAYS, "written")}
-        # Zarr skips chunks equal to the fill value; writing every chunk of the
-        # dense arrays lets readers tell a chunk missing on disk from zeros.
-        for name in _DENSE:
-            self._arrays[name] = self._arrays[name].with_config({"write_empty_chunks": True})
+        # Zarr skips chunks equal to the fill value; writing every chunk lets
+        # readers tell a chunk missing on disk from zeros (or labels of -1).
+        for name in _SPLIT_ARRAYS:
+            self._arrays[name] = self._arrays[name].with_config(_WRITE_ALL)
 
     def __enter__(self):
         return self

@@ -1,0 +1,68 @@
+"""``skdice verify``: check every chunk of every array of a feature store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def verification_summary(report) -> list[str]:
+    """The lines ``skdice verify`` prints on stdout for a store found sound.
+
+    Parameters
+    ----------
+    report : skdice.store.StoreReport
+
+    Returns
+    -------
+    list of str
+    """
+    lines = [f"verified {report.path}: {report.arrays} arrays, {report.chunks} chunks decoded, no damage found"]
+    if report.unchecked:
+        lines.append(
+            f"unchecked: {', '.join(report.unchecked)} (written without checksums by an older skdice: "
+            "missing chunks are found, damaged ones that still decode are not; extract again to add them)"
+        )
+    if report.incomplete:
+        lines.append(
+            f"incomplete: {', '.join(report.incomplete)} (only the metadata was checked; "
+            "re-run the same `skdice extract` to finish, then verify again)"
+        )
+    return lines
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``verify`` command to the app.
+
+    Parameters
+    ----------
+    app : typer.Typer
+    """
+
+    @app.command("verify")
+    def verify(
+        store: Annotated[Path, typer.Argument(help="Feature store folder written by `skdice extract`.")],
+    ) -> None:
+        """Decode every chunk of every array of a store, checking checksums and missing chunks.
+
+        Prints a summary when the store is sound. Otherwise lists one problem
+        per line on stderr, then one error line with the remedy, and exits 1.
+        """
+        from skdice.exceptions import StoreError
+        from skdice.store import verify_store
+
+        from ._console import Progress
+
+        with Progress(f"verifying {store}") as bar:
+            report = verify_store(store, progress=bar)
+        if not report.ok:
+            for problem in report.problems:
+                typer.echo(problem, err=True)
+            n = len(report.problems)
+            raise StoreError(
+                f"{report.path} is damaged ({n} problem{'s' if n != 1 else ''}, listed above): "
+                + "; ".join(report.remedies or ["restore it from a copy"]) + "."
+            )
+        typer.echo("\n".join(verification_summary(report)))
