@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -50,12 +51,12 @@ def render(result, fmt: str) -> str:
         return report.to_csv().rstrip("\n")
     if fmt == "markdown":
         lines = [report.to_markdown(), "", f"{_CONVENTION[result.positive]}; metrics in %.", ""]
-        lines += [f"- {line.strip()}" for line in result.accuracy_lines()]
+        lines += [f"- {line.strip()}" for line in [*result.accuracy_lines(), *result.tuning_lines()]]
         return "\n".join(lines)
     from ._console import render_report
 
     lines = [render_report(report), "", f"{_CONVENTION[result.positive]}; metrics in %."]
-    return "\n".join([*lines, *result.accuracy_lines()])
+    return "\n".join([*lines, *result.accuracy_lines(), *result.tuning_lines()])
 
 
 def register(app: typer.Typer) -> None:
@@ -103,6 +104,22 @@ def register(app: typer.Typer) -> None:
         positive: Annotated[
             Positive, typer.Option("--positive", help="FPR95 convention: ID or OOD as positive class.")
         ] = Positive.id,
+        tune_id: Annotated[
+            str | None,
+            typer.Option(
+                "--tune-id",
+                help="ID validation split: tune every method that declares a grid on it (against "
+                "--tune-noise) before the evaluation; not a test split.",
+            ),
+        ] = None,
+        tune_noise: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--tune-noise",
+                help="OOD validation split of the tuning; repeat for several (their mean).",
+                show_default=False,
+            ),
+        ] = None,
         fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
         scheduler: Annotated[
             str | None,
@@ -127,8 +144,12 @@ def register(app: typer.Typer) -> None:
 
         from ._console import Progress
 
+        from .tune import echo_warnings
+
         # no scheduler address: no dask, the in-memory path
-        with dask_client(scheduler) as client, Progress() as progress:
+        with dask_client(scheduler) as client, Progress() as progress, \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             result = evaluate_store(
                 store,
                 id_split,
@@ -140,5 +161,8 @@ def register(app: typer.Typer) -> None:
                 positive=positive.value,
                 dask=client is not None,
                 progress=progress,
+                tune_id=tune_id,
+                tune_noise=tune_noise or (),
             )
+        echo_warnings(caught)
         typer.echo(render(result, fmt.value))

@@ -100,6 +100,8 @@ class DICEDetector(BaseDetector):
 
     name = "dice"
     summary = "DICE: energy of the head sparsified by ID contribution (Sun & Li, 2022)"
+    #: the search grid (skdice.tuning.default_grid): the paper's p sweep, Section 4.1
+    search_grid = {"p": (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)}
 
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,

@@ -10,6 +10,8 @@ __all__ = [
     "IncompleteSplitError",
     "MissingExtraError",
     "DetectorFormatError",
+    "UninformativeValidationWarning",
+    "UnlabelledValidationWarning",
 ]
 
 
@@ -31,6 +33,23 @@ class MissingExtraError(SkdiceError, ImportError):
 
 class DetectorFormatError(SkdiceError, ValueError):
     """A file is not a saved skdice detector, or comes from an incompatible version."""
+
+
+class UninformativeValidationWarning(UserWarning):
+    """The validation set cannot choose between the candidates of a search.
+
+    Raised (as a warning) by :class:`skdice.tuning.HyperparameterSearch` and
+    :class:`skdice.tuning.SparsitySearch` when the OOD validation set is not
+    separated from the ID rows at any candidate, or no candidate is worse
+    than the best beyond sampling noise; the search then returns its
+    documented fallback (the detector's default parameters). The message says
+    why and what was returned. ``warnings.simplefilter("error",
+    UninformativeValidationWarning)`` turns it into an error.
+    """
+
+
+class UnlabelledValidationWarning(UserWarning):
+    """The ID validation split has no class labels, so the ID-accuracy guard is skipped."""
 
 
 def require(module: str, extra: str):

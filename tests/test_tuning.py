@@ -222,7 +222,7 @@ def _separable_data():
 def test_ties_break_toward_the_smaller_p_whatever_the_grid_order():
     X_train, X_id, X_noise, W, b = _separable_data()
     for grid in (DEFAULT_GRID, DEFAULT_GRID[::-1], (0.5, 0.1, 0.9)):
-        s = SparsitySearch(grid=grid).fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+        s = SparsitySearch(grid=grid, fallback=False).fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
         assert np.all(s.cv_results_["fpr95"] == 0)
         assert np.all(s.cv_results_["rank_test_score"] == 1)
         assert s.best_params_ == {"p": min(grid)}
@@ -232,8 +232,8 @@ def test_ties_break_toward_the_smaller_p_whatever_the_grid_order():
 def test_choice_is_the_smallest_best_p_whatever_the_grid_order(grid, seed):
     # small validation sets: FPR95 moves in steps of 1/40, so ties are common
     X_train, X_id, X_noise, W, b = _make_data(seed, m=12, C=4, n_train=60, n_id=40, n_noise=40)
-    s = SparsitySearch(grid=grid).fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
-    ascending = SparsitySearch().fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    s = SparsitySearch(grid=grid, fallback=False).fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    ascending = SparsitySearch(fallback=False).fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
     assert [d["p"] for d in s.cv_results_["params"]] == list(grid)
     best = [p for p, r in zip(grid, s.cv_results_["rank_test_score"]) if r == 1]
     assert s.best_params_ == ascending.best_params_ == {"p": min(best)}
@@ -244,7 +244,7 @@ def test_tie_rule_agrees_with_gridsearchcv_on_an_ascending_grid():
     X, y, cv = _gridsearch_inputs(X_train, X_id, X_noise)
     gs = GridSearchCV(DICEDetector(), {"p": list(DEFAULT_GRID)}, scoring=fpr95_scorer, cv=cv)
     gs.fit(X, y, W=W, b=b)
-    s = SparsitySearch().fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
+    s = SparsitySearch(fallback=False).fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
     assert gs.best_params_ == s.best_params_ == {"p": 0.1}
 
 
@@ -295,7 +295,9 @@ def test_fit_spellings_give_the_same_results(data, search):
 
 def test_constructor_only_stores_parameters_and_clones():
     s = SparsitySearch(grid=[0.2, 0.4], metric="auroc", tpr=0.9)
-    assert s.get_params() == {"grid": [0.2, 0.4], "metric": "auroc", "tpr": 0.9}
+    assert s.get_params() == {"grid": [0.2, 0.4], "metric": "auroc", "tpr": 0.9, "guard": True,
+                              "max_accuracy_drop": 0.05, "n_bootstrap": 200, "confidence": 0.95,
+                              "fallback": True, "random_state": 0}
     assert clone(s).get_params() == s.get_params()
     assert not hasattr(SparsitySearch(grid="nonsense"), "cv_results_")
 

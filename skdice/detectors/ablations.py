@@ -62,6 +62,10 @@ _PARAMS = """
 """
 
 
+#: the search grid of every ablation (skdice.tuning.default_grid): DICE's p sweep
+#: (Section 4.1); Tables 2 and 10 compare them with DICE at the same p
+_P_GRID = {"p": (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)}
+
 _RANDOM_CONSTRAINTS = {
     **_SparseHeadEnergy._parameter_constraints,
     "random_state": ["random_state"],
@@ -88,6 +92,7 @@ class WeightDropoutDetector(_SparseHeadEnergy):
     )
 
     name = "weight-dropout"
+    search_grid = _P_GRID
     _parameter_constraints: dict = _RANDOM_CONSTRAINTS
     summary = "Energy after random weight dropout (Sun & Li, 2022, Table 2)"
 
@@ -120,6 +125,7 @@ class UnitDropoutDetector(_SparseHeadEnergy):
     )
 
     name = "unit-dropout"
+    search_grid = _P_GRID
     _parameter_constraints: dict = _RANDOM_CONSTRAINTS
     summary = "Energy after random unit dropout (Sun & Li, 2022, Table 2)"
 
@@ -152,6 +158,7 @@ class WeightPruningDetector(_SparseHeadEnergy):
     )
 
     name = "weight-pruning"
+    search_grid = _P_GRID
     summary = "Energy after pruning the smallest |W| (Sun & Li, 2022, Table 2)"
 
     def __init__(self, p=0.9, *, tpr=0.95):
@@ -188,6 +195,7 @@ class UnitPruningDetector(_SparseHeadEnergy):
     )
 
     name = "unit-pruning"
+    search_grid = _P_GRID
     summary = "Energy after pruning units with the smallest weight norm (Sun & Li, 2022, Table 2)"
 
     def __init__(self, p=0.9, *, tpr=0.95):

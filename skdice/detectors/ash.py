@@ -34,6 +34,11 @@ def _sum_ratio(s1, s2):
 
 
 class _Shaping(_HeadDetector):
+    #: the search grid (skdice.tuning.default_grid): the ASH paper's pruning
+    #: percentiles (ImageNet ASH-P@60, ASH-B@65, ASH-S@90; CIFAR 90 and 95) and the
+    #: steps between them
+    search_grid = {"percentile": (60, 65, 70, 75, 80, 85, 90, 95)}
+
     _parameter_constraints: dict = {
         **_HeadDetector._parameter_constraints,
         "percentile": [Interval(Real, 0, 100, closed="left")],
@@ -214,6 +219,9 @@ class SCALEDetector(_Shaping):
     )
 
     name = "scale"
+    #: the search grid (skdice.tuning.default_grid): the SCALE paper's percentile
+    #: sweep (its ImageNet setting 85 in the middle)
+    search_grid = {"percentile": (65, 70, 75, 80, 85, 90, 95)}
     summary = "SCALE: energy after rescaling features by exp(total / top-k sum) (Xu et al., 2024)"
 
     def __init__(self, percentile=85, *, tpr=0.95):

@@ -60,6 +60,8 @@ class MSPDetector(_HeadDetector):
     """
 
     name = "msp"
+    #: nothing to tune (skdice.tuning.default_grid)
+    search_grid = {}
     summary = "Maximum softmax probability (Hendrycks & Gimpel, 2017)"
 
     def __init__(self, *, tpr=0.95):
@@ -100,6 +102,8 @@ class MaxLogitDetector(_HeadDetector):
     """
 
     name = "maxlogit"
+    #: nothing to tune (skdice.tuning.default_grid)
+    search_grid = {}
     summary = "Maximum logit (Hendrycks et al., 2022)"
 
     def __init__(self, *, tpr=0.95):
@@ -143,6 +147,9 @@ class EnergyDetector(_HeadDetector):
     """
 
     name = "energy"
+    #: nothing to tune (skdice.tuning.default_grid): the energy score is used at
+    #: T = 1, "does not require hyperparameter tuning" (the DICE paper, Appendix B)
+    search_grid = {}
     summary = "Negative energy, T logsumexp(logits / T) (Liu et al., 2020)"
 
     _parameter_constraints: dict = {
@@ -201,6 +208,9 @@ class ODINDetector(_HeadDetector):
     """
 
     name = "odin"
+    #: the search grid (skdice.tuning.default_grid): the temperatures the ODIN paper
+    #: tuned over (its choice, and the DICE paper's, T = 1000)
+    search_grid = {"temperature": (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)}
     summary = "ODIN temperature scaling, T = 1000, no input perturbation (Liang et al., 2018)"
 
     _parameter_constraints: dict = {

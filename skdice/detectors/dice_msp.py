@@ -47,6 +47,8 @@ class DICEMSPDetector(DICEDetector):
 
     name = "dice-msp"
     summary = "DICE's masked head scored by the maximum softmax (Sun & Li, 2022, Table 9)"
+    #: the search grid (skdice.tuning.default_grid): DICE's p sweep (Section 4.1)
+    search_grid = {"p": (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)}
 
     def score_block(self, X):
         Z = X @ self.masked_weight_

@@ -19,6 +19,10 @@ __all__ = ["DICEBottomKDetector", "DICERandomKDetector", "DICETopBottomKDetector
 class _ContributionMasked(_SparseHeadEnergy):
     """Computes ``mean_feature_`` and ``contribution_`` like DICE, then a mask of V."""
 
+    #: the search grid (skdice.tuning.default_grid): DICE's p sweep (Section 4.1);
+    #: Table 5 compares the variants with DICE at the same p
+    search_grid = {"p": (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)}
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # the statistics are a function of the mean training feature alone

@@ -55,6 +55,9 @@ class GENDetector(_HeadDetector):
 
     name = "gen"
     summary = "GEN: minus the generalized entropy of the top-M softmax (Liu et al., 2023)"
+    #: the search grid (skdice.tuning.default_grid), 2-D: the GEN paper's gamma and M
+    #: ablations (its settings gamma = 0.1, M = 100); M above the class count equals M = C
+    search_grid = {"gamma": (0.01, 0.05, 0.1, 0.5, 1.0), "M": (10, 50, 100, 500, 1000)}
 
     _parameter_constraints: dict = {
         **_HeadDetector._parameter_constraints,

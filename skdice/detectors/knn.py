@@ -114,6 +114,9 @@ class KNNDetector(BaseDetector):
 
     name = "knn"
     summary = "Negative k-th nearest-neighbour distance of normalised features (Sun et al., 2022)"
+    #: the search grid (skdice.tuning.default_grid): the KNN paper's ablation of k
+    #: (CIFAR-10 setting 50); values above the training rows are left out
+    search_grid = {"n_neighbors": (1, 10, 20, 50, 100, 200, 500, 1000)}
 
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,

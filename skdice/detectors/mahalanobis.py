@@ -97,6 +97,9 @@ class MahalanobisDetector(BaseDetector):
 
     name = "mahalanobis"
     summary = "Class-conditional Gaussians, shared covariance (Lee et al., 2018)"
+    #: nothing to tune (skdice.tuning.default_grid): reg is a numerical ridge, and the
+    #: paper's tuned input-perturbation size needs gradients stored features lack
+    search_grid = {}
 
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,

@@ -88,6 +88,9 @@ class ReActDetector(_HeadDetector):
 
     name = "react"
     summary = "ReAct: energy after clipping features at a training percentile (Sun et al., 2021)"
+    #: the search grid (skdice.tuning.default_grid): clip percentiles around the
+    #: ReAct paper's 90, the range of its rectification-threshold ablation
+    search_grid = {"percentile": (80, 85, 90, 95, 99)}
 
     _parameter_constraints: dict = {**_HeadDetector._parameter_constraints, **_CLIP_CONSTRAINTS}
 
@@ -162,6 +165,9 @@ class DICEReActDetector(BaseDetector):
 
     name = "dice-react"
     summary = "DICE + ReAct: clipped features through DICE's masked head (Sun & Li, 2022)"
+    #: the search grid (skdice.tuning.default_grid), 2-D: DICE's p sweep with the
+    #: authors' DICE+ReAct p = 0.15 added (0.99 left out), by ReAct's clip percentiles
+    search_grid = {"p": (0.1, 0.15, 0.3, 0.5, 0.7, 0.9), "percentile": (85, 90, 95, 99)}
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.detector_tags.accepts_train_mean = True

@@ -77,6 +77,9 @@ class ViMDetector(BaseDetector):
 
     name = "vim"
     summary = "ViM: energy minus the scaled residual off the principal subspace (Wang et al., 2022)"
+    #: the search grid (skdice.tuning.default_grid): the ViM paper's rule (None) and
+    #: the dimensions of its ablation of D; values not below the width are left out
+    search_grid = {"dim": (None, 32, 64, 128, 256, 512, 1000)}
 
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,

@@ -10,6 +10,7 @@ Nothing here knows about torch: the store holds the features and the head.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,11 +20,13 @@ from .._numeric import logit_blocks
 from .._validation import check_sparsity, is_dask
 from ..exceptions import SkdiceError, require
 from ..metrics import Report, ood_report
+from .._search import default_grid
 from .fit import fit_detector
 from .methods import DEFAULT_METHODS, MethodSpec, build_detector, parse_method
 from .resolve import (
     TrainingData,
     check_split_lists,
+    check_validation_splits,
     damaged_store_error,
     open_feature_store,
     read_features,
@@ -86,6 +89,12 @@ class Evaluation:
         ``scores[method][split]``: the scores of the ID split and each OOD split.
     positive : str
         The FPR95 convention of the report (``"id"`` or ``"ood"``).
+    tuning : dict or None
+        When the methods were tuned first (``tune_id``): ``{"id", "noise",
+        "methods": [{"method", "params", "informative", "reason"}, ...]}``,
+        one entry per method with a grid; also ``report.extra["tuning"]``.
+    searches : dict of str to search
+        The fitted searches, by method label.
     """
 
     report: object
@@ -93,6 +102,8 @@ class Evaluation:
     detectors: dict
     scores: dict
     positive: str = "id"
+    tuning: dict | None = None
+    searches: dict | None = None
 
     def to_dict(self) -> dict:
         """``{"results": [...], "id_accuracy": {...} or None}``, the JSON of ``skdice evaluate``.
@@ -122,13 +133,36 @@ class Evaluation:
             lines.append(f"  masked head of {item['method']}{p}: {item['accuracy']:.2f}%")
         return lines
 
+    def tuning_lines(self) -> list[str]:
+        """Human-readable lines of the values each method was tuned to (empty without tuning).
 
-def _labels(spec: MethodSpec, detector, used: set) -> tuple[str, str]:
-    """The method column of the report, and a unique key for the result dicts."""
+        Returns
+        -------
+        list of str
+        """
+        if not self.tuning:
+            return []
+        noise = ", ".join(map(repr, self.tuning["noise"]))
+        lines = [f"tuned on {self.tuning['id']!r} vs {noise} before the evaluation:"]
+        for item in self.tuning["methods"]:
+            values = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                               for k, v in item["params"].items())
+            how = "chosen" if item["informative"] else "fallback: validation cannot choose"
+            lines.append(f"  {item['method'].partition(':')[0]}: {values} ({how})")
+        return lines
+
+
+def _labels(spec: MethodSpec, detector, used: set, tuned=None) -> tuple[str, str]:
+    """The method column of the report, and a unique key for the result dicts.
+
+    Parameters given in the spec or chosen by tuning (``tuned``) other than
+    ``p`` (which has its own column) are written into the label.
+    """
     label = spec.name
-    extra = {k: v for k, v in spec.params.items() if k != "p"}
+    extra = {k: v for k, v in {**spec.params, **(tuned or {})}.items() if k != "p"}
     if extra:
-        label += ":" + ",".join(f"{k}={v}" for k, v in extra.items())
+        label += ":" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in extra.items())
     key, n = label, 2
     p = detector.get_params().get("p")
     if key in used and p is not None:  # the same method at several sparsities
@@ -152,6 +186,12 @@ def evaluate_store(
     tpr: float = 0.95,
     dask: bool = False,
     progress=None,
+    tune_id: str | None = None,
+    tune_noise: Sequence[str] = (),
+    tune_metric: str = "fpr95",
+    guard: bool = True,
+    n_bootstrap: int | None = None,
+    random_state=0,
 ) -> Evaluation:
     """Fit methods on a store's training data and evaluate them ID vs each OOD split.
 
@@ -185,6 +225,22 @@ def evaluate_store(
     progress : callable, default=None
         Called with a short message before each fit and each scoring pass
         (the CLI prints them on stderr).
+    tune_id : str, default=None
+        An ID validation split: every method whose class declares a search
+        grid (:func:`skdice.tuning.default_grid`) is first tuned on it
+        against ``tune_noise`` (:func:`skdice.workflows.tune.run_search`),
+        over the parameters its spec (and ``p``) leave free, and evaluated at
+        the chosen values. Neither split may be a test split.
+    tune_noise : sequence of str, default=()
+        The OOD validation split(s) of the tuning.
+    tune_metric : {"fpr95", "auroc"}, default="fpr95"
+        Selection criterion of the tuning.
+    guard : bool, default=True
+        The tuning's ID-accuracy guard (see :class:`skdice.tuning.HyperparameterSearch`).
+    n_bootstrap : int, default=None
+        Bootstrap resamples of the tuning (None: the search's default).
+    random_state : int, default=0
+        Seed of the tuning's resamples.
 
     Returns
     -------
@@ -208,6 +264,10 @@ def evaluate_store(
         raise ValueError(f"positive must be 'id' or 'ood', got {positive!r}.")
     check_sparsity(p, allow_none=True)
     ood_splits = check_split_lists(id_split, ood_splits)
+    if (tune_id is None) != (not tune_noise):
+        raise ValueError("--tune-id and --tune-noise go together: give both, or neither.")
+    if tune_id is not None:
+        tune_noise = check_validation_splits(tune_id, tune_noise, [id_split, *ood_splits])
     if not methods:
         raise ValueError("give at least one method.")
     specs = [m if isinstance(m, MethodSpec) else parse_method(m) for m in methods]
@@ -229,8 +289,21 @@ def evaluate_store(
     train_data = TrainingData(fs, train, mean, dask)
 
     reports, fitted, scores, used, masked = [], {}, {}, set(), []
+    tuning, searches = [], {}
     for spec, detector in zip(specs, detectors_unfitted):
-        label, key = _labels(spec, detector, used)
+        tuned = None
+        if tune_id is not None:
+            search = _tune(spec, detector, p, fs, train_data, tune_id, tune_noise, say,
+                           metric=tune_metric, tpr=tpr, guard=guard, n_bootstrap=n_bootstrap,
+                           random_state=random_state)
+            if search is not None:
+                tuned = dict(search.best_params_)
+                detector.set_params(**tuned)
+        label, key = _labels(spec, detector, used, tuned)
+        if tuned is not None:
+            searches[key] = search
+            tuning.append({"method": label, "params": tuned, "informative": search.informative_,
+                           "reason": search.informative_reason_})
         say(f"fitting {key}")
         fit_detector(detector, train_data, id_X=id_X, calibrate=False)
         det_p = detector.get_params().get("p")
@@ -274,4 +347,34 @@ def evaluate_store(
         }
     report = Report.concat(reports)
     report.extra["id_accuracy"] = id_accuracy
-    return Evaluation(report, id_accuracy, fitted, scores, positive)
+    tuning_record = None
+    if tune_id is not None:
+        tuning_record = {"id": tune_id, "noise": list(tune_noise), "methods": tuning}
+        report.extra["tuning"] = tuning_record
+    return Evaluation(report, id_accuracy, fitted, scores, positive, tuning_record, searches)
+
+
+def _tune(spec, detector, p, fs, train_data, tune_id, tune_noise, say, **options):
+    """Tune one method's free parameters on the validation splits; None when it has none.
+
+    The warnings of the search are given again with the method's name, so
+    that each says which method it is about.
+    """
+    from .tune import make_search, run_search
+
+    fixed = set(spec.params) | ({"p"} if p is not None else set())
+    grid = {k: v for k, v in default_grid(spec.name).items() if k not in fixed}
+    if not grid:
+        return None
+    n_bootstrap = options.pop("n_bootstrap")
+    if n_bootstrap is not None:
+        options["n_bootstrap"] = n_bootstrap
+    plain = spec.name == "dice" and not spec.params and set(grid) == {"p"}
+    search = make_search("dice" if plain else detector, None if plain else grid, **options)
+    say(f"tuning {spec.name} on {tune_id}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_search(search, fs, train_data, id_split=tune_id, noise_splits=tune_noise)
+    for item in caught:
+        warnings.warn(f"tuning {spec.name}: {item.message}", item.category, stacklevel=3)
+    return search

@@ -18,6 +18,7 @@ from ..store import FeatureStore, open_store
 __all__ = [
     "TrainingData",
     "check_split_lists",
+    "check_validation_splits",
     "class_labels",
     "damaged_store_error",
     "load_train_mean",
@@ -203,6 +204,49 @@ def check_split_lists(id_split: str, ood_splits) -> list[str]:
     if id_split in ood_splits:
         raise ValueError(f"split {id_split!r} is given both as the ID split and as an OOD split.")
     return ood_splits
+
+
+def check_validation_splits(id_split: str, noise_splits, test_splits=()) -> list[str]:
+    """Check the splits of a tuning run: validation rows are neither test rows nor each other.
+
+    Parameters
+    ----------
+    id_split : str
+        The ID validation split.
+    noise_splits : str or sequence of str
+        The OOD validation split(s).
+    test_splits : sequence of str, default=()
+        Splits the run evaluates on (``evaluate``'s ``--id`` and ``--ood``).
+
+    Returns
+    -------
+    list of str
+        The noise splits.
+
+    Raises
+    ------
+    ValueError
+        For no noise split, a repeated one, an ID validation split that is
+        also a noise split, or a validation split that is also a test split.
+    """
+    noise = [noise_splits] if isinstance(noise_splits, str) else list(noise_splits)
+    if not noise:
+        raise ValueError("give at least one OOD validation split (--noise SPLIT).")
+    repeated = sorted({name for name in noise if noise.count(name) > 1})
+    if repeated:
+        raise ValueError(f"noise split {', '.join(map(repr, repeated))} is given more than once.")
+    if id_split in noise:
+        raise ValueError(
+            f"split {id_split!r} is given both as the ID validation split and as a noise split."
+        )
+    tests = set(test_splits)
+    for name in (id_split, *noise):
+        if name in tests:
+            raise ValueError(
+                f"split {name!r} is both a validation split and a test split: tune on rows "
+                "the evaluation does not use."
+            )
+    return noise
 
 
 class TrainingData:

@@ -68,7 +68,8 @@ def test_tune_passes_arguments_to_tune_store(monkeypatch, store):
     assert result.exit_code == 0, result.output
     assert seen == {
         "store": Path("S.zarr"), "id_split": "val", "noise_split": "gauss", "train": None,
-        "train_mean": Path("m.npy"), "grid": [0.2, 0.6], "metric": "auroc",
+        "train_mean": Path("m.npy"), "grid": [0.2, 0.6], "metric": "auroc", "method": "dice",
+        "guard": True, "max_accuracy_drop": 0.05, "n_bootstrap": 200, "random_state": 0,
     }
     assert "chosen: p = " in result.output
 
@@ -80,7 +81,7 @@ def test_tune_table_lists_every_p_and_the_choice_of_sparsity_search(store):
     assert result.exit_code == 0, result.output
     ref = SparsitySearch().fit(arrays["train"], head=head, X_id=arrays["val"], X_noise=arrays["noise"])
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["p", "FPR95", "AUROC", "AUPR-In", "AUPR-Out", "kept", "rank"]
+    assert lines[0].split() == ["p", "FPR95", "CI", "AUROC", "CI", "AUPR-In", "AUPR-Out", "kept", "verdict", "rank"]
     assert set(lines[1].replace(" ", "")) == {"-"}
     rows = [line.split() for line in lines[2:8]]
     assert [r[0].rstrip("*") for r in rows] == ["0.1", "0.3", "0.5", "0.7", "0.9", "0.99"]
@@ -88,15 +89,18 @@ def test_tune_table_lists_every_p_and_the_choice_of_sparsity_search(store):
     assert starred == [f"{ref.best_params_['p']:g}*"]
     res, n_weights = ref.cv_results_, head.weight.size
     for i, row in enumerate(rows):
+        ci = [f"{100 * res[k + '_ci_low'][i]:.2f}-{100 * res[k + '_ci_high'][i]:.2f}" for k in ("fpr95", "auroc")]
+        verdict = "best" if i == ref.leader_index_ else "worse" if res["worse"][i] else "tied"
         assert row[1:] == [
-            *(f"{100 * res[k][i]:.2f}" for k in ("fpr95", "auroc", "aupr_in", "aupr_out")),
-            f"{100 * res['n_kept'][i] / n_weights:.1f}%",
+            f"{100 * res['fpr95'][i]:.2f}", ci[0], f"{100 * res['auroc'][i]:.2f}", ci[1],
+            *(f"{100 * res[k][i]:.2f}" for k in ("aupr_in", "aupr_out")),
+            f"{100 * res['n_kept'][i] / n_weights:.1f}%", verdict,
             str(res["rank_test_score"][i]),
         ]
-    assert lines[8:10] == ["", "metrics in % on ID validation vs noise split 'noise'; FPR at 95% TPR, "
-                               "ID positive; kept = weights kept."]
+    assert lines[8:10] == ["", "metrics in % on ID validation 'val' vs noise split 'noise'; FPR at 95% TPR, "
+                               "ID positive; CI: 95% interval, paired bootstrap of 200 resamples; kept = weights kept."]
     assert lines[-1].startswith(f"chosen: p = {ref.best_params_['p']:g} (FPR95 ")
-    assert len(lines) == 11
+    assert len(lines) == 13
 
 
 def test_tune_json_holds_every_metric_in_percent(store):
@@ -106,7 +110,7 @@ def test_tune_json_holds_every_metric_in_percent(store):
               "--grid", "0,0.5,0.9", "--metric", "auroc", "--format", "json"],
     )
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     ref = SparsitySearch(grid=[0, 0.5, 0.9], metric="auroc").fit(
         arrays["train"], head=head, X_id=arrays["val"], X_noise=arrays["noise"]
     )
@@ -127,7 +131,7 @@ def test_tune_from_train_mean_file_matches_train_split(store, tmp_path):
     a = CliRunner().invoke(app, ["tune", str(path), "--train", "train", *args])
     b = CliRunner().invoke(app, ["tune", str(path), "--train-mean", str(mean_file), *args])
     assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
-    ra, rb = json.loads(a.output), json.loads(b.output)
+    ra, rb = json.loads(a.stdout), json.loads(b.stdout)
     assert ra["best_p"] == rb["best_p"]
     for x, y in zip(ra["results"], rb["results"]):
         assert x["fpr95"] == pytest.approx(y["fpr95"]) and x["n_kept"] == y["n_kept"]

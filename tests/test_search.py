@@ -1,0 +1,337 @@
+"""When validation cannot choose: the paired bootstrap, the informativeness rule, the guard, the fallback."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+import skdice._search as search_module
+from skdice import DICEDetector, Head
+from skdice.exceptions import UninformativeValidationWarning, UnlabelledValidationWarning
+from skdice.tuning import DEFAULT_GRID, HyperparameterSearch, SparsitySearch, paired_bootstrap
+
+
+def _problem(n_id, n_noise, seed=0, m=24, C=4, n_train=200, noise_scale=1.0):
+    """ID features on the first half of the units, a head that classifies them, and noise on
+    the other half, whose weights DICE drops only at larger p: p matters, and strongly."""
+    rng = np.random.default_rng(seed)
+    live = m // 2
+    centres = np.zeros((C, m))
+    centres[:, :live] = np.maximum(rng.normal(0, 1, (C, live)), 0) * 3
+    centres[:, live:] = 0.05  # silent units: tiny contributions on ID
+    W = np.zeros((m, C))
+    W[:live] = centres[:, :live].T / 3
+    W[live:] = rng.normal(0, 1, (m - live, C))
+
+    def id_rows(n):
+        y = rng.integers(0, C, n)
+        X = centres[y] + np.abs(rng.normal(0, 0.5, (n, m))) * (np.arange(m) < live)
+        return X.astype(np.float32), y
+
+    X_train, _ = id_rows(n_train)
+    X_id, y_id = id_rows(n_id)
+    X_noise = np.abs(rng.normal(0, 0.5, (n_noise, m)))
+    X_noise[:, live:] = np.abs(rng.normal(0, noise_scale, (n_noise, m - live)))
+    return X_train, X_id, y_id, X_noise.astype(np.float32), Head(W, np.zeros(C))
+
+
+def _quiet(fit):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fit()
+    return out, [w for w in caught if issubclass(w.category, UninformativeValidationWarning)]
+
+
+# ------------------------------------------------------------ the bootstrap
+def _sklearn_fpr_at_tpr(s_id, s_ood, tpr):
+    y = np.r_[np.ones(s_id.size), np.zeros(s_ood.size)]
+    fpr, tpr_curve, _ = roc_curve(y, np.r_[s_id, s_ood], drop_intermediate=False)
+    return fpr[np.searchsorted(tpr_curve, tpr, side="left")]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_resample_kernel_equals_sklearn_metrics_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    n_id, n_ood = rng.integers(1, 50, 2)
+    # integer scores make ties within and across the two sets
+    s_id = rng.integers(0, 6, n_id).astype(float) if seed % 2 else rng.normal(size=n_id)
+    s_ood = rng.integers(0, 6, n_ood).astype(float) if seed % 3 else rng.normal(size=n_ood)
+    tpr = [0.95, 0.5, 0.8, 1.0][seed % 4]
+    place = search_module._Placement(s_id, s_ood)
+    ones = (np.ones((n_id, 1), np.float32), np.ones((n_ood, 1), np.float32))
+    fpr, auc = search_module._resampled_metrics(place, *ones, search_module._rank_of_tpr(n_id, tpr))
+    assert fpr[0] == pytest.approx(_sklearn_fpr_at_tpr(s_id, s_ood, tpr), abs=1e-12)
+    both = np.r_[s_id, s_ood]
+    expected_auc = roc_auc_score(np.r_[np.ones(n_id), np.zeros(n_ood)], both)
+    assert auc[0] == pytest.approx(expected_auc, abs=1e-12)
+    # the sample's own metrics, without running sums
+    point = place.metrics(search_module._rank_of_tpr(n_id, tpr))
+    assert point == pytest.approx((fpr[0], expected_auc), abs=1e-12)
+    y = np.r_[np.ones(n_id), np.zeros(n_ood)]
+    assert place.average_precisions() == pytest.approx(
+        (average_precision_score(y, both), average_precision_score(1 - y, -both)), abs=1e-12)
+
+
+@pytest.mark.parametrize("where", ["spread", "all on the top row"])
+def test_resampled_threshold_from_the_low_tail_equals_the_whole_sum(where):
+    # 2000 ID rows: the running sum covers only the lowest ~190 (5% and a margin),
+    # and falls back to every row when a resample draws nothing there
+    rng = np.random.default_rng(5)
+    s_id, s_ood = rng.normal(1, 1, 2000), rng.normal(0, 1, 300)
+    if where == "spread":
+        c_id = rng.multinomial(2000, np.ones(2000) / 2000)
+    else:
+        c_id = np.zeros(2000, dtype=int)
+        c_id[np.argmax(s_id)] = 2000
+    c_ood = rng.multinomial(300, np.ones(300) / 300)
+    place = search_module._Placement(s_id, s_ood)
+    fpr, _ = search_module._resampled_metrics(
+        place, c_id[:, None].astype(np.float32), c_ood[:, None].astype(np.float32),
+        search_module._rank_of_tpr(2000, 0.95))
+    drawn_id, drawn_ood = np.repeat(s_id, c_id), np.repeat(s_ood, c_ood)
+    assert fpr[0] == pytest.approx(_sklearn_fpr_at_tpr(drawn_id, drawn_ood, 0.95), abs=1e-12)
+
+
+def test_a_resample_scores_like_its_drawn_rows():
+    rng = np.random.default_rng(3)
+    s_id, s_ood = rng.integers(0, 9, 30).astype(float), rng.integers(0, 9, 40).astype(float)
+    c_id, c_ood = rng.multinomial(30, np.ones(30) / 30), rng.multinomial(40, np.ones(40) / 40)
+    place = search_module._Placement(s_id, s_ood)
+    fpr, auc = search_module._resampled_metrics(
+        place, c_id[:, None].astype(np.float32), c_ood[:, None].astype(np.float32),
+        search_module._rank_of_tpr(30, 0.95),
+    )
+    drawn_id, drawn_ood = np.repeat(s_id, c_id), np.repeat(s_ood, c_ood)
+    assert fpr[0] == pytest.approx(_sklearn_fpr_at_tpr(drawn_id, drawn_ood, 0.95), abs=1e-12)
+    y = np.r_[np.ones(30), np.zeros(40)]
+    assert auc[0] == pytest.approx(roc_auc_score(y, np.r_[drawn_id, drawn_ood]), abs=1e-12)
+
+
+def test_bootstrap_is_seeded_paired_and_averages_the_sets():
+    rng = np.random.default_rng(0)
+    s_id = rng.normal(1, 1, 80)
+    sets = [rng.normal(0, 1, 60), rng.normal(-1, 1, 70)]
+    one = paired_bootstrap([s_id, s_id + 0.0], [sets, sets], n_bootstrap=50, random_state=7)
+    again = paired_bootstrap([s_id, s_id + 0.0], [sets, sets], n_bootstrap=50, random_state=7)
+    other = paired_bootstrap([s_id, s_id + 0.0], [sets, sets], n_bootstrap=50, random_state=8)
+    np.testing.assert_array_equal(one[0], again[0])
+    assert not np.array_equal(one[1], other[1])
+    # the same resamples for every candidate: identical candidates never differ
+    np.testing.assert_array_equal(one[0][0], one[0][1])
+    np.testing.assert_array_equal(one[1][0], one[1][1])
+    # several sets: a resample's metric is the mean over the sets
+    mean_auc = one[1][0].mean()
+    separate = [paired_bootstrap([s_id], [[s]], n_bootstrap=400, random_state=1)[1].mean() for s in sets]
+    assert mean_auc == pytest.approx(np.mean(separate), abs=0.02)
+
+
+# ----------------------------------------------------------------- the rule
+def test_noise_scored_above_id_is_uninformative_and_returns_the_papers_p():
+    X_train, X_id, _, _, head = _problem(200, 10)
+    # "noise" that the head finds more in-distribution than ID itself (AUROC < 0.5),
+    # as N(0, 1) noise on the paper's CIFAR-10 DenseNet
+    X_noise = 1.5 * X_id
+    s, caught = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+    assert s.informative_ is False
+    assert "not separated from ID at any candidate" in s.informative_reason_
+    assert np.all(s.cv_results_["auroc_ci_high"] < 0.5) and not s.cv_results_["separated"].any()
+    assert s.best_params_ == {"p": 0.9} and s.best_index_ == s.fallback_index_ == 4
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "\n" not in message and "not separated" in message and "p=0.9" in message
+
+
+def test_every_candidate_tied_is_uninformative():
+    rng = np.random.default_rng(1)
+    W = np.abs(rng.normal(size=(6, 3))) + 0.1
+    X_train, X_id, X_noise = rng.random((40, 6)) + 1, rng.random((30, 6)) + 5, np.zeros((30, 6))
+    s, caught = _quiet(lambda: SparsitySearch().fit(X_train, W, np.zeros(3), X_id=X_id, X_noise=X_noise))
+    assert np.all(s.cv_results_["fpr95"] == 0) and s.cv_results_["separated"].all()
+    assert s.informative_ is False and "within sampling noise of the best" in s.informative_reason_
+    assert not s.cv_results_["worse"].any()
+    assert s.best_params_ == {"p": 0.9} and len(caught) == 1
+    # fallback=False keeps the tie rule (the smallest p), the warning stays
+    s2, caught2 = _quiet(lambda: SparsitySearch(fallback=False).fit(
+        X_train, W, np.zeros(3), X_id=X_id, X_noise=X_noise))
+    assert s2.best_params_ == {"p": 0.1} and len(caught2) == 1 and "fallback=False" in str(caught2[0].message)
+
+
+@pytest.mark.parametrize("n, informative", [(300, True), (30, False)])
+def test_the_same_difference_is_real_on_many_rows_and_noise_on_few(n, informative):
+    # one population: p = 0.1 beats p = 0.3 by about 8 points of FPR95
+    X_train, X_id, _, X_noise, head = _problem(n, n, seed=0)
+    s, caught = _quiet(lambda: SparsitySearch(grid=[0.1, 0.3]).fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+    assert s.cv_results_["fpr95"][0] < s.cv_results_["fpr95"][1]
+    assert s.informative_ is informative and len(caught) == (0 if informative else 1)
+    assert bool(s.cv_results_["worse"][1]) is informative
+    assert bool(s.cv_results_["gap_ci_low"][1] > 0) is informative
+
+
+def test_an_informative_search_returns_the_best_candidate_and_records_the_intervals():
+    X_train, X_id, _, X_noise, head = _problem(300, 300, seed=1)
+    s, caught = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+    res = s.cv_results_
+    assert s.informative_ and not caught and "beyond sampling noise" in s.informative_reason_
+    assert s.best_index_ == s.leader_index_ == int(np.argmin(res["fpr95"]))
+    assert np.all(res["fpr95_ci_low"] <= res["fpr95_ci_high"]) and np.all(res["auroc_ci_low"] <= res["auroc_ci_high"])
+    np.testing.assert_allclose(res["gap"], res["fpr95"] - res["fpr95"][s.best_index_])
+    assert res["gap"][s.best_index_] == 0 and res["gap_ci_low"][s.best_index_] == 0
+    # auroc as the criterion: the gap is the leader's AUROC minus each candidate's
+    a, _ = _quiet(lambda: SparsitySearch(metric="auroc").fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+    np.testing.assert_allclose(a.cv_results_["gap"], a.cv_results_["auroc"][a.leader_index_] - a.cv_results_["auroc"])
+
+
+def test_intervals_follow_the_confidence_and_the_resample_count():
+    X_train, X_id, _, X_noise, head = _problem(100, 100, seed=1)
+    wide, _ = _quiet(lambda: SparsitySearch(confidence=0.99).fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+    narrow, _ = _quiet(lambda: SparsitySearch(confidence=0.5).fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+    width = lambda s: s.cv_results_["auroc_ci_high"] - s.cv_results_["auroc_ci_low"]  # noqa: E731
+    assert np.all(width(wide) >= width(narrow)) and np.any(width(wide) > width(narrow))
+
+
+# ---------------------------------------------------------------- the guard
+def test_guard_flags_a_candidate_that_breaks_the_classifier_and_does_not_choose_it():
+    X_train, X_id, y_id, X_noise, head = _problem(300, 300, seed=0)
+    grid = [0.1, 0.5, 0.99]
+    s, _ = _quiet(lambda: SparsitySearch(grid=grid).fit(X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
+    res = s.cv_results_
+    assert res["fpr95"][2] == res["fpr95"].min()  # the best FPR95 ...
+    assert s.dense_accuracy_ - res["id_accuracy"][2] > 0.05  # ... with a broken classifier
+    np.testing.assert_array_equal(res["flagged"], [False, False, True])
+    assert s.best_params_ == {"p": 0.1} and s.informative_
+    off, _ = _quiet(lambda: SparsitySearch(grid=grid, guard=False).fit(
+        X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
+    assert off.best_params_ == {"p": 0.99} and off.cv_results_["flagged"][2]  # reported, chosen
+    # the tolerance is the parameter: wide enough, nothing is flagged
+    loose, _ = _quiet(lambda: SparsitySearch(grid=grid, max_accuracy_drop=1.0).fit(
+        X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
+    assert not loose.cv_results_["flagged"].any() and loose.best_params_ == {"p": 0.99}
+
+
+def test_guard_accuracies_are_those_of_the_masked_and_dense_heads():
+    X_train, X_id, y_id, X_noise, head = _problem(120, 60, seed=2)
+    head = Head(head.weight, np.array([8.0, 0.0, 0.0, 0.0]))  # a bias that moves the argmax
+    y_id = y_id.copy()
+    y_id[::7] = -1  # unknown labels are left out
+    known = y_id >= 0
+    s, _ = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
+    dense = np.argmax(X_id[known] @ head.weight + head.bias, axis=1)
+    assert s.dense_accuracy_ == pytest.approx(np.mean(dense == y_id[known]))
+    assert s.n_labelled_ == known.sum()
+    for i, p in enumerate(DEFAULT_GRID):
+        det = DICEDetector(p=p).fit(X_train, head=head)
+        expected = np.mean(det.predict_class(X_id[known]) == y_id[known])
+        assert s.cv_results_["id_accuracy"][i] == pytest.approx(expected)
+        # the scores are still DICE's: the argmax did not change the pass
+        assert s.cv_results_["auroc"][i] == pytest.approx(
+            roc_auc_score(np.r_[np.ones(len(X_id)), np.zeros(len(X_noise))],
+                          np.r_[det.score_samples(X_id), det.score_samples(X_noise)]), abs=1e-9)
+
+
+def test_guard_takes_the_argmax_from_the_scoring_pass(monkeypatch):
+    """Per candidate: one pass over the ID rows (score and argmax together), one over the noise;
+    plus a single dense pass for the dense head's accuracy: G + 1 passes over the ID rows."""
+    X_train, X_id, y_id, X_noise, head = _problem(60, 60, seed=2)
+    calls = {"fused": 0, "energy": 0, "dense": 0}
+
+    def counting(name, fn):
+        def wrapped(X, *args, **kwargs):
+            calls[name] += 1
+            assert len(X) == (len(X_noise) if name == "energy" else len(X_id))
+            return fn(X, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(search_module, "_scores_and_classes", counting("fused", search_module._scores_and_classes))
+    monkeypatch.setattr(search_module, "energy_scores", counting("energy", search_module.energy_scores))
+    monkeypatch.setattr(search_module, "_dense_classes", counting("dense", search_module._dense_classes))
+    _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
+    G = len(DEFAULT_GRID)
+    assert calls == {"fused": G, "energy": G, "dense": 1}
+
+
+@pytest.mark.parametrize("grid", [[0.1], [0.99]])  # every unit kept; most units dropped
+def test_guard_pass_reports_a_non_finite_row_like_the_detector(grid):
+    X_train, X_id, y_id, X_noise, head = _problem(60, 20, seed=2)
+    X_id = X_id.copy()
+    X_id[7, -1] = np.nan  # a silent unit: dropped from the product at p = 0.99
+    with pytest.raises(ValueError, match="Input X_id contains NaN"):
+        SparsitySearch(grid=grid).fit(X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id)
+    # the fused pass itself, as DICE's own scoring, names the first bad row
+    det = DICEDetector(p=grid[0]).fit(X_train, head=head)
+    kernel = search_module._masked_logit_kernel(det)
+    with pytest.raises(ValueError, match=r"Input X contains NaN or infinity \(first at row 7\)"):
+        search_module._scores_and_classes(X_id, det, kernel)
+
+
+def test_without_labels_the_guard_does_not_run():
+    X_train, X_id, y_id, X_noise, head = _problem(60, 60, seed=2)
+    for labels in (None, -np.ones(len(X_id), dtype=int)):
+        s, _ = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=labels))
+        assert s.dense_accuracy_ is None and s.n_labelled_ == 0
+        assert np.isnan(s.cv_results_["id_accuracy"]).all() and not s.cv_results_["flagged"].any()
+
+
+def test_every_candidate_flagged_is_uninformative():
+    X_train, X_id, y_id, X_noise, head = _problem(200, 200, seed=0)
+    s, caught = _quiet(lambda: SparsitySearch(grid=[0.99], max_accuracy_drop=0.0).fit(
+        X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
+    assert not s.informative_ and "guard flags all of them" in s.informative_reason_ and caught
+
+
+# ------------------------------------------------------------- the fallback
+def test_fallback_is_the_nearest_unflagged_candidate_to_the_default():
+    X_train, X_id, y_id, X_noise, head = _problem(200, 10)
+    X_noise = 1.5 * X_id  # uninformative
+    s, caught = _quiet(lambda: SparsitySearch(grid=[0.5, 0.95]).fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+    assert s.best_params_ == {"p": 0.95} and "nearest" in str(caught[0].message)
+    g, _ = _quiet(lambda: SparsitySearch(grid=[0.5, 0.9, 0.99], max_accuracy_drop=0.0).fit(
+        X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
+    # p = 0.9 loses a little accuracy: flagged at zero tolerance, so the fallback is the nearest
+    # candidate the guard leaves, 0.5, not the flagged default
+    np.testing.assert_array_equal(g.cv_results_["flagged"], [False, True, True])
+    assert g.best_params_ == {"p": 0.5}
+    react, _ = _quiet(lambda: HyperparameterSearch("react", {"percentile": [50, 80]}).fit(
+        X_train, head=head, X_id=X_id, X_noise=X_noise))
+    assert not react.informative_ and react.best_params_ == {"percentile": 80}  # nearest to ReAct's 90
+
+
+def test_the_warning_is_a_user_warning_exported_with_the_library_errors():
+    import skdice.exceptions
+    import skdice.tuning
+
+    assert issubclass(UninformativeValidationWarning, UserWarning)
+    assert issubclass(UnlabelledValidationWarning, UserWarning)
+    assert "UninformativeValidationWarning" in skdice.exceptions.__all__
+    assert skdice.tuning.UninformativeValidationWarning is UninformativeValidationWarning
+    X_train, X_id, _, _, head = _problem(60, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UninformativeValidationWarning)
+        with pytest.raises(UninformativeValidationWarning):
+            SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=1.5 * X_id)
+
+
+# ------------------------------------------------------ several noise sets
+def test_several_noise_sets_are_averaged_with_equal_weight():
+    X_train, X_id, _, X_a, head = _problem(150, 120, seed=1, noise_scale=1.0)
+    X_b = _problem(150, 80, seed=4, noise_scale=2.0)[3]
+    both, _ = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=[X_a, X_b]))
+    named, _ = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise={"a": X_a, "b": X_b}))
+    a, _ = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=X_a))
+    b, _ = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=X_b))
+    for key in ("fpr95", "auroc", "aupr_in", "aupr_out"):
+        np.testing.assert_allclose(both.cv_results_[key], (a.cv_results_[key] + b.cv_results_[key]) / 2)
+        np.testing.assert_array_equal(both.cv_results_[key], named.cv_results_[key])
+    # not the pooled rows: 120 and 80 rows count the same
+    pooled, _ = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=np.vstack([X_a, X_b])))
+    assert not np.allclose(pooled.cv_results_["aupr_out"], both.cv_results_["aupr_out"])
+
+
+def test_search_is_reproducible_given_its_seed():
+    X_train, X_id, _, X_noise, head = _problem(80, 80, seed=1)
+    runs = [_quiet(lambda: SparsitySearch(random_state=r).fit(X_train, head=head, X_id=X_id, X_noise=X_noise))[0]
+            for r in (3, 3, 4)]
+    np.testing.assert_array_equal(runs[0].cv_results_["gap_ci_low"], runs[1].cv_results_["gap_ci_low"])
+    assert not np.array_equal(runs[0].cv_results_["auroc_ci_low"], runs[2].cv_results_["auroc_ci_low"])
