@@ -55,8 +55,55 @@ def render(result, fmt: str) -> str:
         return "\n".join(lines)
     from ._console import render_report
 
-    lines = [render_report(report), "", f"{_CONVENTION[result.positive]}; metrics in %."]
+    board = leaderboard(report)
+    lines = [render_report(board), "", f"{_CONVENTION[result.positive]}; metrics in %."]
+    lines += hyperparameter_lines(result)
     return "\n".join([*lines, *result.accuracy_lines(), *result.tuning_lines()])
+
+
+def leaderboard(report):
+    """The report with its methods ordered by average FPR95, best first (rows kept together).
+
+    Parameters
+    ----------
+    report : skdice.metrics.Report
+
+    Returns
+    -------
+    skdice.metrics.Report
+        The same rows, each method's rows (its OOD sets, then its average)
+        together, methods sorted by their ``average`` row's FPR; ties keep
+        the order they were given in.
+    """
+    from skdice.metrics import Report
+
+    groups = {}
+    for row in report.rows:
+        groups.setdefault((row.method, row.p), []).append(row)
+    def key(item):
+        average = [r for r in item[1] if r.ood == "average"]
+        return average[0].fpr95 if average else float("inf")
+    ordered = sorted(groups.items(), key=key)
+    return Report([row for _, rows in ordered for row in rows], dict(report.extra))
+
+
+def hyperparameter_lines(result) -> list[str]:
+    """One line per method with the hyperparameters it ran with (``tpr`` left out).
+
+    Parameters
+    ----------
+    result : skdice.evaluation.Evaluation
+
+    Returns
+    -------
+    list of str
+    """
+    lines = ["hyperparameters:"]
+    for key, detector in result.detectors.items():
+        params = {k: v for k, v in detector.get_params().items() if k != "tpr"}
+        text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        lines.append(f"  {key}: {text or '(none)'}")
+    return lines
 
 
 def register(app: typer.Typer) -> None:
@@ -82,7 +129,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--method",
                 help="Detector name (`skdice methods`), optionally NAME:key=value,...; "
-                "repeat for several. Default: dice and energy.",
+                "repeat for several; `all` runs every registered method. Default: dice and energy.",
                 show_default=False,
             ),
         ] = None,
@@ -98,7 +145,8 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(
                 "--train-mean",
-                help="Cached mean training feature (.npy), instead of --train, for DICE.",
+                help="Cached mean training feature (.npy) for the mean-based methods (DICE and "
+                "its variants); with --train as well, they take the mean and the others the split.",
             ),
         ] = None,
         positive: Annotated[
@@ -138,8 +186,6 @@ def register(app: typer.Typer) -> None:
         """
         from skdice.evaluation import DEFAULT_METHODS, evaluate_store
 
-        if train is not None and train_mean is not None:
-            raise ValueError("give --train SPLIT or --train-mean PATH, not both.")
         from skdice.streaming import dask_client
 
         from ._console import Progress

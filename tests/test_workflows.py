@@ -182,3 +182,13 @@ def test_a_split_and_a_mean_together_give_each_detector_what_it_needs(store, mon
     assert calibrated.offset_ == pytest.approx(expected) and loaded == []
     knn = fit_detector(KNNDetector(n_neighbors=3), train, calibrate=False)
     assert loaded == ["train"] and knn.n_features_in_ == M
+
+
+def test_expand_methods_replaces_all_by_every_registered_method_once():
+    from skdice import available_detectors
+    from skdice.workflows.methods import expand_methods
+
+    names = list(available_detectors())
+    assert expand_methods(["all"]) == names
+    assert expand_methods(["knn:n_neighbors=5", "all", "dice"]) == ["knn:n_neighbors=5", *names]
+    assert expand_methods(["dice", "energy"]) == ["dice", "energy"]

@@ -22,7 +22,7 @@ from ..exceptions import SkdiceError, require
 from ..metrics import Report, ood_report
 from .._search import default_grid
 from .fit import fit_detector
-from .methods import DEFAULT_METHODS, MethodSpec, build_detector, parse_method
+from .methods import DEFAULT_METHODS, MethodSpec, build_detector, expand_methods, parse_method
 from .resolve import (
     TrainingData,
     check_split_lists,
@@ -205,7 +205,7 @@ def evaluate_store(
         One or more OOD splits.
     methods : sequence of str or MethodSpec, default=("dice", "energy")
         Registry names, optionally with parameters (``"knn:k=10"``); see
-        :func:`parse_method`.
+        :func:`parse_method`. ``"all"`` stands for every registered method.
     p : float, default=None
         Sparsity for every method that has a ``p`` parameter and does not set
         it in its spec; None keeps each method's default (DICE: 0.9).
@@ -270,7 +270,7 @@ def evaluate_store(
         tune_noise = check_validation_splits(tune_id, tune_noise, [id_split, *ood_splits])
     if not methods:
         raise ValueError("give at least one method.")
-    specs = [m if isinstance(m, MethodSpec) else parse_method(m) for m in methods]
+    specs = [m if isinstance(m, MethodSpec) else parse_method(m) for m in expand_methods(methods)]
     detectors_unfitted = [build_detector(spec, p) for spec in specs]
     if p is not None and not any("p" in d.get_params() for d in detectors_unfitted):
         raise ValueError(

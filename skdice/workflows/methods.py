@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from .._base import BaseDetector, available_detectors
 from .._validation import check_sparsity
 
-__all__ = ["DEFAULT_METHODS", "MethodSpec", "build_detector", "parse_method"]
+__all__ = ["ALL_METHODS", "DEFAULT_METHODS", "MethodSpec", "build_detector", "expand_methods", "parse_method"]
+
+#: The spec that stands for every registered method (``skdice evaluate --method all``).
+ALL_METHODS = "all"
 
 #: What ``skdice evaluate`` compares when no ``--method`` is given: DICE beside energy.
 DEFAULT_METHODS = ("dice", "energy")
@@ -90,6 +93,27 @@ def parse_method(spec: str) -> MethodSpec:
             f"its parameters are: {', '.join(valid) or 'none'}."
         )
     return MethodSpec(name, params)
+
+
+def expand_methods(methods) -> list:
+    """Method specs with ``"all"`` replaced by every registered detector, in registry order.
+
+    Parameters
+    ----------
+    methods : sequence of str or MethodSpec
+
+    Returns
+    -------
+    list of str or MethodSpec
+        Repeats that ``"all"`` brings in are dropped; explicit specs keep their place.
+    """
+    out = []
+    for method in methods:
+        if isinstance(method, str) and method.strip() == ALL_METHODS:
+            out.extend(name for name in available_detectors() if name not in out)
+        elif method not in out:
+            out.append(method)
+    return out
 
 
 def build_detector(spec: MethodSpec | str, p: float | None = None) -> BaseDetector:

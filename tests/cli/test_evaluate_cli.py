@@ -87,17 +87,25 @@ def test_table_has_every_row_and_value_of_the_json_then_convention_and_accuracy(
     assert lines[0].split() == ["method", "p", "ood", "FPR95", "AUROC", "AUPR-In", "AUPR-Out"]
     assert set(lines[1].replace(" ", "")) == {"-"}
     expected = json.loads(evaluate_store(store, "id", ["ood"], train="train").report.to_json())["results"]
+    # a leaderboard: the methods' rows in order of their average FPR95 (ties as given)
+    order = sorted({r["method"]: r["fpr95"] for r in expected if r["ood"] == "average"}.items(),
+                   key=lambda item: item[1])
+    rank = {method: i for i, (method, _) in enumerate(order)}
+    expected = sorted(expected, key=lambda r: rank[r["method"]])
     body = [line.split() for line in lines[2:2 + len(expected)]]
     assert body == [
         [r["method"], *([] if r["p"] is None else [f"{r['p']:g}"]), r["ood"],
          *(f"{r[k]:.2f}" for k in ("fpr95", "auroc", "aupr_in", "aupr_out"))]
         for r in expected
     ]
-    assert [row[0] for row in body] == ["dice", "dice", "energy", "energy"]
+    assert sorted(row[0] for row in body) == ["dice", "dice", "energy", "energy"]
     assert lines[2 + len(expected)] == ""
     assert lines[3 + len(expected)].startswith("FPR95 with ID positive (DICE paper)")
-    assert lines[4 + len(expected)].startswith("ID accuracy on 'id' (60 labelled rows): original head")
-    assert lines[5 + len(expected)].startswith("  masked head of dice (p=0.9):")
+    assert lines[4 + len(expected)] == "hyperparameters:"
+    assert lines[5 + len(expected)] == "  dice: p=0.9"
+    assert lines[6 + len(expected)] == "  energy: temperature=1"
+    assert lines[7 + len(expected)].startswith("ID accuracy on 'id' (60 labelled rows): original head")
+    assert lines[8 + len(expected)].startswith("  masked head of dice (p=0.9):")
     assert result.stderr == ""  # stderr is not a terminal here: no progress
 
 
