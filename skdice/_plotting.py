@@ -1,25 +1,8 @@
-"""The paper's figures from features: data first, then pictures.
+"""The paper's figures from features, data first, then pictures (the core's part).
 
-Four figures, each in two steps. A *data* function computes plain arrays
-(tested against independent NumPy references); a *plot* function draws them
-with matplotlib (Agg backend, imported inside the function, the ``plot``
-extra) and writes a PNG.
-
-* :func:`histogram_data` / :func:`plot_score_histograms`: score distributions,
-  ID against each OOD set, dense energy and DICE side by side (Figure 4).
-* :func:`unit_contributions` / :func:`plot_unit_contributions`: the
-  contribution ``h_i(x) w_ic`` of every penultimate unit to one class, units
-  sorted by their mean contribution on ID data, mean and a one-standard-
-  deviation band, ID against OOD (Figures 1 and 5).
-* :func:`p_sweep` / :func:`plot_p_sweep`: FPR95 and the normalised standard
-  deviation of the OOD scores against the sparsity ``p`` (Table 4).
-* :func:`contribution_covariance` / :func:`plot_contribution_covariance`: the
-  covariance matrix of the unit contributions to one class on a data set,
-  units sorted by their mean contribution on ID data, with DICE's boundary
-  between dropped and kept units (Figure 6, Appendix E).
-
-:func:`skdice.workflows.plot.plot_store` runs all four on a feature store;
-``skdice plot`` calls it. Import all of them from :mod:`skdice.plotting`.
+The figures, what each shows and how data and drawing are split are described
+in :mod:`skdice.plotting`, the public module users import them from; the
+store-driven :func:`skdice.workflows.plot.plot_store` runs all four.
 """
 
 from __future__ import annotations
