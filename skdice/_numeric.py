@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import weakref
+from contextlib import contextmanager
 
 import numpy as np
 from sklearn import get_config
 from sklearn.utils import gen_batches
 
-from ._validation import raise_non_finite
+from ._validation import is_block_source, raise_non_finite
 
 # Cap on the scratch memory one scoring chunk may use. Smaller chunks keep the
 # logits of a chunk in cache for the logsumexp passes that follow the GEMM.
@@ -58,6 +60,82 @@ def row_chunks(n_rows: int, row_bytes: int):
     """
     if n_rows > 0:  # gen_batches refuses n = 0; there is nothing to chunk
         yield from gen_batches(n_rows, chunk_rows(n_rows, row_bytes))
+
+
+def row_blocks(X):
+    """The rows of ``X`` as ``(start, block)`` pairs: a block source's blocks, an array whole.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or block source
+        See :func:`skdice._validation.is_block_source`.
+
+    Yields
+    ------
+    start : int
+        Index of the block's first row.
+    block : ndarray of shape (rows, n_features)
+    """
+    if is_block_source(X):
+        yield from X.iter_blocks()
+    else:
+        yield 0, X
+
+
+@contextmanager
+def located_errors(X, start: int, block):
+    """Give a ``ValueError`` raised on one block of a block source the rows it is about.
+
+    The scoring of a block numbers its rows from the block's start; this
+    restates the error for the whole source: its ``name`` attribute (say a
+    store split) first, every "row N" renumbered from the source's first row.
+    Errors on an array pass unchanged.
+
+    Parameters
+    ----------
+    X : array-like or block source
+    start : int
+        Index of the block's first row in ``X``.
+    block : ndarray of shape (rows, n_features)
+    """
+    try:
+        yield
+    except ValueError as exc:
+        if not is_block_source(X):
+            raise
+        name = getattr(X, "name", "X")
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~np.isfinite(np.asarray(block)).all(axis=1))
+        if bad.size:
+            raise ValueError(
+                f"{name} contains NaN or infinity (first at row {start + int(bad[0])})."
+            ) from None
+        # the block's messages number its rows from 0 ("row 6"): renumber them in the source
+        text = re.sub(r"\brow (\d+)", lambda m: f"row {start + int(m.group(1))}", str(exc))
+        raise ValueError(f"{name}: {text}") from None
+
+
+def scores_by_block(X, score) -> np.ndarray:
+    """``score`` applied to ``X`` block by block, the scores joined in float64.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or block source
+    score : callable
+        ``score(block) -> array of shape (rows,)``, such as a detector's
+        ``score_samples``.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64
+    """
+    if not is_block_source(X):
+        return np.asarray(score(X), dtype=np.float64)
+    out = np.empty(int(X.shape[0]), dtype=np.float64)
+    for start, block in X.iter_blocks():
+        with located_errors(X, start, block):
+            out[start : start + block.shape[0]] = score(block)
+    return out
 
 
 def logit_blocks(X, weight: np.ndarray, bias: np.ndarray):

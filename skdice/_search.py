@@ -47,11 +47,22 @@ from ._numeric import (
     column_mean,
     energy_scores,
     logit_blocks,
+    located_errors,
     logsumexp_rows,
     max_softmax_rows,
+    row_blocks,
     row_chunks,
+    scores_by_block,
 )
-from ._validation import check_features, check_grid, check_train_mean, raise_non_finite, resolve_head
+from ._validation import (
+    check_features,
+    check_grid,
+    check_rows,
+    check_train_mean,
+    is_block_source,
+    raise_non_finite,
+    resolve_head,
+)
 from .detectors._common import _SparseHeadEnergy
 from .detectors.dice_msp import DICEMSPDetector
 from .detectors.react import DICEReActDetector
@@ -226,8 +237,19 @@ def _scores_and_classes(X, det, kernel):
 
     The logits of each chunk are computed once and give both the score and
     the predicted class (for the known kernels); equal to ``score_samples``
-    up to float32 rounding.
+    up to float32 rounding. ``X`` may be a block source, read once.
     """
+    n = int(X.shape[0])
+    scores = np.empty(n, dtype=np.float64)
+    classes = np.empty(n, dtype=np.int64)
+    for start, block in row_blocks(X):
+        with located_errors(X, start, block):
+            rows = slice(start, start + block.shape[0])
+            scores[rows], classes[rows] = _block_scores_and_classes(block, det, kernel)
+    return scores, classes
+
+
+def _block_scores_and_classes(X, det, kernel):
     weight, bias = det.masked_weight_, det.bias_
     n, m = X.shape
     C = weight.shape[1]
@@ -268,16 +290,17 @@ def _scores_and_classes(X, det, kernel):
     return scores, classes
 
 
-def _rows(X, index):
-    # every row labelled (the usual case): no copy of the validation features
-    return X if index.size == X.shape[0] else X[index]
-
-
-def _dense_classes(X, head):
-    out = np.empty(X.shape[0], dtype=np.int64)
-    for rows, logits in logit_blocks(X, head.weight, head.bias):
-        out[rows] = logits.argmax(axis=1)
-    return out
+def _dense_classes(X, head, index):
+    """The dense head's predicted class of the rows ``index`` of ``X`` (an array or a block source)."""
+    if not is_block_source(X):
+        # every row labelled (the usual case): no copy of the validation features
+        X = X if index.size == X.shape[0] else X[index]
+        index = None
+    out = np.empty(int(X.shape[0]), dtype=np.int64)
+    for start, block in row_blocks(X):
+        for rows, logits in logit_blocks(block, head.weight, head.bias):
+            out[start + rows.start : start + rows.stop] = logits.argmax(axis=1)
+    return out if index is None else out[index]
 
 
 # ---------------------------------------------------------------- bootstrap
@@ -290,30 +313,40 @@ class _Placement:
     """
 
     def __init__(self, s_id, s_ood):
-        self.ood_order = np.argsort(s_ood, kind="stable")
-        self.sorted_ood = s_ood[self.ood_order]
-        self.below = np.searchsorted(self.sorted_ood, s_id, side="left")  # OOD scores < s_id
-        upto = np.searchsorted(self.sorted_ood, s_id, side="right")  # OOD scores <= s_id
-        self.ties = upto if np.any(upto != self.below) else None
-        self.id_order = np.argsort(s_id, kind="stable")  # ID scores, smallest first
-        self.sorted_id = s_id[self.id_order]
-        self.below_sorted = self.below[self.id_order]
+        # row indices in int32 below 2**31 rows: the placements of every candidate
+        # and set stay in memory until the bootstrap, 20 bytes a row instead of 56
+        index = np.int32 if max(s_id.size, s_ood.size) < 2**31 else np.int64
+        ood_order = np.argsort(s_ood, kind="stable")
+        sorted_ood = s_ood[ood_order]
+        self.ood_order = ood_order.astype(index)
+        del ood_order
+        self.below = np.searchsorted(sorted_ood, s_id, side="left").astype(index)  # OOD < s_id
+        upto = np.searchsorted(sorted_ood, s_id, side="right")  # OOD scores <= s_id
+        self.ties = upto.astype(index) if np.any(upto != self.below) else None
+        del upto
+        id_order = np.argsort(s_id, kind="stable")  # ID scores, smallest first
+        sorted_id = s_id[id_order]
+        self.id_order = id_order.astype(index)
+        self.below_sorted = self.below[id_order]
+        del id_order
         self.n_id, self.n_ood = s_id.size, s_ood.size
+        self._average_precisions = self._precisions(sorted_id, sorted_ood)
 
     def average_precisions(self):
-        """AUPR-In and AUPR-Out of the sample, as :func:`skdice.metrics.aupr_in` and ``aupr_out``.
+        """AUPR-In and AUPR-Out of the sample, as :func:`skdice.metrics.aupr_in` and ``aupr_out``."""
+        return self._average_precisions
 
-        Average precision, ``sum over thresholds of (recall step) x precision``,
+    def _precisions(self, sorted_id, sorted_ood):
+        """Average precision, ``sum over thresholds of (recall step) x precision``,
         one threshold per distinct score (ties move together), read off the
-        two sorted score vectors.
-        """
-        values, counts = _distinct(self.sorted_id[::-1])  # ID positive: largest first
+        two sorted score vectors (which are not kept)."""
+        values, counts = _distinct(sorted_id[::-1])  # ID positive: largest first
         tp = np.cumsum(counts)
-        fp = self.n_ood - np.searchsorted(self.sorted_ood, values, side="left")
+        fp = self.n_ood - np.searchsorted(sorted_ood, values, side="left")
         ap_in = np.sum(counts / self.n_id * tp / (tp + fp))
-        values, counts = _distinct(self.sorted_ood)  # OOD positive, negated scores: smallest first
+        values, counts = _distinct(sorted_ood)  # OOD positive, negated scores: smallest first
         tp = np.cumsum(counts)
-        fp = np.searchsorted(self.sorted_id, values, side="right")
+        fp = np.searchsorted(sorted_id, values, side="right")
         ap_out = np.sum(counts / self.n_ood * tp / (tp + fp))
         return float(ap_in), float(ap_out)
 
@@ -784,9 +817,13 @@ class HyperparameterSearch(BaseEstimator):
         head : Head, default=None
         train_mean : array-like of shape (n_features,), default=None
             The mean training feature, for detectors that accept one.
-        X_id : array-like of shape (n_id, n_features)
+        X_id : array-like of shape (n_id, n_features) or block source
             ID validation features, held out from training and from testing.
-        X_noise : array-like of shape (n_ood, n_features), or a sequence or dict of them
+            A block source (an object with ``shape`` and ``iter_blocks()``
+            yielding ``(start, block)``, such as
+            :class:`skdice.workflows.resolve.SplitFeatures`) is read block by
+            block, once per candidate, and never held whole.
+        X_noise : array-like of shape (n_ood, n_features) or block source, or a sequence or dict of them
             The OOD validation set(s); with several, every metric is their mean.
         y_id : array-like of shape (n_id,), default=None
             Class labels of the ID validation rows (-1 = unknown), for the guard.
@@ -807,7 +844,7 @@ class HyperparameterSearch(BaseEstimator):
         else:
             head_ = resolve_head(W, b, head, where)
         m = head_.n_features if head_ is not None else np.shape(X_id)[1]
-        X_id = check_features(X_id, "X_id", m, where)
+        X_id = check_rows(X_id, "X_id", m, where)
         noise = self._noise_sets(X_noise, m, where)
         known, y_known = self._labels(y_id, X_id.shape[0])
         train = _TrainingInfo(X, y, train_mean, m, where)
@@ -822,13 +859,15 @@ class HyperparameterSearch(BaseEstimator):
     def _noise_sets(self, X_noise, m, where):
         if isinstance(X_noise, dict):
             sets = list(X_noise.values())
-        elif isinstance(X_noise, (list, tuple)) and X_noise and np.ndim(X_noise[0]) == 2:
+        elif isinstance(X_noise, (list, tuple)) and X_noise and (
+            is_block_source(X_noise[0]) or np.ndim(X_noise[0]) == 2
+        ):
             sets = list(X_noise)
         else:
             sets = [X_noise]
         if not sets:
             raise ValueError(f"{where}: X_noise holds no OOD validation set.")
-        return [check_features(Xn, "X_noise", m, where) for Xn in sets]
+        return [check_rows(Xn, "X_noise", m, where) for Xn in sets]
 
     def _labels(self, y_id, n_id):
         if y_id is None:
@@ -876,8 +915,8 @@ class HyperparameterSearch(BaseEstimator):
             s_id, classes = _scores_and_classes(X_id, det, kernel)
             predicted = classes[guard_rows]
         else:
-            s_id, predicted = np.asarray(det.score_samples(X_id), dtype=np.float64), None
-        s_noise = [np.asarray(det.score_samples(Xn), dtype=np.float64) for Xn in noise]
+            s_id, predicted = scores_by_block(X_id, det.score_samples), None
+        s_noise = [scores_by_block(Xn, det.score_samples) for Xn in noise]
         return s_id, s_noise, predicted, int(det.mask_.sum()) if hasattr(det, "mask_") else -1
 
     def _evaluate(self, estimator, candidates, train, head, X_id, noise, known, y_known, is_declared):
@@ -898,7 +937,7 @@ class HyperparameterSearch(BaseEstimator):
             fitted = perf_counter()
             s_id, s_noise, predicted, n_kept = self._score(det, X_id, noise, guard_rows)
             if predicted is not None and self.dense_accuracy_ is None:
-                self.dense_accuracy_ = float(np.mean(_dense_classes(_rows(X_id, guard_rows), head) == y_known))
+                self.dense_accuracy_ = float(np.mean(_dense_classes(X_id, head, guard_rows) == y_known))
             accuracy = np.nan if predicted is None else float(np.mean(predicted == y_known))
             results.add(s_id, s_noise, self.tpr, fitted - start, accuracy, n_kept)
             results.score_time[-1] = perf_counter() - fitted
@@ -1300,9 +1339,13 @@ class SparsitySearch(HyperparameterSearch):
             The head as one object, instead of ``W`` and ``b``.
         train_mean : array-like of shape (n_features,), default=None
             A precomputed mean training feature, instead of ``X``.
-        X_id : array-like of shape (n_id, n_features)
-            In-distribution validation features (held out from training).
-        X_noise : array-like of shape (n_noise, n_features), or a sequence or dict of them
+        X_id : array-like of shape (n_id, n_features) or block source
+            In-distribution validation features (held out from training). A
+            block source (an object with ``shape`` and ``iter_blocks()``
+            yielding ``(start, block)``, such as
+            :class:`skdice.workflows.resolve.SplitFeatures`) is read once, block
+            by block: every candidate scores a block before the next is read.
+        X_noise : array-like of shape (n_noise, n_features) or block source, or a sequence or dict of them
             Features of the OOD validation set(s), Gaussian-noise images in the
             paper; with several sets every metric is their mean.
         y_id : array-like of shape (n_id,), default=None
@@ -1318,41 +1361,74 @@ class SparsitySearch(HyperparameterSearch):
         head = resolve_head(W, b, head, where)
         m = head.n_features
         mean = training_mean(X, train_mean, m, where)
-        X_id = check_features(X_id, "X_id", m, where)
+        X_id = check_rows(X_id, "X_id", m, where)
         noise = self._noise_sets(X_noise, m, where)
         known, y_known = self._labels(y_id, X_id.shape[0])
         self.mean_feature_ = mean
         self.skipped_params_ = []
 
-        results = _Results(len(noise))
-        thresholds = np.empty(grid.size)
-        self.dense_accuracy_ = None
-        if known is not None:
-            self.dense_accuracy_ = float(np.mean(_dense_classes(_rows(X_id, known), head) == y_known))
         self.n_labelled_ = 0 if known is None else int(known.size)
-        probe = DICEDetector()
-        probe.bias_ = head.bias
+        G = grid.size
+        build_time, thresholds = np.empty(G), np.empty(G, dtype=np.float64)
+        n_kept, probes = np.empty(G, dtype=np.int64), []
         heads = masked_heads(mean, head, grid)
-        for i in range(grid.size):
+        for i in range(G):
             start = perf_counter()
-            threshold, mask, masked_weight = next(heads)
-            built = perf_counter()
-            if known is not None:
-                probe.masked_weight_ = masked_weight
-                s_id, classes = _scores_and_classes(X_id, probe, (None, logsumexp_rows, True))
-                accuracy = float(np.mean(classes[known] == y_known))
-            else:
-                s_id, accuracy = energy_scores(X_id, masked_weight, head.bias), np.nan
-            s_noise = [energy_scores(Xn, masked_weight, head.bias) for Xn in noise]
-            results.add(s_id, s_noise, self.tpr, built - start, accuracy, int(mask.sum()))
-            results.score_time[-1] = perf_counter() - built
-            thresholds[i] = threshold
+            thresholds[i], mask, masked_weight = next(heads)
+            n_kept[i] = int(mask.sum())
+            probe = DICEDetector()
+            probe.masked_weight_, probe.bias_ = masked_weight, head.bias
+            probes.append(probe)
+            build_time[i] = perf_counter() - start
+        # every block of a split is scored by every candidate before the next block is
+        # read: one read of each split whatever the grid (a store split comes from disk)
+        score_time = np.zeros(G)
+        s_id, classes, dense = self._score_candidates(X_id, probes, head, score_time,
+                                                      with_classes=known is not None)
+        s_noise = [self._score_candidates(Xn, probes, head, score_time)[0] for Xn in noise]
+        self.dense_accuracy_ = None if known is None else float(np.mean(dense[known] == y_known))
+        results = _Results(len(noise))
+        for i in range(G):
+            accuracy = np.nan if known is None else float(np.mean(classes[i][known] == y_known))
+            results.add(s_id[i], [s[i] for s in s_noise], self.tpr, build_time[i], accuracy,
+                        int(n_kept[i]))
+            results.score_time[-1] = score_time[i]
+        del s_id, s_noise, classes, dense
         candidates = [{"p": float(p)} for p in grid]
         train = _TrainingInfo(None, None, mean, m, where)
         self._finish(DICEDetector(tpr=self.tpr), candidates, {"p": DICEDetector().p}, results,
                      train, head, X_id, m)
         self.cv_results_["threshold"] = thresholds
         return self
+
+    @staticmethod
+    def _score_candidates(X, probes, head, score_time, with_classes=False):
+        """Every candidate's scores of ``X``, reading ``X`` once, block by block.
+
+        With ``with_classes``, also each masked head's and the dense head's
+        predicted classes (the guard), from the same blocks.
+        """
+        G, n = len(probes), int(X.shape[0])
+        scores = [np.empty(n, dtype=np.float64) for _ in range(G)]
+        classes = dense = None
+        if with_classes:  # class indices fit int32: half the memory of int64
+            classes = [np.empty(n, dtype=np.int32) for _ in range(G)]
+            dense = np.empty(n, dtype=np.int32)
+        kernel = (None, logsumexp_rows, True)
+        for start, block in row_blocks(X):
+            rows = slice(start, start + block.shape[0])
+            if with_classes:
+                for chunk, logits in logit_blocks(block, head.weight, head.bias):
+                    dense[start + chunk.start : start + chunk.stop] = logits.argmax(axis=1)
+            for i, probe in enumerate(probes):
+                began = perf_counter()
+                with located_errors(X, start, block):
+                    if with_classes:
+                        scores[i][rows], classes[i][rows] = _block_scores_and_classes(block, probe, kernel)
+                    else:
+                        scores[i][rows] = energy_scores(block, probe.masked_weight_, head.bias)
+                score_time[i] += perf_counter() - began
+        return scores, classes, dense
 
     def _param_columns(self, candidates):
         grid = np.array([c["p"] for c in candidates], dtype=np.float64)

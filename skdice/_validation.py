@@ -18,11 +18,13 @@ from ._head import Head
 __all__ = [
     "FLOAT_DTYPES",
     "check_features",
+    "check_rows",
     "check_grid",
     "check_head",
     "check_id_mask",
     "check_sparsity",
     "check_train_mean",
+    "is_block_source",
     "is_dask",
     "raise_non_finite",
     "resolve_head",
@@ -45,6 +47,31 @@ def is_dask(X) -> bool:
     bool
     """
     return type(X).__module__.split(".")[0] == "dask"
+
+
+def is_block_source(X) -> bool:
+    """Whether ``X`` is a block source: rows read block by block, not an array in memory.
+
+    A block source has a 2-D ``shape`` and a method ``iter_blocks()`` that
+    yields ``(start, block)`` pairs covering its rows in order, each block an
+    ndarray of shape ``(rows, n_features)``
+    (:class:`skdice.workflows.resolve.SplitFeatures` reads a store split so).
+    The validation sets of the searches may be given so; every pass over them
+    then holds one block in memory, whatever the number of rows.
+
+    Parameters
+    ----------
+    X : object
+
+    Returns
+    -------
+    bool
+    """
+    return (
+        not isinstance(X, np.ndarray)
+        and callable(getattr(X, "iter_blocks", None))
+        and len(getattr(X, "shape", ())) == 2
+    )
 
 
 def check_sparsity(p, name: str = "p", *, allow_none: bool = False):
@@ -204,6 +231,36 @@ def check_features(X, name: str, n_features: int, where: str) -> np.ndarray:
     if X.shape[1] != n_features:
         raise ValueError(
             f"{where}: {name} has {X.shape[1]} features but the head W has "
+            f"{n_features} rows (n_features); W must be (n_features, n_classes)."
+        )
+    return X
+
+
+def check_rows(X, name: str, n_features: int, where: str):
+    """:func:`check_features` for an array; for a block source, its shape only.
+
+    The blocks of a block source are checked as they are read (the scoring
+    refuses NaN and infinity with the row's number).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or block source
+    name : str
+    n_features : int
+    where : str
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features) or the block source itself
+    """
+    if not is_block_source(X):
+        return check_features(X, name, n_features, where)
+    n_rows, width = (int(v) for v in X.shape)
+    if n_rows < 1:
+        raise ValueError(f"{where}: {name} has no rows (a minimum of 1 is required).")
+    if width != n_features:
+        raise ValueError(
+            f"{where}: {name} has {width} features but the head W has "
             f"{n_features} rows (n_features); W must be (n_features, n_classes)."
         )
     return X

@@ -481,3 +481,66 @@ def test_every_registered_method_evaluates_from_a_training_split(store, name):
     assert all(0 <= r.auroc <= 100 and 0 <= r.fpr95 <= 100 for r in rows)
     det = result.detectors[name]
     np.testing.assert_allclose(result.scores[name]["ood_a"], det.score_samples(splits["ood_a"][0]))
+
+
+def _small_blocks(monkeypatch, reads):
+    """Make every split read by the workflows come in blocks of one 32-row store chunk,
+    and record which array each pass reads."""
+    import skdice.workflows.resolve as resolve
+
+    real = resolve.iter_blocks
+
+    def blocks(array, block_rows=None, **kwargs):
+        reads.append(array.path)
+        return real(array, 32, **kwargs)
+
+    monkeypatch.setattr(resolve, "iter_blocks", blocks)
+
+
+def _never_loaded(monkeypatch):
+    import skdice.store
+
+    def refuse(self, split, **kwargs):
+        raise AssertionError(f"split {split!r} was loaded whole")
+
+    monkeypatch.setattr(skdice.store.FeatureStore, "features", refuse)
+
+
+def test_evaluate_reads_each_split_once_in_blocks_and_never_whole(store, monkeypatch):
+    """One pass per split scores every method (and, on the ID split, classifies by every
+    head); the results equal the formulas on the whole arrays."""
+    path, head, splits = store
+    reads = []
+    _small_blocks(monkeypatch, reads)
+    _never_loaded(monkeypatch)
+    result = evaluate_store(path, "id_mixed", ["ood_a", "ood_b"], methods=["dice", "energy"],
+                            train="train", p=0.5)
+    assert sorted(reads) == ["id_mixed/features", "ood_a/features", "ood_b/features"]
+    mean = splits["train"][0].astype(np.float64).mean(axis=0)
+    X, y = splits["id_mixed"]
+    for method, p in (("dice", 0.5), ("energy", 0.0)):
+        for split in ("id_mixed", "ood_a", "ood_b"):
+            np.testing.assert_allclose(result.scores[method][split],
+                                       _dice_scores(splits[split][0], mean, head, p), rtol=1e-5)
+    # energy learns nothing from features: its offset_ is the quantile of every ID row's score
+    energy_id = _dice_scores(X, mean, head, 0.0)
+    assert result.detectors["energy"].offset_ == pytest.approx(np.quantile(energy_id, 0.05), rel=1e-5)
+    known = y >= 0
+    det = DICEDetector(p=0.5).fit(splits["train"][0], head=head)
+    original = 100 * np.mean((X[known] @ head.weight + head.bias).argmax(1) == y[known])
+    masked = 100 * np.mean((X[known] @ det.masked_weight_ + head.bias).argmax(1) == y[known])
+    assert result.id_accuracy["n_labelled"] == int(known.sum())
+    assert result.id_accuracy["original"] == pytest.approx(original)
+    assert result.id_accuracy["masked"][0]["accuracy"] == pytest.approx(masked)
+
+
+def test_evaluate_names_the_split_and_row_whose_score_overflows(tmp_path, monkeypatch):
+    _small_blocks(monkeypatch, [])  # row 70 is row 6 of the third block: renumbered
+    rng = np.random.default_rng(1)
+    head = Head(np.abs(rng.normal(size=(M, C))), np.zeros(C))
+    bad = np.abs(rng.normal(size=(100, M))).astype(np.float32)
+    bad[70] = 1e38  # finite, but its logits overflow float32
+    write_store(tmp_path / "s.zarr", head, {"id": np.abs(rng.normal(size=(50, M))).astype(np.float32),
+                                            "bad": bad}, chunk_rows=32, logits=False)
+    with pytest.raises(ValueError, match=r"^split 'bad' of .*s\.zarr: the score of row 70 is not finite"):
+        evaluate_store(tmp_path / "s.zarr", "id", ["bad"], methods=["energy"])

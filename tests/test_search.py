@@ -231,25 +231,65 @@ def test_guard_accuracies_are_those_of_the_masked_and_dense_heads():
                           np.r_[det.score_samples(X_id), det.score_samples(X_noise)]), abs=1e-9)
 
 
-def test_guard_takes_the_argmax_from_the_scoring_pass(monkeypatch):
-    """Per candidate: one pass over the ID rows (score and argmax together), one over the noise;
-    plus a single dense pass for the dense head's accuracy: G + 1 passes over the ID rows."""
+class _Blocks:
+    """A block source over an array (rows in blocks of ``step``), counting its reads."""
+
+    def __init__(self, X, step, name="X"):
+        self.X, self.step, self.name, self.reads = X, step, name, 0
+        self.shape = X.shape
+
+    def iter_blocks(self):
+        self.reads += 1
+        for start in range(0, len(self.X), self.step):
+            yield start, self.X[start : start + self.step].copy()
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_sparsity_search_reads_each_validation_split_once_and_equals_the_in_memory_search(labelled):
+    """Every candidate (and the guard's dense head) scores a block before the next is read:
+    one read of the ID split and one of each noise split, whatever the grid."""
     X_train, X_id, y_id, X_noise, head = _problem(60, 60, seed=2)
-    calls = {"fused": 0, "energy": 0, "dense": 0}
+    y = y_id if labelled else None
+    sources = [_Blocks(X_id, 7, "ID"), _Blocks(X_noise, 11, "noise a"), _Blocks(X_noise[::-1], 5, "b")]
+    streamed, _ = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=sources[0],
+                                                      X_noise=sources[1:], y_id=y))
+    assert [src.reads for src in sources] == [1, 1, 1]
+    whole, _ = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id,
+                                                   X_noise=[X_noise, X_noise[::-1]], y_id=y))
+    for key in ("fpr95", "auroc", "aupr_in", "aupr_out", "id_accuracy", "n_kept", "threshold"):
+        np.testing.assert_allclose(streamed.cv_results_[key], whole.cv_results_[key], rtol=1e-6)
+    assert streamed.best_params_ == whole.best_params_
+    assert streamed.dense_accuracy_ == whole.dense_accuracy_
 
-    def counting(name, fn):
-        def wrapped(X, *args, **kwargs):
-            calls[name] += 1
-            assert len(X) == (len(X_noise) if name == "energy" else len(X_id))
-            return fn(X, *args, **kwargs)
-        return wrapped
 
-    monkeypatch.setattr(search_module, "_scores_and_classes", counting("fused", search_module._scores_and_classes))
-    monkeypatch.setattr(search_module, "energy_scores", counting("energy", search_module.energy_scores))
-    monkeypatch.setattr(search_module, "_dense_classes", counting("dense", search_module._dense_classes))
-    _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
-    G = len(DEFAULT_GRID)
-    assert calls == {"fused": G, "energy": G, "dense": 1}
+@pytest.mark.parametrize("method, grid", [("dice-msp", {"p": [0.3, 0.9]}),  # fused guard pass
+                                          ("react", {"percentile": [80, 95]})])  # score_samples
+def test_hyperparameter_search_scores_block_sources_like_arrays(method, grid):
+    X_train, X_id, y_id, X_noise, head = _problem(60, 60, seed=4)
+    streamed, _ = _quiet(lambda: HyperparameterSearch(method, grid).fit(
+        X_train, head=head, X_id=_Blocks(X_id, 9), X_noise={"n": _Blocks(X_noise, 13)}, y_id=y_id))
+    whole, _ = _quiet(lambda: HyperparameterSearch(method, grid).fit(
+        X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
+    for key in ("fpr95", "auroc", "id_accuracy"):
+        np.testing.assert_allclose(streamed.cv_results_[key], whole.cv_results_[key], rtol=1e-6)
+    assert streamed.dense_accuracy_ == whole.dense_accuracy_
+
+
+def test_a_non_finite_row_of_a_block_source_is_named_by_its_row_in_the_whole_source():
+    X_train, X_id, y_id, X_noise, head = _problem(60, 20, seed=2)
+    X_noise = X_noise.copy()
+    X_noise[12, 3] = np.inf
+    with pytest.raises(ValueError, match=r"^noise split contains NaN or infinity \(first at row 12\)"):
+        SparsitySearch().fit(X_train, head=head, X_id=_Blocks(X_id, 7),
+                             X_noise=_Blocks(X_noise, 5, "noise split"), y_id=y_id)
+
+
+def test_a_block_source_of_the_wrong_width_is_refused_before_any_read():
+    X_train, X_id, y_id, X_noise, head = _problem(60, 20, seed=2)
+    source = _Blocks(X_id[:, :-1], 7)
+    with pytest.raises(ValueError, match="X_id has .* features but the head W has"):
+        SparsitySearch().fit(X_train, head=head, X_id=source, X_noise=X_noise)
+    assert source.reads == 0
 
 
 @pytest.mark.parametrize("grid", [[0.1], [0.99]])  # every unit kept; most units dropped

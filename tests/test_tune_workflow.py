@@ -111,3 +111,33 @@ def test_check_validation_splits_returns_the_noise_list():
 def test_tune_store_refuses_an_id_split_that_is_a_noise_split(store):
     with pytest.raises(ValueError, match="both as the ID validation split and as a noise split"):
         tune_store(store[0], id_split="val", noise_split=["a", "val"], train="train")
+
+
+def test_tune_store_reads_each_validation_split_once_in_blocks_and_never_whole(store, monkeypatch):
+    """DICE's search scores every candidate block by block: one read of each validation
+    split (the training mean is streamed too), none loaded into memory."""
+    import skdice.store
+    import skdice.workflows.resolve as resolve
+
+    path, splits = store
+    reads, real = [], resolve.iter_blocks
+
+    def blocks(array, block_rows=None, **kwargs):
+        reads.append(array.path)
+        return real(array, 32, **kwargs)
+
+    def refuse(self, split, **kwargs):
+        raise AssertionError(f"split {split!r} was loaded whole")
+
+    monkeypatch.setattr(resolve, "iter_blocks", blocks)
+    monkeypatch.setattr(skdice.store.FeatureStore, "features", refuse)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = tune_store(path, id_split="val", noise_split=["a", "b"], train="train")
+        fs = open_store(path)
+        ref = SparsitySearch().fit(splits["train"][0], head=fs.head, X_id=splits["val"][0],
+                                   X_noise=[splits["a"], splits["b"]], y_id=splits["val"][1])
+    assert sorted(reads) == ["a/features", "b/features", "train/features", "val/features"]
+    for key in ("fpr95", "auroc", "id_accuracy", "n_kept", "fpr95_ci_low", "gap_ci_high"):
+        np.testing.assert_allclose(got.cv_results_[key], ref.cv_results_[key], rtol=1e-6)
+    assert got.best_params_ == ref.best_params_

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._numeric import logit_blocks
+from .._base import detector_tags
+from .._numeric import located_errors, logit_blocks
 from .._validation import check_sparsity, is_dask
 from ..exceptions import SkdiceError, require
 from ..metrics import Report, ood_report
@@ -24,6 +25,7 @@ from .._search import default_grid
 from .fit import fit_detector
 from .methods import DEFAULT_METHODS, MethodSpec, build_detector, expand_methods, parse_method
 from .resolve import (
+    SplitFeatures,
     TrainingData,
     check_split_lists,
     check_validation_splits,
@@ -36,33 +38,55 @@ from .resolve import (
 __all__ = ["Evaluation", "evaluate_store"]
 
 
-def _scores(detector, X, fs, split):
+def _dask_scores(detector, X, fs, split):
     scores = detector.score_samples(X)
-    if is_dask(scores):
-        try:
-            scores = scores.compute()
-        except SkdiceError:
-            raise
-        except (RuntimeError, OSError) as exc:  # lazy reads fail here
-            raise damaged_store_error(fs, split, exc) from exc
+    try:
+        scores = scores.compute()
+    except SkdiceError:
+        raise
+    except (RuntimeError, OSError) as exc:  # lazy reads fail here
+        raise damaged_store_error(fs, split, exc) from exc
     return np.asarray(scores, dtype=np.float64)
 
 
-def _predicted_classes(X, weight, bias, dask):
+def _classes(X, weight, bias):
     """Argmax of ``X @ weight + bias`` in row chunks (never the full logits at once)."""
+    out = np.empty(X.shape[0], dtype=np.int64)
+    for rows, logits in logit_blocks(X, weight, bias):
+        out[rows] = logits.argmax(axis=1)
+    return out
 
-    def block(chunk):
-        out = np.empty(chunk.shape[0], dtype=np.int64)
-        for rows, logits in logit_blocks(chunk, weight, bias):
-            out[rows] = logits.argmax(axis=1)
-        return out
 
-    if dask:
-        da = require("dask.array", "dask")
-        if X.numblocks[1] != 1:
-            X = X.rechunk({1: -1})
-        return np.asarray(da.map_blocks(block, X, drop_axis=1, dtype=np.int64).compute())
-    return block(X)
+def _dask_classes(X, weight, bias):
+    da = require("dask.array", "dask")
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})
+    return np.asarray(da.map_blocks(_classes, X, weight, bias, drop_axis=1, dtype=np.int64).compute())
+
+
+def _score_split(detectors, rows, heads=None, labels=None):
+    """Every detector's scores of a split, read once block by block.
+
+    With ``heads`` (``[(weight, bias), ...]``) and ``labels`` (``-1`` unknown),
+    also how many labelled rows each head classifies right, from the same
+    blocks. Memory: one block, plus 8 bytes a row per detector.
+    """
+    n = len(rows)
+    scores = [np.empty(n, dtype=np.float64) for _ in detectors]
+    correct = np.zeros(len(heads or ()), dtype=np.int64)
+    for start, block in rows.iter_blocks():
+        stop = start + block.shape[0]
+        with located_errors(rows, start, block):
+            for out, det in zip(scores, detectors):
+                out[start:stop] = det.score_samples(block)
+        if heads:
+            known = labels[start:stop] >= 0
+            if known.any():
+                part = block if known.all() else block[known]
+                truth = labels[start:stop][known]
+                for i, (weight, bias) in enumerate(heads):
+                    correct[i] += np.count_nonzero(_classes(part, weight, bias) == truth)
+    return scores, correct
 
 
 @dataclass
@@ -282,13 +306,18 @@ def evaluate_store(
     fs = open_feature_store(store)
     head = fs.head
     mean = resolve_train_mean(train_mean, head.n_features)
-    say(f"reading splits of {fs.path}")
+    say(f"checking splits of {fs.path}")
     # Open everything first, so that a missing or incomplete split fails before any fit.
-    id_X = read_features(fs, id_split, dask)
-    ood_X = {name: read_features(fs, name, dask) for name in ood_splits}
+    if dask:
+        id_X = read_features(fs, id_split, dask)
+        ood_X = {name: read_features(fs, name, dask) for name in ood_splits}
+    else:  # read block by block when scored: memory does not grow with the splits
+        id_X = SplitFeatures(fs, id_split)
+        ood_X = {name: SplitFeatures(fs, name) for name in ood_splits}
+    labels = fs.labels(id_split)
     train_data = TrainingData(fs, train, mean, dask)
 
-    reports, fitted, scores, used, masked = [], {}, {}, set(), []
+    keys, labels_of, fitted, used = [], {}, {}, set()
     tuning, searches = [], {}
     for spec, detector in zip(specs, detectors_unfitted):
         tuned = None
@@ -306,45 +335,56 @@ def evaluate_store(
                            "reason": search.informative_reason_})
         say(f"fitting {key}")
         fit_detector(detector, train_data, id_X=id_X, calibrate=False)
-        det_p = detector.get_params().get("p")
-        say(f"scoring {key} on {id_split}")
-        method_scores = {id_split: _scores(detector, id_X, fs, id_split)}
-        for name, X in ood_X.items():
-            say(f"scoring {key} on {name}")
-            method_scores[name] = _scores(detector, X, fs, name)
-        reports.append(
-            ood_report(
-                method_scores[id_split],
-                {name: method_scores[name] for name in ood_splits},
-                method=label,
-                p=det_p,
-                tpr=tpr,
-                positive=positive,
-            )
-        )
-        fitted[key], scores[key] = detector, method_scores
-        if hasattr(detector, "masked_weight_"):
-            masked.append((label, det_p, detector))
+        keys.append(key)
+        labels_of[key], fitted[key] = label, detector
+    masked = [(labels_of[k], fitted[k].get_params().get("p"), fitted[k])
+              for k in keys if hasattr(fitted[k], "masked_weight_")]
+
+    # One pass over each split scores it by every method (and, over the ID split,
+    # classifies its labelled rows by every head): each split is read once.
+    known, correct = labels >= 0, None
+    heads = [(head.weight, head.bias)] + [(det.masked_weight_, det.bias_) for _, _, det in masked]
+    detectors = [fitted[k] for k in keys]
+    names = ", ".join(keys)
+    scores = {k: {} for k in keys}
+    for split, X in {id_split: id_X, **ood_X}.items():
+        say(f"scoring {names} on {split}")
+        if dask:
+            split_scores = [_dask_scores(det, X, fs, split) for det in detectors]
+        else:
+            on_id = split == id_split and known.any()
+            split_scores, counted = _score_split(detectors, X, heads if on_id else None, labels)
+            correct = counted if on_id else correct
+        for k, s_split in zip(keys, split_scores):
+            scores[k][split] = s_split
+
+    # a detector that learns nothing from features was fitted on the ID split: its
+    # offset_ is the quantile of every ID row's scores, as fit on the whole split gives
+    for k in keys:
+        if not detector_tags(fitted[k]).uses_features:
+            fitted[k].offset_ = float(np.quantile(scores[k][id_split], 1.0 - fitted[k].tpr))
 
     id_accuracy = None
-    labels = fs.labels(id_split)
-    known = labels >= 0
     if known.any():
-        X_known = id_X[np.flatnonzero(known)] if not known.all() else id_X
-        truth = labels[known]
-
-        def accuracy(weight, bias):
-            return float(100 * np.mean(_predicted_classes(X_known, weight, bias, dask) == truth))
-
+        n_known = int(known.sum())
+        if dask:
+            X_known = id_X[np.flatnonzero(known)] if not known.all() else id_X
+            truth = labels[known]
+            correct = [np.count_nonzero(_dask_classes(X_known, w, b) == truth) for w, b in heads]
+        rates = [float(100 * (c / n_known)) for c in correct]
         id_accuracy = {
             "split": id_split,
-            "n_labelled": int(known.sum()),
-            "original": accuracy(head.weight, head.bias),
-            "masked": [
-                {"method": label, "p": det_p, "accuracy": accuracy(det.masked_weight_, det.bias_)}
-                for label, det_p, det in masked
-            ],
+            "n_labelled": n_known,
+            "original": rates[0],
+            "masked": [{"method": label, "p": det_p, "accuracy": rate}
+                       for (label, det_p, _), rate in zip(masked, rates[1:])],
         }
+    reports = [
+        ood_report(scores[k][id_split], {name: scores[k][name] for name in ood_splits},
+                   method=labels_of[k], p=fitted[k].get_params().get("p"), tpr=tpr,
+                   positive=positive)
+        for k in keys
+    ]
     report = Report.concat(reports)
     report.extra["id_accuracy"] = id_accuracy
     tuning_record = None

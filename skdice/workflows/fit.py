@@ -28,11 +28,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._base import BaseDetector, detector_tags
 from .._head import Head
-from .._validation import FLOAT_DTYPES, check_head, check_sparsity, is_dask
-from ..exceptions import SkdiceError
+from .._validation import FLOAT_DTYPES, check_head, check_sparsity, is_block_source, is_dask
 from ..store import block_rows_for, iter_blocks
 from .methods import MethodSpec, build_detector, parse_method
-from .resolve import TrainingData, class_labels, damaged_store_error, open_feature_store
+from .resolve import TrainingData, class_labels, explained_reads, open_feature_store
 
 __all__ = ["calibrate_offset", "fit_detector", "fit_from_store", "fit_store"]
 
@@ -131,7 +130,7 @@ def fit_store(
     total = np.zeros(m, dtype=np.float64)
     rows_total = 2 * n if calibration == "exact" else n
     step = block_rows or block_rows_for(array)
-    blocks = _explained_reads(fs, split, iter_blocks(array, step))
+    blocks = explained_reads(fs, split, iter_blocks(array, step))
     try:
         for start, block in blocks:
             if block.dtype not in FLOAT_DTYPES:
@@ -152,31 +151,13 @@ def fit_store(
         calibrate_offset(detector, sample)
     elif calibration == "exact":
         def second_pass():
-            for start, block in _explained_reads(fs, split, iter_blocks(array, step)):
+            for start, block in explained_reads(fs, split, iter_blocks(array, step)):
                 yield block
                 if progress is not None:
                     progress(n + start + block.shape[0], rows_total)
 
         calibrate_offset(detector, second_pass())
     return detector
-
-
-def _explained_reads(fs, split, blocks):
-    """``blocks`` with a failed read (a codec error in a damaged chunk, a file-system
-    refusal) raised as the store's one-line error, not as the codec's traceback."""
-    try:
-        while True:
-            try:
-                item = next(blocks)
-            except StopIteration:
-                return
-            except SkdiceError:
-                raise
-            except (RuntimeError, OSError, ValueError) as exc:
-                raise damaged_store_error(fs, split, exc) from exc
-            yield item
-    finally:
-        blocks.close()
 
 
 def _raise_non_finite_rows(block, start):
@@ -244,8 +225,11 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
         Unfitted; fitted in place.
     train : TrainingData
         The run's training split and/or mean.
-    id_X : array-like or dask array, default=None
-        The ID split, for detectors that learn nothing from features.
+    id_X : array-like, dask array or block source, default=None
+        The ID split, for detectors that learn nothing from features. With
+        ``calibrate=False`` it is not read (the fit needs its width alone;
+        ``offset_`` then means nothing: calibrate it from the split's scores);
+        with ``calibrate=True`` it is read whole.
     calibrate : bool, default=True
         Whether ``offset_`` is wanted.
     progress : callable, default=None
@@ -263,7 +247,7 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
     tags = detector_tags(detector)
     head = train.head
     if id_X is not None and not tags.uses_features and (train.split is None or not calibrate):
-        return detector.fit(id_X.compute() if train.dask else id_X, head=head)
+        return detector.fit(_first_rows(id_X) if not calibrate else _in_memory(id_X), head=head)
     if train.split is not None:
         if train.mean is None and tags.fits_from_mean:
             return fit_store(detector, train.fs, train.split, head=head,
@@ -275,7 +259,7 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
             if calibrate:
                 fs, split = train.fs, train.split
                 array = fs.array(split, "features")
-                blocks = _explained_reads(fs, split, iter_blocks(array))
+                blocks = explained_reads(fs, split, iter_blocks(array))
                 calibrate_offset(detector, (block for _, block in blocks))
             return detector
         args = (class_labels(train.fs, train.split),) if tags.requires_class_labels else ()
@@ -287,6 +271,23 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
     if tags.accepts_train_mean:
         need += " or --train-mean PATH"
     raise ValueError(f"method {type(detector).name!r} is fitted on in-distribution {need}.")
+
+
+def _first_rows(X):
+    """Rows to fit a detector that learns nothing from features: it needs the width alone.
+
+    A block source or dask array is not read (one row of zeros stands in);
+    of an array, its first rows.
+    """
+    if is_block_source(X) or is_dask(X):
+        return np.zeros((1, int(X.shape[1])), dtype=np.float32)
+    return X[:1024]
+
+
+def _in_memory(X):
+    if is_block_source(X):
+        return np.concatenate([block for _, block in X.iter_blocks()])
+    return X.compute() if is_dask(X) else X
 
 
 def fit_from_store(

@@ -13,14 +13,16 @@ import numpy as np
 
 from .._validation import check_train_mean
 from ..exceptions import SkdiceError, StoreError
-from ..store import FeatureStore, open_store
+from ..store import FeatureStore, iter_blocks, open_store
 
 __all__ = [
+    "SplitFeatures",
     "TrainingData",
     "check_split_lists",
     "check_validation_splits",
     "class_labels",
     "damaged_store_error",
+    "explained_reads",
     "load_train_mean",
     "open_feature_store",
     "read_features",
@@ -138,6 +140,88 @@ def damaged_store_error(fs: FeatureStore, split: str, exc: BaseException) -> Exc
         f"split {split!r} of {fs.path} could not be read ({type(exc).__name__}: {exc}): "
         "the store is damaged; delete the split's folder and re-run `skdice extract` for it."
     )
+
+
+def explained_reads(fs: FeatureStore, split: str, blocks):
+    """``blocks`` (from :func:`skdice.store.iter_blocks`) with a failed read explained.
+
+    A codec error in a damaged chunk or a file-system refusal is raised as
+    :func:`damaged_store_error`'s one-line error, not as the codec's traceback.
+
+    Parameters
+    ----------
+    fs : FeatureStore
+    split : str
+    blocks : generator of (int, ndarray)
+
+    Yields
+    ------
+    start : int
+    block : ndarray
+    """
+    try:
+        while True:
+            try:
+                item = next(blocks)
+            except StopIteration:
+                return
+            except SkdiceError:
+                raise
+            except (RuntimeError, OSError, ValueError) as exc:
+                raise damaged_store_error(fs, split, exc) from exc
+            yield item
+    finally:
+        blocks.close()
+
+
+class SplitFeatures:
+    """A split's features, read block by block whenever they are iterated: a block source.
+
+    What the streaming workflows hand to scoring and to the searches instead
+    of the loaded split: each pass reads the split again in blocks of about
+    8 MiB (:func:`skdice.store.iter_blocks`, reads kept ahead), so memory does
+    not grow with its rows. The split is checked complete and against the
+    schema when this is built, its chunks when they are read.
+
+    Parameters
+    ----------
+    fs : FeatureStore
+    split : str
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(n_rows, n_features)``.
+    dtype : numpy.dtype
+    name : str
+        ``"split 'NAME' of PATH"``, for the messages.
+
+    Examples
+    --------
+    >>> rows = SplitFeatures(open_store("features.zarr"), "svhn")  # doctest: +SKIP
+    >>> scores = np.concatenate([det.score_samples(b) for _, b in rows.iter_blocks()])  # doctest: +SKIP
+    """
+
+    def __init__(self, fs: FeatureStore, split: str):
+        self.fs, self.split = fs, split
+        self.array = fs.array(split, "features")
+        self.shape = tuple(int(v) for v in self.array.shape)
+        self.dtype = self.array.dtype
+        self.name = f"split {split!r} of {fs.path}"
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def iter_blocks(self):
+        """Read the split's rows in blocks, in order.
+
+        Yields
+        ------
+        start : int
+            Index of the block's first row.
+        block : ndarray of shape (rows, n_features)
+        """
+        return explained_reads(self.fs, self.split, iter_blocks(self.array))
 
 
 def read_features(fs: FeatureStore, split: str, dask: bool = False):

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from .._numeric import scores_by_block
 from ..exceptions import require
 from ..persistence import load_detector
 from ..store import block_rows_for, iter_blocks, open_scores_writer, read_scores, scores_lock
 from .cluster import dask_client, resolve_scheduler
-from .resolve import damaged_store_error, open_feature_store, read_features
+from .resolve import SplitFeatures, damaged_store_error, open_feature_store
 
 __all__ = ["detector_fingerprint", "score_store", "score_to_store", "write_scores"]
 
@@ -325,7 +326,7 @@ def score_store(
         scores = read_scores(fs.path, split, done["written"].rsplit("/", 1)[-1])
         written, computed = done["written"], done["computed"]
     else:
-        scores = np.asarray(detector.score_samples(read_features(fs, split)), dtype=np.float64)
+        scores = scores_by_block(SplitFeatures(fs, split), detector.score_samples)
         written, computed = None, int(scores.size)
     return {"scores": scores, "written": written, "computed": computed,
             **_summary(scores, detector, split)}

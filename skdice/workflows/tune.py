@@ -18,13 +18,12 @@ from .._search import (
     default_grid,
 )
 from ..exceptions import UnlabelledValidationWarning
-from ..store import iter_blocks
 from .resolve import (
+    SplitFeatures,
     TrainingData,
     check_validation_splits,
     class_labels,
     open_feature_store,
-    read_features,
 )
 
 __all__ = ["make_search", "run_search", "tune_store"]
@@ -71,7 +70,7 @@ def _stream_mean(fs, split):
     head = fs.head
     total, n = np.zeros(head.n_features), 0
     # 8 MiB blocks with reads ahead: twice the speed of one store chunk per read
-    for _, block in iter_blocks(fs.array(split, "features")):
+    for _, block in SplitFeatures(fs, split).iter_blocks():
         total += block.sum(axis=0, dtype=np.float64)
         n += block.shape[0]
     if n == 0:
@@ -114,6 +113,14 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits):
     split's class labels (rows ``-1`` unknown) feed the guard; a split
     without any gives one :class:`~skdice.exceptions.UnlabelledValidationWarning`.
 
+    The validation splits are never loaded: they are handed to the search as
+    :class:`~skdice.workflows.resolve.SplitFeatures`, read block by block
+    (once in all by DICE's :class:`SparsitySearch`, once per candidate by
+    :class:`HyperparameterSearch`); what stays in memory is 8 bytes a row
+    per candidate (the scores) and the placements of the bootstrap. Training
+    features are read whole only for detectors that keep them (KNN,
+    Mahalanobis...).
+
     Parameters
     ----------
     search : SparsitySearch or HyperparameterSearch
@@ -131,8 +138,9 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits):
     """
     head = fs.head
     candidates, name = _candidates(search)
-    X_id = read_features(fs, id_split)
-    X_noise = {split: read_features(fs, split) for split in noise_splits}
+    # block sources: the searches read the splits block by block, never whole
+    X_id = SplitFeatures(fs, id_split)
+    X_noise = {split: SplitFeatures(fs, split) for split in noise_splits}
     labels = fs.labels(id_split)
     y_id = labels if (labels >= 0).any() else None
     kwargs = {}

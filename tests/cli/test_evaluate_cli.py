@@ -118,7 +118,8 @@ def test_progress_steps_are_drawn_on_stderr_when_it_is_a_terminal(store, monkeyp
     args = ["evaluate", str(store), "--id", "id", "--ood", "ood", "--train", "train", "--format", "json"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    for step in ("reading splits of", "fitting dice", "scoring dice on id", "scoring energy on ood"):
+    for step in ("checking splits of", "fitting dice", "scoring dice, energy on id",
+                 "scoring dice, energy on ood"):
         assert step in result.stderr
     assert json.loads(result.stdout)["results"]  # stdout holds the results only
 
