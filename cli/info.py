@@ -19,6 +19,7 @@ def describe_store(path) -> str:
     reads ``DAMAGED`` and the reason follows the table; one written before
     checksums existed reads ``complete, unchecked``. Memory stays constant in
     the number of chunks: written chunks are counted from the flag files.
+    ``skdice info`` prints this, then exits 1 when anything reads ``DAMAGED``.
 
     Parameters
     ----------
@@ -27,6 +28,16 @@ def describe_store(path) -> str:
     Returns
     -------
     str
+    """
+    return "\n".join(_summary(path)[0])
+
+
+def _summary(path) -> tuple[list[str], list[str]]:
+    """The lines of :func:`describe_store`, and the parts it marks DAMAGED in words.
+
+    The parts are ``"the head"`` and ``"split 'NAME'"`` for each damaged split,
+    in the table's order; an INCOMPLETE split (still being extracted, or
+    interrupted) is not damage.
     """
     from skdice.store import open_store
 
@@ -37,6 +48,7 @@ def describe_store(path) -> str:
         f"model    {store.model}" + (f" (weights sha256 {sha[:16]}...)" if sha else ""),
     ]
     damage = store.check_head()
+    parts = ["the head"] if damage else []
     if damage:
         lines.append("head     DAMAGED (see below)")
     else:
@@ -48,7 +60,7 @@ def describe_store(path) -> str:
     if not splits:
         lines.append("splits   none yet: add one with `skdice extract`")
         lines += [f"damaged: {problem}" for problem in damage]
-        return "\n".join(lines)
+        return lines, parts
     from skdice.exceptions import StoreError
 
     from ._console import render_table
@@ -64,6 +76,7 @@ def describe_store(path) -> str:
         if problems:
             state = "DAMAGED"
             damage += problems
+            parts.append(f"split {name!r}")
         elif info["complete"]:
             state = "complete" if info.get("checksums") else "complete, unchecked"
             unchecked = unchecked or not info.get("checksums")
@@ -86,9 +99,7 @@ def describe_store(path) -> str:
             "found, damaged ones that decode are not. Extract again to add checksums."
         )
     lines += [f"damaged: {problem}" for problem in damage]
-    if damage:
-        lines.append(f"`skdice verify {store.path}` decodes every chunk and lists all the damage.")
-    return "\n".join(lines)
+    return lines, parts
 
 
 def register(app: typer.Typer) -> None:
@@ -103,5 +114,19 @@ def register(app: typer.Typer) -> None:
     def info(
         store: Annotated[Path, typer.Argument(help="Feature store folder written by `skdice extract`.")],
     ) -> None:
-        """List a store's model, head shape and splits with their counts, completeness and damage."""
-        typer.echo(describe_store(store))
+        """List a store's model, head shape and splits with their counts, completeness and damage.
+
+        Exits 0 when nothing is damaged (an INCOMPLETE split is still being
+        extracted, or was interrupted: not damage). When the head or a split
+        is DAMAGED, prints the whole listing, then one error line on stderr
+        naming the damaged parts, and exits 1.
+        """
+        from skdice.exceptions import StoreError
+
+        lines, parts = _summary(store)
+        typer.echo("\n".join(lines))
+        if parts:
+            raise StoreError(
+                f"{store} is damaged: {', '.join(parts)} (each `damaged:` line above says why and how to "
+                f"repair it); `skdice verify {store}` decodes every chunk and lists all the damage."
+            )

@@ -441,7 +441,7 @@ def extract_features(
         try:
             _run_chunks(extractor, source, split_writer, mine, batch_size, dev, workers, amp, channels_last, bar)
         except KeyboardInterrupt:
-            done = int(split_writer.written_flags().sum())
+            done = split_writer.written_chunks()
             print(
                 f"\ninterrupted: {done} of {split_writer.n_chunks} chunks of split {split!r} are written; "
                 "re-run the same command to resume.",

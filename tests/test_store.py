@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -126,6 +129,82 @@ def test_resume_with_other_settings_is_refused(tmp_path, head):
     _write_split(writer, "test", 10, 4, finalize=False, only=[0])
     with pytest.raises(StoreError, match=r"started with other settings \(count 10 vs 12"):
         writer.prepare_split("test", 12, source="unit-test", chunk_rows=4)
+
+
+# --------------------------------------------------------------------------- pending chunks
+
+N_FLAGS = 13  # with blocks of 4 flags: [0, 4), [4, 8), [8, 12) and a last block of one
+
+PENDING_CASES = {
+    "none pending": [],
+    "all pending": list(range(N_FLAGS)),
+    "at block boundaries": [3, 4, 7, 8, 11, 12],
+    "one whole block": [4, 5, 6, 7],
+    "scattered": [0, 2, 9],
+}
+
+
+@pytest.mark.parametrize("wanted", PENDING_CASES.values(), ids=PENDING_CASES.keys())
+def test_pending_read_in_blocks_equals_the_unwritten_flags(tmp_path, head, monkeypatch, wanted):
+    import zarr
+
+    import skdice.store._writer as writer_module
+
+    writer = create_store(tmp_path / "s.zarr", model="toy", head=head)
+    feats, logits, labels, paths = _rows(N_FLAGS)
+    with writer.prepare_split("test", N_FLAGS, source="unit-test", chunk_rows=1) as sw:
+        for i in sorted(set(range(N_FLAGS)) - set(wanted)):
+            sw.write_chunk(i, feats[i : i + 1], logits[i : i + 1], labels[i : i + 1], paths[i : i + 1])
+        # the reference: every flag read at once, straight from Zarr
+        flags = np.asarray(zarr.open_array(str(tmp_path / "s.zarr" / "test" / "written"), mode="r")[...])
+        reference = [int(i) for i in np.flatnonzero(flags == 0)]
+        assert reference == wanted
+        for block in (1, 4, 5, N_FLAGS, 4096):
+            monkeypatch.setattr(writer_module, "_FLAG_BLOCK", block)
+            assert sw.pending() == reference, block
+            assert list(sw.iter_pending()) == reference, block
+            np.testing.assert_array_equal(sw.written_flags(), flags != 0)
+        assert sw.written_chunks() == N_FLAGS - len(reference)
+        if reference:
+            more = f" ... ({len(reference)} in all)" if len(reference) > 10 else ""
+            with pytest.raises(IncompleteSplitError, match=re.escape(f"misses chunks {reference[:10]}{more};")):
+                sw.finalize()
+        else:
+            sw.finalize()
+    assert sw.complete is not bool(reference)
+
+
+def test_finalize_names_the_first_ten_missing_chunks_and_counts_them_all(tmp_path, head, monkeypatch):
+    import skdice.store._writer as writer_module
+
+    monkeypatch.setattr(writer_module, "_FLAG_BLOCK", 4)
+    writer = create_store(tmp_path / "s.zarr", model="toy", head=head)
+    feats, logits, labels, paths = _rows(30)
+    with writer.prepare_split("test", 30, source="unit-test", chunk_rows=2) as sw:
+        for i in (0, 5, 14):
+            a, b = sw.chunk_bounds(i)
+            sw.write_chunk(i, feats[a:b], logits[a:b], labels[a:b], paths[a:b])
+        with pytest.raises(IncompleteSplitError,
+                           match=r"misses chunks \[1, 2, 3, 4, 6, 7, 8, 9, 10, 11\] \.\.\. \(12 in all\);"):
+            sw.finalize()
+
+
+def test_pending_of_a_split_declaring_10_to_the_12_rows_reads_only_the_first_blocks(tmp_path, head, monkeypatch):
+    import skdice.store._writer as writer_module
+
+    monkeypatch.setattr(writer_module, "_FLAG_BLOCK", 256)  # a small block keeps the traced reads quick
+    writer = create_store(tmp_path / "s.zarr", model="toy", head=head)
+    with writer.prepare_split("huge", 10**12, source="noise", chunk_rows=1024) as sw:
+        tracemalloc.start()
+        try:
+            first = list(itertools.islice(sw.iter_pending(), 3))
+            with pytest.raises(IncompleteSplitError, match=r"misses chunks \[0, 1, .*, 9\] \.\.\. \(976562500 in all\)"):
+                sw.finalize()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert first == [0, 1, 2]
+    assert peak < 8 * 2**20  # reading all 976,562,500 flags at once would take terabytes
 
 
 def test_writes_must_cover_whole_chunks(tmp_path, head):

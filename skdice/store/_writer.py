@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -11,7 +12,8 @@ import numpy as np
 from .._head import Head
 from .._version import __version__
 from ..exceptions import IncompleteSplitError, StoreError
-from ._integrity import _checksummed_compressors, _flag_compressors
+from ._blocks import iter_blocks
+from ._integrity import _SCAN_CHUNKS, _checksummed_compressors, _flag_compressors, _stored_chunks
 from ._lock import _SplitLock
 from ._reader import open_store
 from ._schema import (
@@ -32,6 +34,12 @@ from ._schema import (
 
 #: Store every chunk, even one equal to the fill value (see docs/store.md, "Integrity").
 _WRITE_ALL = {"write_empty_chunks": True}
+
+#: Flags read per block when looking for the chunks still to write. Each flag is
+#: its own Zarr chunk and a read costs about 2 KiB per chunk while it lasts, so
+#: a split declaring 10**12 rows (about 10**9 flags) read in one go would need
+#: terabytes; a block of 4096 flags takes about 9 MiB, whatever the split's size.
+_FLAG_BLOCK = _SCAN_CHUNKS
 
 
 def _head_arrays(head) -> tuple[np.ndarray, np.ndarray]:
@@ -381,14 +389,54 @@ class SplitWriter:
         return start, min(start + self.chunk_rows, self.n_rows)
 
     def written_flags(self) -> np.ndarray:
-        """Boolean array of shape (n_chunks,): which chunks are fully written."""
-        if self.n_chunks == 0:
-            return np.zeros(0, dtype=bool)
-        return np.asarray(self._arrays["written"][...], dtype=bool)
+        """Boolean array of shape (n_chunks,): which chunks are fully written.
+
+        One entry per chunk, so it grows with the split (the flags are read in
+        blocks, though): :meth:`written_chunks` counts the written chunks and
+        :meth:`iter_pending` lists the others in constant memory.
+        """
+        flags = np.zeros(self.n_chunks, dtype=bool)
+        for start, block in iter_blocks(self._arrays["written"], _FLAG_BLOCK, prefetch=False):
+            flags[start : start + block.shape[0]] = block != 0
+        return flags
+
+    def written_chunks(self) -> int:
+        """How many chunks are flagged as written, counted from the flag files in constant memory.
+
+        Only flags set to 1 are stored, so this is the count ``skdice info``
+        shows, without reading any flag.
+        """
+        return _stored_chunks(self._arrays["written"])
+
+    def iter_pending(self):
+        """Iterate over the indices of the chunks still to write, in order.
+
+        The flags are read block by block (4096 chunks at a time), so memory
+        stays constant however many chunks the split declares, and a caller
+        that stops early (only the first missing chunk, say) reads only the
+        first blocks.
+
+        Yields
+        ------
+        int
+            Index of a chunk whose flag is not set.
+
+        Raises
+        ------
+        StoreError
+            When a flag fails its checksum or cannot be decoded.
+        """
+        for start, block in iter_blocks(self._arrays["written"], _FLAG_BLOCK, prefetch=False):
+            for i in np.flatnonzero(block == 0):
+                yield start + int(i)
 
     def pending(self) -> list[int]:
-        """Indices of the chunks still to write, in order."""
-        return [int(i) for i in np.flatnonzero(~self.written_flags())]
+        """Indices of the chunks still to write, in order.
+
+        The flags are read in blocks (see :meth:`iter_pending`): beyond the
+        list returned, one int per pending chunk, memory stays constant.
+        """
+        return list(self.iter_pending())
 
     def write_chunk(self, index: int, features, logits, labels, paths) -> None:
         """Write one whole row chunk of every array, then flag it as written.
@@ -435,11 +483,14 @@ class SplitWriter:
         IncompleteSplitError
             When a chunk has not been written.
         """
-        missing = self.pending()
+        # Only the first missing chunks are named: the flags are read no further
+        # than the block holding the eleventh, and the total comes from the flag files.
+        missing = list(itertools.islice(self.iter_pending(), 11))
         if missing:
+            total = max(self.n_chunks - self.written_chunks(), len(missing))
+            more = f" ... ({total} in all)" if len(missing) > 10 else ""
             raise IncompleteSplitError(
-                f"split {self.split!r} of {self.store.path} still misses chunks {missing[:10]}"
-                f"{' ...' if len(missing) > 10 else ''}; {_RERUN}."
+                f"split {self.split!r} of {self.store.path} still misses chunks {missing[:10]}{more}; {_RERUN}."
             )
         self._group.attrs.update({"complete": True})
 

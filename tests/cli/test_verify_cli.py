@@ -98,13 +98,61 @@ def test_verify_of_a_truncated_root_zarr_json_names_the_file(store):
     assert f"could not be opened as a Zarr group: {meta} is damaged (not valid JSON, truncated" in err
 
 
-def test_info_marks_a_damaged_split_and_says_why(store):
+def _info_error(store, parts):
+    return (
+        f"skdice: error: {store} is damaged: {parts} (each `damaged:` line above says why and how to "
+        f"repair it); `skdice verify {store}` decodes every chunk and lists all the damage.\n"
+    )
+
+
+def test_info_of_a_sound_store_exits_0_with_nothing_on_stderr(store):
+    code, out, err = run(["info", str(store)])
+    assert code == 0 and err == ""
+    assert re.search(r"^\s+id\s+40\s+complete\s", out, re.M), out
+    assert "damaged" not in out
+
+
+def test_info_marks_a_damaged_split_says_why_and_exits_1(store):
     (store / "ood" / "logits" / "c" / "0" / "0").unlink()
-    code, out, _ = run(["info", str(store)])
-    assert code == 0
+    code, out, err = run(["info", str(store)])
+    assert code == 1
+    # the whole listing first, on stdout: the sound split too
     assert re.search(r"^\s+ood\s+40\s+DAMAGED\s", out, re.M), out
-    assert f"damaged: split 'ood' in {store} is marked complete but 1 of the 3 chunks of logits" in out
-    assert f"`skdice verify {store}` decodes every chunk" in out
+    assert re.search(r"^\s+id\s+40\s+complete\s", out, re.M), out
+    assert out.rstrip().splitlines()[-1] == (
+        f"damaged: split 'ood' in {store} is marked complete but 1 of the 3 chunks of logits are missing "
+        f"on disk (a partial copy or deleted files): delete the folder {store / 'ood'} and re-run "
+        "`skdice extract` for it."
+    )
+    assert err == _info_error(store, "split 'ood'")
+
+
+def test_info_names_a_damaged_head_and_every_damaged_split(store):
+    (store / "head" / "weight" / "c" / "0" / "0").unlink()
+    (store / "id" / "features" / "c" / "2" / "0").unlink()
+    (store / "ood" / "zarr.json").write_text("{")
+    code, out, err = run(["info", str(store)])
+    assert code == 1
+    assert "head     DAMAGED (see below)" in out
+    assert re.search(r"^\s+id\s+40\s+DAMAGED\s", out, re.M), out
+    assert sum(line.startswith("damaged: ") for line in out.splitlines()) == 3
+    assert err == _info_error(store, "the head, split 'id', split 'ood'")
+
+
+def test_info_of_an_incomplete_split_exits_0_and_says_how_to_resume(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "toy.zarr"
+    X = rng.random((40, M))
+    write_store(path, Head(rng.normal(size=(M, C))), {"id": X, "ood": X}, chunk_rows=16, incomplete=("ood",))
+    code, out, err = run(["info", str(path)])
+    assert code == 0 and err == ""
+    assert re.search(r"^\s+ood\s+40\s+INCOMPLETE \(1 of 3 chunks\)\s", out, re.M), out
+    assert out.rstrip().splitlines()[-1] == "re-run the same `skdice extract` to resume an INCOMPLETE split."
+    # an incomplete split beside a damaged one: only the damaged one is named
+    (path / "id" / "paths" / "c" / "0").unlink()
+    code, out, err = run(["info", str(path)])
+    assert code == 1 and "INCOMPLETE (1 of 3 chunks)" in out
+    assert err == _info_error(path, "split 'id'")
 
 
 def test_info_reads_no_head_values(store, monkeypatch):
