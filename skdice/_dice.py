@@ -9,6 +9,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import BaseDetector
+from ._masked import MaskedHeadMixin
 from ._numeric import active_units, column_mean, logit_blocks, masked_energy
 from ._validation import FLOAT_DTYPES
 from .sparsify import contribution_matrix, dice_mask
@@ -16,7 +17,7 @@ from .sparsify import contribution_matrix, dice_mask
 __all__ = ["DICEDetector"]
 
 
-class DICEDetector(BaseDetector):
+class DICEDetector(MaskedHeadMixin, BaseDetector):
     """DICE: score inputs by the energy of a sparsified classifier head.
 
     DICE ranks the weights of the final linear layer by their average
@@ -77,7 +78,9 @@ class DICEDetector(BaseDetector):
     (OpenOOD and the
     official code return the same sign; pytorch-ood returns the negation).
     Ties at the threshold are all dropped, so the kept fraction can fall below
-    ``1 - p`` (see :func:`skdice.sparsify.dice_mask`).
+    ``1 - p`` (see :func:`skdice.sparsify.dice_mask`). A fit that keeps no
+    weight, or only zero weights, scores every input alike; it warns with
+    :class:`~skdice.exceptions.DegenerateFitWarning`, naming the cause.
 
     References
     ----------
@@ -122,10 +125,11 @@ class DICEDetector(BaseDetector):
     def fit_statistics(self, X, y, head, train_mean):
         self.mean_feature_ = train_mean if train_mean is not None else column_mean(X)
         self.contribution_ = contribution_matrix(self.mean_feature_, head.weight)
-        self.mask_, self.threshold_ = dice_mask(self.contribution_, self.p)
-        self.masked_weight_ = np.where(self.mask_, head.weight, np.float32(0))
-        # read-only: scoring caches the active rows of this very array
-        self.masked_weight_.setflags(write=False)
+        mask, self.threshold_ = dice_mask(self.contribution_, self.p)
+        self._fit_mask(
+            mask, head, mean=self.mean_feature_, contribution=self.contribution_,
+            threshold=self.threshold_,
+        )
 
     def score_block(self, X):
         return masked_energy(X, *active_units(self.masked_weight_), self.bias_)

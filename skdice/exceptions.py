@@ -10,6 +10,7 @@ __all__ = [
     "IncompleteSplitError",
     "MissingExtraError",
     "DetectorFormatError",
+    "DegenerateFitWarning",
     "UninformativeValidationWarning",
     "UnlabelledValidationWarning",
 ]
@@ -33,6 +34,30 @@ class MissingExtraError(SkdiceError, ImportError):
 
 class DetectorFormatError(SkdiceError, ValueError):
     """A file is not a saved skdice detector, or comes from an incompatible version."""
+
+
+class DegenerateFitWarning(UserWarning):
+    """A fit left the masked head without a non-zero weight: every input gets one score.
+
+    Raised (as a warning) by the detectors that score with a masked head
+    (:class:`skdice.DICEDetector`, DICE+MSP, DICE+ReAct, DICE's unit-selection
+    variants and the sparsification ablations) when their mask keeps no
+    weight, or keeps only zero weights: the masked logits are then the bias
+    for every input, and so is the score. Every way of fitting warns (``fit``,
+    ``fit(train_mean=...)``, ``fit_from_mean``, ``partial_fit``, Dask). The
+    message names the cause: an all-zero training mean feature, an all-zero
+    head, contributions ``V = mean * W`` that all tie, a ``p`` whose threshold
+    reaches the largest contribution, or a head of a single weight. ``fit``
+    with features also warns when the fitting rows differ but all get the
+    same score: the kept weights read only units that are constant over the
+    rows, or the scores saturate in floating point. The fit itself completes.
+    ``warnings.simplefilter("error", DegenerateFitWarning)`` turns it into an
+    error.
+
+    See Also
+    --------
+    skdice.sparsify.dice_mask : DICE's rule; ties at the threshold are all dropped.
+    """
 
 
 class UninformativeValidationWarning(UserWarning):

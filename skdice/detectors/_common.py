@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from .._base import BaseDetector
+from .._masked import MaskedHeadMixin
 from .._numeric import active_units, masked_energy
 
 
@@ -48,11 +49,13 @@ class _HeadDetector(BaseDetector):
         raise NotImplementedError
 
 
-class _SparseHeadEnergy(BaseDetector):
+class _SparseHeadEnergy(MaskedHeadMixin, BaseDetector):
     """Energy of a head whose weights are masked by a rule fixed at fit time.
 
     Subclasses implement ``_build_mask(X, head, train_mean)`` returning a
-    boolean ``(n_features, n_classes)`` mask (True = kept). The score is
+    boolean ``(n_features, n_classes)`` mask (True = kept), or, when the mask
+    ranks statistics worth naming in a degenerate-fit warning, their own
+    ``fit_statistics`` ending in ``_fit_mask``. The score is
     ``logsumexp((mask * W)^T h + b)``, exactly DICE's score with another mask,
     so all of them are compared under the same scoring function and the same
     sparsity ``p`` (the paper's Tables 2, 5 and 10). The bias is never masked
@@ -65,11 +68,7 @@ class _SparseHeadEnergy(BaseDetector):
     }
 
     def fit_statistics(self, X, y, head, train_mean):
-        mask = np.asarray(self._build_mask(X, head, train_mean), dtype=bool)
-        self.mask_ = mask
-        self.masked_weight_ = np.where(mask, head.weight, np.float32(0))
-        # read-only: scoring caches the active rows of this very array
-        self.masked_weight_.setflags(write=False)
+        self._fit_mask(self._build_mask(X, head, train_mean), head)
 
     def _build_mask(self, X, head, train_mean):  # pragma: no cover
         raise NotImplementedError

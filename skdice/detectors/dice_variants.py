@@ -17,7 +17,7 @@ __all__ = ["DICEBottomKDetector", "DICERandomKDetector", "DICETopBottomKDetector
 
 
 class _ContributionMasked(_SparseHeadEnergy):
-    """Computes ``mean_feature_`` and ``contribution_`` like DICE, then a mask of V."""
+    """Computes ``mean_feature_`` and ``contribution_`` like DICE, then ``_select``s a mask of V."""
 
     #: the search grid (skdice.tuning.default_grid): DICE's p sweep (Section 4.1);
     #: Table 5 compares the variants with DICE at the same p
@@ -30,10 +30,14 @@ class _ContributionMasked(_SparseHeadEnergy):
         tags.detector_tags.fits_from_mean = True
         return tags
 
-    def _build_mask(self, X, head, train_mean):
+    def fit_statistics(self, X, y, head, train_mean):
         self.mean_feature_ = train_mean if train_mean is not None else column_mean(X)
         self.contribution_ = contribution_matrix(self.mean_feature_, head.weight)
-        return self._select(self.contribution_)
+        # the mean and V go with the mask, so that a degenerate fit names them
+        self._fit_mask(
+            self._select(self.contribution_), head,
+            mean=self.mean_feature_, contribution=self.contribution_,
+        )
 
 
 _DOC_TAIL = """

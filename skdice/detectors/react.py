@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from .._base import BaseDetector
+from .._masked import MaskedHeadMixin
 from .._numeric import active_units, column_mean, logsumexp_rows, masked_energy
 from ..sparsify import contribution_matrix, dice_mask
 from ._common import _HeadDetector
@@ -113,7 +114,7 @@ class ReActDetector(_HeadDetector):
         return _flag_non_finite_rows(X, scores)
 
 
-class DICEReActDetector(BaseDetector):
+class DICEReActDetector(MaskedHeadMixin, BaseDetector):
     """DICE + ReAct: clip the features, then score with DICE's masked head.
 
     ``S(x) = logsumexp((M ⊙ W)^T min(h(x), c) + b)``. The DICE mask ``M`` is
@@ -192,10 +193,11 @@ class DICEReActDetector(BaseDetector):
         self.threshold_ = _clip_threshold(self, X)
         self.mean_feature_ = train_mean if train_mean is not None else column_mean(X)
         self.contribution_ = contribution_matrix(self.mean_feature_, head.weight)
-        self.mask_, _ = dice_mask(self.contribution_, self.p)
-        self.masked_weight_ = np.where(self.mask_, head.weight, np.float32(0))
-        # read-only: scoring caches the active rows of this very array
-        self.masked_weight_.setflags(write=False)
+        mask, threshold = dice_mask(self.contribution_, self.p)
+        self._fit_mask(
+            mask, head, mean=self.mean_feature_, contribution=self.contribution_,
+            threshold=threshold,
+        )
 
     @property
     def block_width(self):
