@@ -9,7 +9,9 @@ printed by the command like any other output.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from io import StringIO
 
 from skdice.exceptions import require
@@ -299,3 +301,47 @@ def render_report(report, *, color: bool | None = None) -> str:
         for r in report.rows
     ]
     return render_table(columns, rows, justify=["left"] * 3 + ["right"] * 4, color=color)
+
+
+def echo_warnings(caught) -> None:
+    """Print caught warnings: skdice's own as one ``warning: ...`` line each on stderr.
+
+    Parameters
+    ----------
+    caught : list of warnings.WarningMessage
+        Other libraries' warnings are shown as Python shows them.
+    """
+    from skdice.exceptions import (
+        DegenerateFitWarning,
+        UninformativeValidationWarning,
+        UnlabelledValidationWarning,
+    )
+
+    ours = (DegenerateFitWarning, UninformativeValidationWarning, UnlabelledValidationWarning)
+    for item in caught:
+        if issubclass(item.category, ours):
+            text = " ".join(str(item.message).split())
+            print(f"warning: {text}", file=sys.stderr)
+        else:
+            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
+
+
+@contextmanager
+def warning_lines():
+    """Collect the warnings raised in the block and print them when it ends (:func:`echo_warnings`).
+
+    They are printed even when the block fails, before its error line, and
+    after any progress display of the block has closed.
+
+    Examples
+    --------
+    >>> with warning_lines():  # doctest: +SKIP
+    ...     result = evaluate_store(...)
+    """
+    caught = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:  # after the catch has ended: a warning while printing is not swallowed
+        echo_warnings(caught)

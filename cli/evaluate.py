@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -188,14 +187,10 @@ def register(app: typer.Typer) -> None:
 
         from skdice.streaming import dask_client
 
-        from ._console import Progress
-
-        from .tune import echo_warnings
+        from ._console import Progress, warning_lines
 
         # no scheduler address: no dask, the in-memory path
-        with dask_client(scheduler) as client, Progress() as progress, \
-                warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warning_lines(), dask_client(scheduler) as client, Progress() as progress:
             result = evaluate_store(
                 store,
                 id_split,
@@ -210,5 +205,4 @@ def register(app: typer.Typer) -> None:
                 tune_id=tune_id,
                 tune_noise=tune_noise or (),
             )
-        echo_warnings(caught)
         typer.echo(render(result, fmt.value))

@@ -112,9 +112,9 @@ def register(app: typer.Typer) -> None:
         from skdice.evaluation import fit_from_store
         from skdice.persistence import save_detector
 
-        from ._console import Progress
+        from ._console import Progress, warning_lines
 
-        with Progress(f"fitting on {train}" if train else "fitting") as bar:
+        with warning_lines(), Progress(f"fitting on {train}" if train else "fitting") as bar:
             detector = fit_from_store(store, method, train=train, p=p, train_mean=train_mean,
                                       progress=bar)
         save_detector(detector, out)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -289,23 +288,6 @@ def render_json(search, **context) -> str:
     return json.dumps(out, indent=2)
 
 
-def echo_warnings(caught) -> None:
-    """Print caught library warnings as one ``warning: ...`` line each on stderr.
-
-    Parameters
-    ----------
-    caught : list of warnings.WarningMessage
-    """
-    from skdice.exceptions import UninformativeValidationWarning, UnlabelledValidationWarning
-
-    for item in caught:
-        if issubclass(item.category, (UninformativeValidationWarning, UnlabelledValidationWarning)):
-            text = " ".join(str(item.message).split())
-            typer.echo(f"warning: {text}", err=True)
-        else:
-            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
-
-
 def register(app: typer.Typer) -> None:
     """Add the ``tune`` command to the app.
 
@@ -398,8 +380,9 @@ def register(app: typer.Typer) -> None:
         if n_bootstrap < 10:
             raise ValueError(f"--n-bootstrap must be at least 10, got {n_bootstrap}.")
         values = parse_grids(grid, method)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        from ._console import warning_lines
+
+        with warning_lines():
             search = tune_store(
                 store,
                 id_split=id_split,
@@ -414,7 +397,6 @@ def register(app: typer.Typer) -> None:
                 n_bootstrap=n_bootstrap,
                 random_state=seed,
             )
-        echo_warnings(caught)
         if fmt is Format.json:
             context = {
                 "store": str(store),

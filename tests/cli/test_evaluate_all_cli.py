@@ -39,7 +39,7 @@ def test_method_all_runs_every_registered_method_with_train_and_train_mean(store
                                  "--method", "knn:n_neighbors=5", "--train", "train",
                                  "--train-mean", str(mean), "--format", "json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)["results"]
+    rows = json.loads(result.stdout)["results"]
     methods = {row["method"] for row in rows}
     assert set(available_detectors()) <= methods | {"knn"}  # knn from "all" and knn:n_neighbors=5
     assert {"method", "p", "ood", "fpr95", "auroc", "aupr_in", "aupr_out"} <= set(rows[0])

@@ -143,3 +143,27 @@ def test_fit_from_a_cached_mean_says_the_threshold_is_not_calibrated(store, tmp_
     reference = DICEDetector().fit(fs.features("train"), head=fs.head)
     np.testing.assert_allclose(read_scores(store, "test", "dice"), reference.score_samples(fs.features("test")),
                                rtol=1e-6)
+
+
+def test_a_degenerate_fit_is_one_warning_line_in_fit_evaluate_and_tune(tmp_path):
+    """An all-zero training split keeps no weight: every command says why, in one line."""
+    rng = np.random.default_rng(0)
+    head = Head(rng.normal(size=(M, C)), np.zeros(C))
+    path = tmp_path / "dead.zarr"
+    write_store(path, head, {"train": np.zeros((40, M), np.float32),
+                             "id": (np.abs(rng.normal(size=(30, M))).astype(np.float32), np.arange(30) % C),
+                             "ood": np.abs(rng.normal(size=(30, M))).astype(np.float32)}, chunk_rows=16)
+    expected = ("warning: DICEDetector kept no weight of the head (p=0.9): the training mean feature "
+                "is all zero")
+    runs = {
+        "fit": ["fit", str(path), "--train", "train", "--out", str(tmp_path / "det.skdice")],
+        "evaluate": ["evaluate", str(path), "--id", "id", "--ood", "ood", "--train", "train",
+                     "--method", "dice"],
+        "tune": ["tune", str(path), "--id", "id", "--noise", "ood", "--train", "train"],
+    }
+    for name, args in runs.items():
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (name, result.output)
+        lines = [line for line in result.stderr.splitlines() if line.startswith("warning: DICEDetector")]
+        assert lines and lines[0].startswith(expected), (name, result.stderr)
+        assert "Traceback" not in result.stderr and "DegenerateFitWarning" not in result.stderr
