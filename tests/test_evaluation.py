@@ -544,3 +544,18 @@ def test_evaluate_names_the_split_and_row_whose_score_overflows(tmp_path, monkey
                                             "bad": bad}, chunk_rows=32, logits=False)
     with pytest.raises(ValueError, match=r"^split 'bad' of .*s\.zarr: the score of row 70 is not finite"):
         evaluate_store(tmp_path / "s.zarr", "id", ["bad"], methods=["energy"])
+
+
+def test_random_ablations_are_seeded_so_that_a_run_is_reproducible(store):
+    path, *_ = store
+    methods = ["unit-dropout", "weight-dropout"]
+    first = evaluate_store(path, "id", ["ood_a"], methods=methods, train="train", p=0.5)
+    again = evaluate_store(path, "id", ["ood_a"], methods=methods, train="train", p=0.5)
+    for name in methods:
+        assert first.detectors[name].random_state == 0
+        np.testing.assert_array_equal(first.detectors[name].mask_, again.detectors[name].mask_)
+        np.testing.assert_array_equal(first.scores[name]["ood_a"], again.scores[name]["ood_a"])
+    other = evaluate_store(path, "id", ["ood_a"], methods=["unit-dropout:random_state=3"],
+                           train="train", p=0.5)
+    det = other.detectors["unit-dropout:random_state=3"]
+    assert det.random_state == 3 and not np.array_equal(det.mask_, first.detectors["unit-dropout"].mask_)

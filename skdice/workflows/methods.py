@@ -9,13 +9,25 @@ from dataclasses import dataclass, field
 from .._base import BaseDetector, available_detectors
 from .._validation import check_sparsity
 
-__all__ = ["ALL_METHODS", "DEFAULT_METHODS", "MethodSpec", "build_detector", "expand_methods", "parse_method"]
+__all__ = [
+    "ALL_METHODS",
+    "DEFAULT_METHODS",
+    "RANDOM_STATE",
+    "MethodSpec",
+    "build_detector",
+    "expand_methods",
+    "parse_method",
+]
 
 #: The spec that stands for every registered method (``skdice evaluate --method all``).
 ALL_METHODS = "all"
 
 #: What ``skdice evaluate`` compares when no ``--method`` is given: DICE beside energy.
 DEFAULT_METHODS = ("dice", "energy")
+
+#: Seed of the detectors with a ``random_state`` (the random-mask ablations) in
+#: store-driven runs, unless the method spec gives one.
+RANDOM_STATE = 0
 
 
 @dataclass(frozen=True)
@@ -129,11 +141,22 @@ def build_detector(spec: MethodSpec | str, p: float | None = None) -> BaseDetect
     Returns
     -------
     BaseDetector
+
+    Notes
+    -----
+    A detector with a ``random_state`` (the random-mask ablations) gets
+    :data:`RANDOM_STATE` unless the spec sets one
+    (``"unit-dropout:random_state=3"``), so that a store-driven run gives the
+    same table every time.
     """
     spec = spec if isinstance(spec, MethodSpec) else parse_method(spec)
     p = check_sparsity(p, allow_none=True)
     cls = available_detectors()[spec.name]
     params = dict(spec.params)
-    if p is not None and "p" in cls().get_params() and "p" not in params:
+    defaults = cls().get_params()
+    if p is not None and "p" in defaults and "p" not in params:
         params["p"] = p
+    if "random_state" in defaults and "random_state" not in params:
+        # a run is reproducible: the random ablations draw the same mask every time
+        params["random_state"] = RANDOM_STATE
     return cls(**params)
