@@ -278,6 +278,17 @@ def evaluate_store(
         For an unknown method, a bad ``p``, or a method that needs training
         features when only ``train_mean`` (or nothing) is given.
 
+    Notes
+    -----
+    No split is loaded whole. Every method is fitted first (mean-based ones
+    stream the training split; those that keep training features, such as
+    KNN, read it), then each test split is read once, block by block
+    (:class:`~skdice.workflows.resolve.SplitFeatures`): every method scores
+    a block before the next is read, and over the ID split the same blocks
+    give the ID accuracy of every head. Memory is a few blocks plus the
+    scores returned, 8 bytes a row per method and split (measured in
+    docs/performance.md).
+
     Examples
     --------
     >>> result = evaluate_store("features.zarr", "cifar10-test",  # doctest: +SKIP
