@@ -559,3 +559,17 @@ def test_random_ablations_are_seeded_so_that_a_run_is_reproducible(store):
                            train="train", p=0.5)
     det = other.detectors["unit-dropout:random_state=3"]
     assert det.random_state == 3 and not np.array_equal(det.mask_, first.detectors["unit-dropout"].mask_)
+
+
+def test_scoring_without_writing_reads_the_split_in_blocks_and_equals_the_reference(tmp_path, monkeypatch):
+    path = tmp_path / "s.zarr"
+    head, splits = make_store(path)
+    reads = []
+    _small_blocks(monkeypatch, reads)
+    _never_loaded(monkeypatch)
+    det = DICEDetector(p=0.5).fit(splits["train"][0], head=head)
+    summary = score_store(path, "ood_a", det, write=False)
+    assert reads == ["ood_a/features"] and summary["written"] is None
+    mean = splits["train"][0].astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(summary["scores"], _dice_scores(splits["ood_a"][0], mean, head, 0.5),
+                               rtol=1e-5)
