@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+import skdice._bootstrap as bootstrap_module
 import skdice._search as search_module
 from skdice import DICEDetector, Head
 from skdice.exceptions import UninformativeValidationWarning, UnlabelledValidationWarning
@@ -60,15 +61,15 @@ def test_resample_kernel_equals_sklearn_metrics_with_ties(seed):
     s_id = rng.integers(0, 6, n_id).astype(float) if seed % 2 else rng.normal(size=n_id)
     s_ood = rng.integers(0, 6, n_ood).astype(float) if seed % 3 else rng.normal(size=n_ood)
     tpr = [0.95, 0.5, 0.8, 1.0][seed % 4]
-    place = search_module._Placement(s_id, s_ood)
+    place = bootstrap_module.Placement(s_id, s_ood)
     ones = (np.ones((n_id, 1), np.float32), np.ones((n_ood, 1), np.float32))
-    fpr, auc = search_module._resampled_metrics(place, *ones, search_module._rank_of_tpr(n_id, tpr))
+    fpr, auc = bootstrap_module.resampled_metrics(place, *ones, bootstrap_module.rank_of_tpr(n_id, tpr))
     assert fpr[0] == pytest.approx(_sklearn_fpr_at_tpr(s_id, s_ood, tpr), abs=1e-12)
     both = np.r_[s_id, s_ood]
     expected_auc = roc_auc_score(np.r_[np.ones(n_id), np.zeros(n_ood)], both)
     assert auc[0] == pytest.approx(expected_auc, abs=1e-12)
     # the sample's own metrics, without running sums
-    point = place.metrics(search_module._rank_of_tpr(n_id, tpr))
+    point = place.metrics(bootstrap_module.rank_of_tpr(n_id, tpr))
     assert point == pytest.approx((fpr[0], expected_auc), abs=1e-12)
     y = np.r_[np.ones(n_id), np.zeros(n_ood)]
     assert place.average_precisions() == pytest.approx(
@@ -87,10 +88,10 @@ def test_resampled_threshold_from_the_low_tail_equals_the_whole_sum(where):
         c_id = np.zeros(2000, dtype=int)
         c_id[np.argmax(s_id)] = 2000
     c_ood = rng.multinomial(300, np.ones(300) / 300)
-    place = search_module._Placement(s_id, s_ood)
-    fpr, _ = search_module._resampled_metrics(
+    place = bootstrap_module.Placement(s_id, s_ood)
+    fpr, _ = bootstrap_module.resampled_metrics(
         place, c_id[:, None].astype(np.float32), c_ood[:, None].astype(np.float32),
-        search_module._rank_of_tpr(2000, 0.95))
+        bootstrap_module.rank_of_tpr(2000, 0.95))
     drawn_id, drawn_ood = np.repeat(s_id, c_id), np.repeat(s_ood, c_ood)
     assert fpr[0] == pytest.approx(_sklearn_fpr_at_tpr(drawn_id, drawn_ood, 0.95), abs=1e-12)
 
@@ -99,10 +100,10 @@ def test_a_resample_scores_like_its_drawn_rows():
     rng = np.random.default_rng(3)
     s_id, s_ood = rng.integers(0, 9, 30).astype(float), rng.integers(0, 9, 40).astype(float)
     c_id, c_ood = rng.multinomial(30, np.ones(30) / 30), rng.multinomial(40, np.ones(40) / 40)
-    place = search_module._Placement(s_id, s_ood)
-    fpr, auc = search_module._resampled_metrics(
+    place = bootstrap_module.Placement(s_id, s_ood)
+    fpr, auc = bootstrap_module.resampled_metrics(
         place, c_id[:, None].astype(np.float32), c_ood[:, None].astype(np.float32),
-        search_module._rank_of_tpr(30, 0.95),
+        bootstrap_module.rank_of_tpr(30, 0.95),
     )
     drawn_id, drawn_ood = np.repeat(s_id, c_id), np.repeat(s_ood, c_ood)
     assert fpr[0] == pytest.approx(_sklearn_fpr_at_tpr(drawn_id, drawn_ood, 0.95), abs=1e-12)
