@@ -231,6 +231,106 @@ def column_mean(X: np.ndarray) -> np.ndarray:
     return total / n
 
 
+class Moments:
+    """Column means and centred sums of squares (and cross-products) of rows seen so far.
+
+    The one-pass accumulator of the streaming statistics: every call to
+    :meth:`update` summarises its rows in float64 (mean, centred sums) and
+    merges the summary into the running one with the pairwise update of Chan,
+    Golub and LeVeque, so the result does not depend on how the rows were cut
+    into blocks (up to rounding) and never suffers the cancellation of
+    ``sum(x**2) - n * mean**2``. Written here because scikit-learn's
+    incremental mean and variance (``sklearn.utils.extmath``) is private API
+    and keeps no co-moment matrix, which the covariance figure needs.
+
+    Parameters
+    ----------
+    n_features : int
+    cross : bool, default=False
+        Also accumulate the co-moment matrix (``n_features x n_features``
+        float64), from which :meth:`covariance` is read.
+
+    Attributes
+    ----------
+    n : int
+        Rows seen.
+    mean : ndarray of shape (n_features,), float64
+    m2 : ndarray of shape (n_features,), float64
+        ``sum_rows (x_j - mean_j)**2`` for every column.
+    comoment : ndarray of shape (n_features, n_features), float64, or None
+        ``sum_rows (x - mean)(x - mean)^T`` when ``cross``.
+
+    Notes
+    -----
+    Merging a summary ``(n_b, mean_b, M_b)`` into ``(n_a, mean_a, M_a)``:
+    with ``delta = mean_b - mean_a`` and ``n = n_a + n_b``, ``mean = mean_a +
+    delta n_b / n`` and ``M = M_a + M_b + delta delta^T n_a n_b / n`` (the
+    diagonal of the same formula gives ``m2``).
+
+    References
+    ----------
+    T. F. Chan, G. H. Golub and R. J. LeVeque, "Updating formulae and a
+    pairwise algorithm for computing sample variances", Stanford technical
+    report STAN-CS-79-773, 1979.
+
+    Examples
+    --------
+    >>> acc = Moments(2)
+    >>> acc.update(np.array([[1.0, 0.0]]))
+    >>> acc.update(np.array([[3.0, 2.0]]))
+    >>> acc.mean.tolist(), acc.variance().tolist()
+    ([2.0, 1.0], [2.0, 2.0])
+    """
+
+    def __init__(self, n_features: int, cross: bool = False):
+        self.n = 0
+        self.mean = np.zeros(n_features)
+        self.m2 = np.zeros(n_features)
+        self.comoment = np.zeros((n_features, n_features)) if cross else None
+
+    def update(self, X) -> None:
+        """Add the rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, n_features)
+            Any float dtype; summarised in float64, chunk by chunk.
+        """
+        n_rows, m = X.shape
+        for rows in row_chunks(n_rows, 8 * 2 * m):
+            # a fresh float64 block: never centre the caller's array in place
+            D = np.array(X[rows], dtype=np.float64)
+            n_b = D.shape[0]
+            mean_b = D.mean(axis=0)
+            D -= mean_b
+            n = self.n + n_b
+            delta = mean_b - self.mean
+            weight = self.n * n_b / n
+            self.mean += delta * (n_b / n)
+            self.m2 += np.einsum("ij,ij->j", D, D) + delta * delta * weight
+            if self.comoment is not None:
+                self.comoment += D.T @ D + np.outer(delta, delta * weight)
+            self.n = n
+
+    def variance(self, ddof: int = 1) -> np.ndarray:
+        """Column variances, ``m2 / (n - ddof)``.
+
+        Returns
+        -------
+        ndarray of shape (n_features,), float64
+        """
+        return self.m2 / (self.n - ddof)
+
+    def covariance(self, ddof: int = 1) -> np.ndarray:
+        """The covariance matrix, ``comoment / (n - ddof)`` (needs ``cross=True``).
+
+        Returns
+        -------
+        ndarray of shape (n_features, n_features), float64
+        """
+        return self.comoment / (self.n - ddof)
+
+
 # Scoring with a sparsified head. A unit (row of the weight) whose kept weights
 # are all zero adds nothing to any logit, so it can leave the GEMM: the product
 # then costs (active units / all units) of the dense one, plus one gather of the

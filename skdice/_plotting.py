@@ -18,6 +18,9 @@ __all__ = [
     "unit_contributions",
     "p_sweep",
     "contribution_covariance",
+    "unit_contributions_from_moments",
+    "p_sweep_from_scores",
+    "contribution_covariance_from_moments",
     "plot_score_histograms",
     "plot_unit_contributions",
     "plot_p_sweep",
@@ -88,6 +91,17 @@ def histogram_data(id_scores, ood_scores: Mapping[str, object], *, bins: int = 5
     }
 
 
+def _weight_and_class(weight, class_index, dtype=None):
+    """The head weight as a 2-D array and ``class_index`` as a valid column index."""
+    W = np.asarray(weight, dtype=dtype)
+    if W.ndim != 2:
+        raise ValueError(f"weight must be 2-D (n_features, n_classes), got shape {W.shape}.")
+    c = int(class_index)
+    if not 0 <= c < W.shape[1]:
+        raise ValueError(f"class_index {class_index} is out of range for {W.shape[1]} classes.")
+    return W, c
+
+
 def unit_contributions(
     id_features,
     ood_features,
@@ -133,12 +147,7 @@ def unit_contributions(
     """
     from .theory import unit_contributions as _theory_contributions
 
-    W = np.asarray(weight)
-    if W.ndim != 2:
-        raise ValueError(f"weight must be 2-D (n_features, n_classes), got shape {W.shape}.")
-    c = int(class_index)
-    if not 0 <= c < W.shape[1]:
-        raise ValueError(f"class_index {class_index} is out of range for {W.shape[1]} classes.")
+    W, c = _weight_and_class(weight, class_index)
     stats = {}
     for name, X in (("id", id_features), ("ood", ood_features)):
         X = X if hasattr(X, "ndim") else np.asarray(X)
@@ -165,6 +174,59 @@ def unit_contributions(
         "class_index": c,
         "n_id": int(stats["id"].shape[0]),
         "n_ood": int(stats["ood"].shape[0]),
+    }
+
+
+def unit_contributions_from_moments(id_moments, ood_moments, weight, class_index: int, *,
+                                    train_mean) -> dict:
+    """:func:`unit_contributions` from streamed feature moments instead of the features.
+
+    For features read block by block (a store split): accumulate each set's
+    :class:`skdice._numeric.Moments` over its blocks, then build the figure's
+    data from them. Equals :func:`unit_contributions` on the same rows up to
+    rounding.
+
+    Parameters
+    ----------
+    id_moments, ood_moments : Moments
+        Moments of the ID rows (typically those of class ``class_index``) and
+        of the OOD rows, each over at least 2 rows.
+    weight : array-like of shape (n_features, n_classes)
+        Head weight in the paper's orientation.
+    class_index : int
+    train_mean : array-like of shape (n_features,)
+        Mean ID feature that orders the units.
+
+    Returns
+    -------
+    dict
+        As :func:`unit_contributions`.
+    """
+    from ._validation import check_train_mean
+
+    W, c = _weight_and_class(weight, class_index)
+    for name, acc in (("id", id_moments), ("ood", ood_moments)):
+        if acc.mean.shape != (W.shape[0],):
+            raise ValueError(
+                f"{name}_moments are of {acc.mean.shape[0]} features; expected {W.shape[0]} "
+                "to match weight."
+            )
+        if acc.n < 2:
+            raise ValueError(f"{name}_features needs at least 2 rows, got {acc.n}.")
+    # the formulas of skdice.theory.unit_contributions: E[v_i] = w_i E[h_i], Var[v_i] = w_i^2 Var[h_i]
+    w = W[:, c].astype(np.float64)
+    key = check_train_mean(train_mean, W.shape[0]) * w
+    order = np.argsort(key, kind="stable")
+    return {
+        "order": order,
+        "key": key[order],
+        "id_mean": (w * id_moments.mean)[order],
+        "id_var": (w * w * id_moments.variance(1))[order],
+        "ood_mean": (w * ood_moments.mean)[order],
+        "ood_var": (w * w * ood_moments.variance(1))[order],
+        "class_index": c,
+        "n_id": int(id_moments.n),
+        "n_ood": int(ood_moments.n),
     }
 
 
@@ -254,6 +316,59 @@ def p_sweep(
     return out
 
 
+def p_sweep_from_scores(ps, id_scores, ood_scores: Mapping[str, object], *, tpr: float = 0.95) -> dict:
+    """:func:`p_sweep` from the DICE scores of every ``p`` instead of the features.
+
+    For features read block by block: score every block by the detectors of
+    all sparsities before reading the next, then build the figure's data from
+    the scores. Equals :func:`p_sweep` on the same rows up to rounding.
+
+    Parameters
+    ----------
+    ps : sequence of float in [0, 1)
+        Sparsities, distinct.
+    id_scores : sequence of array-like of shape (n_id,)
+        DICE's scores of the ID set, one array per ``p``, in the order of ``ps``.
+    ood_scores : mapping of str to sequence of array-like of shape (n_ood,)
+        For each named OOD set, its scores per ``p``.
+    tpr : float, default=0.95
+
+    Returns
+    -------
+    dict
+        As :func:`p_sweep`; ``ood_std`` is ``std(OOD scores, ddof=0) / mean(ID
+        scores)`` under the same ``p`` (the definition of
+        :func:`skdice.theory.sparsity_profile`'s ``ood_std_normalised``).
+    """
+    from ._validation import check_grid
+    from .metrics import auroc, fpr_at_tpr
+
+    if not ood_scores:
+        raise ValueError("ood_scores is empty: give at least one named OOD set.")
+    ps = check_grid(ps, "ps")
+    names = [str(k) for k in ood_scores]
+    if len(id_scores) != ps.size or any(len(v) != ps.size for v in ood_scores.values()):
+        raise ValueError(f"give one score array per p ({ps.size}) for the ID and every OOD set.")
+    out = {
+        "p": ps,
+        "fpr": {k: np.empty(ps.size) for k in names},
+        "auroc": {k: np.empty(ps.size) for k in names},
+        "ood_std": {k: np.empty(ps.size) for k in names},
+        "id_mean": np.empty(ps.size),
+    }
+    for i in range(ps.size):
+        id_s = _scores_1d(id_scores[i], "id_scores")
+        out["id_mean"][i] = float(id_s.mean())
+        for name, per_p in zip(names, ood_scores.values()):
+            ood_s = _scores_1d(per_p[i], f"ood_scores[{name!r}]")
+            out["fpr"][name][i] = fpr_at_tpr(id_s, ood_s, tpr=tpr)
+            out["auroc"][name][i] = auroc(id_s, ood_s)
+            out["ood_std"][name][i] = ood_s.std() / out["id_mean"][i]
+    for key in ("fpr", "auroc", "ood_std"):
+        out[key]["average"] = np.mean([out[key][k] for k in names], axis=0)
+    return out
+
+
 def contribution_covariance(features, weight, class_index: int, *, train_mean, kept=None) -> dict:
     """Covariance matrix of the unit contributions to one class, units in ID order.
 
@@ -310,13 +425,8 @@ def contribution_covariance(features, weight, class_index: int, *, train_mean, k
     from ._numeric import column_mean, row_chunks
     from ._validation import check_train_mean
 
-    W = np.asarray(weight, dtype=np.float64)
-    if W.ndim != 2:
-        raise ValueError(f"weight must be 2-D (n_features, n_classes), got shape {W.shape}.")
+    W, c = _weight_and_class(weight, class_index, np.float64)
     m = W.shape[0]
-    c = int(class_index)
-    if not 0 <= c < W.shape[1]:
-        raise ValueError(f"class_index {class_index} is out of range for {W.shape[1]} classes.")
     X = features if hasattr(features, "ndim") else np.asarray(features, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != m:
         raise ValueError(f"features has shape {X.shape}; expected (n, {m}) to match weight.")
@@ -325,9 +435,6 @@ def contribution_covariance(features, weight, class_index: int, *, train_mean, k
         raise ValueError(f"features needs at least 2 rows for a covariance, got {n}.")
     mean_id = check_train_mean(train_mean, m)
     w = W[:, c]
-    key = mean_id * w
-    order = np.argsort(key, kind="stable")
-
     mean = column_mean(X)
     scatter = np.zeros((m, m))
     for rows in row_chunks(n, 8 * 2 * m):
@@ -335,6 +442,52 @@ def contribution_covariance(features, weight, class_index: int, *, train_mean, k
         D -= mean
         D *= w
         scatter += D.T @ D
+    return _covariance_data(scatter, n, w, c, mean_id, kept)
+
+
+def contribution_covariance_from_moments(moments, weight, class_index: int, *, train_mean,
+                                         kept=None) -> dict:
+    """:func:`contribution_covariance` from streamed feature moments instead of the features.
+
+    For features read block by block (a store split): accumulate a
+    :class:`skdice._numeric.Moments` with ``cross=True`` over the blocks (one
+    pass, Chan et al.'s merge of the blocks' co-moments), then build the
+    figure's data. The contributions' covariance is the features' scaled by
+    ``W[:, c]`` on both sides. Equals :func:`contribution_covariance` on the
+    same rows up to rounding.
+
+    Parameters
+    ----------
+    moments : Moments
+        Moments of the features (with the co-moment matrix), over at least 2 rows.
+    weight : array-like of shape (n_features, n_classes)
+    class_index : int
+    train_mean : array-like of shape (n_features,)
+    kept : array-like of shape (n_features,), bool, default=None
+
+    Returns
+    -------
+    dict
+        As :func:`contribution_covariance`.
+    """
+    from ._validation import check_train_mean
+
+    W, c = _weight_and_class(weight, class_index, np.float64)
+    m = W.shape[0]
+    if moments.comoment is None or moments.comoment.shape != (m, m):
+        raise ValueError(f"moments need the co-moment matrix of {m} features (cross=True).")
+    if moments.n < 2:
+        raise ValueError(f"features needs at least 2 rows for a covariance, got {moments.n}.")
+    mean_id = check_train_mean(train_mean, m)
+    w = W[:, c]
+    return _covariance_data(moments.comoment * np.outer(w, w), moments.n, w, c, mean_id, kept)
+
+
+def _covariance_data(scatter, n, w, c, mean_id, kept) -> dict:
+    """The dict of :func:`contribution_covariance` from the contributions' scatter matrix."""
+    m = w.shape[0]
+    key = mean_id * w
+    order = np.argsort(key, kind="stable")
     cov = (scatter / (n - 1))[np.ix_(order, order)]
     if not np.isfinite(cov).all():
         raise ValueError("features contain NaN or infinity.")

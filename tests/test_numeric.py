@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from skdice import DICEDetector
-from skdice._numeric import active_units, masked_energy
+from skdice._numeric import Moments, active_units, masked_energy
 
 
 def _skewed_problem(n=400, m=64, C=10, seed=0):
@@ -76,3 +76,29 @@ def test_energy_scores_equals_the_detector_and_reports_bad_rows():
     bad[11, 0] = np.inf
     with pytest.raises(ValueError, match=r"NaN or infinity \(first at row 11\)"):
         energy_scores(bad, det.masked_weight_, b)
+
+
+# ------------------------------------------------------------------ Moments
+@pytest.mark.parametrize("cuts", [(), (1,), (7, 8, 50), tuple(range(1, 97, 13))])
+def test_moments_merged_over_blocks_equal_the_whole_array_statistics(cuts):
+    rng = np.random.default_rng(3)
+    # a large common offset: sum(x^2) - n mean^2 would lose every digit of the variance
+    X = (1e4 + rng.normal(0.0, 1.0, size=(97, 6))).astype(np.float64)
+    acc = Moments(6, cross=True)
+    for block in np.split(X, cuts):
+        acc.update(block)
+    assert acc.n == 97
+    np.testing.assert_allclose(acc.mean, X.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(acc.variance(), X.var(axis=0, ddof=1), rtol=1e-9)
+    np.testing.assert_allclose(acc.covariance(), np.cov(X, rowvar=False), rtol=1e-9, atol=1e-12)
+
+
+def test_moments_example_and_empty_blocks():
+    acc = Moments(2)
+    acc.update(np.zeros((0, 2)))
+    acc.update(np.array([[1.0, 0.0]], dtype=np.float32))
+    acc.update(np.array([[3.0, 2.0]], dtype=np.float32))
+    assert acc.n == 2 and acc.comoment is None
+    assert acc.mean.tolist() == [2.0, 1.0]
+    assert acc.variance().tolist() == [2.0, 2.0]
+    assert acc.variance(ddof=0).tolist() == [1.0, 1.0]

@@ -9,20 +9,26 @@ from pathlib import Path
 import numpy as np
 
 from .._dice import DICEDetector
-from .._numeric import column_mean
+from .._numeric import Moments, located_errors
 from .._plotting import (
     PAPER_PS,
-    contribution_covariance,
+    contribution_covariance_from_moments,
     histogram_data,
-    p_sweep,
+    p_sweep_from_scores,
     plot_contribution_covariance,
     plot_p_sweep,
     plot_score_histograms,
     plot_unit_contributions,
-    unit_contributions,
+    unit_contributions_from_moments,
 )
-from .._validation import check_sparsity
-from .resolve import check_split_lists, open_feature_store, read_features, resolve_train_mean
+from .._validation import check_grid, check_sparsity
+from .resolve import (
+    SplitFeatures,
+    check_split_lists,
+    open_feature_store,
+    resolve_train_mean,
+    stream_mean,
+)
 
 __all__ = ["check_file_prefix", "plot_store"]
 
@@ -109,60 +115,93 @@ def plot_store(
         covariance matrix of the contributions to ``class_index`` over that
         split, units sorted by their ID contribution, DICE's dropped units
         (at ``p``) first.
+
+    Notes
+    -----
+    No split is loaded whole: each is read block by block
+    (:class:`~skdice.workflows.resolve.SplitFeatures`). The training split
+    is read once for its mean; the ID split and every OOD split once, every
+    DICE head (``p = 0``, ``p`` and each of ``ps``) scoring a block before
+    the next is read, while the same blocks add to the float64 moments of
+    the figures (one pass, Chan et al.'s pairwise merge of each block's mean,
+    centred sums of squares and, over an OOD split, co-moment matrix). Only
+    when the ID split has no labels and ``class_index`` is None is it read a
+    second time, for the moments of the rows predicted as the class chosen
+    by the first pass. Memory: a few blocks, 8 bytes a row per distinct
+    ``p`` and split (the scores) and one ``n_features x n_features`` matrix
+    per OOD split.
     """
     ood_splits = check_split_lists(id_split, ood_splits)
     p = check_sparsity(p)
+    ps = check_grid(ps, "ps").tolist()
     check_file_prefix(prefix)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ValueError(f"the output folder {out_dir} exists and is not a folder.")
     fs = open_feature_store(store)
     head = fs.head
-    H_id = read_features(fs, id_split)
-    H_ood = {name: read_features(fs, name) for name in ood_splits}
-    H_train = None
+    if class_index is not None and not 0 <= class_index < head.n_classes:
+        raise ValueError(f"class {class_index} is out of range for {head.n_classes} classes.")
+    # Opened first, so that a missing or incomplete split fails before any row is read.
+    id_X = SplitFeatures(fs, id_split)
+    ood_X = {name: SplitFeatures(fs, name) for name in ood_splits}
     if train_split is not None:
-        H_train = read_features(fs, train_split)
-        mean = None
+        mean = stream_mean(fs, train_split)
     elif train_mean is not None:
         mean = resolve_train_mean(train_mean, head.n_features)
     else:
         raise ValueError("give train_split (a store split) or train_mean (a .npy file).")
 
-    def fitted(pp):
-        det = DICEDetector(p=pp)
-        return det.fit(head=head, train_mean=mean) if mean is not None else det.fit(H_train, head=head)
+    # One DICE head per distinct p: the histograms' p = 0 and p, and the sweep's.
+    detectors = {}
+    for pp in (0.0, p, *ps):
+        if pp not in detectors:
+            detectors[pp] = DICEDetector(p=pp).fit(head=head, train_mean=mean)
+    dense, dice = detectors[0.0], detectors[p]
 
-    dice = fitted(p)
-    panels = {}
-    for label, det in (("energy (p=0)", fitted(0.0)), (f"DICE (p={p:g})", dice)):
-        panels[label] = histogram_data(
-            det.score_samples(H_id), {k: det.score_samples(v) for k, v in H_ood.items()}, bins=bins
-        )
-
-    dense = fitted(0.0)
-    predicted = dense.predict_class(H_id, masked=False)
     labels = fs.labels(id_split)
-    labelled = (labels >= 0).any()
+    labelled = bool((labels >= 0).any())
+    if class_index is None and labelled:
+        class_index = int(np.bincount(labels[labels >= 0], minlength=head.n_classes).argmax())
+    # The ID rows of the contribution figure are those labelled with the class (predicted
+    # as it when the split has no labels). Known during the read unless the class is the
+    # one predicted most often: then a second pass over the ID split collects them.
+    id_moments = Moments(head.n_features)
+    id_scores, predicted = _read_split(
+        id_X, detectors, None if class_index is None else id_moments,
+        predict=None if labelled else lambda block: dense.predict_class(block, masked=False),
+        labels=labels if labelled else None, class_index=class_index,
+    )
     if class_index is None:
-        # the class the rows are then selected by: the labels when there are any
-        by = labels[labels >= 0] if labelled else predicted
-        class_index = int(np.bincount(by, minlength=head.n_classes).argmax())
-    if not 0 <= class_index < head.n_classes:
-        raise ValueError(f"class {class_index} is out of range for {head.n_classes} classes.")
-    chosen = labels == class_index if labelled else predicted == class_index
-    if not chosen.any():
+        class_index = int(np.bincount(predicted, minlength=head.n_classes).argmax())
+        chosen = predicted == class_index
+        for start, block in id_X.iter_blocks():
+            id_moments.update(block[chosen[start : start + block.shape[0]]])
+    if id_moments.n == 0:
         raise ValueError(f"no row of split {id_split!r} belongs to class {class_index}.")
-    sort_mean = column_mean(H_train) if mean is None else mean
-    contrib = {
-        name: unit_contributions(H_id[chosen], X, head.weight, class_index, train_mean=sort_mean)
-        for name, X in H_ood.items()
-    }
-    sweep = p_sweep(H_id, H_ood, head, train_mean=mean, train_features=H_train, ps=ps)
-    covariance = {
-        name: contribution_covariance(
-            X, head.weight, class_index, train_mean=sort_mean, kept=dice.mask_[:, class_index]
+    ood_scores, ood_moments = {}, {}
+    for name, X in ood_X.items():
+        ood_moments[name] = Moments(head.n_features, cross=True)
+        ood_scores[name], _ = _read_split(X, detectors, ood_moments[name])
+
+    panels = {}
+    for label, pp in (("energy (p=0)", 0.0), (f"DICE (p={p:g})", p)):
+        panels[label] = histogram_data(
+            id_scores[pp], {k: v[pp] for k, v in ood_scores.items()}, bins=bins
         )
-        for name, X in H_ood.items()
+    contrib = {
+        name: unit_contributions_from_moments(id_moments, ood_moments[name], head.weight,
+                                              class_index, train_mean=mean)
+        for name in ood_splits
+    }
+    sweep = p_sweep_from_scores(
+        ps, [id_scores[pp] for pp in ps], {k: [v[pp] for pp in ps] for k, v in ood_scores.items()}
+    )
+    covariance = {
+        name: contribution_covariance_from_moments(
+            ood_moments[name], head.weight, class_index, train_mean=mean,
+            kept=dice.mask_[:, class_index],
+        )
+        for name in ood_splits
     }
 
     out_dir = Path(out_dir)
@@ -188,3 +227,27 @@ def plot_store(
         "histograms": panels, "contributions": contrib, "p_sweep": sweep, "covariance": covariance,
     }
     return paths
+
+
+def _read_split(X, detectors, moments=None, *, predict=None, labels=None, class_index=None):
+    """Read a split once: every detector scores a block (and ``predict`` classifies it)
+    before the next block is read, then the block's rows join ``moments``: all of them,
+    or with ``class_index`` those labelled (by ``labels``, else predicted) as that class.
+
+    Returns the scores by detector key (float64, one per row) and the predictions (or None).
+    """
+    n = X.shape[0]
+    scores = {key: np.empty(n) for key in detectors}
+    predicted = np.empty(n, dtype=np.int64) if predict is not None else None
+    by = labels if labels is not None else predicted
+    for start, block in X.iter_blocks():
+        stop = start + block.shape[0]
+        # scoring checks that every row is finite, so the moments only see finite rows
+        with located_errors(X, start, block):
+            for key, det in detectors.items():
+                scores[key][start:stop] = det.score_samples(block)
+            if predict is not None:
+                predicted[start:stop] = predict(block)
+        if moments is not None:
+            moments.update(block if class_index is None else block[by[start:stop] == class_index])
+    return scores, predicted
