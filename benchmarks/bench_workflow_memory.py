@@ -13,12 +13,14 @@ would (the CLI's own ``main``):
   ID accuracy of both heads);
 - ``skdice tune STORE --id id --noise ood --train-mean MEAN --format json``
   (DICE's six p, the guard, 200 bootstrap resamples);
+- ``skdice plot STORE --id id --ood ood --train-mean MEAN --out DIR`` (the four
+  figures; DICE heads at seven p);
 - for reference, a process that only loads both splits into memory, which is
-  what ``evaluate`` and ``tune`` did before they streamed.
+  what ``evaluate``, ``tune`` and ``plot`` did before they streamed.
 
 Peak memory is ``VmHWM`` from ``/proc/self/status`` read in the child at the
 end (``ru_maxrss`` would inherit the parent's peak across fork + exec). Target
-(issue 13): under 1 GB at 2,000,000 x 512 for both commands.
+(issue 13): under 1 GB at 2,000,000 x 512 for every command.
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ def peak(what: str, args: list[str]) -> dict:
     return json.loads(out.stderr.strip().splitlines()[-1])
 
 
-def run(rows: int, m: int, n_classes: int, directory: Path, only=("evaluate", "tune", "load")) -> list[dict]:
+def run(rows: int, m: int, n_classes: int, directory: Path,
+        only=("evaluate", "tune", "plot", "load")) -> list[dict]:
     """Measure the processes named in ``only``; returns table rows."""
     directory.mkdir(parents=True, exist_ok=True)
     need = 2 * rows * (m + n_classes) * 4 * 1.1
@@ -134,6 +137,9 @@ def run(rows: int, m: int, n_classes: int, directory: Path, only=("evaluate", "t
     cases = {
         "evaluate": ("skdice evaluate (dice, energy)", "cli", ["evaluate", *common, "--ood", "ood"]),
         "tune": ("skdice tune (six p, guard, 200 resamples)", "cli", ["tune", *common, "--noise", "ood"]),
+        "plot": ("skdice plot (four figures, seven p)", "cli",
+                 ["plot", str(store), "--id", "id", "--ood", "ood", "--train-mean", str(mean),
+                  "--out", str(directory / "plots")]),
         "load": ("reference: both splits loaded whole", "load", [str(store)]),
     }
     out = []
@@ -151,8 +157,8 @@ def main(argv=None):
     parser.add_argument("--features", type=int, default=512)
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "skdice-bench")
-    parser.add_argument("--only", nargs="+", choices=["evaluate", "tune", "load"],
-                        default=["evaluate", "tune", "load"], help="the processes to measure")
+    parser.add_argument("--only", nargs="+", choices=["evaluate", "tune", "plot", "load"],
+                        default=["evaluate", "tune", "plot", "load"], help="the processes to measure")
     args = parser.parse_args(argv)
     print(machine())
     print_table(run(args.rows, args.features, args.classes, args.dir, args.only))
