@@ -271,7 +271,7 @@ class StoreWriter:
         return SplitWriter(self, split, group, split_lock)
 
     def _prepare_group(self, split, n_rows, source, chunk_rows, settings, extra_attrs):
-        zarr = _zarr()
+        _zarr()  # without the store extra: its one-line error, before anything is written
         n_chunks = -(-n_rows // chunk_rows)
         wanted = {
             "source": str(source),

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._base import detector_tags
 from .._numeric import located_errors, logit_blocks
-from .._validation import check_sparsity, is_dask
+from .._validation import check_sparsity
 from ..exceptions import SkdiceError, require
 from ..metrics import Report, ood_report
 from .._search import default_grid
