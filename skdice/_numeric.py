@@ -166,6 +166,25 @@ def logit_blocks(X, weight: np.ndarray, bias: np.ndarray):
         yield rows, logits
 
 
+def predicted_classes(X, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The class argmax of ``X @ weight + bias``, row chunk by row chunk (:func:`logit_blocks`).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    weight : ndarray of shape (n_features, n_classes)
+    bias : ndarray of shape (n_classes,)
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), int64
+    """
+    out = np.empty(X.shape[0], dtype=np.int64)
+    for rows, logits in logit_blocks(X, weight, bias):
+        out[rows] = logits.argmax(axis=1)
+    return out
+
+
 def logsumexp_rows(Z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise ``T * log(sum(exp(Z / T)))``, computed in place.
 

@@ -52,10 +52,10 @@ from ._numeric import (
     active_units,
     column_mean,
     energy_scores,
-    logit_blocks,
     located_errors,
     logsumexp_rows,
     max_softmax_rows,
+    predicted_classes,
     row_blocks,
     row_chunks,
     scores_by_block,
@@ -296,8 +296,7 @@ def _dense_classes(X, head, index):
         index = None
     out = np.empty(int(X.shape[0]), dtype=np.int64)
     for start, block in row_blocks(X):
-        for rows, logits in logit_blocks(block, head.weight, head.bias):
-            out[start + rows.start : start + rows.stop] = logits.argmax(axis=1)
+        out[start : start + block.shape[0]] = predicted_classes(block, head.weight, head.bias)
     return out if index is None else out[index]
 
 
@@ -1251,8 +1250,8 @@ class SparsitySearch(HyperparameterSearch):
             known = None if labels is None else np.flatnonzero(labels[rows] >= 0)
             if known is not None and known.size:
                 truth = labels[rows][known]
-                for chunk, logits in logit_blocks(block[known], head.weight, head.bias):
-                    correct[G] += np.count_nonzero(logits.argmax(axis=1) == truth[chunk])
+                dense = predicted_classes(block[known], head.weight, head.bias)
+                correct[G] += np.count_nonzero(dense == truth)
             for i, probe in enumerate(probes):
                 began = perf_counter()
                 with located_errors(X, start, block):

@@ -102,3 +102,18 @@ def test_moments_example_and_empty_blocks():
     assert acc.mean.tolist() == [2.0, 1.0]
     assert acc.variance().tolist() == [2.0, 2.0]
     assert acc.variance(ddof=0).tolist() == [1.0, 1.0]
+
+
+def test_predicted_classes_equal_the_argmax_of_the_whole_logits_whatever_the_chunking():
+    from sklearn import config_context
+
+    from skdice._numeric import predicted_classes
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(3000, 40)).astype(np.float32)
+    W = rng.normal(size=(40, 9)).astype(np.float32)
+    b = rng.normal(size=9).astype(np.float32)
+    expected = (X.astype(np.float64) @ W + b).argmax(axis=1)
+    with config_context(working_memory=1):  # many 1 MiB chunks
+        got = predicted_classes(X, W, b)
+    assert got.dtype == np.int64 and np.array_equal(got, expected)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._base import detector_tags
-from .._numeric import located_errors, logit_blocks
+from .._numeric import located_errors, predicted_classes
 from .._validation import check_sparsity
 from ..exceptions import SkdiceError, require
 from ..metrics import Report, ood_report
@@ -49,19 +49,11 @@ def _dask_scores(detector, X, fs, split):
     return np.asarray(scores, dtype=np.float64)
 
 
-def _classes(X, weight, bias):
-    """Argmax of ``X @ weight + bias`` in row chunks (never the full logits at once)."""
-    out = np.empty(X.shape[0], dtype=np.int64)
-    for rows, logits in logit_blocks(X, weight, bias):
-        out[rows] = logits.argmax(axis=1)
-    return out
-
-
 def _dask_classes(X, weight, bias):
     da = require("dask.array", "dask")
     if X.numblocks[1] != 1:
         X = X.rechunk({1: -1})
-    return np.asarray(da.map_blocks(_classes, X, weight, bias, drop_axis=1, dtype=np.int64).compute())
+    return np.asarray(da.map_blocks(predicted_classes, X, weight, bias, drop_axis=1, dtype=np.int64).compute())
 
 
 def _score_split(detectors, rows, heads=None, labels=None):
@@ -85,7 +77,7 @@ def _score_split(detectors, rows, heads=None, labels=None):
                 part = block if known.all() else block[known]
                 truth = labels[start:stop][known]
                 for i, (weight, bias) in enumerate(heads):
-                    correct[i] += np.count_nonzero(_classes(part, weight, bias) == truth)
+                    correct[i] += np.count_nonzero(predicted_classes(part, weight, bias) == truth)
     return scores, correct
 
 

@@ -31,7 +31,7 @@ from .._head import Head
 from .._validation import FLOAT_DTYPES, check_head, check_sparsity, is_block_source, is_dask
 from ..store import block_rows_for, iter_blocks
 from .methods import MethodSpec, build_detector, parse_method
-from .resolve import TrainingData, class_labels, explained_reads, open_feature_store
+from .resolve import SplitFeatures, TrainingData, class_labels, explained_reads, open_feature_store
 
 __all__ = ["calibrate_offset", "fit_detector", "fit_from_store", "fit_store"]
 
@@ -257,9 +257,7 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
             # streamed, only calibrates offset_ when it is wanted
             detector.fit_from_mean(head, train.mean)
             if calibrate:
-                fs, split = train.fs, train.split
-                array = fs.array(split, "features")
-                blocks = explained_reads(fs, split, iter_blocks(array))
+                blocks = SplitFeatures(train.fs, train.split).iter_blocks()
                 calibrate_offset(detector, (block for _, block in blocks))
             return detector
         args = (class_labels(train.fs, train.split),) if tags.requires_class_labels else ()
