@@ -1,9 +1,12 @@
-"""The one helper the tests use to write small feature stores.
+"""The helpers the tests use to write small feature stores, and to watch workflows read them.
 
 ``write_store(path, head, {"train": (X, y), "noise": X, ...})`` writes every
 split through the store's own writer, chunk by chunk, and finalizes it (or
 leaves it incomplete, for the tests of interrupted extractions). Logits are
 the head's, labels -1 (unknown) unless given, paths ``"<split>/<row>"``.
+
+``small_blocks`` and ``never_loaded`` make a workflow read its splits in small blocks
+and forbid loading one whole (the streaming tests).
 
 Only the tests whose subject is the writer itself (tests/test_store.py,
 tests/test_store_lock.py, tests/extract/test_run.py and the half-written
@@ -80,3 +83,27 @@ def write_store(
             if name not in incomplete:
                 split.finalize()
     return writer
+
+
+def small_blocks(monkeypatch, reads, rows: int = 32):
+    """Make every split the workflows read (``SplitFeatures``) come in blocks of ``rows``
+    rows, and append the array of each pass (``"split/features"``) to ``reads``."""
+    import skdice.workflows.resolve as resolve
+
+    real = resolve.iter_blocks
+
+    def blocks(array, block_rows=None, **kwargs):
+        reads.append(array.path)
+        return real(array, rows, **kwargs)
+
+    monkeypatch.setattr(resolve, "iter_blocks", blocks)
+
+
+def never_loaded(monkeypatch):
+    """Make loading a split whole (``FeatureStore.features``) fail the test."""
+    import skdice.store
+
+    def refuse(self, split, **kwargs):
+        raise AssertionError(f"split {split!r} was loaded whole")
+
+    monkeypatch.setattr(skdice.store.FeatureStore, "features", refuse)

@@ -21,7 +21,7 @@ from skdice.evaluation import (
 )
 from skdice.exceptions import IncompleteSplitError, StoreError
 from skdice.store import open_store
-from stores import write_store
+from stores import never_loaded, small_blocks, write_store
 
 M, C = 16, 4
 
@@ -483,36 +483,13 @@ def test_every_registered_method_evaluates_from_a_training_split(store, name):
     np.testing.assert_allclose(result.scores[name]["ood_a"], det.score_samples(splits["ood_a"][0]))
 
 
-def _small_blocks(monkeypatch, reads):
-    """Make every split read by the workflows come in blocks of one 32-row store chunk,
-    and record which array each pass reads."""
-    import skdice.workflows.resolve as resolve
-
-    real = resolve.iter_blocks
-
-    def blocks(array, block_rows=None, **kwargs):
-        reads.append(array.path)
-        return real(array, 32, **kwargs)
-
-    monkeypatch.setattr(resolve, "iter_blocks", blocks)
-
-
-def _never_loaded(monkeypatch):
-    import skdice.store
-
-    def refuse(self, split, **kwargs):
-        raise AssertionError(f"split {split!r} was loaded whole")
-
-    monkeypatch.setattr(skdice.store.FeatureStore, "features", refuse)
-
-
 def test_evaluate_reads_each_split_once_in_blocks_and_never_whole(store, monkeypatch):
     """One pass per split scores every method (and, on the ID split, classifies by every
     head); the results equal the formulas on the whole arrays."""
     path, head, splits = store
     reads = []
-    _small_blocks(monkeypatch, reads)
-    _never_loaded(monkeypatch)
+    small_blocks(monkeypatch, reads)
+    never_loaded(monkeypatch)
     result = evaluate_store(path, "id_mixed", ["ood_a", "ood_b"], methods=["dice", "energy"],
                             train="train", p=0.5)
     assert sorted(reads) == ["id_mixed/features", "ood_a/features", "ood_b/features"]
@@ -535,7 +512,7 @@ def test_evaluate_reads_each_split_once_in_blocks_and_never_whole(store, monkeyp
 
 
 def test_evaluate_names_the_split_and_row_whose_score_overflows(tmp_path, monkeypatch):
-    _small_blocks(monkeypatch, [])  # row 70 is row 6 of the third block: renumbered
+    small_blocks(monkeypatch, [])  # row 70 is row 6 of the third block: renumbered
     rng = np.random.default_rng(1)
     head = Head(np.abs(rng.normal(size=(M, C))), np.zeros(C))
     bad = np.abs(rng.normal(size=(100, M))).astype(np.float32)
@@ -565,8 +542,8 @@ def test_scoring_without_writing_reads_the_split_in_blocks_and_equals_the_refere
     path = tmp_path / "s.zarr"
     head, splits = make_store(path)
     reads = []
-    _small_blocks(monkeypatch, reads)
-    _never_loaded(monkeypatch)
+    small_blocks(monkeypatch, reads)
+    never_loaded(monkeypatch)
     det = DICEDetector(p=0.5).fit(splits["train"][0], head=head)
     summary = score_store(path, "ood_a", det, write=False)
     assert reads == ["ood_a/features"] and summary["written"] is None

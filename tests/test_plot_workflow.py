@@ -14,7 +14,7 @@ from skdice.plotting import (
     plot_store,
     unit_contributions,
 )
-from stores import write_store
+from stores import never_loaded, small_blocks, write_store
 
 pytest.importorskip("matplotlib")
 
@@ -38,28 +38,6 @@ def store(tmp_path_factory):
     write_store(path, head, splits, chunk_rows=32, logits=False)
     arrays = {k: v[0] if isinstance(v, tuple) else v for k, v in splits.items()}
     return path, head, arrays, labels
-
-
-def _small_blocks(monkeypatch, reads):
-    """Every split the workflow reads comes in 32-row blocks; record the array of each pass."""
-    import skdice.workflows.resolve as resolve
-
-    real = resolve.iter_blocks
-
-    def blocks(array, block_rows=None, **kwargs):
-        reads.append(array.path)
-        return real(array, 32, **kwargs)
-
-    monkeypatch.setattr(resolve, "iter_blocks", blocks)
-
-
-def _never_loaded(monkeypatch):
-    import skdice.store
-
-    def refuse(self, split, **kwargs):
-        raise AssertionError(f"split {split!r} was loaded whole")
-
-    monkeypatch.setattr(skdice.store.FeatureStore, "features", refuse)
 
 
 def _assert_same(got, want, where="data"):
@@ -104,8 +82,8 @@ def test_plot_reads_each_split_once_in_blocks_and_equals_the_array_functions(sto
                                                                              monkeypatch):
     path, head, arrays, labels = store
     reads = []
-    _small_blocks(monkeypatch, reads)
-    _never_loaded(monkeypatch)
+    small_blocks(monkeypatch, reads)
+    never_loaded(monkeypatch)
     out = plot_store(path, tmp_path, id_split="id", ood_splits=["far", "near"],
                      train_split="train", p=0.5, ps=PS)
     # the default class is the most frequent label: the ID rows are known as they are read
@@ -120,8 +98,8 @@ def test_plot_without_labels_or_class_reads_the_id_split_twice(store, tmp_path, 
     a second pass collects its rows' moments; every other split is still read once."""
     path, head, arrays, _ = store
     reads = []
-    _small_blocks(monkeypatch, reads)
-    _never_loaded(monkeypatch)
+    small_blocks(monkeypatch, reads)
+    never_loaded(monkeypatch)
     out = plot_store(path, tmp_path, id_split="id_unlabelled", ood_splits=["far", "near"],
                      train_split="train", p=0.9, ps=PS)
     assert sorted(reads) == ["far/features", "id_unlabelled/features", "id_unlabelled/features",
@@ -134,8 +112,8 @@ def test_plot_without_labels_or_class_reads_the_id_split_twice(store, tmp_path, 
 def test_plot_with_a_class_and_no_labels_reads_the_id_split_once(store, tmp_path, monkeypatch):
     path, head, arrays, _ = store
     reads = []
-    _small_blocks(monkeypatch, reads)
-    _never_loaded(monkeypatch)
+    small_blocks(monkeypatch, reads)
+    never_loaded(monkeypatch)
     mean_file = tmp_path / "mean.npy"
     np.save(mean_file, arrays["train"].astype(np.float64).mean(axis=0))
     predicted = head.logits(arrays["id_unlabelled"]).argmax(axis=1)
@@ -149,7 +127,7 @@ def test_plot_with_a_class_and_no_labels_reads_the_id_split_once(store, tmp_path
 
 
 def test_plot_names_the_split_and_row_that_is_not_finite(tmp_path, monkeypatch):
-    _small_blocks(monkeypatch, [])  # row 70 is row 6 of the third block: renumbered
+    small_blocks(monkeypatch, [])  # row 70 is row 6 of the third block: renumbered
     rng = np.random.default_rng(1)
     head = Head(rng.normal(size=(M, C)), np.zeros(C))
     bad = np.abs(rng.normal(size=(100, M))).astype(np.float32)

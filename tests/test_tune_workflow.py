@@ -15,7 +15,7 @@ from skdice.store import open_store  # noqa: E402
 from skdice.tuning import HyperparameterSearch, SparsitySearch, tune_store  # noqa: E402
 from skdice.workflows.resolve import TrainingData, check_validation_splits  # noqa: E402
 from skdice.workflows.tune import make_search, run_search  # noqa: E402
-from stores import write_store  # noqa: E402
+from stores import never_loaded, small_blocks, write_store  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -116,21 +116,10 @@ def test_tune_store_refuses_an_id_split_that_is_a_noise_split(store):
 def test_tune_store_reads_each_validation_split_once_in_blocks_and_never_whole(store, monkeypatch):
     """DICE's search scores every candidate block by block: one read of each validation
     split (the training mean is streamed too), none loaded into memory."""
-    import skdice.store
-    import skdice.workflows.resolve as resolve
-
     path, splits = store
-    reads, real = [], resolve.iter_blocks
-
-    def blocks(array, block_rows=None, **kwargs):
-        reads.append(array.path)
-        return real(array, 32, **kwargs)
-
-    def refuse(self, split, **kwargs):
-        raise AssertionError(f"split {split!r} was loaded whole")
-
-    monkeypatch.setattr(resolve, "iter_blocks", blocks)
-    monkeypatch.setattr(skdice.store.FeatureStore, "features", refuse)
+    reads = []
+    small_blocks(monkeypatch, reads)
+    never_loaded(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         got = tune_store(path, id_split="val", noise_split=["a", "b"], train="train")
