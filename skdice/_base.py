@@ -122,7 +122,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     Subclasses set the class attribute ``name`` (the registry and CLI name) and
     implement two extension points: :meth:`fit_statistics` (what the detector
     learns from the in-distribution features and the head) and
-    :meth:`score_block` (the score of one float32 chunk of rows). They declare
+    :meth:`score_block` (the score of one chunk of rows, float64 for float64
+    input and float32 otherwise). They declare
     what they need in :class:`DetectorTags` (override ``__sklearn_tags__``).
     The public ``fit`` validates input, calls the hook, and calibrates
     :attr:`offset_`; ``score_samples`` validates input and runs the hook chunk
@@ -214,8 +215,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : ndarray of shape (n_rows, n_features), float32
-            A chunk of validated rows; the detector may not keep it.
+        X : ndarray of shape (n_rows, n_features), float32 or float64
+            A chunk of validated rows in the precision of the products
+            (:func:`skdice._numeric.compute_dtype`: float64 input stays
+            float64); the detector may not keep it. Compute in ``X.dtype``:
+            a float32 constant or weight mixed in must not lower a float64
+            block's precision.
 
         Returns
         -------
@@ -488,8 +493,11 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Penultimate features. float16, float32 and float64 are accepted;
-            the heavy products run in float32, chunk by chunk. A dask array
-            returns a lazy dask array of scores.
+            the products run chunk by chunk in float64 for float64 input and
+            in float32 otherwise, so a row's score does not depend on the
+            batch it is scored in (to float64 rounding for float64 input;
+            docs/api.md "Same row, same score" gives the float32 bound). A
+            dask array returns a lazy dask array of scores.
 
         Returns
         -------

@@ -132,7 +132,7 @@ class DICEDetector(MaskedHeadMixin, BaseDetector):
         )
 
     def score_block(self, X):
-        return masked_energy(X, *active_units(self.masked_weight_), self.bias_)
+        return masked_energy(X, *active_units(self.masked_weight_, dtype=X.dtype), self.bias_)
 
     @property
     def block_width(self):

@@ -138,11 +138,35 @@ def scores_by_block(X, score) -> np.ndarray:
     return out
 
 
+def compute_dtype(X) -> np.dtype:
+    """The dtype the products on ``X`` run in: float64 for float64 input, float32 otherwise.
+
+    scikit-learn's dtype rule (the ``preserves_dtype`` tag): float64 input is
+    never rounded to float32 on its way through a detector, so that a row's
+    score does not depend on the batch it is scored in beyond float64
+    rounding. float32 (and float16, which BLAS has no kernel for) run in
+    float32, the fast path for stored features.
+
+    Parameters
+    ----------
+    X : array-like or block source
+        Anything with a ``dtype``; other inputs count as float32.
+
+    Returns
+    -------
+    numpy.dtype
+        ``float64`` or ``float32``.
+    """
+    dtype = getattr(X, "dtype", None)
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
 def logit_blocks(X, weight: np.ndarray, bias: np.ndarray):
-    """``X @ weight + bias`` in float32, one row chunk at a time.
+    """``X @ weight + bias`` in :func:`compute_dtype`, one row chunk at a time.
 
     Never holds more than one chunk of logits, so memory does not grow with
-    the number of rows.
+    the number of rows. float64 ``X`` gives float64 logits, anything else
+    float32.
 
     Parameters
     ----------
@@ -154,14 +178,15 @@ def logit_blocks(X, weight: np.ndarray, bias: np.ndarray):
     ------
     rows : slice
         The rows of ``X`` the block covers.
-    logits : ndarray of shape (rows, n_classes), float32
+    logits : ndarray of shape (rows, n_classes), float32 or float64
         A fresh array the caller may overwrite.
     """
-    weight = np.asarray(weight, dtype=np.float32)
-    bias = np.asarray(bias, dtype=np.float32)
+    dtype = compute_dtype(X)
+    weight = np.asarray(weight, dtype=dtype)
+    bias = np.asarray(bias, dtype=dtype)
     n, m = X.shape
-    for rows in row_chunks(n, 4 * (m + weight.shape[1])):
-        logits = np.asarray(X[rows], dtype=np.float32) @ weight
+    for rows in row_chunks(n, dtype.itemsize * (m + weight.shape[1])):
+        logits = np.asarray(X[rows], dtype=dtype) @ weight
         logits += bias
         yield rows, logits
 
@@ -366,7 +391,7 @@ _PACKED: dict = {}
 _LSE_ROWS = 128
 
 
-def active_units(weight: np.ndarray, limit: float | None = None):
+def active_units(weight: np.ndarray, limit: float | None = None, dtype=np.float32):
     """The rows of a (masked) weight worth keeping in the GEMM, and the packed weight.
 
     Parameters
@@ -376,6 +401,9 @@ def active_units(weight: np.ndarray, limit: float | None = None):
     limit : float, default=None
         Drop rows only when the fraction of non-zero rows is at most this;
         :data:`DROP_UNITS_BELOW` by default. ``0`` never drops.
+    dtype : dtype, default=float32
+        The dtype of the packed weight: the :func:`compute_dtype` of the rows
+        it will multiply (float32 weights are exact in float64).
 
     Notes
     -----
@@ -386,22 +414,26 @@ def active_units(weight: np.ndarray, limit: float | None = None):
     -------
     units : ndarray of shape (k,), int64, or None
         Indices of the kept rows; None when every row is kept.
-    packed : ndarray of shape (k, n_classes), float32
-        ``weight[units]`` (C-contiguous), or ``weight`` itself.
+    packed : ndarray of shape (k, n_classes)
+        ``weight[units]`` (C-contiguous) in ``dtype``, or ``weight`` itself
+        when every row is kept and it has that dtype.
     """
     limit = DROP_UNITS_BELOW if limit is None else limit
-    key = (id(weight), limit)
+    dtype = np.dtype(dtype)
+    key = (id(weight), limit, dtype.char)
     hit = _PACKED.get(key)
     if hit is not None and hit[0]() is weight:
-        return hit[1], weight if hit[1] is None else hit[2]
+        return hit[1], weight if hit[2] is None else hit[2]
     keep = np.flatnonzero(weight.any(axis=1))
-    units, packed = (None, weight) if keep.size > limit * weight.shape[0] else (
-        keep, np.ascontiguousarray(weight[keep])
-    )
+    units = None if keep.size > limit * weight.shape[0] else keep
+    if units is None and weight.dtype == dtype:
+        packed = weight
+    else:
+        packed = np.ascontiguousarray(weight if units is None else weight[units], dtype=dtype)
     # Cached per weight array (not on the estimator, so fitted state stays the
     # documented attributes); the entry goes when the array does.
     ref = weakref.ref(weight, lambda _, key=key: _PACKED.pop(key, None))
-    _PACKED[key] = (ref, units, None if units is None else packed)
+    _PACKED[key] = (ref, units, None if packed is weight else packed)
     return units, packed
 
 
@@ -410,11 +442,11 @@ def masked_energy(X: np.ndarray, units, packed: np.ndarray, bias: np.ndarray) ->
 
     Parameters
     ----------
-    X : ndarray of shape (n_rows, n_features), float32
+    X : ndarray of shape (n_rows, n_features), float32 or float64
         One chunk of rows.
     units, packed
-        From :func:`active_units`.
-    bias : ndarray of shape (n_classes,), float32
+        From :func:`active_units`, with ``packed`` in ``X``'s dtype.
+    bias : ndarray of shape (n_classes,)
 
     Returns
     -------
@@ -452,7 +484,8 @@ def energy_scores(X, masked_weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-        float16, float32 or float64; products run in float32, chunk by chunk.
+        float16, float32 or float64; products run in :func:`compute_dtype`
+        (float64 for float64 input), chunk by chunk.
     masked_weight : ndarray of shape (n_features, n_classes), float32
     bias : ndarray of shape (n_classes,), float32
 
@@ -465,13 +498,13 @@ def energy_scores(X, masked_weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     ValueError
         When a row holds NaN or infinity, or its logits overflow float32.
     """
-    units, packed = active_units(masked_weight)
+    units, packed = active_units(masked_weight, dtype=compute_dtype(X))
     return score_in_chunks(X, lambda block: masked_energy(block, units, packed, bias),
                            max(X.shape[1], masked_weight.shape[1]))
 
 
 def score_in_chunks(X, score_block, width: int) -> np.ndarray:
-    """Apply a row-wise scoring function chunk by chunk, in float32, checking finiteness.
+    """Apply a row-wise scoring function chunk by chunk, in :func:`compute_dtype`, checking finiteness.
 
     The scoring loop every detector runs (``BaseDetector.score_samples``) and
     the p search reuses.
@@ -480,7 +513,9 @@ def score_in_chunks(X, score_block, width: int) -> np.ndarray:
     ----------
     X : array-like of shape (n_samples, n_features)
     score_block : callable
-        ``score_block(block) -> ndarray of shape (rows,)`` on a float32 block.
+        ``score_block(block) -> ndarray of shape (rows,)`` on a block in
+        :func:`compute_dtype` of ``X``: float64 for float64 input, float32
+        otherwise.
     width : int
         Columns of scratch per row the function needs besides the block (the
         number of logits, say); sizes the chunks.
@@ -495,13 +530,14 @@ def score_in_chunks(X, score_block, width: int) -> np.ndarray:
         When a row holds NaN or infinity, or its score overflows.
     """
     n, m = X.shape
+    dtype = compute_dtype(X)
     out = np.empty(n, dtype=np.float64)
-    for rows in row_chunks(n, 4 * (m + 2 * max(m, width))):
+    for rows in row_chunks(n, dtype.itemsize * (m + 2 * max(m, width))):
         # overflow and NaN are reported below, as one clear error
         with np.errstate(over="ignore", invalid="ignore"):
-            block = np.asarray(X[rows], dtype=np.float32)
+            block = np.asarray(X[rows], dtype=dtype)
             scores = score_block(block)
         if not np.isfinite(scores).all():
-            raise_non_finite(block, scores, rows.start, original=X[rows])
+            raise_non_finite(block, scores, rows.start)
         out[rows] = scores
     return out

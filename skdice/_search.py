@@ -51,6 +51,7 @@ from ._dice import DICEDetector
 from ._numeric import (
     active_units,
     column_mean,
+    compute_dtype,
     energy_scores,
     located_errors,
     logsumexp_rows,
@@ -225,8 +226,8 @@ def _masked_logit_kernel(det):
     if block is DICEMSPDetector.score_block:
         return None, max_softmax_rows, False
     if block is DICEReActDetector.score_block:
-        clip = np.float32(det.threshold_)
-        return (lambda X: np.minimum(X, clip)), logsumexp_rows, True
+        clip = det.threshold_
+        return (lambda X: np.minimum(X, X.dtype.type(clip))), logsumexp_rows, True
     return "generic"
 
 
@@ -251,6 +252,7 @@ def _block_scores_and_classes(X, det, kernel):
     weight, bias = det.masked_weight_, det.bias_
     n, m = X.shape
     C = weight.shape[1]
+    dtype = compute_dtype(X)
     scores = np.empty(n, dtype=np.float64)
     classes = np.empty(n, dtype=np.int64)
     if kernel == "generic":
@@ -258,10 +260,10 @@ def _block_scores_and_classes(X, det, kernel):
         units, packed = None, weight
     else:
         transform, reduce, pack = kernel
-        units, packed = active_units(weight) if pack else (None, weight)
-    for rows in row_chunks(n, 4 * (m + 2 * max(m, C))):
+        units, packed = active_units(weight, dtype=dtype) if pack else (None, weight)
+    for rows in row_chunks(n, dtype.itemsize * (m + 2 * max(m, C))):
         with np.errstate(over="ignore", invalid="ignore"):
-            block = np.asarray(X[rows], dtype=np.float32)
+            block = np.asarray(X[rows], dtype=dtype)
             if kernel == "generic":
                 s = det.score_block(block)
                 logits = block @ weight

@@ -299,43 +299,32 @@ def resolve_head(W, b, head, where: str) -> Head:
     return Head(W, b)
 
 
-def raise_non_finite(block, scores, start: int, original=None):
+def raise_non_finite(block, scores, start: int):
     """Raise the one error for a block whose scores are not all finite.
 
     Parameters
     ----------
     block : ndarray of shape (n_rows, n_features)
-        The rows that were scored.
+        The rows that were scored, in the dtype of the products
+        (:func:`skdice._numeric.compute_dtype`).
     scores : ndarray of shape (n_rows,)
     start : int
         Index of the block's first row in the whole input.
-    original : ndarray of shape (n_rows, n_features), default=None
-        The rows before their conversion to float32, to tell a value beyond
-        float32's range (finite in float64) from a NaN or infinity.
 
     Raises
     ------
     ValueError
         "Input X contains NaN or infinity" when the features are at fault,
-        a value beyond float32's range when only the conversion made it
-        infinite, else the overflow of the head's product.
+        else the overflow of the head's product in the block's dtype.
     """
     bad_row = int(np.flatnonzero(~np.isfinite(scores))[0])
-    if original is not None and not np.isfinite(block[bad_row]).all():
-        row = np.asarray(original[bad_row], dtype=np.float64)
-        if np.isfinite(row).all():
-            raise ValueError(
-                f"row {start + bad_row} of X holds a value beyond float32's range "
-                f"(|x| = {np.abs(row).max():.3g} > {np.finfo(np.float32).max:.3g}); the scores "
-                "are computed in float32: rescale the features."
-            )
     if not np.isfinite(block[bad_row]).all():
         raise ValueError(
             f"Input X contains NaN or infinity (first at row {start + bad_row})."
         )
     raise ValueError(
         f"the score of row {start + bad_row} is not finite: its features overflow "
-        "float32 in the head's product; rescale the features."
+        f"{block.dtype} in the head's product; rescale the features."
     )
 
 

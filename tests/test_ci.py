@@ -72,3 +72,26 @@ def test_ci_stops_a_run_past_its_time_limit(tmp_path):
     )
     assert done.returncode == 124
     assert "ran past 1s (SKDICE_CI_TIMEOUT)" in done.stderr
+
+
+def test_ci_reruns_the_estimator_checks_under_two_blas_kernels(tmp_path):
+    # a stand-in .venv/bin/python that reports the kernel it was run under
+    command = (
+        "mkdir -p .venv/bin tests/detectors && touch tests/test_registry_sklearn.py && "
+        "printf '#!/bin/sh\\necho \"kernel=$OPENBLAS_CORETYPE args=$*\"\\n' > .venv/bin/python && "
+        "chmod +x .venv/bin/python"
+    )
+    done = _run(_repo(tmp_path, command))
+    assert done.returncode == 0, done.stderr
+    kernels = [line for line in done.stdout.splitlines() if line.startswith("kernel=")]
+    assert [line.split()[0] for line in kernels] == ["kernel=Haswell", "kernel=Prescott"]
+    assert all("tests/test_registry_sklearn.py" in line for line in kernels)
+
+
+def test_ci_fails_when_a_kernel_pass_fails(tmp_path):
+    command = (
+        "mkdir -p .venv/bin tests && touch tests/test_registry_sklearn.py && "
+        "printf '#!/bin/sh\\n[ \"$OPENBLAS_CORETYPE\" != Prescott ]\\n' > .venv/bin/python && "
+        "chmod +x .venv/bin/python"
+    )
+    assert _run(_repo(tmp_path, command)).returncode == 1

@@ -9,6 +9,7 @@ import pytest
 
 from skdice import DICEDetector, Head, get_detector
 from stores import write_store
+from tolerances import reorder_bound
 
 da = pytest.importorskip("dask.array")
 
@@ -114,8 +115,12 @@ def test_distributed_cluster_scores_a_split_larger_than_its_memory(tmp_path):
         result = score_to_store(path, "big", det, scheduler=client, block_rows=8000)
     assert result["computed"] == n
     fs = open_store(path)
-    expected = np.concatenate([det.score_samples(X) for _, X in fs.iter_features("big")])
-    np.testing.assert_allclose(read_scores(path, "big", "dice"), expected, rtol=1e-12)
+    blocks = [X for _, X in fs.iter_features("big")]
+    expected = np.concatenate([det.score_samples(X) for X in blocks])
+    # float32 rows scored in other batches than the reference's: the float32 reordering
+    # bound (tests/tolerances.py), with |h| <= 1 (uniform features) bounding sum |h_j w_jc|
+    atol = reorder_bound(np.float32, m, np.abs(W).sum(axis=0).max())
+    np.testing.assert_allclose(read_scores(path, "big", "dice"), expected, rtol=0, atol=atol)
 
 
 def test_threaded_dask_scores_match_numpy_on_a_store(tmp_path):

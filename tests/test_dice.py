@@ -298,8 +298,9 @@ def test_bad_score_inputs_get_clear_errors():
         det.score_samples(bad)
     with pytest.raises(ValueError, match="X has 3 features, but DICEDetector is expecting 24"):
         det.score_samples(H[:, :3])
-    huge = H[:2].astype(np.float64) * 1e39  # finite in float64, overflows float32
-    with pytest.raises(ValueError, match="beyond float32's range"):
+    huge = np.full((2, H.shape[1]), np.finfo(np.float64).max)  # its logits overflow float64
+    assert (np.abs(W) > 1).any()
+    with pytest.raises(ValueError, match="row 0 is not finite: its features overflow float64"):
         det.score_samples(huge)
 
 

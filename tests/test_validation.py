@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tolerances import score_atol
 from sklearn import config_context
 
 from skdice import Head
@@ -125,15 +126,19 @@ def test_row_chunks_cover_every_row_once_within_the_working_memory_budget():
     assert list(row_chunks(0, 8)) == []
 
 
-def test_logit_blocks_equal_the_whole_product_in_float32():
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_logit_blocks_equal_the_whole_product_in_the_inputs_precision(dtype):
     rng = np.random.default_rng(0)
-    X, W, b = rng.normal(size=(257, 6)), rng.normal(size=(6, 3)), rng.normal(size=3)
-    with config_context(working_memory=10 * 4 * 9 / 2**20):
+    X, W, b = rng.normal(size=(257, 6)).astype(dtype), rng.normal(size=(6, 3)), rng.normal(size=3)
+    with config_context(working_memory=10 * 8 * 9 / 2**20):
         blocks = list(logit_blocks(X, W, b))
     assert len(blocks) > 1
     out = np.concatenate([Z for _, Z in blocks])
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, X @ W + b, rtol=1e-5, atol=1e-5)
+    # float64 stays float64 (scikit-learn's preserves_dtype), the rest runs in float32
+    assert out.dtype == (np.float64 if dtype == np.float64 else np.float32)
+    W_used = W.astype(out.dtype).astype(np.float64)
+    reference = X.astype(np.float64) @ W_used + b.astype(out.dtype)
+    np.testing.assert_allclose(out, reference, rtol=0, atol=score_atol(out.dtype, X, W, reference))
 
 
 def test_score_in_chunks_applies_the_function_row_block_by_row_block():
@@ -155,15 +160,22 @@ def test_max_softmax_rows_equals_the_softmax_maximum():
     np.testing.assert_allclose(max_softmax_rows(Z.copy(), 2.0), expected_t, rtol=1e-12)
 
 
-def test_a_float64_value_beyond_float32_is_not_called_nan_or_infinity():
+def test_a_float64_value_beyond_float32_is_scored_in_float64():
     from skdice import DICEDetector
 
     rng = np.random.default_rng(0)
     H = rng.random((20, 4))
-    det = DICEDetector(p=0.5).fit(H, rng.normal(size=(4, 3)))
+    W = rng.normal(size=(4, 3))
+    det = DICEDetector(p=0.0).fit(H, W)
     X = H.copy()
-    X[3, 2] = 1e39  # finite in float64, inf in float32
-    with pytest.raises(ValueError, match=r"row 3 of X holds a value beyond float32's range \(\|x\| = 1e\+39"):
+    X[3, 2] = 1e39  # finite in float64, inf in float32: never rounded to float32
+    logits = X @ W.astype(np.float32).astype(np.float64) + det.bias_
+    top = logits.max(axis=1)
+    reference = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+    np.testing.assert_allclose(det.score_samples(X), reference, rtol=1e-12)
+    X[3] = np.finfo(np.float64).max  # the product overflows float64 itself
+    assert (np.abs(W) > 1).any()
+    with pytest.raises(ValueError, match=r"score of row 3 is not finite: its features overflow float64"):
         det.score_samples(X)
     X[3, 2] = np.nan
     with pytest.raises(ValueError, match=r"Input X contains NaN or infinity \(first at row 3\)"):

@@ -21,8 +21,9 @@ from .._numeric import active_units, masked_energy
 class _HeadDetector(BaseDetector):
     """A detector whose score is a function of the head's logits ``X @ W + b``.
 
-    Subclasses implement ``_score_logits(Z)``; ``Z`` is a float32 scratch
-    array of one chunk's logits that they may overwrite.
+    Subclasses implement ``_score_logits(Z)``; ``Z`` is a scratch array of
+    one chunk's logits (float64 for float64 input, float32 otherwise) that
+    they may overwrite.
     """
 
     def __sklearn_tags__(self):
@@ -80,7 +81,7 @@ class _SparseHeadEnergy(MaskedHeadMixin, BaseDetector):
     def score_block(self, X):
         # units whose kept weights are all zero leave the GEMM (unit pruning and
         # unit dropout at p = 0.9 drop 90% of the rows)
-        return masked_energy(X, *active_units(self.masked_weight_), self.bias_)
+        return masked_energy(X, *active_units(self.masked_weight_, dtype=X.dtype), self.bias_)
 
 
 def _top_k_count(n_features: int, percentile: float) -> int:

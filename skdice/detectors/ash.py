@@ -110,7 +110,7 @@ class ASHPDetector(_Shaping):
         super().__init__(percentile, tpr=tpr)
 
     def _shaped_logits(self, X, mask, k):
-        return self._logits(np.where(mask, X, np.float32(0)))
+        return self._logits(np.where(mask, X, X.dtype.type(0)))
 
 
 class ASHBDetector(_Shaping):
@@ -146,8 +146,8 @@ class ASHBDetector(_Shaping):
 
     def _shaped_logits(self, X, mask, k):
         fill = X.sum(axis=1, dtype=np.float64) / k
-        Z = mask.astype(np.float32) @ self.weight_
-        Z *= fill.astype(np.float32)[:, None]
+        Z = mask.astype(X.dtype) @ self.weight_
+        Z *= fill.astype(X.dtype)[:, None]
         Z += self.bias_
         return Z
 
@@ -181,11 +181,11 @@ class ASHSDetector(_Shaping):
         super().__init__(percentile, tpr=tpr)
 
     def _shaped_logits(self, X, mask, k):
-        pruned = np.where(mask, X, np.float32(0))
+        pruned = np.where(mask, X, X.dtype.type(0))
         s1 = X.sum(axis=1, dtype=np.float64)
         s2 = pruned.sum(axis=1, dtype=np.float64)
         Z = pruned @ self.weight_
-        Z *= np.exp(_sum_ratio(s1, s2)).astype(np.float32)[:, None]
+        Z *= np.exp(_sum_ratio(s1, s2)).astype(X.dtype)[:, None]
         Z += self.bias_
         return Z
 
@@ -229,8 +229,8 @@ class SCALEDetector(_Shaping):
 
     def _shaped_logits(self, X, mask, k):
         s1 = X.sum(axis=1, dtype=np.float64)
-        s2 = np.where(mask, X, np.float32(0)).sum(axis=1, dtype=np.float64)
+        s2 = np.where(mask, X, X.dtype.type(0)).sum(axis=1, dtype=np.float64)
         Z = X @ self.weight_
-        Z *= np.exp(_sum_ratio(s1, s2)).astype(np.float32)[:, None]
+        Z *= np.exp(_sum_ratio(s1, s2)).astype(X.dtype)[:, None]
         Z += self.bias_
         return Z

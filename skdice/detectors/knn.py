@@ -19,10 +19,10 @@ __all__ = ["KNNDetector"]
 _NORM_EPS = 1e-10
 
 
-def _normalise(X) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
+def _normalise(X, dtype=np.float32) -> np.ndarray:
+    X = np.asarray(X, dtype=dtype)
     norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / (norms + np.float32(_NORM_EPS))
+    return X / (norms + X.dtype.type(_NORM_EPS))
 
 
 def _faiss_available() -> bool:
@@ -161,7 +161,7 @@ class KNNDetector(BaseDetector):
         if bad.any():
             # NaN at the bad rows: the caller reports the first one by its row
             return np.where(bad, np.nan, 0.0)
-        Z = _normalise(X)
+        Z = _normalise(X, X.dtype)
         k = self.n_neighbors
         if self._use_faiss():
             index = _faiss_index(self.train_features_)

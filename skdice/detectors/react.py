@@ -22,7 +22,7 @@ _CLIP_CONSTRAINTS = {
 
 
 def _clip(X, threshold):
-    return np.minimum(X, np.float32(threshold))
+    return np.minimum(X, X.dtype.type(threshold))
 
 
 def _flag_non_finite_rows(X, scores):
@@ -205,5 +205,6 @@ class DICEReActDetector(MaskedHeadMixin, BaseDetector):
 
     def score_block(self, X):
         clipped = _clip(X, self.threshold_)
-        scores = masked_energy(clipped, *active_units(self.masked_weight_), self.bias_)
+        units, packed = active_units(self.masked_weight_, dtype=clipped.dtype)
+        scores = masked_energy(clipped, units, packed, self.bias_)
         return _flag_non_finite_rows(X, scores)

@@ -119,11 +119,12 @@ class ViMDetector(BaseDetector):
         residual_sum = 0.0
         for rows, logits in logit_blocks(X, self.weight_, self.bias_):
             max_logit_sum += float(logits.max(axis=1).sum(dtype=np.float64))
-            residual_sum += float(self._residual_norm(np.asarray(X[rows], dtype=np.float32)).sum())
+            residual_sum += float(self._residual_norm(np.asarray(X[rows], dtype=logits.dtype)).sum())
         self.alpha_ = max_logit_sum / residual_sum if residual_sum > 0 else 0.0
 
     def _residual_norm(self, X):
-        R = (X - self._origin32) @ self.residual_basis_
+        origin = self._origin32 if X.dtype == np.float32 else self.origin_
+        R = (X - origin) @ self.residual_basis_
         return np.sqrt(np.einsum("ij,ij->i", R, R, dtype=np.float64))
 
     @property

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 from _detector_problems import random_problem
+from tolerances import score_atol
 from sklearn import config_context
 
 import skdice.detectors
@@ -75,8 +76,25 @@ def test_input_dtypes_agree(name):
     H, W, b = random_problem(n=120, m=16, C=5)
     det = _fit(name, H, W, b, _labels(len(H)), "positional")
     ref = det.score_samples(H)
-    np.testing.assert_allclose(det.score_samples(H.astype(np.float64)), ref, rtol=1e-6)
-    assert det.score_samples(H).dtype == np.float64
+    exact = det.score_samples(H.astype(np.float64))  # the float64 path: no float32 rounding
+    np.testing.assert_allclose(ref, exact, rtol=0, atol=score_atol(np.float32, H, W, exact))
+    assert ref.dtype == exact.dtype == np.float64
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_rows_score_does_not_depend_on_its_batch(name):
+    """float64 rows score the same alone, in a subset or whole (to float64 rounding),
+    float32 rows within the float32 reordering bound (tests/tolerances.py)."""
+    H, W, b = random_problem(n=120, m=16, C=5)
+    det = _fit(name, H, W, b, _labels(len(H)), "positional")
+    for dtype in (np.float64, np.float32):
+        X = H.astype(dtype)
+        whole = det.score_samples(X)
+        alone = np.array([det.score_samples(X[i : i + 1])[0] for i in range(0, len(X), 7)])
+        subset = det.score_samples(X[1::3])
+        atol = score_atol(dtype, H, W, whole)
+        np.testing.assert_allclose(alone, whole[::7], rtol=0, atol=atol)
+        np.testing.assert_allclose(subset, whole[1::3], rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -120,7 +138,8 @@ def test_dask_scores_equal_numpy_scores(name):
     H, W, b = random_problem(n=200, m=16, C=5)
     det = _fit(name, H, W, b, _labels(len(H)), "positional")
     lazy = det.score_samples(da.from_array(H, chunks=(64, 16)))
-    np.testing.assert_allclose(lazy.compute(), det.score_samples(H), rtol=1e-6, atol=1e-9)
+    whole = det.score_samples(H)
+    np.testing.assert_allclose(lazy.compute(), whole, rtol=0, atol=score_atol(H.dtype, H, W, whole))
 
 
 @pytest.mark.parametrize("name", ["dice-bottom-k", "dice-top-bottom-k", "dice-msp"])
