@@ -2,16 +2,11 @@
 
 The core depends on NumPy, SciPy and scikit-learn only; the torch extraction
 stage lives in :mod:`skdice.extract` and the command line in :mod:`skdice.cli`.
+Importing skdice imports the whole detector catalogue (:mod:`skdice.detectors`),
+so the registry (:func:`available_detectors`) is full from then on.
 """
 
-from ._base import (
-    BaseDetector,
-    DetectorTags,
-    SkdiceTags,
-    available_detectors,
-    detector_tags,
-    get_detector,
-)
+from ._base import BaseDetector, DetectorTags, SkdiceTags, detector_tags
 from ._dice import DICEDetector
 from ._head import Head
 from .detectors.ablations import (
@@ -33,6 +28,7 @@ from .detectors.knn import KNNDetector
 from .detectors.mahalanobis import MahalanobisDetector
 from .detectors.react import DICEReActDetector, ReActDetector
 from .detectors.vim import ViMDetector
+from ._registry import available_detectors, get_detector
 from ._version import __version__
 from .persistence import load_detector, save_detector
 

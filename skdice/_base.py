@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._head import Head
 from ._numeric import score_in_chunks
+from ._registry import _REGISTRY, available_detectors, get_detector, register  # noqa: F401
 from ._validation import FLOAT_DTYPES, check_head, check_id_mask, check_train_mean, is_dask
 
 __all__ = [
@@ -26,9 +27,6 @@ __all__ = [
     "detector_tags",
     "get_detector",
 ]
-
-_REGISTRY: dict[str, type["BaseDetector"]] = {}
-
 
 @dataclass(slots=True)
 class DetectorTags:
@@ -178,13 +176,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                     stacklevel=2,
                 )
                 setattr(cls, new, cls.__dict__[old])
-        name = cls.__dict__.get("name")
-        if name is not None:
-            if name in _REGISTRY and _REGISTRY[name] is not cls:
-                raise RuntimeError(
-                    f"detector name {name!r} is taken by {_REGISTRY[name].__qualname__}"
-                )
-            _REGISTRY[name] = cls
+        if cls.__dict__.get("name") is not None:
+            register(cls)
 
     # ------------------------------------------------------- extension points
     def fit_statistics(self, X, y, head, train_mean):
@@ -618,39 +611,3 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             value = self.__dict__.get(key)
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
-
-
-
-def available_detectors() -> dict[str, type[BaseDetector]]:
-    """All registered detectors, by registry name, sorted by name.
-
-    Returns
-    -------
-    dict of str to type
-        The mapping the CLI, the docs and the tests read.
-    """
-    from . import detectors  # noqa: F401  (importing registers the catalogue)
-
-    return dict(sorted(_REGISTRY.items()))
-
-
-def get_detector(name: str, **params) -> BaseDetector:
-    """Instantiate a registered detector by its registry name.
-
-    Parameters
-    ----------
-    name : str
-        Registry name, for example ``"dice"`` or ``"energy"``.
-    **params
-        Constructor parameters.
-
-    Returns
-    -------
-    BaseDetector
-    """
-    registry = available_detectors()
-    if name not in registry:
-        raise ValueError(
-            f"unknown detector {name!r}; choose one of: {', '.join(registry)}."
-        )
-    return registry[name](**params)

@@ -125,12 +125,12 @@ _OPTIONAL = {"torch", "zarr", "dask", "distributed", "matplotlib", "typer", "onn
 
 @pytest.mark.parametrize("doc", RUNNABLE_DOCS, ids=_ids(RUNNABLE_DOCS))
 def test_runnable_blocks_run(doc, tmp_path, monkeypatch):
-    import skdice._base
+    import skdice._registry
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     # detectors a doc defines (docs/api.md writes one) register for this test only
-    monkeypatch.setattr(skdice._base, "_REGISTRY", dict(skdice._base._REGISTRY))
+    monkeypatch.setattr(skdice._registry, "_REGISTRY", dict(skdice._registry._REGISTRY))
     namespace = {"__name__": f"docs.{doc.stem}"}
     for index, code in enumerate(_runnable_blocks(doc)):
         try:

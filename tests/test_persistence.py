@@ -75,7 +75,7 @@ def test_detector_fitted_from_train_mean_round_trips_with_nan_offset(tmp_path):
 
 
 def test_numpy_scalar_attribute_keeps_its_exact_type(tmp_path):
-    from skdice._base import _REGISTRY
+    from skdice._registry import _REGISTRY
 
     class Encodings(DICEDetector):
         """DICE documenting two more attributes (loading sets only documented ones).
