@@ -152,11 +152,13 @@ def render_table(search, *, noise, id_split: str = "the ID split") -> str:
     -------
     str
     """
+    from skdice import detector_tags
+
     from ._console import render_table as render
 
     res = search.cv_results_
     names = list(res["params"][0])
-    masked = bool((res["n_kept"] >= 0).all())
+    masked = detector_tags(search.best_estimator_).masked_head
     guarded = search.dense_accuracy_ is not None
     n_weights = search.best_estimator_.mask_.size if masked else None
     level = f"{100 * search.confidence:g}%"

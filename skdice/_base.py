@@ -56,6 +56,14 @@ class DetectorTags:
         The scores depend on the training features. False for detectors whose
         scores are a function of the head alone (MSP, energy, ...): only their
         ``offset_`` sees the fitting rows.
+    masked_head : bool, default=False
+        The detector scores through a masked head: its score of a row is a
+        reduction (energy or maximum softmax) of the logits
+        ``masked_head_transform(x) @ masked_weight_ + bias_``, computed by the
+        one kernel :func:`skdice._masked.masked_head_scores` (the detector
+        mixes in :class:`skdice._masked.MaskedHeadMixin`). The search's
+        accuracy guard, evaluate's masked-head accuracy and the CLI read
+        the masked head's classes and the kept weights through this tag.
     """
 
     requires_head: bool = True
@@ -63,6 +71,7 @@ class DetectorTags:
     accepts_train_mean: bool = False
     fits_from_mean: bool = False
     uses_features: bool = True
+    masked_head: bool = False
 
     @property
     def partial_fit(self) -> bool:
@@ -249,7 +258,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         )
 
     # ------------------------------------------------------------ public API
-    def fit(self, X=None, *args, y=None, W=None, b=None, head=None, train_mean=None):
+    def fit(self, X=None, *args, y=None, W=None, b=None, head=None, train_mean=None, calibrate=True):
         """Fit the detector on in-distribution features and a classifier head.
 
         Parameters
@@ -277,6 +286,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             The head as one object, instead of ``W`` and ``b``.
         train_mean : array-like of shape (n_features,), default=None
             A precomputed mean training feature (detectors that support it).
+        calibrate : bool, default=True
+            Calibrate ``offset_`` on the fitting rows (one scoring pass over
+            them). False leaves ``offset_`` NaN, for callers that calibrate it
+            on other rows (the searches, on the ID validation scores).
 
         Returns
         -------
@@ -345,7 +358,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             self.weight_ = head.weight
             self.bias_ = head.bias
         self.fit_statistics(X, y, head, train_mean)
-        if X is None:
+        if X is None or not calibrate:
             self.offset_ = np.nan
         else:
             self.offset_ = float(np.quantile(self.calibration_scores(X), 1.0 - self.tpr))

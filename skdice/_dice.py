@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import BaseDetector
 from ._masked import MaskedHeadMixin
-from ._numeric import active_units, column_mean, logit_blocks, masked_energy
+from ._numeric import column_mean, logit_blocks
 from ._validation import FLOAT_DTYPES
 from .sparsify import contribution_matrix, dice_mask
 
@@ -120,6 +120,8 @@ class DICEDetector(MaskedHeadMixin, BaseDetector):
         # the statistics are a function of the mean training feature alone
         tags.detector_tags.accepts_train_mean = True
         tags.detector_tags.fits_from_mean = True
+        # the score is the energy of the masked head (MaskedHeadMixin.score_block)
+        tags.detector_tags.masked_head = True
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):
@@ -130,13 +132,6 @@ class DICEDetector(MaskedHeadMixin, BaseDetector):
             mask, head, mean=self.mean_feature_, contribution=self.contribution_,
             threshold=self.threshold_,
         )
-
-    def score_block(self, X):
-        return masked_energy(X, *active_units(self.masked_weight_, dtype=X.dtype), self.bias_)
-
-    @property
-    def block_width(self):
-        return self.masked_weight_.shape[1]
 
     def logits(self, X, *, masked=True):
         """Logits of the masked (DICE) or original head.

@@ -31,7 +31,8 @@ from sklearn.utils import check_array
 
 from ._head import Head
 from ._numeric import column_mean, logit_blocks, logsumexp_rows, row_chunks
-from ._search import DEFAULT_GRID, masked_heads, training_mean
+from ._search_grid import DEFAULT_GRID
+from ._training import masked_heads, training_mean
 from ._validation import (
     FLOAT_DTYPES,
     check_features,

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 import skdice._bootstrap as bootstrap_module
-import skdice._search as search_module
+from skdice._masked import masked_head_scores
 from skdice import DICEDetector, Head
 from skdice.exceptions import UninformativeValidationWarning, UnlabelledValidationWarning
 from skdice.tuning import DEFAULT_GRID, HyperparameterSearch, SparsitySearch, paired_bootstrap
@@ -302,9 +302,8 @@ def test_guard_pass_reports_a_non_finite_row_like_the_detector(grid):
         SparsitySearch(grid=grid).fit(X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id)
     # the fused pass itself, as DICE's own scoring, names the first bad row
     det = DICEDetector(p=grid[0]).fit(X_train, head=head)
-    kernel = search_module._masked_logit_kernel(det)
     with pytest.raises(ValueError, match=r"Input X contains NaN or infinity \(first at row 7\)"):
-        search_module._scores_and_classes(X_id, det, kernel)
+        masked_head_scores(det, X_id, classes=True)
 
 
 def test_without_labels_the_guard_does_not_run():

@@ -389,7 +389,10 @@ def test_tune_store_needs_exactly_one_training_statistic(small_store):
 def test_docstring_examples_run():
     import doctest
 
-    import skdice._search
+    import skdice._hyperparameter_search
+    import skdice._search_grid
+    import skdice._sparsity_search
 
-    result = doctest.testmod(skdice._search)
-    assert result.attempted > 0 and result.failed == 0
+    for module in (skdice._hyperparameter_search, skdice._sparsity_search, skdice._search_grid):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -15,7 +15,6 @@ from sklearn.utils._param_validation import Interval
 
 from .._base import BaseDetector
 from .._masked import MaskedHeadMixin
-from .._numeric import active_units, masked_energy
 
 
 class _HeadDetector(BaseDetector):
@@ -68,20 +67,18 @@ class _SparseHeadEnergy(MaskedHeadMixin, BaseDetector):
         "p": [Interval(Real, 0, 1, closed="left")],
     }
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # the energy of the masked head (MaskedHeadMixin.score_block); units whose kept
+        # weights are all zero leave the product (unit pruning and dropout at p = 0.9: 90%)
+        tags.detector_tags.masked_head = True
+        return tags
+
     def fit_statistics(self, X, y, head, train_mean):
         self._fit_mask(self._build_mask(X, head, train_mean), head)
 
     def _build_mask(self, X, head, train_mean):  # pragma: no cover
         raise NotImplementedError
-
-    @property
-    def block_width(self):
-        return self.masked_weight_.shape[1]
-
-    def score_block(self, X):
-        # units whose kept weights are all zero leave the GEMM (unit pruning and
-        # unit dropout at p = 0.9 drop 90% of the rows)
-        return masked_energy(X, *active_units(self.masked_weight_, dtype=X.dtype), self.bias_)
 
 
 def _top_k_count(n_features: int, percentile: float) -> int:

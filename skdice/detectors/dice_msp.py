@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .._dice import DICEDetector
-from .._numeric import max_softmax_rows
 
 __all__ = ["DICEMSPDetector"]
 
@@ -49,8 +48,10 @@ class DICEMSPDetector(DICEDetector):
     summary = "DICE's masked head scored by the maximum softmax (Sun & Li, 2022, Table 9)"
     #: the search grid (skdice.tuning.default_grid): DICE's p sweep (Section 4.1)
     search_grid = {"p": (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)}
+    #: the masked logits are reduced by the maximum softmax instead of the energy
+    masked_head_reduction = "max-softmax"
 
-    def score_block(self, X):
-        Z = X @ self.masked_weight_
-        Z += self.bias_
-        return max_softmax_rows(Z)
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.detector_tags.masked_head = True  # DICE's masked head, another reduction
+        return tags

@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval
 
 from .._base import BaseDetector
 from .._masked import MaskedHeadMixin
-from .._numeric import active_units, column_mean, logsumexp_rows, masked_energy
+from .._numeric import column_mean, logsumexp_rows
 from ..sparsify import contribution_matrix, dice_mask
 from ._common import _HeadDetector
 
@@ -175,6 +175,8 @@ class DICEReActDetector(MaskedHeadMixin, BaseDetector):
         # with an absolute clip threshold the mean fixes everything; a percentile
         # clip needs the training features themselves
         tags.detector_tags.fits_from_mean = self.threshold is not None
+        # the score is the energy of the masked head on the clipped features
+        tags.detector_tags.masked_head = True
         return tags
 
     _parameter_constraints: dict = {
@@ -199,12 +201,15 @@ class DICEReActDetector(MaskedHeadMixin, BaseDetector):
             threshold=threshold,
         )
 
-    @property
-    def block_width(self):
-        return self.masked_weight_.shape[1]
+    def masked_head_transform(self, X):
+        """ReAct's clip, ``min(X, threshold_)``: the features the masked head reads.
 
-    def score_block(self, X):
-        clipped = _clip(X, self.threshold_)
-        units, packed = active_units(self.masked_weight_, dtype=clipped.dtype)
-        scores = masked_energy(clipped, units, packed, self.bias_)
-        return _flag_non_finite_rows(X, scores)
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, n_features), float32 or float64
+
+        Returns
+        -------
+        ndarray of shape (n_rows, n_features)
+        """
+        return _clip(X, self.threshold_)

@@ -341,7 +341,7 @@ def evaluate_store(
         keys.append(key)
         labels_of[key], fitted[key] = label, detector
     masked = [(labels_of[k], fitted[k].get_params().get("p"), fitted[k])
-              for k in keys if hasattr(fitted[k], "masked_weight_")]
+              for k in keys if detector_tags(fitted[k]).masked_head]
 
     # One pass over each split scores it by every method (and, over the ID split,
     # classifies its labelled rows by every head): each split is read once.
