@@ -47,6 +47,7 @@ def _version_callback(value: bool):
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show full tracebacks on errors.")
     ] = False,
@@ -57,6 +58,8 @@ def _root(
 ):
     """DICE out-of-distribution detection from the command line."""
     _state["debug"] = debug
+    # which command runs: its table of flags puts library errors in its words (errors.py)
+    _state["command"] = ctx.invoked_subcommand
 
 
 for _name in _COMMAND_MODULES:

@@ -1,8 +1,19 @@
-"""Map library exceptions to one line on stderr and an exit code."""
+"""Map library exceptions to one line on stderr and an exit code.
+
+The library speaks Python: its messages name keyword arguments with a
+placeholder value (``pass train=SPLIT``, ``pass overwrite=True``), never a
+command-line flag. Each command says, in :data:`COMMAND_FLAGS`, how the
+parameters of the library calls it makes are spelled on its command line:
+an explicit table from a library phrase (``"train=SPLIT"``) to the flag the
+user typed (``"--train SPLIT"``). :func:`run_app` learns the command being run
+from the root callback (``_state["command"]``) and prints the library's
+message with that command's phrases replaced (:func:`in_flag_words`). A phrase
+no table names stays as the library wrote it (a method spec's ``p=0.5``, a
+``threshold=...`` the library means as Python).
+"""
 
 from __future__ import annotations
 
-import re
 import sys
 import traceback
 
@@ -15,24 +26,46 @@ from skdice.exceptions import SkdiceError
 #: Anything else (a KeyError, a TypeError) is a bug and keeps its traceback.
 USER_ERRORS = (SkdiceError, ValueError, OSError)
 
+#: the phrases every command shares (the store's "pass overwrite=True to replace it")
+_COMMON = {"overwrite=True": "--overwrite"}
+_TRAINING = {"train=SPLIT": "--train SPLIT", "train_mean=PATH": "--train-mean PATH",
+             "train_mean=FILE.npy": "--train-mean FILE.npy"}
+_OOD = {"ood_splits=[SPLIT, ...]": "--ood SPLIT"}
+_SCHEDULER = {"the scheduler= argument": "--scheduler"}
 
-#: library messages name a keyword argument with its flag beside it, ``overwrite=True
-#: (--overwrite)`` or ``weights=PATH (CLI: --weights PATH)``: the CLI shows the flag alone
-_KEYWORD_WITH_FLAG = re.compile(r"\b[a-z_]+=[^\s,;()]+ \((?:CLI: )?(--[a-z][a-z-]*(?: [A-Z][A-Z_]*)?)\)")
+#: per command: library phrase -> the command's flag (see the module docstring)
+COMMAND_FLAGS: dict[str, dict[str, str]] = {
+    "extract": {"weights=FILE": "--weights FILE"},
+    "fit": {**_TRAINING, "the p= argument": "--p"},
+    "score": {**_TRAINING, **_SCHEDULER},
+    "evaluate": {**_TRAINING, **_OOD, **_SCHEDULER, "tune_id=": "--tune-id", "tune_noise=": "--tune-noise",
+                 "noise_splits=[SPLIT, ...]": "--tune-noise SPLIT"},
+    "tune": {**_TRAINING, "noise_splits=[SPLIT, ...]": "--noise SPLIT",
+             "method=": "--method ", "unknown method '": "unknown --method '"},
+    "plot": {**_TRAINING, **_OOD, "prefix=": "--prefix ", "out_dir": "--out"},
+}
 
 
-def in_flag_words(message: str) -> str:
-    """A library message in the CLI's words: ``x=... (--flag)`` becomes ``--flag``.
+def in_flag_words(message: str, flags: dict[str, str] | None = None) -> str:
+    """A library message in a command's words: each library phrase becomes its flag.
 
     Parameters
     ----------
     message : str
+        The library's message.
+    flags : dict of str to str, default=None
+        Library phrase -> flag phrase (one of :data:`COMMAND_FLAGS`'s tables);
+        the phrases every command shares (``overwrite=True``) are always
+        replaced. Longer phrases are replaced first.
 
     Returns
     -------
     str
     """
-    return _KEYWORD_WITH_FLAG.sub(r"\1", message)
+    table = {**_COMMON, **(flags or {})}
+    for phrase in sorted(table, key=len, reverse=True):
+        message = message.replace(phrase, table[phrase])
+    return message
 
 
 def run_app(app, argv, state) -> None:
@@ -53,7 +86,8 @@ def run_app(app, argv, state) -> None:
     except USER_ERRORS as exc:
         if state.get("debug"):
             traceback.print_exc()
-        typer.echo(f"skdice: error: {in_flag_words(str(exc))}", err=True)
+        flags = COMMAND_FLAGS.get(state.get("command"), {})
+        typer.echo(f"skdice: error: {in_flag_words(str(exc), flags)}", err=True)
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -179,7 +179,7 @@ def test_energy_needs_no_training_data(store):
 
 def test_dice_without_training_data_says_which_option_to_pass(store):
     path, *_ = store
-    with pytest.raises(ValueError, match=r"'dice' is fitted on .*--train SPLIT or --train-mean PATH"):
+    with pytest.raises(ValueError, match=r"'dice' is fitted on .*train=SPLIT or train_mean=PATH"):
         evaluate_store(path, "id", ["ood_a"])
 
 
@@ -194,7 +194,7 @@ def test_feature_statistics_method_with_only_a_mean_asks_for_train(store, tmp_pa
     path, head, splits = store
     mean_file = tmp_path / "mean.npy"
     np.save(mean_file, splits["train"][0].mean(axis=0))
-    with pytest.raises(ValueError, match=rf"'{needy[0]}' is fitted on .*pass --train SPLIT\.$"):
+    with pytest.raises(ValueError, match=rf"'{needy[0]}' is fitted on .*pass train=SPLIT\.$"):
         evaluate_store(path, "id", ["ood_a"], methods=[needy[0]], train_mean=mean_file)
 
 
@@ -390,7 +390,7 @@ def test_fit_from_train_mean_only_leaves_offset_uncalibrated(tmp_path):
 def test_fit_from_store_refusals(tmp_path):
     path = tmp_path / "s.zarr"
     make_store(path)
-    with pytest.raises(ValueError, match="give the training data to fit on: --train SPLIT or --train-mean"):
+    with pytest.raises(ValueError, match="give the training data to fit on: train=SPLIT or train_mean"):
         fit_from_store(path, "dice")
     with pytest.raises(ValueError, match="'energy' has no sparsity parameter p"):
         fit_from_store(path, "energy", train="train", p=0.5)
@@ -438,7 +438,7 @@ def test_scoring_again_reuses_scores_and_another_detector_needs_overwrite(tmp_pa
     again = score_store(path, "id", first)
     assert again["computed"] == 0 and again["n"] == 100
     other = fit_from_store(path, "dice", train="train", p=0.5)
-    with pytest.raises(StoreError, match=r"id/scores/dice .*written by another detector.*--overwrite"):
+    with pytest.raises(StoreError, match=r"id/scores/dice .*written by another detector.*overwrite=True"):
         score_store(path, "id", other)
     replaced = score_store(path, "id", other, overwrite=True)
     np.testing.assert_array_equal(replaced["scores"], other.score_samples(open_store(path).features("id")))

@@ -135,12 +135,12 @@ def test_fit_detector_streams_a_mean_detector_and_loads_the_rows_for_the_others(
     assert loaded == ["train"] and maha.classes_.tolist() == [0, 1, 2]
 
 
-def test_fit_detector_without_training_data_says_which_flag_to_pass(store):
+def test_fit_detector_without_training_data_says_which_parameter_to_pass(store):
     path, *_ = store
     train = TrainingData(open_feature_store(path), None)
-    with pytest.raises(ValueError, match=r"'mahalanobis' is fitted on in-distribution training features: pass --train SPLIT\.$"):
+    with pytest.raises(ValueError, match=r"'mahalanobis' is fitted on in-distribution training features: pass train=SPLIT\.$"):
         fit_detector(MahalanobisDetector(), train)
-    with pytest.raises(ValueError, match=r"'dice' is fitted .*--train SPLIT or --train-mean PATH"):
+    with pytest.raises(ValueError, match=r"'dice' is fitted .*train=SPLIT or train_mean=PATH"):
         fit_detector(DICEDetector(), train)
 
 

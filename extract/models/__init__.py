@@ -169,7 +169,7 @@ def load_preset(name: str, weights=None, *, random_init: bool = False,
         raise ValueError("pass either weights or random_init=True, not both.")
     if weights is None and not random_init:
         raise ValueError(
-            f"model {name!r} needs its weights file: pass weights=PATH (CLI: --weights FILE), "
+            f"model {name!r} needs its weights file: pass weights=FILE, "
             f"{preset.weights_hint}. skdice never downloads weights."
         )
     if num_classes is not None and not random_init:

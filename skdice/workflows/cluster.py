@@ -76,7 +76,7 @@ def dask_client(scheduler: str | None = None, *, timeout: str | None = None):
     except (OSError, TimeoutError) as exc:
         raise ValueError(
             f"could not connect to the dask scheduler at {address!r} "
-            f"(from {'--scheduler' if scheduler else SCHEDULER_ENV}): {exc}"
+            f"(from {'the scheduler= argument' if scheduler else SCHEDULER_ENV}): {exc}"
         ) from None
     try:
         yield client

@@ -292,7 +292,7 @@ def evaluate_store(
     check_sparsity(p, allow_none=True)
     ood_splits = check_split_lists(id_split, ood_splits)
     if (tune_id is None) != (not tune_noise):
-        raise ValueError("--tune-id and --tune-noise go together: give both, or neither.")
+        raise ValueError("tune_id= and tune_noise= go together: give both, or neither.")
     if tune_id is not None:
         tune_noise = check_validation_splits(tune_id, tune_noise, [id_split, *ood_splits])
     if not methods:

@@ -265,9 +265,9 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
         return detector.fit(train.X, *args, head=head, **kwargs)
     if train.mean is not None and tags.accepts_train_mean:
         return detector.fit(head=head, train_mean=train.mean)
-    need = "training features: pass --train SPLIT"
+    need = "training features: pass train=SPLIT"
     if tags.accepts_train_mean:
-        need += " or --train-mean PATH"
+        need += " or train_mean=PATH"
     raise ValueError(f"method {type(detector).name!r} is fitted on in-distribution {need}.")
 
 
@@ -326,15 +326,15 @@ def fit_from_store(
     detector = build_detector(spec, p)
     accepts_mean = detector_tags(detector).accepts_train_mean
     if p is not None and "p" not in detector.get_params():
-        raise ValueError(f"method {spec.name!r} has no sparsity parameter p; drop --p.")
+        raise ValueError(f"method {spec.name!r} has no sparsity parameter p; drop the p= argument.")
     if train is None and train_mean is None:
         raise ValueError(
-            "give the training data to fit on: --train SPLIT"
-            + (" or --train-mean PATH." if accepts_mean else ".")
+            "give the training data to fit on: train=SPLIT"
+            + (" or train_mean=PATH." if accepts_mean else ".")
         )
     if train_mean is not None and not accepts_mean:
         raise ValueError(
-            f"method {spec.name!r} cannot be fitted from a training mean; use --train SPLIT."
+            f"method {spec.name!r} cannot be fitted from a training mean; use train=SPLIT."
         )
     fs = open_feature_store(store)
     return fit_detector(detector, TrainingData(fs, train, train_mean), progress=progress)

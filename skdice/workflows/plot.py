@@ -54,8 +54,8 @@ def check_file_prefix(prefix: str) -> str:
     """
     if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix) or ".." in prefix:
         raise ValueError(
-            f"prefix {prefix!r} (--prefix) may hold letters, digits, '.', '_' and '-' only, "
-            "no folder part: the figures are written inside --out."
+            f"prefix={prefix!r} may hold letters, digits, '.', '_' and '-' only, "
+            "no folder part: the figures are written inside out_dir."
         )
     return prefix
 

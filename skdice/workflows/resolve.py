@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import check_train_mean
-from ..exceptions import SkdiceError, StoreError
-from ..store import FeatureStore, iter_blocks, open_store
+from ..exceptions import SkdiceError
+from ..store import FeatureStore, SplitFeatures, damaged_store_error, explained_reads, open_store
 
 __all__ = [
     "SplitFeatures",
@@ -117,114 +117,6 @@ def resolve_train_mean(train_mean, n_features: int) -> np.ndarray | None:
     return check_train_mean(train_mean, n_features)
 
 
-def damaged_store_error(fs: FeatureStore, split: str, exc: BaseException) -> Exception:
-    """The error to raise when reading a split failed below skdice (a codec or the file system).
-
-    Parameters
-    ----------
-    fs : FeatureStore
-    split : str
-    exc : BaseException
-        What the read raised.
-
-    Returns
-    -------
-    Exception
-        An ``OSError`` naming the split when the file system refused (full
-        disk, permissions: the data is not damaged and deleting it would be
-        the wrong advice), else a :class:`~skdice.exceptions.StoreError`
-        saying the store is damaged and how to rewrite the split.
-    """
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return OSError(exc.errno, f"{exc.strerror} (split {split!r} of {fs.path})", exc.filename)
-    return StoreError(
-        f"split {split!r} of {fs.path} could not be read ({type(exc).__name__}: {exc}): "
-        "the store is damaged; delete the split's folder and re-run `skdice extract` for it."
-    )
-
-
-def explained_reads(fs: FeatureStore, split: str, blocks):
-    """``blocks`` (from :func:`skdice.store.iter_blocks`) with a failed read explained.
-
-    A codec error in a damaged chunk or a file-system refusal is raised as
-    :func:`damaged_store_error`'s one-line error, not as the codec's traceback.
-
-    Parameters
-    ----------
-    fs : FeatureStore
-    split : str
-    blocks : generator of (int, ndarray)
-
-    Yields
-    ------
-    start : int
-    block : ndarray
-    """
-    try:
-        while True:
-            try:
-                item = next(blocks)
-            except StopIteration:
-                return
-            except SkdiceError:
-                raise
-            except (RuntimeError, OSError, ValueError) as exc:
-                raise damaged_store_error(fs, split, exc) from exc
-            yield item
-    finally:
-        blocks.close()
-
-
-class SplitFeatures:
-    """A split's features, read block by block whenever they are iterated: a block source.
-
-    What the streaming workflows hand to scoring and to the searches instead
-    of the loaded split: each pass reads the split again in blocks of about
-    8 MiB (:func:`skdice.store.iter_blocks`, reads kept ahead), so memory does
-    not grow with its rows. The split is checked complete and against the
-    schema when this is built, its chunks when they are read.
-
-    Parameters
-    ----------
-    fs : FeatureStore
-    split : str
-
-    Attributes
-    ----------
-    shape : tuple of int
-        ``(n_rows, n_features)``.
-    dtype : numpy.dtype
-    name : str
-        ``"split 'NAME' of PATH"``, for the messages.
-
-    Examples
-    --------
-    >>> rows = SplitFeatures(open_store("features.zarr"), "svhn")  # doctest: +SKIP
-    >>> scores = np.concatenate([det.score_samples(b) for _, b in rows.iter_blocks()])  # doctest: +SKIP
-    """
-
-    def __init__(self, fs: FeatureStore, split: str):
-        self.fs, self.split = fs, split
-        self.array = fs.array(split, "features")
-        self.shape = tuple(int(v) for v in self.array.shape)
-        self.dtype = self.array.dtype
-        self.name = f"split {split!r} of {fs.path}"
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def iter_blocks(self):
-        """Read the split's rows in blocks, in order.
-
-        Yields
-        ------
-        start : int
-            Index of the block's first row.
-        block : ndarray of shape (rows, n_features)
-        """
-        return explained_reads(self.fs, self.split, iter_blocks(self.array))
-
-
 def stream_mean(fs: FeatureStore, split: str) -> np.ndarray:
     """A split's mean feature, summed in float64 block by block (:class:`SplitFeatures`).
 
@@ -309,7 +201,7 @@ def check_split_lists(id_split: str, ood_splits) -> list[str]:
     """
     ood_splits = list(ood_splits)
     if not ood_splits:
-        raise ValueError("give at least one OOD split (--ood SPLIT).")
+        raise ValueError("give at least one OOD split (ood_splits=[SPLIT, ...]).")
     repeated = sorted({name for name in ood_splits if ood_splits.count(name) > 1})
     if repeated:
         raise ValueError(f"OOD split {', '.join(map(repr, repeated))} is given more than once.")
@@ -343,7 +235,7 @@ def check_validation_splits(id_split: str, noise_splits, test_splits=()) -> list
     """
     noise = [noise_splits] if isinstance(noise_splits, str) else list(noise_splits)
     if not noise:
-        raise ValueError("give at least one OOD validation split (--noise SPLIT).")
+        raise ValueError("give at least one OOD validation split (noise_splits=[SPLIT, ...]).")
     repeated = sorted({name for name in noise if noise.count(name) > 1})
     if repeated:
         raise ValueError(f"noise split {', '.join(map(repr, repeated))} is given more than once.")

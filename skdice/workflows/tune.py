@@ -139,13 +139,13 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits):
             kwargs["train_mean"] = stream_mean(fs, train.split)
         else:
             raise ValueError(
-                f"method {name!r} is fitted on the mean training feature: pass --train SPLIT "
-                "or --train-mean FILE.npy."
+                f"method {name!r} is fitted on the mean training feature: pass train=SPLIT "
+                "or train_mean=FILE.npy."
             )
     elif any(detector_tags(c).uses_features for c in candidates):
         if train.split is None:
             raise ValueError(
-                f"method {name!r} is fitted on in-distribution training features: pass --train SPLIT."
+                f"method {name!r} is fitted on in-distribution training features: pass train=SPLIT."
             )
         kwargs["X"] = train.X
         if any(detector_tags(c).requires_class_labels for c in candidates):
@@ -224,14 +224,16 @@ def tune_store(
     fs = open_feature_store(store)
     noise = check_validation_splits(id_split, noise_split)
     if train is not None and train_mean is not None and method == "dice":
-        raise ValueError("tune_store needs exactly one of train (a split) or train_mean.")
+        raise ValueError("give exactly one of train=SPLIT or train_mean=FILE.npy.")
     search = make_search(method, grid, metric=metric, tpr=tpr, guard=guard,
                          max_accuracy_drop=max_accuracy_drop, n_bootstrap=n_bootstrap,
                          random_state=random_state)
-    if train is None and train_mean is None and (
-        isinstance(search, SparsitySearch) or detector_tags(_base(method)).uses_features
-    ):
-        raise ValueError("tune_store needs exactly one of train (a split) or train_mean.")
+    if train is None and train_mean is None:
+        if isinstance(search, SparsitySearch) or method == "dice":
+            raise ValueError("give exactly one of train=SPLIT or train_mean=FILE.npy.")
+        if detector_tags(_base(method)).uses_features:
+            name = method if isinstance(method, str) else type(method).name
+            raise ValueError(f"method={name} needs train=SPLIT (or train_mean=FILE.npy).")
     return run_search(search, fs, TrainingData(fs, train, train_mean), id_split=id_split,
                       noise_splits=noise)
 
