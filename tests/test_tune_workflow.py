@@ -130,3 +130,22 @@ def test_tune_store_reads_each_validation_split_once_in_blocks_and_never_whole(s
     for key in ("fpr95", "auroc", "id_accuracy", "n_kept", "fpr95_ci_low", "gap_ci_high"):
         np.testing.assert_allclose(got.cv_results_[key], ref.cv_results_[key], rtol=1e-6)
     assert got.best_params_ == ref.best_params_
+
+
+def test_search_report_renders_every_candidate_and_records_the_context_first(store):
+    from skdice.workflows.tune import SearchReport
+    import json
+
+    path, _ = store
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search = tune_store(path, id_split="val", noise_split="a", train="train", grid=[0.1, 0.5])
+    report = SearchReport(search, noise="a", id_split="val", context={"store": "s.zarr"})
+    lines = report.to_table().splitlines()
+    assert lines[0].split()[:3] == ["p", "FPR95", "CI"] and set(lines[1]) <= {"-", " "}
+    assert [line.split()[0].rstrip("*") for line in lines[2:4]] == ["0.1", "0.5"]
+    assert f"{search.best_params_['p']:g}*" in lines[2 + search.best_index_]
+    assert "metrics in % on ID validation 'val' vs noise split 'a'" in report.to_table()
+    data = json.loads(report.to_json())
+    assert list(data)[:2] == ["store", "method"] and data["best_params"] == search.best_params_
+    assert [row["p"] for row in data["results"]] == [0.1, 0.5]
