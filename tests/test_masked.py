@@ -277,3 +277,27 @@ def test_the_warning_can_be_made_an_error():
 def test_the_warning_class_is_exported_as_a_user_warning():
     assert "DegenerateFitWarning" in skdice.exceptions.__all__
     assert issubclass(DegenerateFitWarning, UserWarning)
+
+
+# ------------------------------------------------ the masked-head kernel
+@pytest.mark.parametrize("name", ["dice", "dice-msp", "dice-react", "unit-pruning", "dice-bottom-k"])
+def test_masked_head_kernel_gives_the_scores_and_the_masked_logits_argmax(name):
+    from skdice import available_detectors, detector_tags
+    from skdice._masked import masked_head_scores
+
+    rng = np.random.default_rng(3)
+    X, W, b = rng.random((80, 12)), rng.normal(size=(12, 5)), rng.normal(size=5)
+    det = available_detectors()[name]().fit(X, W, b)
+    assert detector_tags(det).masked_head
+    scores, classes = masked_head_scores(det, X, classes=True)
+    np.testing.assert_array_equal(scores, det.score_samples(X))
+    source = det.masked_head_transform(X)
+    np.testing.assert_array_equal(classes, (source @ det.masked_weight_ + det.bias_).argmax(axis=1))
+
+
+def test_only_masked_head_detectors_declare_the_tag():
+    from skdice import available_detectors, detector_tags
+    from skdice._masked import MaskedHeadMixin
+
+    for name, cls in available_detectors().items():
+        assert detector_tags(cls()).masked_head == issubclass(cls, MaskedHeadMixin), name
