@@ -14,7 +14,7 @@ def summary_table(result) -> str:
 
     Parameters
     ----------
-    result : skdice.extract.demo.DemoResult
+    result : skdice.workflows.demo.DemoResult
 
     Returns
     -------
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         from skdice.exceptions import require
 
         require("torch", "extract")
-        from skdice.extract.demo import run_demo
+        from skdice.workflows.demo import run_demo
 
         from ._console import Progress
 

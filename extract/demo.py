@@ -1,35 +1,35 @@
-"""``skdice demo``: the whole pipeline on scikit-learn's bundled digits, no downloads.
+"""The extraction half of ``skdice demo``: the digits, a small classifier, its features in a store.
 
-The steps are the ones a user runs on a real model:
+:func:`extract_digits` does what a user does with a real model before any
+detector runs:
 
 1. train a small classifier (an MLP, seeded and deterministic) on the digits
    0-5 of :func:`sklearn.datasets.load_digits`;
 2. extract its penultimate features with the extraction stage
    (:func:`skdice.extract.run.extract_features` over in-memory
-   :class:`~skdice.extract.data.ArraySource` data) into a Zarr feature store;
-3. choose DICE's sparsity ``p`` on Gaussian noise with
-   :class:`skdice.tuning.SparsitySearch` (Section 4.1 of the paper);
-4. evaluate DICE against the dense energy score and other detectors of the
-   catalogue on the held-out digits 6-9 (near OOD) and on three synthetic
-   shifts of the ID test digits;
-5. write the report and the four figures of :mod:`skdice.plotting`.
+   :class:`~skdice.extract.data.ArraySource` data) into a Zarr feature store,
+   one split per set of :data:`SPLITS`.
+
+The rest of the demo (the p search, the evaluation, the figures) reads that
+store: it is a workflow, :func:`skdice.workflows.demo.run_demo`. The names
+``run_demo``, ``DemoResult`` and ``DEMO_METHODS`` that lived here are still
+importable from this module, with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
-import json
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DemoResult", "run_demo", "train_classifier", "DEMO_METHODS", "ID_CLASSES", "OOD_SPLITS"]
+__all__ = ["extract_digits", "train_classifier", "ID_CLASSES", "OOD_SPLITS", "SPLITS", "DEMO_MODEL_NAME"]
 
 #: The digits the classifier is trained on; the others are the near-OOD set.
 ID_CLASSES = (0, 1, 2, 3, 4, 5)
-#: Detectors compared with DICE, in table order (those not in the catalogue are skipped).
-DEMO_METHODS = ("energy", "msp", "maxlogit", "odin", "react", "knn", "mahalanobis")
+#: The model name recorded in the demo's store; the demo replaces only stores of this name.
+DEMO_MODEL_NAME = "digits-mlp"
 
 # Pixel statistics of load_digits scaled to [0, 1]; the network sees
 # standardised pixels, so "Gaussian noise" means N(0, 1) per pixel exactly as
@@ -37,60 +37,27 @@ DEMO_METHODS = ("energy", "msp", "maxlogit", "odin", "react", "knn", "mahalanobi
 _PIXEL_MEAN = 0.305
 _PIXEL_STD = 0.376
 
-_MODEL_NAME = "digits-mlp"  # recorded in the store; the demo replaces only stores of this name
 _N_TRAIN = 650  # of the 1,083 ID digits; then 200 validation, the rest test
 _N_VAL = 200
 _N_NOISE = 400
 _EPOCHS = 30
 _WIDTH = 64
 
+# moved to the workflows layer (skdice.workflows.demo): still importable from here
+_MOVED = ("run_demo", "DemoResult", "DEMO_METHODS")
 
-@dataclass
-class DemoResult:
-    """What :func:`run_demo` produced.
 
-    Attributes
-    ----------
-    report : skdice.metrics.Report
-        One block of rows per method (per OOD set and their average).
-    best_p : float
-        The sparsity chosen on Gaussian noise.
-    search : skdice.tuning.SparsitySearch
-        The fitted search (``cv_results_`` has every candidate).
-    id_accuracy : dict
-        ``{"original": ..., "dice": ...}`` accuracy in percent on the ID test
-        digits, with the original head and with DICE's masked head.
-    store : Path
-        The feature store.
-    files : dict
-        Name to Path of everything written (``results.json``, ``results.md``,
-        the four PNGs).
-    """
-
-    report: object
-    best_p: float
-    search: object
-    id_accuracy: dict
-    store: Path
-    files: dict = field(default_factory=dict)
-
-    def to_text(self) -> str:
-        """The summary printed by ``skdice demo``.
-
-        Returns
-        -------
-        str
-        """
-        acc = self.id_accuracy
-        return "\n".join(
-            [
-                f"p chosen on Gaussian noise: {self.best_p:g}",
-                f"ID accuracy (digits 0-5): {acc['original']:.2f}% original head, "
-                f"{acc['dice']:.2f}% DICE-masked head",
-                "",
-                self.report.to_table(),
-            ]
+def __getattr__(name):
+    if name in _MOVED:
+        warnings.warn(
+            f"skdice.extract.demo.{name} moved to skdice.workflows.demo.{name}; import it from there.",
+            DeprecationWarning,
+            stacklevel=2,
         )
+        import skdice.workflows.demo
+
+        return getattr(skdice.workflows.demo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _standardise(images):
@@ -129,6 +96,8 @@ def _digits_splits(seed: int) -> dict:
 
 #: Splits evaluated as OOD, in table order.
 OOD_SPLITS = ("digits-6-9", "permuted", "inverted", "uniform")
+#: Every split :func:`extract_digits` writes, in order.
+SPLITS = ("train", "val", "test", "noise", *OOD_SPLITS)
 
 
 def _build_model(n_classes: int):
@@ -184,57 +153,40 @@ def train_classifier(images, labels, *, seed: int = 0, epochs: int = _EPOCHS):
     return model
 
 
-def run_demo(
-    out_dir,
+def extract_digits(
+    store_path,
     *,
     seed: int = 0,
-    methods=DEMO_METHODS,
     echo: Callable[[str], None] | None = None,
-    progress: bool = False,
-) -> DemoResult:
-    """Run the digits demo end to end and write its files under ``out_dir``.
+    progress: Callable[[int, int], None] | None = None,
+):
+    """Train the demo's classifier and extract the features of every split of :data:`SPLITS`.
 
     Parameters
     ----------
-    out_dir : str or Path
-        Output folder (created). Holds ``digits.zarr`` (the feature store),
-        ``results.json``, ``results.md`` and the PNG figures. The store of an
-        earlier demo run there is replaced; any other ``digits.zarr`` is
-        refused (ValueError), never deleted.
+    store_path : str or Path
+        The feature store to write (created; it must not hold other splits of
+        the same names written with other settings).
     seed : int, default=0
         Seed of the data split, the synthetic OOD sets and the training.
-    methods : sequence of str, default=DEMO_METHODS
-        Detectors compared with DICE; names missing from the catalogue are
-        skipped.
     echo : callable, default=None
-        Called with a line of text at each step (the CLI passes ``typer.echo``).
-    progress : bool, default=False
-        Show the extraction progress bars.
+        Called with a line of text at each step.
+    progress : callable, default=None
+        Called as ``progress(rows_done, rows_total)`` while each split is
+        extracted (see :func:`skdice.extract.run.extract_features`).
 
     Returns
     -------
-    DemoResult
+    pathlib.Path
+        The store's folder, its model named :data:`DEMO_MODEL_NAME`.
     """
     import torch
-
-    from skdice import available_detectors
-    from skdice.evaluation import evaluate_store
-    from skdice.plotting import plot_store
-    from skdice.store import open_store
-    from skdice.tuning import SparsitySearch
 
     from .data import ArraySource
     from .run import extract_features
 
     say = echo or (lambda line: None)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"the demo's output folder {out} exists and is not a folder.")
-    out.mkdir(parents=True, exist_ok=True)
-    store_path = out / "digits.zarr"
-    if store_path.exists():
-        _remove_previous_demo_store(store_path)
-
+    store_path = Path(store_path)
     splits = _digits_splits(seed)
     say(f"training an MLP on digits {ID_CLASSES[0]}-{ID_CLASSES[-1]} "
         f"({splits['train'][0].shape[0]} images, {_EPOCHS} epochs)")
@@ -246,72 +198,9 @@ def run_demo(
             source = ArraySource(torch.from_numpy(images[:, None]), labels, name=f"digits-demo:{name}")
             extract_features(
                 model, source, store_path, name, head=model[-1], batch_size=256,
-                device="cpu", progress=progress, model_name=_MODEL_NAME,
+                device="cpu", progress=progress, model_name=DEMO_MODEL_NAME,
             )
-    store = open_store(store_path)
-
-    search = SparsitySearch().fit(
-        store.features("train"), head=store.head,
-        X_id=store.features("val"), X_noise=store.features("noise"),
-    )
-    best_p = search.best_params_["p"]
-    say(f"SparsitySearch on Gaussian noise: p = {best_p:g} "
-        f"(FPR95 on noise by p: "
-        + ", ".join(f"{p:g}: {100 * f:.1f}%" for p, f in zip(search.cv_results_["param_p"], search.cv_results_["fpr95"]))
-        + ")")
-
-    catalogue = available_detectors()
-    names = ["dice", *[m for m in methods if m != "dice" and m in catalogue]]
-    evaluation = evaluate_store(store, "test", OOD_SPLITS, names, p=best_p, train="train")
-    report = evaluation.report
-    acc = evaluation.id_accuracy
-    dice_acc = next(item["accuracy"] for item in acc["masked"] if item["method"] == "dice")
-    id_accuracy = {"original": acc["original"], "dice": dice_acc}
-    report.extra["tuning"] = {
-        "grid": [float(p) for p in search.cv_results_["param_p"]],
-        "fpr95_noise": [100.0 * float(f) for f in search.cv_results_["fpr95"]],
-        "best_p": best_p,
-    }
-
-    say("writing figures")
-    plots = plot_store(store, out, id_split="test", ood_splits=list(OOD_SPLITS),
-                       train_split="train", p=best_p, class_index=0)
-    result = DemoResult(report=report, best_p=best_p, search=search,
-                        id_accuracy=id_accuracy, store=store_path)
-    result.files = {k: plots[k] for k in ("histograms", "contributions", "p_sweep", "covariance")}
-    (out / "results.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    (out / "results.md").write_text(
-        "# skdice demo: digits 0-5 in distribution\n\n"
-        + f"p chosen on Gaussian noise: {best_p:g}\n\n"
-        + f"ID accuracy: {id_accuracy['original']:.2f}% (original head), "
-        + f"{id_accuracy['dice']:.2f}% (DICE-masked head)\n\n"
-        + report.to_markdown() + "\n"
-    )
-    result.files["results.json"] = out / "results.json"
-    result.files["results.md"] = out / "results.md"
-    return result
-
-
-def _remove_previous_demo_store(path: Path) -> None:
-    """Delete the store of an earlier demo run, and nothing else."""
-    import shutil
-
-    from skdice.exceptions import StoreError
-    from skdice.store import open_store
-
-    if path.is_dir() and not any(path.iterdir()):
-        path.rmdir()
-        return
-    try:
-        model = open_store(path).model
-    except StoreError:
-        model = None
-    if model != _MODEL_NAME:
-        raise ValueError(
-            f"{path} exists and is not a store written by `skdice demo`; the demo replaces its "
-            "own store only: choose another --out."
-        )
-    shutil.rmtree(path)
+    return store_path
 
 
 class _deterministic_torch:

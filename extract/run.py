@@ -22,7 +22,6 @@ import os
 import queue
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +36,7 @@ torch = require("torch", "extract")
 from .data import Source, open_source  # noqa: E402
 from .hooked import HookedExtractor  # noqa: E402
 
-__all__ = ["extract_features", "resolve_device", "Progress"]
+__all__ = ["extract_features", "resolve_device", "default_channels_last"]
 
 _QUEUE_CHUNKS = 2  # chunks buffered for the writer thread: bounds memory
 
@@ -73,86 +72,41 @@ def resolve_device(device="auto"):
     raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda.")
 
 
-class Progress:
-    """A small progress bar on stderr: rows done, images/s and ETA.
-
-    Parameters
-    ----------
-    total : int
-        Rows to process in this run.
-    label : str
-        Shown before the counts.
-    enabled : bool, default=True
-    stream : file, default=sys.stderr
-    interval : float, default=0.5
-        Seconds between redraws (30 when the stream is not a terminal).
-    """
-
-    def __init__(self, total: int, label: str, enabled: bool = True, stream=None, interval: float = 0.5):
-        self.total = int(total)
-        self.label = label
-        self.enabled = enabled
-        self.stream = stream if stream is not None else sys.stderr
-        tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = interval if tty else max(interval, 30.0)
-        self._end = "\r" if tty else "\n"
-        self.done = 0
-        self._start = time.perf_counter()
-        self._last = self._start
-
-    def rate(self) -> float:
-        """Rows per second so far."""
-        elapsed = time.perf_counter() - self._start
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    def text(self) -> str:
-        """The current line."""
-        rate = self.rate()
-        left = (self.total - self.done) / rate if rate > 0 else float("nan")
-        eta = "?" if not np.isfinite(left) else time.strftime("%H:%M:%S", time.gmtime(left))
-        pct = 100.0 * self.done / self.total if self.total else 100.0
-        return f"{self.label}: {self.done}/{self.total} ({pct:5.1f}%) {rate:8.1f} img/s ETA {eta}"
-
-    def update(self, n: int) -> None:
-        """Count ``n`` more rows and redraw if it is time."""
-        self.done += int(n)
-        now = time.perf_counter()
-        if self.enabled and now - self._last >= self.interval and self.done < self.total:
-            self._last = now
-            self.stream.write(self.text() + self._end)
-            self.stream.flush()
-
-    def close(self) -> None:
-        """Draw the final line."""
-        if self.enabled:
-            self.stream.write(self.text() + "\n")
-            self.stream.flush()
-
-
-class _CallbackProgress:
-    """The loop's ``update(n)`` / ``close()`` on top of a ``progress(done, total)`` callable."""
+class _RowCounter:
+    """The loop's ``update(n)`` / ``close()`` on top of a ``progress(done, total)`` callable (or none)."""
 
     def __init__(self, callback, total: int):
         self.callback = callback
         self.total = int(total)
         self.done = 0
-        if self.total:
+        if self.total and callback is not None:
             callback(0, self.total)
 
     def update(self, n: int) -> None:
         self.done += int(n)
-        self.callback(self.done, self.total)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
 
     def close(self) -> None:
         pass
 
 
-def _progress_for(progress, total: int, label: str):
-    """What the loop reports to: the caller's callable, or the stderr line when stderr is a terminal."""
-    if callable(progress):
-        return _CallbackProgress(progress, total)
-    tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    return Progress(total, label, enabled=bool(progress) and tty)
+def _progress_callback(progress):
+    """The caller's ``progress(done, total)`` callable, or None; ``True`` is deprecated."""
+    if progress is True:
+        warnings.warn(
+            "extract_features(progress=True) is deprecated and draws nothing: extraction has no "
+            "display of its own; pass a callable progress(rows_done, rows_total) (the CLI passes its "
+            "progress display).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return None
+    if progress is None or progress is False:
+        return None
+    if not callable(progress):
+        raise TypeError(f"progress must be a callable progress(rows_done, rows_total) or None, got {progress!r}.")
+    return progress
 
 
 class _ChunkWriter:
@@ -270,7 +224,7 @@ def extract_features(
     workers: int | None = None,
     limit: int | None = None,
     amp: bool = False,
-    progress: bool | Callable[[int, int], None] = True,
+    progress: Callable[[int, int], None] | None = None,
     model_name: str | None = None,
     chunk_rows: int | None = None,
     input_size=None,
@@ -306,14 +260,15 @@ def extract_features(
     amp : bool, default=False
         bf16 autocast on CUDA (ignored with a warning on CPU). Recorded in the
         split; a resume must use the same setting.
-    progress : bool or callable, default=True
-        True shows a progress line with images/s and ETA on stderr when
-        stderr is a terminal (nothing otherwise, so logs and pipes stay
-        clean); False shows nothing. A callable is called as
-        ``progress(rows_done, rows_total)``: first with 0, then after every
-        batch, up to ``rows_total``, the rows this run extracts (a resumed
-        split counts only the chunks not yet written). Under ``torchrun``
-        only rank 0 reports.
+    progress : callable, default=None
+        Called as ``progress(rows_done, rows_total)``: first with 0, then
+        after every batch, up to ``rows_total``, the rows this run extracts
+        (a resumed split counts only the chunks not yet written). Under
+        ``torchrun`` only rank 0 reports. Extraction draws nothing itself:
+        ``skdice extract`` passes the CLI's progress display. With a callable,
+        a split with every chunk already written is said on stderr. None or
+        False reports nothing; True is deprecated (a DeprecationWarning, and
+        nothing is drawn).
     model_name : str, default=None
         Name recorded in the store (default: the spec's name or the module's class).
     chunk_rows : int, default=None
@@ -368,26 +323,10 @@ def extract_features(
     module, head, name, input_size, preprocess, attrs = _resolve_model(
         module_or_spec, head, model_name, input_size, preprocess
     )
+    callback = _progress_callback(progress)
     rank, world, dist_here = _dist_context()
-    dev = resolve_device(device)
-    if dev.type == "cuda" and world > 1:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
-    if amp and dev.type != "cuda":
-        warnings.warn("--amp (bf16 autocast) applies on CUDA only; running in float32 on the CPU.", stacklevel=2)
-        amp = False
-    if channels_last is None:
-        channels_last = default_channels_last(module, dev)
-    if workers is None:
-        workers = min(8, max((os.cpu_count() or 1) - 1, 0)) if dev.type == "cuda" else 0
-
-    source = open_source(data, input_size, preprocess) if not isinstance(data, Source) else data
-    source = source.limit(limit)
-    if len(source) == 0:
-        # an empty split would be "complete" and then break every reader's metrics
-        raise ValueError(
-            f"data source {source.description} holds no images"
-            f"{' after --limit 0' if limit == 0 else ''}: nothing to extract into split {split!r}."
-        )
+    dev, amp, channels_last, workers = _run_settings(module, device, rank, world, amp, channels_last, workers)
+    source = _nonempty_source(data, input_size, preprocess, limit, split)
     extractor = HookedExtractor(module, head)
     was_training = module.training
     module.eval()
@@ -403,41 +342,16 @@ def extract_features(
     split_writer = None
     try:
         if rank == 0:
-            status = None
-            try:
-                writer = create_store(
-                    out,
-                    model=name,
-                    head=extractor.to_head(),
-                    preprocessing=attrs.get("preprocessing"),
-                    weights_sha256=attrs.get("weights_sha256"),
-                    feature_layer=attrs.get("feature_layer") or f"{extractor.head_name}:input",
-                )
-                split_writer = writer.prepare_split(
-                    split, len(source), source=source.description, chunk_rows=rows,
-                    settings={"amp": bool(amp)}, extra_attrs=extra,
-                )
-            except Exception as exc:
-                status = str(exc)
-                if world == 1:
-                    raise
-            if world > 1:
-                _broadcast_status(rank, world, status)
-                if status is not None:
-                    raise StoreError(status)
+            split_writer = _prepare_split(out, split, extractor, source, name, attrs, rows, amp, extra, world)
         else:
             _broadcast_status(rank, world, None)
             split_writer = StoreWriter.open(out).open_split(split)
         pending = split_writer.pending()
         if not pending and rank == 0 and progress:
             print(f"split {split!r} of {out} has every chunk written already.", file=sys.stderr)
-        if world > 1:
-            torch.distributed.barrier()  # every rank read the flags before anyone writes
-            mine = [int(c) for c in np.array_split(np.asarray(pending, dtype=int), world)[rank]]
-        else:
-            mine = pending
+        mine = _chunks_of_this_rank(pending, rank, world)
         todo = sum(stop - start for start, stop in map(split_writer.chunk_bounds, mine))
-        bar = _progress_for(progress if rank == 0 else False, todo, split)
+        bar = _RowCounter(callback if rank == 0 else None, todo)
         try:
             _run_chunks(extractor, source, split_writer, mine, batch_size, dev, workers, amp, channels_last, bar)
         except KeyboardInterrupt:
@@ -459,6 +373,71 @@ def extract_features(
         if dist_here:
             torch.distributed.destroy_process_group()
     return out
+
+
+def _run_settings(module, device, rank, world, amp, channels_last, workers):
+    """(device, amp, channels_last, workers) of this run: the device of this rank, defaults filled in."""
+    dev = resolve_device(device)
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+    if amp and dev.type != "cuda":
+        # stacklevel: the caller of extract_features
+        warnings.warn("--amp (bf16 autocast) applies on CUDA only; running in float32 on the CPU.", stacklevel=3)
+        amp = False
+    if channels_last is None:
+        channels_last = default_channels_last(module, dev)
+    if workers is None:
+        workers = min(8, max((os.cpu_count() or 1) - 1, 0)) if dev.type == "cuda" else 0
+    return dev, amp, channels_last, workers
+
+
+def _nonempty_source(data, input_size, preprocess, limit, split):
+    """The data source opened (a ``--data`` string) and limited; an empty one refused."""
+    source = open_source(data, input_size, preprocess) if not isinstance(data, Source) else data
+    source = source.limit(limit)
+    if len(source) == 0:
+        # an empty split would be "complete" and then break every reader's metrics
+        raise ValueError(
+            f"data source {source.description} holds no images"
+            f"{' after --limit 0' if limit == 0 else ''}: nothing to extract into split {split!r}."
+        )
+    return source
+
+
+def _prepare_split(out, split, extractor, source, name, attrs, rows, amp, extra, world):
+    """Rank 0: the store created or reopened and the split prepared; the outcome shared with the other ranks."""
+    status = None
+    split_writer = None
+    try:
+        writer = create_store(
+            out,
+            model=name,
+            head=extractor.to_head(),
+            preprocessing=attrs.get("preprocessing"),
+            weights_sha256=attrs.get("weights_sha256"),
+            feature_layer=attrs.get("feature_layer") or f"{extractor.head_name}:input",
+        )
+        split_writer = writer.prepare_split(
+            split, len(source), source=source.description, chunk_rows=rows,
+            settings={"amp": bool(amp)}, extra_attrs=extra,
+        )
+    except Exception as exc:
+        status = str(exc)
+        if world == 1:
+            raise
+    if world > 1:
+        _broadcast_status(0, world, status)
+        if status is not None:
+            raise StoreError(status)
+    return split_writer
+
+
+def _chunks_of_this_rank(pending, rank, world):
+    """Of the chunks not yet written, those this rank extracts (contiguous blocks, one per rank)."""
+    if world == 1:
+        return pending
+    torch.distributed.barrier()  # every rank read the flags before anyone writes
+    return [int(c) for c in np.array_split(np.asarray(pending, dtype=int), world)[rank]]
 
 
 def _worker_error(exc: BaseException) -> BaseException | None:

@@ -153,6 +153,80 @@ def test_import_graph_has_no_cycle_and_no_private_name_crossing_modules():
                 stack.append((child, iter(sorted(edges[child] & nodes))))
 
 
+# The layers of docs/architecture.md, lower to higher: a module may not import (at the
+# top or lazily inside a function) a layer that sits above it or beside it.
+# The façades re-export the workflows: importing one is importing the workflows.
+_FACADES = {"skdice.evaluation", "skdice.streaming", "skdice.tuning", "skdice.plotting"}
+_FORBIDDEN = {
+    "core": {"workflows", "cli", "extract"},
+    "store": {"workflows", "cli"},
+    "extract": {"workflows", "cli"},
+}
+# A deprecated name's forwarding `__getattr__` is not a dependency of its module: the only
+# imports the layer rule lets through, each listed with the one module it may reach.
+_DEPRECATION_FORWARDS = {"skdice.extract.demo": "skdice.workflows.demo"}
+
+
+def _layer(module):
+    for prefix, name in (("skdice.workflows", "workflows"), ("skdice.cli", "cli"),
+                         ("skdice.extract", "extract"), ("skdice.store", "store")):
+        if module == prefix or module.startswith(prefix + "."):
+            return name
+    if module == "skdice.__main__":
+        return "cli"
+    return "workflows" if module in _FACADES else "core"
+
+
+def _imports_of(path, module, is_init):
+    """(imported module, line, inside a module-level ``__getattr__``) for every import of a file."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    forwarding = {
+        id(node)
+        for top in tree.body
+        if isinstance(top, ast.FunctionDef) and top.name == "__getattr__"
+        for node in ast.walk(top)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".") if is_init else module.split(".")[:-1]
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            names = [f"{target}.{alias.name}" for alias in node.names] + [target]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            yield name, node.lineno, id(node) in forwarding
+
+
+def test_no_layer_imports_a_layer_above_it():
+    """The core never imports the workflows, the CLI or extract; the store and extract never the workflows."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    breaches = []
+    for folder, package in {"skdice": "skdice", "cli": "skdice.cli", "extract": "skdice.extract"}.items():
+        for path in sorted((root / folder).rglob("*.py")):
+            parts = list(path.relative_to(root / folder).with_suffix("").parts)
+            is_init = parts[-1] == "__init__"
+            module = ".".join([package, *(parts[:-1] if is_init else parts)])
+            forbidden = _FORBIDDEN.get(_layer(module), set())
+            for target, line, in_getattr in _imports_of(path, module, is_init):
+                if not target.startswith("skdice") or _layer(target) not in forbidden:
+                    continue
+                allowed = _DEPRECATION_FORWARDS.get(module)
+                if in_getattr and allowed and (target == allowed or target.startswith(allowed + ".")):
+                    continue
+                breaches.append(f"{path.relative_to(root)}:{line} ({_layer(module)}) imports {target}")
+    assert not breaches, "imports against the layers:\n" + "\n".join(sorted(set(breaches)))
+
+
 def _core_and_workflow_modules():
     import pkgutil
 

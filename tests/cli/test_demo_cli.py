@@ -23,7 +23,7 @@ class _FakeResult:
 @pytest.fixture
 def fake_demo(monkeypatch):
     pytest.importorskip("torch")
-    import skdice.extract.demo
+    import skdice.workflows.demo
 
     seen = {}
 
@@ -33,7 +33,7 @@ def fake_demo(monkeypatch):
             echo("a step of the demo")
         return _FakeResult()
 
-    monkeypatch.setattr(skdice.extract.demo, "run_demo", fake)
+    monkeypatch.setattr(skdice.workflows.demo, "run_demo", fake)
     return seen
 
 

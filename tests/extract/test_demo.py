@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("torch")
 
 from skdice import available_detectors  # noqa: E402
-from skdice.extract.demo import DEMO_METHODS, OOD_SPLITS, run_demo, train_classifier  # noqa: E402
+from skdice.extract.demo import OOD_SPLITS, SPLITS, extract_digits, train_classifier  # noqa: E402
+from skdice.workflows.demo import DEMO_METHODS, run_demo  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -151,3 +152,28 @@ def test_demo_replaces_its_own_store(two_runs, tmp_path):
     assert open_store(again.store).model == "digits-mlp"
     assert not (tmp_path / "digits.zarr" / "stale").exists()
     assert [r.method for r in again.report.rows][-1] == "energy"
+
+
+def test_extract_digits_writes_every_split_of_the_demo_model(two_runs, tmp_path):
+    from skdice.store import open_store
+
+    lines, calls = [], []
+    path = extract_digits(tmp_path / "d.zarr", echo=lines.append, progress=lambda done, total: calls.append(total))
+    store = open_store(path)
+    assert store.model == "digits-mlp" and set(store.splits) == set(SPLITS)
+    assert lines[0].startswith("training an MLP on digits 0-5 (650 images")
+    assert sorted(set(calls)) == sorted({store.split_info(s)["count"] for s in SPLITS})
+    # the demo's workflow reads the very features this step writes
+    np.testing.assert_array_equal(store.features("test"), open_store(two_runs[0].store).features("test"))
+
+
+@pytest.mark.parametrize("name", ["run_demo", "DemoResult", "DEMO_METHODS"])
+def test_demo_names_moved_to_the_workflows_still_import_from_extract_with_a_warning(name):
+    import skdice.extract.demo
+    import skdice.workflows.demo
+
+    with pytest.warns(DeprecationWarning, match=f"skdice.extract.demo.{name} moved to skdice.workflows.demo.{name}"):
+        value = getattr(skdice.extract.demo, name)
+    assert value is getattr(skdice.workflows.demo, name)
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        skdice.extract.demo.nothing

@@ -17,7 +17,7 @@ from torch import nn  # noqa: E402
 
 from skdice.exceptions import IncompleteSplitError, StoreError  # noqa: E402
 from skdice.extract.data import ArraySource, NoiseSource  # noqa: E402
-from skdice.extract.run import Progress, extract_features, resolve_device  # noqa: E402
+from skdice.extract.run import extract_features, resolve_device  # noqa: E402
 from skdice.store import create_store, open_store  # noqa: E402
 
 # The toy model used by the in-process tests and by the subprocess scripts.
@@ -170,10 +170,10 @@ def test_rerun_of_complete_split_writes_nothing(tmp_path):
     err = io.StringIO()
     sys_stderr, sys.stderr = sys.stderr, err
     try:
-        extract_features(model, src, out, "n", batch_size=4)
+        extract_features(model, src, out, "n", batch_size=4, progress=lambda done, total: None)
     finally:
         sys.stderr = sys_stderr
-    assert "every chunk written already" in err.getvalue()
+    assert "every chunk written already" in err.getvalue()  # said to whoever follows the progress
     assert [p.stat().st_mtime_ns for p in chunk_files] == stamps
 
 
@@ -275,15 +275,6 @@ def test_amp_on_cpu_warns_and_runs_float32(tmp_path):
     assert open_store(out).split_info("n")["amp"] is False
 
 
-def test_progress_line_shows_rate_and_eta():
-    stream = io.StringIO()
-    bar = Progress(100, "test", stream=stream, interval=0.0)
-    bar.update(25)
-    bar.close()
-    line = stream.getvalue().strip().splitlines()[-1]
-    assert line.startswith("test: 25/100 ( 25.0%)") and "img/s ETA" in line
-
-
 def test_callable_progress_gets_increasing_rows_done_up_to_the_total(tmp_path):
     calls = []
     extract_features(toy_model(), NoiseSource(10, (3, 8, 8)), tmp_path / "s.zarr", "n", batch_size=3,
@@ -307,14 +298,28 @@ class _Terminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize("stream, drawn", [(io.StringIO, False), (_Terminal, True)])
-def test_progress_true_draws_on_stderr_only_when_it_is_a_terminal(tmp_path, monkeypatch, stream, drawn):
-    err = stream()
+@pytest.mark.parametrize("progress", [None, False])
+def test_extraction_draws_nothing_of_its_own_even_on_a_terminal(tmp_path, monkeypatch, progress):
+    # one progress display in the project: the CLI's, reached through the callback
+    err = _Terminal()
     monkeypatch.setattr(sys, "stderr", err)
-    extract_features(toy_model(), NoiseSource(8, (3, 8, 8)), tmp_path / "s.zarr", "n", batch_size=4)
-    assert ("n: 8/8 (100.0%)" in err.getvalue()) is drawn
-    if not drawn:
-        assert err.getvalue() == ""
+    extract_features(toy_model(), NoiseSource(8, (3, 8, 8)), tmp_path / "s.zarr", "n", batch_size=4,
+                     progress=progress)
+    assert err.getvalue() == ""
+
+
+def test_progress_true_is_deprecated_and_draws_nothing(tmp_path, monkeypatch):
+    err = _Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    with pytest.warns(DeprecationWarning, match=r"progress=True\) is deprecated and draws nothing.*callable"):
+        extract_features(toy_model(), NoiseSource(8, (3, 8, 8)), tmp_path / "s.zarr", "n", batch_size=4,
+                         progress=True)
+    assert err.getvalue() == ""
+
+
+def test_progress_that_is_not_callable_is_refused(tmp_path):
+    with pytest.raises(TypeError, match=r"progress must be a callable progress\(rows_done, rows_total\) or None"):
+        extract_features(toy_model(), NoiseSource(8, (3, 8, 8)), tmp_path / "s.zarr", "n", progress="yes")
 
 
 class _InterruptAt(NoiseSource):
