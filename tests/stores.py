@@ -88,15 +88,15 @@ def write_store(
 def small_blocks(monkeypatch, reads, rows: int = 32):
     """Make every split the workflows read (``SplitFeatures``) come in blocks of ``rows``
     rows, and append the array of each pass (``"split/features"``) to ``reads``."""
-    import skdice.workflows.resolve as resolve
+    import skdice.store._split as split_module
 
-    real = resolve.iter_blocks
+    real = split_module.iter_blocks
 
     def blocks(array, block_rows=None, **kwargs):
         reads.append(array.path)
         return real(array, rows, **kwargs)
 
-    monkeypatch.setattr(resolve, "iter_blocks", blocks)
+    monkeypatch.setattr(split_module, "iter_blocks", blocks)
 
 
 def never_loaded(monkeypatch):

@@ -274,7 +274,7 @@ def test_complete_split_with_a_chunk_missing_on_disk_is_refused(tmp_path, head):
 def test_stored_chunk_count_agrees_with_zarr_and_ignores_stray_files(tmp_path, head, monkeypatch):
     import zarr
 
-    from skdice.store._reader import _stored_chunks
+    from skdice.store._reader import stored_chunks
 
     writer = create_store(tmp_path / "s.zarr", model="m", head=head)
     _write_split(writer, "test", 10, 4)
@@ -288,11 +288,11 @@ def test_stored_chunk_count_agrees_with_zarr_and_ignores_stray_files(tmp_path, h
     assert arr.nchunks_initialized == 2
     with monkeypatch.context() as patch:  # a local store is counted without Zarr's key listing
         patch.setattr(zarr.Array, "nchunks_initialized", property(lambda self: pytest.fail("listed keys")))
-        assert _stored_chunks(arr) == 2
+        assert stored_chunks(arr) == 2
     # the fallback for stores that are not local folders is Zarr's own count
     mem = zarr.create_array(zarr.storage.MemoryStore(), shape=(10, M), chunks=(4, M), dtype="f4")
     mem[:4] = 1.0
-    assert _stored_chunks(mem) == mem.nchunks_initialized == 1
+    assert stored_chunks(mem) == mem.nchunks_initialized == 1
 
 
 def test_all_zero_chunks_are_written_so_they_are_not_taken_for_missing_ones(tmp_path, head):
@@ -395,7 +395,7 @@ def test_concurrent_creation_of_one_store_keeps_both_splits(tmp_path, head):
 def test_store_creation_waits_for_then_reports_a_held_creation_lock(tmp_path, head, monkeypatch):
     import skdice.store._writer as store_module
 
-    monkeypatch.setattr(store_module, "_CREATE_WAIT_S", 0.2)
+    monkeypatch.setattr(store_module, "CREATE_WAIT_S", 0.2)
     (tmp_path / "s.zarr.create.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
     with pytest.raises(StoreError, match=r"store .*s.zarr is being written by pid 1 on elsewhere"):
         create_store(tmp_path / "s.zarr", model="toy", head=head)

@@ -15,14 +15,14 @@ import pytest
 
 from skdice.exceptions import StoreError
 from skdice.store import _lock
-from skdice.store._lock import _SplitLock, scores_lock
+from skdice.store._lock import SplitLock, scores_lock
 
 _HOLD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from skdice.store._lock import _SplitLock
-    _SplitLock(Path(sys.argv[1]), "test").acquire()
+    from skdice.store._lock import SplitLock
+    SplitLock(Path(sys.argv[1]), "test").acquire()
     print("held", flush=True)
     time.sleep(600)
     """
@@ -44,7 +44,7 @@ def holder(tmp_path):
 
 
 def test_lock_of_a_killed_writer_is_taken_over(tmp_path, holder):
-    lock = _SplitLock(tmp_path / "s.zarr", "test")
+    lock = SplitLock(tmp_path / "s.zarr", "test")
     holder.send_signal(signal.SIGKILL)
     holder.wait()  # reaped: its pid is gone, as after any crash the shell has seen
     assert json.loads(lock.path.read_text())["pid"] == holder.pid  # left behind, no cleanup ran
@@ -55,7 +55,7 @@ def test_lock_of_a_killed_writer_is_taken_over(tmp_path, holder):
 
 
 def test_live_writer_in_another_process_refuses_a_second_naming_the_holder(tmp_path, holder):
-    lock = _SplitLock(tmp_path / "s.zarr", "test")
+    lock = SplitLock(tmp_path / "s.zarr", "test")
     expected = (f"split 'test' of {tmp_path / 's.zarr'} is being written by pid {holder.pid} on "
                 f"{socket.gethostname()} (lock file {lock.path}); a second writer is refused")
     with pytest.raises(StoreError) as info:
@@ -67,22 +67,22 @@ def test_live_writer_in_another_process_refuses_a_second_naming_the_holder(tmp_p
 
 
 def test_same_process_cannot_take_a_held_lock_again(tmp_path):
-    first = _SplitLock(tmp_path / "s.zarr", "test")
+    first = SplitLock(tmp_path / "s.zarr", "test")
     first.acquire()
-    for again in (_SplitLock(tmp_path / "s.zarr", "test"), first):
+    for again in (SplitLock(tmp_path / "s.zarr", "test"), first):
         with pytest.raises(StoreError, match=rf"being written by pid {os.getpid()} .*second writer is refused"):
             again.acquire()
     first.release()
 
 
 def test_release_removes_the_file_and_the_lock_can_be_taken_again(tmp_path):
-    lock = _SplitLock(tmp_path / "s.zarr", "test")
+    lock = SplitLock(tmp_path / "s.zarr", "test")
     assert lock.path == tmp_path / "s.zarr.test.lock"  # beside the store, not inside it
     lock.acquire()
     lock.release()
     assert not lock.path.exists()
     lock.acquire()
-    other = _SplitLock(tmp_path / "s.zarr", "other")
+    other = SplitLock(tmp_path / "s.zarr", "other")
     other.acquire()  # other splits are free
     other.release()
     lock.release()
@@ -92,7 +92,7 @@ def test_release_removes_the_file_and_the_lock_can_be_taken_again(tmp_path):
 def test_lock_of_another_host_is_refused_even_if_its_pid_is_free_here(tmp_path):
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(gone.stdout)
-    lock = _SplitLock(tmp_path / "s.zarr", "test")
+    lock = SplitLock(tmp_path / "s.zarr", "test")
     lock.path.write_text(json.dumps({"pid": pid, "host": "elsewhere"}))
     with pytest.raises(StoreError, match=rf"being written by pid {pid} on elsewhere .*delete the lock file"):
         lock.acquire()
@@ -113,7 +113,7 @@ def _full_disk(monkeypatch, call):
 
 @pytest.mark.parametrize("call", ["write", "close", "open"])
 def test_full_disk_while_taking_the_lock_says_so_and_blocks_no_later_writer(tmp_path, monkeypatch, call):
-    lock = _SplitLock(tmp_path / "s.zarr", "test")
+    lock = SplitLock(tmp_path / "s.zarr", "test")
     with monkeypatch.context() as patch:
         _full_disk(patch, call)
         with pytest.raises(OSError) as info:
@@ -123,14 +123,14 @@ def test_full_disk_while_taking_the_lock_says_so_and_blocks_no_later_writer(tmp_
     assert f"cannot take the lock {lock.path}" in str(info.value)
     assert f"the disk holding {tmp_path} is full" in str(info.value)
     assert not lock.path.exists()  # an empty file here refused every later writer as "an unknown process"
-    later = _SplitLock(tmp_path / "s.zarr", "test")
+    later = SplitLock(tmp_path / "s.zarr", "test")
     later.acquire()
     assert json.loads(later.path.read_text())["pid"] == os.getpid()
     later.release()
 
 
 def test_read_only_folder_is_a_clear_error(tmp_path, monkeypatch):
-    lock = _SplitLock(tmp_path / "s.zarr", "test")
+    lock = SplitLock(tmp_path / "s.zarr", "test")
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(lock.path))
@@ -148,7 +148,7 @@ def test_folder_without_write_permission_is_a_clear_error(tmp_path):
     folder.chmod(0o555)
     try:
         with pytest.raises(PermissionError, match=r"is read-only or not writable by this user"):
-            _SplitLock(folder / "s.zarr", "test").acquire()
+            SplitLock(folder / "s.zarr", "test").acquire()
     finally:
         folder.chmod(0o755)
     assert list(folder.iterdir()) == []

@@ -33,10 +33,13 @@ whole store.
 The package has one module per job: ``_schema`` (names, version, chunking),
 ``_integrity`` (the checks before and during a read), ``_reader``
 (:func:`open_store`, :class:`FeatureStore`), ``_blocks`` (block reads with
-read-ahead), ``_lock`` (lock files), ``_writer`` (:func:`create_store`,
-:class:`StoreWriter`, :class:`SplitWriter`), ``_scores`` (scores written back)
-and ``_verify`` (:func:`verify_store`). Import from ``skdice.store``; the
-modules are private.
+read-ahead), ``_split`` (:class:`SplitFeatures`, a split as a block source:
+``FeatureStore.block_source``), ``_lock`` (lock files), ``_writer``
+(:func:`create_store`, :class:`StoreWriter`, :class:`SplitWriter`), ``_scores``
+(scores written back) and ``_verify`` (:func:`verify_store`). Import from
+``skdice.store``; the modules are private, and the names they share with each
+other are public inside the package (``_schema.HEAD``,
+``_integrity.check_stored_array``, ...), as zarr-python's ``zarr.core`` does.
 
 zarr is imported inside the functions, so ``import skdice`` stays light.
 """
@@ -46,6 +49,7 @@ from ._lock import scores_lock
 from ._reader import FeatureStore, open_store
 from ._schema import SCHEMA_VERSION, default_chunk_rows
 from ._scores import ScoresWriter, open_scores_writer, read_scores
+from ._split import SplitFeatures, damaged_store_error, explained_reads
 from ._verify import StoreReport, verify_store
 from ._writer import SplitWriter, StoreWriter, create_store
 
@@ -53,12 +57,15 @@ __all__ = [
     "SCHEMA_VERSION",
     "FeatureStore",
     "ScoresWriter",
+    "SplitFeatures",
     "SplitWriter",
     "StoreReport",
     "StoreWriter",
     "block_rows_for",
     "create_store",
+    "damaged_store_error",
     "default_chunk_rows",
+    "explained_reads",
     "iter_blocks",
     "open_scores_writer",
     "open_store",

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._integrity import _read
+from ._integrity import read_checked
 
 #: Bytes of features read per block by the streaming paths. Reading a store in
 #: blocks of 4-8 MiB measured faster than in 32 MiB blocks (and than one store
@@ -75,7 +75,7 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
 
     def read(s):
         if zarr_array:
-            return _read(array, slice(s, min(s + step, n)))
+            return read_checked(array, slice(s, min(s + step, n)))
         return np.asarray(array[s : min(s + step, n)])
 
     if not prefetch or len(starts) < 2:

@@ -8,7 +8,7 @@ An array of a store is used only after three checks (docs/store.md, "Integrity")
 - **completeness**: every chunk is on disk, since Zarr reads a missing chunk
   as the fill value (zeros, or -1 for labels);
 - **checksums**: arrays written since schema checksums carry a crc32c codec
-  after the compressor, so Zarr verifies every chunk it decodes; :func:`_read`
+  after the compressor, so Zarr verifies every chunk it decodes; :func:`read_checked`
   turns a mismatch (or any codec failure) into a
   :class:`~skdice.exceptions.StoreError` naming the split, the array, the
   chunk and the remedy.
@@ -31,14 +31,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ..exceptions import StoreError
-from ._schema import _HEAD, _SCORES, _zarr
+from ._schema import HEAD, SCORES, import_zarr
 
 #: Arrays that were always fully on disk, even before every chunk was written on purpose.
 _LEGACY_DENSE = {"features", "logits", "paths", "weight"}
 
 #: Bytes read per block while verifying or scanning chunks (whole chunks, bounded memory).
 _SCAN_BYTES = 8 * 2**20
-_SCAN_CHUNKS = 4096  # and at most this many chunks (the one-byte written flags)
+SCAN_CHUNKS = 4096  # and at most this many chunks (the one-byte written flags)
 
 _CHECKSUM_ERROR = "Stored and computed checksum do not match"
 
@@ -46,24 +46,24 @@ _CHECKSUM_ERROR = "Stored and computed checksum do not match"
 # --------------------------------------------------------------------------- codecs
 
 
-def _checksummed_compressors() -> list:
+def checksummed_compressors() -> list:
     """zstd (Zarr's default, same level) then crc32c: the checksum covers the stored bytes."""
-    codecs = _zarr().codecs
+    codecs = import_zarr().codecs
     return [codecs.ZstdCodec(level=0), codecs.Crc32cCodec()]
 
 
-def _flag_compressors() -> list:
+def flag_compressors() -> list:
     """The ``written`` flags: one byte per chunk, not worth compressing, checksummed."""
-    return [_zarr().codecs.Crc32cCodec()]
+    return [import_zarr().codecs.Crc32cCodec()]
 
 
-def _has_checksum(arr) -> bool:
+def has_checksum(arr) -> bool:
     """Whether every chunk of ``arr`` carries a crc32c that Zarr checks on decode."""
-    crc = _zarr().codecs.Crc32cCodec
+    crc = import_zarr().codecs.Crc32cCodec
     return any(isinstance(codec, crc) for codec in getattr(arr.metadata, "codecs", ()))
 
 
-def _data_type(arr) -> str:
+def array_data_type(arr) -> str:
     """The Zarr 3 name of an array's data type (``float32``, ``string``, ...)."""
     try:
         name = arr.metadata.data_type.to_json(zarr_format=3)
@@ -75,12 +75,12 @@ def _data_type(arr) -> str:
 # --------------------------------------------------------------------------- where
 
 
-def _root(arr) -> Path | None:
+def array_root(arr) -> Path | None:
     root = getattr(arr.store, "root", None)
     return None if root is None else Path(os.fspath(root))
 
 
-def _metadata_file(root: Path, node: str) -> Path:
+def metadata_file(root: Path, node: str) -> Path:
     return root.joinpath(*[part for part in node.split("/") if part], "zarr.json")
 
 
@@ -91,26 +91,26 @@ class _Described(NamedTuple):
     remedy: str  # how to repair it
 
 
-def _describe(root, node: str) -> _Described:
+def describe_node(root, node: str) -> _Described:
     """The array at ``node`` in words, and how to repair it."""
     parts = node.split("/")
     store = root if root is not None else "the store"
-    if parts[0] == _HEAD:
+    if parts[0] == HEAD:
         return _Described(
             f"the head's {parts[-1]}", f"the head of {store}", parts[-1],
             f"the head is written once, when the store is created: restore {store} from a copy, "
             "or extract into a new store (another --out)",
         )
-    if len(parts) == 3 and parts[1] == _SCORES:
+    if len(parts) == 3 and parts[1] == SCORES:
         return _Described(
             f"scores {node}", f"scores {node} of {store}", "",
             "re-run the same `skdice score` command (it recomputes the missing or damaged chunks)",
         )
     folder = Path(root, parts[0]) if root is not None else parts[0]
-    if len(parts) == 2 and parts[1] == _SCORES:
+    if len(parts) == 2 and parts[1] == SCORES:
         return _Described(
             f"the scores of split {parts[0]!r}", f"the scores of split {parts[0]!r} of {store}", "",
-            f"delete the folder {Path(folder, _SCORES)} and re-run `skdice score` for each score array",
+            f"delete the folder {Path(folder, SCORES)} and re-run `skdice score` for each score array",
         )
     return _Described(
         f"{parts[-1]} of split {parts[0]!r}", f"split {parts[0]!r} of {store}", parts[-1],
@@ -126,9 +126,9 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
 # --------------------------------------------------------------------------- metadata
 
 
-def _metadata_error(root: Path, node: str, exc: BaseException) -> StoreError:
+def metadata_error(root: Path, node: str, exc: BaseException) -> StoreError:
     """A StoreError naming the ``zarr.json`` that could not be read, and why."""
-    path = _metadata_file(root, node)
+    path = metadata_file(root, node)
     why = f"{type(exc).__name__}: {_one_line(exc)}"
     try:
         size = path.stat().st_size
@@ -149,31 +149,31 @@ def _metadata_error(root: Path, node: str, exc: BaseException) -> StoreError:
     parts = node.split("/")
     if not node:
         remedy = f"restore {root} from a copy"
-    elif len(parts) == 3 and parts[1] == _SCORES:  # a rerun cannot read it: start the array again
+    elif len(parts) == 3 and parts[1] == SCORES:  # a rerun cannot read it: start the array again
         remedy = "re-run `skdice score` with --overwrite to write the scores again"
     else:
-        remedy = _describe(root, node).remedy
+        remedy = describe_node(root, node).remedy
     return StoreError(f"{path} is damaged ({why}): {remedy}.")
 
 
-def _open_node(parent, name: str, root: Path, node: str):
+def open_node(parent, name: str, root: Path, node: str):
     """``parent[name]``; KeyError when absent, StoreError naming the file when it is damaged."""
     try:
         return parent[name]
     except KeyError:
-        if _metadata_file(root, node).exists():  # present but not a valid node
-            raise _metadata_error(root, node, KeyError("not a Zarr node")) from None
+        if metadata_file(root, node).exists():  # present but not a valid node
+            raise metadata_error(root, node, KeyError("not a Zarr node")) from None
         raise
     except (ValueError, TypeError, RecursionError, AttributeError) as exc:
         # zarr raises JSONDecodeError, MetadataValidationError, TypeError (a shape
         # that is not a list), ... for a zarr.json truncated or edited by hand
-        raise _metadata_error(root, node, exc) from None
+        raise metadata_error(root, node, exc) from None
 
 
 # --------------------------------------------------------------------------- chunks
 
 
-def _stored_chunks(arr) -> int:
+def stored_chunks(arr) -> int:
     """How many of a Zarr array's chunks exist in its store.
 
     For a local store with the default ``c/i/j`` chunk keys the chunk files are
@@ -183,7 +183,7 @@ def _stored_chunks(arr) -> int:
     constant memory (the folders are iterated, never listed whole). Any other
     store or key encoding falls back to ``nchunks_initialized``.
     """
-    root = _root(arr)
+    root = array_root(arr)
     encoding = arr.metadata.chunk_key_encoding
     if root is None or getattr(encoding, "name", None) != "default" or encoding.separator != "/":
         return int(arr.nchunks_initialized)
@@ -212,7 +212,7 @@ def _stored_chunks(arr) -> int:
 
 def _chunk_on_disk(arr, coords) -> bool | None:
     """Whether the chunk at ``coords`` is a file of a local store; None when that cannot be told."""
-    root = _root(arr)
+    root = array_root(arr)
     if root is None:
         return None
     key = arr.metadata.encode_chunk_key(tuple(int(c) for c in coords))
@@ -221,17 +221,17 @@ def _chunk_on_disk(arr, coords) -> bool | None:
 
 def _dense(arr) -> bool:
     """Whether every chunk of ``arr`` must be on disk (see the module's docstring)."""
-    if _has_checksum(arr):
+    if has_checksum(arr):
         return True  # written with write_empty_chunks: a missing chunk is damage
     parts = arr.path.split("/")
-    return parts[-1] in _LEGACY_DENSE or (len(parts) == 3 and parts[1] == _SCORES)
+    return parts[-1] in _LEGACY_DENSE or (len(parts) == 3 and parts[1] == SCORES)
 
 
 def _missing_error(arr, missing: int) -> StoreError:
-    root = _root(arr)
-    about = _describe(root, arr.path)
+    root = array_root(arr)
+    about = describe_node(root, arr.path)
     parts = arr.path.split("/")
-    if len(parts) == 2 and parts[0] != _HEAD:  # the wording users have seen since 0.1
+    if len(parts) == 2 and parts[0] != HEAD:  # the wording users have seen since 0.1
         return StoreError(
             f"split {parts[0]!r} in {root} is marked complete but {missing} of the {arr.nchunks} "
             f"chunks of {parts[1]} are missing on disk (a partial copy or deleted files): {about.remedy}."
@@ -245,7 +245,7 @@ def _missing_error(arr, missing: int) -> StoreError:
 # --------------------------------------------------------------------------- schema
 
 
-def _check_array(arr, *, shape, data_type: str, chunks=None, checksum: bool = False,
+def check_stored_array(arr, *, shape, data_type: str, chunks=None, checksum: bool = False,
                  dense: bool | None = None, remedy: str | None = None) -> None:
     """Refuse an array whose metadata disagrees with the schema, or whose chunks are missing.
 
@@ -270,11 +270,11 @@ def _check_array(arr, *, shape, data_type: str, chunks=None, checksum: bool = Fa
     StoreError
         Naming the ``zarr.json`` and what it declares, or the missing chunks.
     """
-    root = _root(arr)
-    about = _describe(root, arr.path)
+    root = array_root(arr)
+    about = describe_node(root, arr.path)
     if remedy is not None:
         about = about._replace(remedy=remedy)
-    where = _metadata_file(root, arr.path) if root is not None else arr.path
+    where = metadata_file(root, arr.path) if root is not None else arr.path
 
     def refuse(what, got, want):
         raise StoreError(
@@ -282,20 +282,20 @@ def _check_array(arr, *, shape, data_type: str, chunks=None, checksum: bool = Fa
             f"{want}: the metadata was edited or damaged; {about.remedy}."
         )
 
-    declared = _data_type(arr)
+    declared = array_data_type(arr)
     if declared != data_type:
         refuse("data type", declared, data_type)
     if tuple(arr.shape) != tuple(shape):
         refuse("shape", tuple(arr.shape), tuple(shape))
     if chunks is not None and tuple(arr.chunks) != tuple(chunks):
         refuse("chunks", tuple(arr.chunks), tuple(chunks))
-    if checksum and not _has_checksum(arr):
+    if checksum and not has_checksum(arr):
         raise StoreError(
             f"{where} has no crc32c codec although {about.label} was written with checksums: "
             f"the metadata was edited or damaged; {about.remedy}."
         )
     if dense if dense is not None else _dense(arr):
-        stored = _stored_chunks(arr)
+        stored = stored_chunks(arr)
         if stored < arr.nchunks:
             # complete, yet chunks are gone: an interrupted copy or a deleted file
             # would otherwise read back as the fill value
@@ -305,7 +305,7 @@ def _check_array(arr, *, shape, data_type: str, chunks=None, checksum: bool = Fa
 # --------------------------------------------------------------------------- reads
 
 
-def _read(arr, selection=Ellipsis) -> np.ndarray:
+def read_checked(arr, selection=Ellipsis) -> np.ndarray:
     """``arr[selection]`` with a damaged chunk reported as a StoreError (see :func:`_read_error`)."""
     try:
         return np.asarray(arr[selection])
@@ -321,9 +321,9 @@ def _read(arr, selection=Ellipsis) -> np.ndarray:
 
 def _read_error(arr, exc: BaseException, selection=Ellipsis) -> StoreError:
     """A StoreError naming the array, the first damaged chunk of ``selection`` and the remedy."""
-    about = _describe(_root(arr), arr.path)
+    about = describe_node(array_root(arr), arr.path)
     chunk = _first_undecodable(arr, selection)
-    where = "a chunk" if chunk is None else f"chunk {chunk}{_rows_of(arr, chunk)}"
+    where = "a chunk" if chunk is None else f"chunk {chunk}{rows_of(arr, chunk)}"
     if about.part:
         where += f" of {about.part}"
     if _CHECKSUM_ERROR in str(exc):
@@ -333,7 +333,7 @@ def _read_error(arr, exc: BaseException, selection=Ellipsis) -> StoreError:
     return StoreError(f"{about.subject} could not be read ({what}): the store is damaged; {about.remedy}.")
 
 
-def _rows_of(arr, chunk: int) -> str:
+def rows_of(arr, chunk: int) -> str:
     if not arr.ndim:
         return ""
     step = int(arr.chunks[0])
@@ -361,7 +361,7 @@ def _first_undecodable(arr, selection) -> int | None:
     return None
 
 
-def _scan_chunks(arr, *, rows=None, progress=None):
+def scan_chunks(arr, *, rows=None, progress=None):
     """Yield ``(chunk_index, reason)`` for every missing or undecodable chunk of ``arr``.
 
     Reads whole chunks in blocks of about 8 MiB (one chunk at a time after a
@@ -401,7 +401,7 @@ def _scan_chunks(arr, *, rows=None, progress=None):
     step = int(arr.chunks[0])
     n_chunks = grid[0] if rows is None else min(grid[0], -(-int(rows) // step))
     row_bytes = max(int(np.prod(arr.shape[1:], dtype=np.int64)) * max(arr.dtype.itemsize, 8), 1)
-    per_block = min(max(1, _SCAN_BYTES // max(row_bytes * step, 1)), _SCAN_CHUNKS)
+    per_block = min(max(1, _SCAN_BYTES // max(row_bytes * step, 1)), SCAN_CHUNKS)
     tail = (0,) * (len(grid) - 1)
     for first in range(0, n_chunks, per_block):
         last = min(first + per_block, n_chunks)
@@ -441,7 +441,7 @@ def _chunk_problem(arr, coord, dense: bool) -> str | None:
     return None
 
 
-class _CheckedReads:
+class CheckedReads:
     """A Zarr array for ``dask.array.from_array`` whose reads report damage as StoreError."""
 
     def __init__(self, arr):
@@ -451,8 +451,8 @@ class _CheckedReads:
         self.ndim = arr.ndim
 
     def __getitem__(self, selection):
-        return _read(self.array, selection)
+        return read_checked(self.array, selection)
 
     def __dask_tokenize__(self):
-        return ("skdice-store-read", str(_root(self.array)), self.array.path,
-                self.shape, tuple(self.array.chunks), _data_type(self.array))
+        return ("skdice-store-read", str(array_root(self.array)), self.array.path,
+                self.shape, tuple(self.array.chunks), array_data_type(self.array))

@@ -10,7 +10,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from ..exceptions import StoreError
-from ._schema import _RERUN, _validate_score_name, _validate_split_name
+from ._schema import RERUN, validate_score_name, validate_split_name
 
 # --------------------------------------------------------------------------- lock
 
@@ -20,7 +20,7 @@ def _lock_path(store: Path, split: str) -> Path:
     return store.parent / f"{store.name}.{split}.lock"
 
 
-def scores_lock(store: Path, split: str, method: str) -> "_SplitLock":
+def scores_lock(store: Path, split: str, method: str) -> "SplitLock":
     """The lock file that keeps two scoring runs out of ``<split>/scores/<method>``.
 
     Parameters
@@ -30,7 +30,7 @@ def scores_lock(store: Path, split: str, method: str) -> "_SplitLock":
 
     Returns
     -------
-    _SplitLock
+    SplitLock
         Not yet acquired; ``acquire()`` raises StoreError while another live
         process holds it.
 
@@ -40,9 +40,9 @@ def scores_lock(store: Path, split: str, method: str) -> "_SplitLock":
         When ``split`` or ``method`` is not a valid name (checked before the
         lock file's path is built from them).
     """
-    _validate_split_name(split)
-    _validate_score_name(method)
-    return _SplitLock(
+    validate_split_name(split)
+    validate_score_name(method)
+    return SplitLock(
         store,
         split,
         path=store.parent / f"{store.name}.{split}.scores-{method}.lock",
@@ -63,7 +63,7 @@ def _pid_alive(pid) -> bool:
     return True
 
 
-class _SplitLock:
+class SplitLock:
     """An exclusive lock file created with O_CREAT | O_EXCL, holding pid and host.
 
     A lock left behind by a process that died on this host (its pid is gone)
@@ -95,7 +95,7 @@ class _SplitLock:
         *,
         path: Path | None = None,
         what: str | None = None,
-        rerun: str = _RERUN,
+        rerun: str = RERUN,
     ):
         self.path = _lock_path(store, split) if path is None else path
         self.what = f"split {split!r} of {store}" if what is None else what

@@ -13,30 +13,31 @@ import numpy as np
 from .._head import Head
 from ..exceptions import IncompleteSplitError, StoreError, require
 from ._blocks import block_rows_for, iter_blocks
+from ._split import SplitFeatures
 from ._integrity import (
-    _check_array,
-    _CheckedReads,
-    _data_type,
-    _metadata_error,
-    _metadata_file,
-    _open_node,
-    _read,
-    _stored_chunks,
+    check_stored_array,
+    CheckedReads,
+    array_data_type,
+    metadata_error,
+    metadata_file,
+    open_node,
+    read_checked,
+    stored_chunks,
 )
 from ._schema import (
-    _CHECKSUM,
-    _CHECKSUM_ATTR,
-    _HEAD,
-    _MARKER_ATTR,
-    _RERUN,
-    _RESERVED,
-    _SCORES,
+    CHECKSUM,
+    CHECKSUM_ATTR,
+    HEAD,
+    MARKER_ATTR,
+    RERUN,
+    RESERVED,
+    SCORES,
     SCHEMA_VERSION,
-    _is_count,
-    _score_schema,
-    _split_schema,
-    _validate_split_name,
-    _zarr,
+    is_count,
+    score_schema,
+    split_schema,
+    validate_split_name,
+    import_zarr,
 )
 
 __all__ = ["FeatureStore", "open_store"]
@@ -79,13 +80,13 @@ class FeatureStore:
     @property
     def checksums(self) -> bool:
         """Whether the head was written with crc32c checksums (stores made since they exist)."""
-        return self.attrs.get(_CHECKSUM_ATTR) == _CHECKSUM
+        return self.attrs.get(CHECKSUM_ATTR) == CHECKSUM
 
     @property
     def head(self) -> Head:
         """The classifier head, weight ``(m, C)`` in the paper's orientation."""
         weight, bias = self._head_arrays()
-        return Head(_read(weight), _read(bias))
+        return Head(read_checked(weight), read_checked(bias))
 
     @property
     def head_shape(self) -> tuple[int, int]:
@@ -93,9 +94,29 @@ class FeatureStore:
         weight, _ = self._head_arrays()
         return tuple(int(n) for n in weight.shape)
 
-    def _widths(self) -> tuple[int, int]:
+    @property
+    def group(self):
+        """The store's root Zarr group, opened read-only (for the package's own checks).
+
+        Reading arrays through it skips the checks :meth:`array` makes: use
+        :meth:`array` and the accessors for data.
+        """
+        return self._group
+
+    def widths(self) -> tuple[int, int]:
+        """``(n_features, n_classes)`` as the root attributes record them, checked.
+
+        Returns
+        -------
+        tuple of int
+
+        Raises
+        ------
+        StoreError
+            When the root attributes do not hold two positive integers.
+        """
         m, c = self.attrs.get("n_features"), self.attrs.get("n_classes")
-        if not (_is_count(m, 1) and _is_count(c, 1)):
+        if not (is_count(m, 1) and is_count(c, 1)):
             raise StoreError(
                 f"{self.path / 'zarr.json'} records n_features {m!r} and n_classes {c!r}, not "
                 f"positive integers: the metadata was edited or damaged; restore {self.path} from a copy."
@@ -103,20 +124,20 @@ class FeatureStore:
         return m, c
 
     def _head_arrays(self):
-        zarr = _zarr()
+        zarr = import_zarr()
         try:
-            head = _open_node(self._group, _HEAD, self.path, _HEAD)
+            head = open_node(self._group, HEAD, self.path, HEAD)
             if not isinstance(head, zarr.Group):
-                raise KeyError(_HEAD)
-            weight = _open_node(head, "weight", self.path, f"{_HEAD}/weight")
-            bias = _open_node(head, "bias", self.path, f"{_HEAD}/bias")
+                raise KeyError(HEAD)
+            weight = open_node(head, "weight", self.path, f"{HEAD}/weight")
+            bias = open_node(head, "bias", self.path, f"{HEAD}/bias")
             if not (isinstance(weight, zarr.Array) and isinstance(bias, zarr.Array)):
-                raise KeyError(_HEAD)
+                raise KeyError(HEAD)
         except KeyError:
             raise StoreError(f"{self.path} has no head/weight and head/bias arrays: not a complete store.") from None
-        m, c = self._widths()
-        _check_array(weight, shape=(m, c), data_type="float32", checksum=self.checksums)
-        _check_array(bias, shape=(c,), data_type="float32", checksum=self.checksums)
+        m, c = self.widths()
+        check_stored_array(weight, shape=(m, c), data_type="float32", checksum=self.checksums)
+        check_stored_array(bias, shape=(c,), data_type="float32", checksum=self.checksums)
         return weight, bias
 
     @property
@@ -134,19 +155,35 @@ class FeatureStore:
         if entries is None:  # pragma: no cover - open_store only opens local folders
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # stray non-Zarr files in the folder
-                return sorted(name for name, _ in self._group.groups() if name not in _RESERVED)
+                return sorted(name for name, _ in self._group.groups() if name not in RESERVED)
         for entry in entries:
-            if entry.name in _RESERVED or not entry.is_dir() or _node_type(entry.path) not in ("group", None):
+            if entry.name in RESERVED or not entry.is_dir() or _node_type(entry.path) not in ("group", None):
                 continue
             names.append(entry.name)
         return sorted(names)
 
-    def _split_group(self, split: str):
-        if isinstance(split, str) and split in _RESERVED:
+    def split_group(self, split: str):
+        """The Zarr group of a split, complete or not (its arrays are not checked).
+
+        Parameters
+        ----------
+        split : str
+
+        Returns
+        -------
+        zarr.Group
+
+        Raises
+        ------
+        StoreError
+            For a name that is not a split of the store (with the nearest
+            split's name when one is close).
+        """
+        if isinstance(split, str) and split in RESERVED:
             raise StoreError(f"{split!r} in {self.path} is not a split.")
-        _validate_split_name(split)  # before the name reaches a path
+        validate_split_name(split)  # before the name reaches a path
         try:
-            group = _open_node(self._group, split, self.path, split)
+            group = open_node(self._group, split, self.path, split)
         except KeyError:
             splits = self.splits
             close = difflib.get_close_matches(str(split), splits, n=1, cutoff=0.6)
@@ -159,19 +196,41 @@ class FeatureStore:
                 f"{self.path} has no split {split!r} (splits: {', '.join(splits) or 'none'}); "
                 f"write it with `skdice extract ... --split {split}`."
             ) from None
-        zarr = _zarr()
+        zarr = import_zarr()
         if not isinstance(group, zarr.Group):
             raise StoreError(f"{split!r} in {self.path} is not a split.")
         return group
 
-    def _layout(self, split: str, group) -> dict:
-        """A split's row count and chunking, checked for agreement with each other and the root."""
+    def layout(self, split: str, group=None) -> dict:
+        """A split's row count and chunking, checked for agreement with each other and the root.
+
+        Parameters
+        ----------
+        split : str
+        group : zarr.Group, default=None
+            The split's group when the caller has it (:meth:`split_group`).
+
+        Returns
+        -------
+        dict
+            ``count``, ``chunk_rows``, ``n_chunks``, ``n_features``,
+            ``n_classes`` and ``checksum`` (whether the split's arrays carry
+            crc32c checksums).
+
+        Raises
+        ------
+        StoreError
+            When the split's attributes are not integers, disagree with each
+            other or with the root.
+        """
+        if group is None:
+            group = self.split_group(split)
         attrs = group.attrs.asdict()
-        m, c = self._widths()
+        m, c = self.widths()
         count, chunk_rows, n_chunks = attrs.get("count"), attrs.get("chunk_rows"), attrs.get("n_chunks")
-        where = _metadata_file(self.path, split)
+        where = metadata_file(self.path, split)
         remedy = f"delete the folder {self.path / split} and re-run `skdice extract` for it"
-        if not (_is_count(count) and _is_count(chunk_rows, 1) and _is_count(n_chunks)):
+        if not (is_count(count) and is_count(chunk_rows, 1) and is_count(n_chunks)):
             raise StoreError(
                 f"{where} records count {count!r}, chunk_rows {chunk_rows!r} and n_chunks "
                 f"{n_chunks!r}, not the integers a split needs: the metadata was edited or damaged; {remedy}."
@@ -189,7 +248,7 @@ class FeatureStore:
                     f"the metadata was edited or damaged; {remedy}."
                 )
         return {"count": count, "chunk_rows": chunk_rows, "n_chunks": n_chunks, "n_features": m,
-                "n_classes": c, "checksum": attrs.get(_CHECKSUM_ATTR) == _CHECKSUM}
+                "n_classes": c, "checksum": attrs.get(CHECKSUM_ATTR) == CHECKSUM}
 
     def split_info(self, split: str) -> dict:
         """Attributes and progress of one split, without refusing incomplete ones.
@@ -207,16 +266,16 @@ class FeatureStore:
             carry crc32c checksums; False for splits written before them), and
             any other attributes the extraction recorded.
         """
-        group = self._split_group(split)
+        group = self.split_group(split)
         info = dict(group.attrs.asdict())
         info.setdefault("count", 0)
         info["complete"] = bool(info.get("complete", False))
-        info["checksums"] = info.get(_CHECKSUM_ATTR) == _CHECKSUM
+        info["checksums"] = info.get(CHECKSUM_ATTR) == CHECKSUM
         try:
             # Each flag is its own chunk and only flags set to 1 are ever stored, so
             # the flag files are counted, never the flag array read whole (a split
             # declaring 10**12 rows would make that array gigabytes).
-            info["written_chunks"] = _stored_chunks(_open_node(group, "written", self.path, f"{split}/written"))
+            info["written_chunks"] = stored_chunks(open_node(group, "written", self.path, f"{split}/written"))
         except (KeyError, StoreError, ValueError, OSError):
             info["written_chunks"] = 0
         return info
@@ -239,16 +298,16 @@ class FeatureStore:
         list of str
             One message per problem; empty when the split is sound.
         """
-        zarr = _zarr()
+        zarr = import_zarr()
         problems = []
         try:
-            group = self._split_group(split)
-            layout = self._layout(split, group)
+            group = self.split_group(split)
+            layout = self.layout(split, group)
         except StoreError as exc:
             return [str(exc)]
         if group.attrs.get("complete") is not True:
             return problems
-        for name in _split_schema(1, 1, 1, 1, 1):
+        for name in split_schema(1, 1, 1, 1, 1):
             try:
                 self.array(split, name)
             except StoreError as exc:
@@ -257,14 +316,14 @@ class FeatureStore:
         if not names:
             return problems
         try:
-            scores = _open_node(group, _SCORES, self.path, f"{split}/{_SCORES}")
+            scores = open_node(group, SCORES, self.path, f"{split}/{SCORES}")
         except (StoreError, KeyError) as exc:
             return [*problems, str(exc)]
         for name in names:
             try:
-                arr = _open_node(scores, name, self.path, f"{split}/{_SCORES}/{name}")
+                arr = open_node(scores, name, self.path, f"{split}/{SCORES}/{name}")
                 if isinstance(arr, zarr.Array):
-                    _check_score_array(arr, layout["count"])
+                    check_score_array(arr, layout["count"])
             except (StoreError, KeyError) as exc:
                 problems.append(str(exc))
         return problems
@@ -291,14 +350,14 @@ class FeatureStore:
             A score array whose ``zarr.json`` is damaged counts as not complete.
             Read them with :func:`read_scores`.
         """
-        group = self._split_group(split)
-        folder = self.path / split / _SCORES
+        group = self.split_group(split)
+        folder = self.path / split / SCORES
         try:
             entries = list(os.scandir(folder))
         except OSError:
             return {}
         try:
-            scores = _open_node(group, _SCORES, self.path, f"{split}/{_SCORES}")
+            scores = open_node(group, SCORES, self.path, f"{split}/{SCORES}")
         except (StoreError, KeyError):
             scores = None
         names = {}
@@ -308,7 +367,7 @@ class FeatureStore:
                 try:
                     if scores is None:
                         raise KeyError(entry.name)
-                    arr = _open_node(scores, entry.name, self.path, f"{split}/{_SCORES}/{entry.name}")
+                    arr = open_node(scores, entry.name, self.path, f"{split}/{SCORES}/{entry.name}")
                     names[entry.name] = arr.attrs.get("complete", True) is True
                 except (StoreError, KeyError):
                     names[entry.name] = False
@@ -317,7 +376,7 @@ class FeatureStore:
         return dict(sorted(names.items()))
 
     def _complete_group(self, split: str):
-        group = self._split_group(split)
+        group = self.split_group(split)
         attrs = group.attrs.asdict()
         if attrs.get("complete") is not True:
             info = self.split_info(split)
@@ -325,7 +384,7 @@ class FeatureStore:
             raise IncompleteSplitError(
                 f"split {split!r} in {self.path} is incomplete "
                 f"({info['written_chunks']} of {n_chunks} chunks written): its extraction was "
-                f"interrupted or is still running; {_RERUN}."
+                f"interrupted or is still running; {RERUN}."
             )
         return group
 
@@ -353,27 +412,27 @@ class FeatureStore:
             When the split is incomplete, or the array is missing, disagrees
             with the schema or misses chunks on disk.
         """
-        zarr = _zarr()
+        zarr = import_zarr()
         group = self._complete_group(split)
-        layout = self._layout(split, group)
+        layout = self.layout(split, group)
         try:
-            arr = _open_node(group, name, self.path, f"{split}/{name}")
+            arr = open_node(group, name, self.path, f"{split}/{name}")
         except KeyError:
             raise StoreError(f"split {split!r} in {self.path} has no array {name!r}.") from None
         if not isinstance(arr, zarr.Array):
             raise StoreError(f"{split}/{name} in {self.path} is not an array.")
-        expected = _split_schema(layout["count"], layout["chunk_rows"], layout["n_chunks"],
+        expected = split_schema(layout["count"], layout["chunk_rows"], layout["n_chunks"],
                                  layout["n_features"], layout["n_classes"]).get(name)
         if expected is not None:
-            _check_array(arr, **expected, checksum=layout["checksum"],
+            check_stored_array(arr, **expected, checksum=layout["checksum"],
                          dense=None if name != "written" else False)
         elif not arr.ndim or arr.shape[0] != layout["count"]:
             raise StoreError(
-                f"{_metadata_file(self.path, f'{split}/{name}')} declares shape {tuple(arr.shape)} but "
+                f"{metadata_file(self.path, f'{split}/{name}')} declares shape {tuple(arr.shape)} but "
                 f"split {split!r} holds {layout['count']} rows: the metadata was edited or damaged."
             )
         else:
-            _check_array(arr, shape=arr.shape, data_type=_data_type(arr), checksum=layout["checksum"])
+            check_stored_array(arr, shape=arr.shape, data_type=array_data_type(arr), checksum=layout["checksum"])
         return arr
 
     def features(self, split: str, *, dask: bool = False):
@@ -395,18 +454,18 @@ class FeatureStore:
         arr = self.array(split, "features")
         if dask:
             da = require("dask.array", "dask")
-            return da.from_array(_CheckedReads(arr), chunks=(block_rows_for(arr), arr.shape[1]),
+            return da.from_array(CheckedReads(arr), chunks=(block_rows_for(arr), arr.shape[1]),
                                  asarray=True, lock=False, meta=np.empty((0, 0), dtype=arr.dtype))
-        return _read(arr)
+        return read_checked(arr)
 
     def logits(self, split: str) -> np.ndarray:
         """Logits of the unmodified head, ndarray of shape (n_samples, n_classes), float32."""
-        return _read(self.array(split, "logits"))
+        return read_checked(self.array(split, "logits"))
 
     def labels(self, split: str) -> np.ndarray:
         """Labels, ndarray of shape (n_samples,), int64; -1 where unknown."""
-        labels = np.asarray(_read(self.array(split, "labels")), dtype=np.int64)
-        _, c = self._widths()
+        labels = np.asarray(read_checked(self.array(split, "labels")), dtype=np.int64)
+        _, c = self.widths()
         bad = np.flatnonzero((labels < -1) | (labels >= c))
         if bad.size:  # a chunk decoded to garbage (a store written without checksums)
             raise StoreError(
@@ -418,7 +477,7 @@ class FeatureStore:
 
     def paths(self, split: str) -> list[str]:
         """The source of each row (a file path, or ``file#index`` for array files)."""
-        return [str(p) for p in _read(self.array(split, "paths")).tolist()]
+        return [str(p) for p in read_checked(self.array(split, "paths")).tolist()]
 
     def iter_features(self, split: str):
         """Iterate over a split's features one store chunk at a time.
@@ -436,13 +495,31 @@ class FeatureStore:
         arr = self.array(split, "features")
         yield from iter_blocks(arr, max(int(arr.chunks[0]), 1), prefetch=False)
 
+    def block_source(self, split: str) -> SplitFeatures:
+        """A split's features as a block source, read again block by block on each pass.
 
-def _check_score_array(arr, count: int) -> None:
+        What the streaming workflows hand to scoring and to the searches
+        instead of the loaded split: memory does not grow with its rows.
+
+        Parameters
+        ----------
+        split : str
+
+        Returns
+        -------
+        SplitFeatures
+            Checked complete and against the schema now, its chunks as they
+            are read.
+        """
+        return SplitFeatures(self, split)
+
+
+def check_score_array(arr, count: int) -> None:
     """Schema and completeness of a score array (chunks missing only once it is complete)."""
     attrs = arr.attrs.asdict()
     chunk_rows = attrs.get("chunk_rows")
-    schema = _score_schema(count, chunk_rows if _is_count(chunk_rows, 1) else None)
-    _check_array(arr, **schema, checksum=attrs.get(_CHECKSUM_ATTR) == _CHECKSUM,
+    schema = score_schema(count, chunk_rows if is_count(chunk_rows, 1) else None)
+    check_stored_array(arr, **schema, checksum=attrs.get(CHECKSUM_ATTR) == CHECKSUM,
                  dense=None if attrs.get("complete", True) is True else False)
 
 
@@ -479,7 +556,7 @@ def open_store(path) -> FeatureStore:
     StoreError
         When the folder does not exist or is not a skdice feature store.
     """
-    zarr = _zarr()
+    zarr = import_zarr()
     path = Path(path)
     if not path.exists():
         raise StoreError(f"feature store {path} does not exist; create it with `skdice extract --out {path} ...`.")
@@ -488,10 +565,10 @@ def open_store(path) -> FeatureStore:
     try:
         group = zarr.open_group(str(path), mode="r")
     except Exception as exc:  # corrupt metadata, a zarr array instead of a group, ...
-        raise StoreError(f"{path} could not be opened as a Zarr group: {_metadata_error(path, '', exc)}") from None
-    version = group.attrs.get(_MARKER_ATTR)
+        raise StoreError(f"{path} could not be opened as a Zarr group: {metadata_error(path, '', exc)}") from None
+    version = group.attrs.get(MARKER_ATTR)
     if version is None:
-        raise StoreError(f"{path} is a Zarr group but not a skdice feature store (no {_MARKER_ATTR!r} attribute).")
+        raise StoreError(f"{path} is a Zarr group but not a skdice feature store (no {MARKER_ATTR!r} attribute).")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise StoreError(
             f"{path} uses store schema {version!r}; this skdice reads schema {SCHEMA_VERSION}: upgrade skdice."

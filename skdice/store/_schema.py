@@ -7,20 +7,20 @@ from ..exceptions import StoreError, require
 SCHEMA_VERSION = 1
 
 #: Root attribute whose presence (holding the schema version) marks a skdice store.
-_MARKER_ATTR = "skdice_store"
-_HEAD = "head"
-_SPLIT_ARRAYS = ("features", "logits", "labels", "paths")
-_RESERVED = {_HEAD}
-_SCORES = "scores"  # the group of a split that holds scores written back
-_RERUN = "re-run the same `skdice extract` command (it resumes from the last written chunk)"
-_CREATE_WAIT_S = 60.0  # how long a writer waits for another process creating the same store
+MARKER_ATTR = "skdice_store"
+HEAD = "head"
+SPLIT_ARRAYS = ("features", "logits", "labels", "paths")
+RESERVED = {HEAD}
+SCORES = "scores"  # the group of a split that holds scores written back
+RERUN = "re-run the same `skdice extract` command (it resumes from the last written chunk)"
+CREATE_WAIT_S = 60.0  # how long a writer waits for another process creating the same store
 #: Attribute recording that a split's (or, on the root, the head's) arrays carry a
 #: crc32c checksum on every chunk; arrays written before checksums lack it.
-_CHECKSUM_ATTR = "checksum"
-_CHECKSUM = "crc32c"
+CHECKSUM_ATTR = "checksum"
+CHECKSUM = "crc32c"
 
 
-def _zarr():
+def import_zarr():
     return require("zarr", "store")
 
 
@@ -48,8 +48,8 @@ def _name_problem(name) -> str | None:
     return None
 
 
-def _validate_split_name(split: str) -> str:
-    if isinstance(split, str) and split in _RESERVED:
+def validate_split_name(split: str) -> str:
+    if isinstance(split, str) and split in RESERVED:
         raise StoreError(f"invalid split name {split!r}: use a non-empty name other than 'head'.")
     problem = _name_problem(split)
     if problem is not None:
@@ -57,7 +57,7 @@ def _validate_split_name(split: str) -> str:
     return split
 
 
-def _validate_score_name(method: str) -> str:
+def validate_score_name(method: str) -> str:
     problem = _name_problem(method)
     if problem is None and method.startswith("__"):
         problem = "no leading dot or double underscore"
@@ -93,7 +93,7 @@ def default_chunk_rows(n_features: int, n_classes: int, batch_size: int = 1) -> 
     return max(batch_size, rows // batch_size * batch_size)
 
 
-def _split_schema(count: int, chunk_rows: int, n_chunks: int, n_features: int, n_classes: int) -> dict:
+def split_schema(count: int, chunk_rows: int, n_chunks: int, n_features: int, n_classes: int) -> dict:
     """The documented data type, shape and chunks of each array of a split (docs/store.md)."""
     rows = min(chunk_rows, max(count, 1))
     return {
@@ -105,12 +105,12 @@ def _split_schema(count: int, chunk_rows: int, n_chunks: int, n_features: int, n
     }
 
 
-def _score_schema(count: int, chunk_rows: int | None) -> dict:
+def score_schema(count: int, chunk_rows: int | None) -> dict:
     """The documented data type, shape and chunks of a score array (chunks unknown for old ones)."""
     chunks = None if chunk_rows is None else (max(1, min(chunk_rows, max(count, 1))),)
     return {"shape": (count,), "data_type": "float64", "chunks": chunks}
 
 
-def _is_count(value, minimum: int = 0) -> bool:
+def is_count(value, minimum: int = 0) -> bool:
     """A JSON integer (not a bool) of at least ``minimum``."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import IncompleteSplitError, StoreError
-from ._integrity import _check_array, _checksummed_compressors, _open_node, _read, _scan_chunks
-from ._reader import FeatureStore, _check_score_array, open_store
+from ._integrity import check_stored_array, checksummed_compressors, open_node, read_checked, scan_chunks
+from ._reader import FeatureStore, check_score_array, open_store
 from ._schema import (
-    _CHECKSUM,
-    _CHECKSUM_ATTR,
-    _SCORES,
-    _score_schema,
-    _validate_score_name,
-    _validate_split_name,
-    _zarr,
+    CHECKSUM,
+    CHECKSUM_ATTR,
+    SCORES,
+    score_schema,
+    validate_score_name,
+    validate_split_name,
+    import_zarr,
 )
 
 # --------------------------------------------------------------------------- scores
@@ -134,17 +134,17 @@ def open_scores_writer(
         When the array exists, was written by another detector or with another
         chunking, and ``overwrite`` is False.
     """
-    zarr = _zarr()
-    _validate_split_name(split)
-    _validate_score_name(method)  # before the name reaches a path
+    zarr = import_zarr()
+    validate_split_name(split)
+    validate_score_name(method)  # before the name reaches a path
     chunk_rows = int(chunk_rows)
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}.")
     n_rows = open_store(path).array(split, "features").shape[0]  # refuses incomplete splits
-    group = zarr.open_group(str(path), mode="r+")[split].require_group(_SCORES)
-    where = f"{split}/{_SCORES}/{method} in {path}"
+    group = zarr.open_group(str(path), mode="r+")[split].require_group(SCORES)
+    where = f"{split}/{SCORES}/{method} in {path}"
     try:
-        existing = None if overwrite else _open_node(group, method, Path(path), f"{split}/{_SCORES}/{method}")
+        existing = None if overwrite else open_node(group, method, Path(path), f"{split}/{SCORES}/{method}")
     except KeyError:
         existing = None
     if existing is not None:
@@ -165,8 +165,8 @@ def open_scores_writer(
                 f"{where} was written by another detector or settings ({'; '.join(diff)} in this run): "
                 "pass overwrite=True (--overwrite) to replace it, or choose another name."
             )
-        _check_array(existing, **_score_schema(n_rows, chunk_rows),
-                     checksum=old.get(_CHECKSUM_ATTR) == _CHECKSUM, dense=False,
+        check_stored_array(existing, **score_schema(n_rows, chunk_rows),
+                     checksum=old.get(CHECKSUM_ATTR) == CHECKSUM, dense=False,
                      remedy="pass overwrite=True (--overwrite) to write the scores again")
         return _resume_at_first_damage(existing, chunk_rows)
     array = group.create_array(
@@ -175,12 +175,12 @@ def open_scores_writer(
         chunks=(max(1, min(chunk_rows, max(n_rows, 1))),),
         dtype="float64",
         overwrite=True,
-        compressors=_checksummed_compressors(),
+        compressors=checksummed_compressors(),
     )
     array.attrs.update(
         {
             **json.loads(json.dumps(attrs or {})),
-            _CHECKSUM_ATTR: _CHECKSUM,
+            CHECKSUM_ATTR: CHECKSUM,
             "chunk_rows": chunk_rows,
             "fingerprint": str(fingerprint),
             "rows_done": 0,
@@ -204,7 +204,7 @@ def _resume_at_first_damage(array, chunk_rows: int) -> ScoresWriter:
     if tuple(array.chunks) != (step,):
         return writer  # not the chunking this writer writes in: leave it to read_scores
     rows = writer.n_rows if writer.complete else writer.rows_done
-    damaged = next(_scan_chunks(array, rows=rows), None)  # (chunk index, reason) of the first
+    damaged = next(scan_chunks(array, rows=rows), None)  # (chunk index, reason) of the first
     if damaged is None:
         return writer
     array.attrs.update({"rows_done": int(damaged[0]) * step, "complete": False})
@@ -236,21 +236,21 @@ def read_scores(path, split: str, method: str) -> np.ndarray:
         When their writing was interrupted.
     """
     store = path if isinstance(path, FeatureStore) else open_store(path)
-    _validate_score_name(method)
-    group = store._split_group(split)
+    validate_score_name(method)
+    group = store.split_group(split)
     try:
-        scores = _open_node(group, _SCORES, store.path, f"{split}/{_SCORES}")
-        array = _open_node(scores, method, store.path, f"{split}/{_SCORES}/{method}")
+        scores = open_node(group, SCORES, store.path, f"{split}/{SCORES}")
+        array = open_node(scores, method, store.path, f"{split}/{SCORES}/{method}")
     except KeyError:
-        raise StoreError(f"{store.path} has no scores {split}/{_SCORES}/{method}.") from None
-    if not isinstance(array, _zarr().Array):
-        raise StoreError(f"{split}/{_SCORES}/{method} in {store.path} is not a score array.")
+        raise StoreError(f"{store.path} has no scores {split}/{SCORES}/{method}.") from None
+    if not isinstance(array, import_zarr().Array):
+        raise StoreError(f"{split}/{SCORES}/{method} in {store.path} is not a score array.")
     attrs = array.attrs.asdict()
     if attrs.get("complete", True) is not True:
         raise IncompleteSplitError(
-            f"scores {split}/{_SCORES}/{method} in {store.path} are incomplete "
+            f"scores {split}/{SCORES}/{method} in {store.path} are incomplete "
             f"({attrs.get('rows_done', 0)} of {array.shape[0]} rows): re-run the same scoring command."
         )
     count = group.attrs.get("count")
-    _check_score_array(array, count if isinstance(count, int) else int(array.shape[0]))
-    return np.asarray(_read(array), dtype=np.float64)
+    check_score_array(array, count if isinstance(count, int) else int(array.shape[0]))
+    return np.asarray(read_checked(array), dtype=np.float64)

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..exceptions import StoreError
-from ._integrity import _check_array, _describe, _has_checksum, _open_node, _root, _rows_of, _scan_chunks
+from ._integrity import check_stored_array, describe_node, has_checksum, open_node, array_root, rows_of, scan_chunks
 from ._reader import FeatureStore, open_store
-from ._schema import _CHECKSUM, _CHECKSUM_ATTR, _HEAD, _SCORES, _is_count, _score_schema, _split_schema, _zarr
+from ._schema import CHECKSUM, CHECKSUM_ATTR, HEAD, SCORES, is_count, score_schema, split_schema, import_zarr
 
 
 @dataclass
@@ -108,9 +108,9 @@ def verify_store(path, *, progress=None) -> StoreReport:
             if progress is not None:
                 progress(before + chunks_done, total)
 
-        about = _describe(fs.path, arr.path)
-        for index, reason in _scan_chunks(arr, rows=rows, progress=step):
-            where = f"chunk {index}{_rows_of(arr, index)}" if isinstance(index, int) else f"chunk {index}"
+        about = describe_node(fs.path, arr.path)
+        for index, reason in scan_chunks(arr, rows=rows, progress=step):
+            where = f"chunk {index}{rows_of(arr, index)}" if isinstance(index, int) else f"chunk {index}"
             part = f" of {about.part}" if about.part else ""
             report._add(f"{prefix}: {where}{part} {reason}", about.remedy)
         done = before + _chunks_to_scan(arr, rows)
@@ -133,11 +133,11 @@ def _chunks_to_scan(arr, rows) -> int:
 
 
 def _plan_head(fs: FeatureStore, report: StoreReport, plan: list) -> None:
-    zarr = _zarr()
+    zarr = import_zarr()
     try:
-        m, c = fs._widths()
-        head = _open_node(fs._group, _HEAD, fs.path, _HEAD)
-        arrays = {name: _open_node(head, name, fs.path, f"{_HEAD}/{name}") for name in ("weight", "bias")}
+        m, c = fs.widths()
+        head = open_node(fs.group, HEAD, fs.path, HEAD)
+        arrays = {name: open_node(head, name, fs.path, f"{HEAD}/{name}") for name in ("weight", "bias")}
     except KeyError:
         report._add(f"{fs.path} has no head/weight and head/bias arrays: not a complete store.")
         return
@@ -151,25 +151,25 @@ def _plan_head(fs: FeatureStore, report: StoreReport, plan: list) -> None:
             continue
         if _checked(report, arr, shape=shape, data_type="float32", checksum=fs.checksums):
             plan.append((arr, None, "head"))
-    if not all(_has_checksum(a) for a in arrays.values() if isinstance(a, zarr.Array)):
+    if not all(has_checksum(a) for a in arrays.values() if isinstance(a, zarr.Array)):
         report.unchecked.append("head")
 
 
 def _checked(report: StoreReport, arr, **schema) -> bool:
     """The schema check of one array (missing chunks are left to the scan, which names them)."""
     try:
-        _check_array(arr, **schema, dense=False)
+        check_stored_array(arr, **schema, dense=False)
     except StoreError as exc:
-        report._add(str(exc), _describe(_root(arr), arr.path).remedy)
+        report._add(str(exc), describe_node(array_root(arr), arr.path).remedy)
         return False
     return True
 
 
 def _plan_split(fs: FeatureStore, split: str, report: StoreReport, plan: list) -> None:
-    zarr = _zarr()
+    zarr = import_zarr()
     try:
-        group = fs._split_group(split)
-        layout = fs._layout(split, group)
+        group = fs.split_group(split)
+        layout = fs.layout(split, group)
     except StoreError as exc:
         report._add(str(exc))
         return
@@ -177,15 +177,15 @@ def _plan_split(fs: FeatureStore, split: str, report: StoreReport, plan: list) -
     complete = group.attrs.get("complete") is True
     if not complete:
         report.incomplete.append(split)
-    schema = _split_schema(layout["count"], layout["chunk_rows"], layout["n_chunks"],
+    schema = split_schema(layout["count"], layout["chunk_rows"], layout["n_chunks"],
                            layout["n_features"], layout["n_classes"])
     checksums = True
     for name, expected in schema.items():
         try:
-            arr = _open_node(group, name, fs.path, f"{split}/{name}")
+            arr = open_node(group, name, fs.path, f"{split}/{name}")
         except KeyError:
             report._add(f"{prefix} of {fs.path} has no array {name!r}.",
-                        _describe(fs.path, f"{split}/{name}").remedy)
+                        describe_node(fs.path, f"{split}/{name}").remedy)
             continue
         except StoreError as exc:
             report._add(str(exc))
@@ -193,7 +193,7 @@ def _plan_split(fs: FeatureStore, split: str, report: StoreReport, plan: list) -
         if not isinstance(arr, zarr.Array):
             report._add(f"{split}/{name} in {fs.path} is not an array.")
             continue
-        checksums = checksums and _has_checksum(arr)
+        checksums = checksums and has_checksum(arr)
         if _checked(report, arr, **expected, checksum=layout["checksum"]) and complete:
             plan.append((arr, None, prefix))
     if not checksums:
@@ -201,17 +201,17 @@ def _plan_split(fs: FeatureStore, split: str, report: StoreReport, plan: list) -
     names = fs.score_names(split)
     if not names:
         return
-    rerun = _describe(fs.path, f"{split}/{_SCORES}/x").remedy
+    rerun = describe_node(fs.path, f"{split}/{SCORES}/x").remedy
     try:
-        scores = _open_node(group, _SCORES, fs.path, f"{split}/{_SCORES}")
+        scores = open_node(group, SCORES, fs.path, f"{split}/{SCORES}")
     except (KeyError, StoreError) as exc:
-        report._add(str(exc) if isinstance(exc, StoreError) else f"{split}/{_SCORES} in {fs.path} is unreadable.",
-                    _describe(fs.path, f"{split}/{_SCORES}").remedy)
+        report._add(str(exc) if isinstance(exc, StoreError) else f"{split}/{SCORES} in {fs.path} is unreadable.",
+                    describe_node(fs.path, f"{split}/{SCORES}").remedy)
         return
     for name in names:
-        node = f"{split}/{_SCORES}/{name}"
+        node = f"{split}/{SCORES}/{name}"
         try:
-            arr = _open_node(scores, name, fs.path, node)
+            arr = open_node(scores, name, fs.path, node)
         except (KeyError, StoreError) as exc:
             report._add(str(exc) if isinstance(exc, StoreError) else f"{node} in {fs.path} is unreadable.",
                         rerun)
@@ -220,13 +220,13 @@ def _plan_split(fs: FeatureStore, split: str, report: StoreReport, plan: list) -
             continue
         attrs = arr.attrs.asdict()
         chunk_rows = attrs.get("chunk_rows")
-        schema = _score_schema(layout["count"], chunk_rows if _is_count(chunk_rows, 1) else None)
-        if not _checked(report, arr, **schema, checksum=attrs.get(_CHECKSUM_ATTR) == _CHECKSUM):
+        schema = score_schema(layout["count"], chunk_rows if is_count(chunk_rows, 1) else None)
+        if not _checked(report, arr, **schema, checksum=attrs.get(CHECKSUM_ATTR) == CHECKSUM):
             continue
         if attrs.get("complete", True) is True:
             rows = None
         else:  # being written: only the rows already written are checked
-            rows = attrs.get("rows_done") if _is_count(attrs.get("rows_done")) else 0
+            rows = attrs.get("rows_done") if is_count(attrs.get("rows_done")) else 0
         plan.append((arr, rows, f"scores {node}"))
-        if not _has_checksum(arr):
+        if not has_checksum(arr):
             report.unchecked.append(f"scores {node}")

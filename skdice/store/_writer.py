@@ -13,21 +13,21 @@ from .._head import Head
 from .._version import __version__
 from ..exceptions import IncompleteSplitError, StoreError
 from ._blocks import iter_blocks
-from ._integrity import _SCAN_CHUNKS, _checksummed_compressors, _flag_compressors, _stored_chunks
-from ._lock import _SplitLock
+from ._integrity import SCAN_CHUNKS, checksummed_compressors, flag_compressors, stored_chunks
+from ._lock import SplitLock
 from ._reader import open_store
 from ._schema import (
-    _CHECKSUM,
-    _CHECKSUM_ATTR,
-    _CREATE_WAIT_S,
-    _HEAD,
-    _MARKER_ATTR,
-    _RERUN,
-    _SPLIT_ARRAYS,
+    CHECKSUM,
+    CHECKSUM_ATTR,
+    CREATE_WAIT_S,
+    HEAD,
+    MARKER_ATTR,
+    RERUN,
+    SPLIT_ARRAYS,
     SCHEMA_VERSION,
-    _split_schema,
-    _validate_split_name,
-    _zarr,
+    split_schema,
+    validate_split_name,
+    import_zarr,
 )
 
 # --------------------------------------------------------------------------- writers
@@ -39,7 +39,7 @@ _WRITE_ALL = {"write_empty_chunks": True}
 #: its own Zarr chunk and a read costs about 2 KiB per chunk while it lasts, so
 #: a split declaring 10**12 rows (about 10**9 flags) read in one go would need
 #: terabytes; a block of 4096 flags takes about 9 MiB, whatever the split's size.
-_FLAG_BLOCK = _SCAN_CHUNKS
+_FLAG_BLOCK = SCAN_CHUNKS
 
 
 def _head_arrays(head) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +90,8 @@ def create_store(
     path.parent.mkdir(parents=True, exist_ok=True)  # the lock files live beside the store
     # Two extractions starting on a new store at once (say `test` and `noise`) must
     # not both create it (the second would wipe the first's split), nor see it half made.
-    creation = _SplitLock(path, "", path=path.parent / f"{path.name}.create.lock", what=f"store {path}")
-    deadline = time.monotonic() + _CREATE_WAIT_S
+    creation = SplitLock(path, "", path=path.parent / f"{path.name}.create.lock", what=f"store {path}")
+    deadline = time.monotonic() + CREATE_WAIT_S
     while True:
         try:
             creation.acquire()
@@ -111,7 +111,7 @@ def create_store(
 
 def _reopen_store(path, model, weights_sha256, weight, bias, preprocessing=None) -> "StoreWriter | None":
     """A writer on the existing store at ``path`` if it holds this model; None if there is none."""
-    zarr = _zarr()
+    zarr = import_zarr()
     if path.exists():
         if path.is_dir() and not any(path.iterdir()):
             return None  # an empty folder is as good as none
@@ -145,20 +145,20 @@ def _reopen_store(path, model, weights_sha256, weight, bias, preprocessing=None)
 
 
 def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature_layer) -> "StoreWriter":
-    zarr = _zarr()
+    zarr = import_zarr()
     group = zarr.open_group(str(path), mode="w")
     m, c = weight.shape
-    head_group = group.create_group(_HEAD)
+    head_group = group.create_group(HEAD)
     # Every chunk carries a crc32c and is written even when it equals the fill
     # value (an all-zero bias), so readers can tell a missing chunk from zeros.
     w_arr = head_group.create_array(
         "weight", shape=(m, c), chunks=(m, min(c, max(1, 2**22 // max(m, 1)))), dtype="float32",
-        compressors=_checksummed_compressors(), config=_WRITE_ALL,
+        compressors=checksummed_compressors(), config=_WRITE_ALL,
     )
     w_arr[...] = weight
     b_arr = head_group.create_array(
         "bias", shape=(c,), chunks=(c,), dtype="float32",
-        compressors=_checksummed_compressors(), config=_WRITE_ALL,
+        compressors=checksummed_compressors(), config=_WRITE_ALL,
     )
     b_arr[...] = bias
     # The marker attribute goes last: a store interrupted before it is not a store.
@@ -171,8 +171,8 @@ def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature
             "feature_layer": feature_layer,
             "n_features": int(m),
             "n_classes": int(c),
-            _CHECKSUM_ATTR: _CHECKSUM,
-            _MARKER_ATTR: SCHEMA_VERSION,
+            CHECKSUM_ATTR: CHECKSUM,
+            MARKER_ATTR: SCHEMA_VERSION,
         }
     )
     return StoreWriter(path, group)
@@ -208,7 +208,7 @@ class StoreWriter:
         StoreWriter
         """
         open_store(path)  # validates
-        return cls(Path(path), _zarr().open_group(str(path), mode="r+"))
+        return cls(Path(path), import_zarr().open_group(str(path), mode="r+"))
 
     def prepare_split(
         self,
@@ -255,11 +255,11 @@ class StoreWriter:
             When another process holds the split's lock, or the split exists
             with a different row count, source or chunking.
         """
-        _validate_split_name(split)
+        validate_split_name(split)
         n_rows, chunk_rows = int(n_rows), int(chunk_rows)
         if n_rows < 0 or chunk_rows < 1:
             raise ValueError(f"n_rows must be >= 0 and chunk_rows >= 1, got {n_rows} and {chunk_rows}.")
-        split_lock = _SplitLock(self.path, split) if lock else None
+        split_lock = SplitLock(self.path, split) if lock else None
         if split_lock is not None:
             split_lock.acquire()
         try:
@@ -271,7 +271,7 @@ class StoreWriter:
         return SplitWriter(self, split, group, split_lock)
 
     def _prepare_group(self, split, n_rows, source, chunk_rows, settings, extra_attrs):
-        _zarr()  # without the store extra: its one-line error, before anything is written
+        import_zarr()  # without the store extra: its one-line error, before anything is written
         n_chunks = -(-n_rows // chunk_rows)
         wanted = {
             "source": str(source),
@@ -303,26 +303,26 @@ class StoreWriter:
                 return existing
             # created but never prepared to the end: start it again
         group = self._group.create_group(split, overwrite=True)
-        schema = _split_schema(n_rows, chunk_rows, n_chunks, self.n_features, self.n_classes)
+        schema = split_schema(n_rows, chunk_rows, n_chunks, self.n_features, self.n_classes)
         # Every array carries a crc32c after its compressor (Zarr checks it on each
         # decode) and every chunk of it is stored, so readers can tell a missing
         # chunk from one equal to the fill value.
-        for name in _SPLIT_ARRAYS:
+        for name in SPLIT_ARRAYS:
             group.create_array(
                 name, shape=schema[name]["shape"], chunks=schema[name]["chunks"],
                 dtype=str if name == "paths" else schema[name]["data_type"],
                 fill_value=-1 if name == "labels" else None,
-                compressors=_checksummed_compressors(), config=_WRITE_ALL,
+                compressors=checksummed_compressors(), config=_WRITE_ALL,
             )
         # One byte per chunk, each its own object: flags of different chunks never
         # share a storage object, so concurrent ranks cannot clobber them. Only
         # flags set to 1 are stored, so counting the files counts the flags.
         group.create_array(
             "written", shape=(n_chunks,), chunks=(1,), dtype="uint8", fill_value=0,
-            compressors=_flag_compressors(),
+            compressors=flag_compressors(),
         )
         group.attrs.update({**json.loads(json.dumps(extra_attrs)), **wanted,
-                            _CHECKSUM_ATTR: _CHECKSUM, "complete": False})
+                            CHECKSUM_ATTR: CHECKSUM, "complete": False})
         return group
 
     def open_split(self, split: str) -> "SplitWriter":
@@ -354,7 +354,7 @@ class SplitWriter:
     (without finalizing), so an interrupted run can be resumed.
     """
 
-    def __init__(self, store: StoreWriter, split: str, group, lock: _SplitLock | None):
+    def __init__(self, store: StoreWriter, split: str, group, lock: SplitLock | None):
         self.store = store
         self.split = split
         self._group = group
@@ -363,10 +363,10 @@ class SplitWriter:
         self.n_rows = int(attrs["count"])
         self.chunk_rows = int(attrs["chunk_rows"])
         self.n_chunks = int(attrs["n_chunks"])
-        self._arrays = {name: group[name] for name in (*_SPLIT_ARRAYS, "written")}
+        self._arrays = {name: group[name] for name in (*SPLIT_ARRAYS, "written")}
         # Zarr skips chunks equal to the fill value; writing every chunk lets
         # readers tell a chunk missing on disk from zeros (or labels of -1).
-        for name in _SPLIT_ARRAYS:
+        for name in SPLIT_ARRAYS:
             self._arrays[name] = self._arrays[name].with_config(_WRITE_ALL)
 
     def __enter__(self):
@@ -406,7 +406,7 @@ class SplitWriter:
         Only flags set to 1 are stored, so this is the count ``skdice info``
         shows, without reading any flag.
         """
-        return _stored_chunks(self._arrays["written"])
+        return stored_chunks(self._arrays["written"])
 
     def iter_pending(self):
         """Iterate over the indices of the chunks still to write, in order.
@@ -463,7 +463,7 @@ class SplitWriter:
             "labels": (rows,),
             "paths": (rows,),
         }
-        for name, value in zip(_SPLIT_ARRAYS, (features, logits, labels, paths)):
+        for name, value in zip(SPLIT_ARRAYS, (features, logits, labels, paths)):
             if value.shape != expected[name]:
                 raise ValueError(
                     f"chunk {index} of split {self.split!r} needs {name} of shape "
@@ -490,7 +490,7 @@ class SplitWriter:
             total = max(self.n_chunks - self.written_chunks(), len(missing))
             more = f" ... ({total} in all)" if len(missing) > 10 else ""
             raise IncompleteSplitError(
-                f"split {self.split!r} of {self.store.path} still misses chunks {missing[:10]}{more}; {_RERUN}."
+                f"split {self.split!r} of {self.store.path} still misses chunks {missing[:10]}{more}; {RERUN}."
             )
         self._group.attrs.update({"complete": True})
 

@@ -13,6 +13,8 @@ import numpy as np
 
 from .._validation import check_train_mean
 from ..exceptions import SkdiceError
+# SplitFeatures, damaged_store_error and explained_reads moved to the store
+# (block reading of a split is the store's); importable from here as before
 from ..store import FeatureStore, SplitFeatures, damaged_store_error, explained_reads, open_store
 
 __all__ = [
