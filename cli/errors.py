@@ -41,7 +41,7 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "evaluate": {**_TRAINING, **_OOD, **_SCHEDULER, "tune_id=": "--tune-id", "tune_noise=": "--tune-noise",
                  "noise_splits=[SPLIT, ...]": "--tune-noise SPLIT"},
     "tune": {**_TRAINING, "noise_splits=[SPLIT, ...]": "--noise SPLIT",
-             "method=": "--method ", "unknown method '": "unknown --method '"},
+             "guard=False": "--no-guard", "method=": "--method ", "unknown method '": "unknown --method '"},
     "plot": {**_TRAINING, **_OOD, "prefix=": "--prefix ", "out_dir": "--out"},
 }
 

@@ -120,8 +120,9 @@ def render_table(search, *, noise, id_split: str = "the ID split") -> str:
     from skdice.workflows.tune import SearchReport
 
     from ._console import render_table as render
+    from .errors import COMMAND_FLAGS, in_flag_words
 
-    return SearchReport(search, noise=noise, id_split=id_split).to_table(render)
+    return in_flag_words(SearchReport(search, noise=noise, id_split=id_split).to_table(render), COMMAND_FLAGS["tune"])
 
 
 def render_json(search, **context) -> str:
@@ -242,6 +243,7 @@ def register(app: typer.Typer) -> None:
         from skdice.workflows.tune import SearchReport
 
         from ._console import render_table as render
+        from .errors import COMMAND_FLAGS, in_flag_words
 
         context = {
             "store": str(store),
@@ -252,4 +254,5 @@ def register(app: typer.Typer) -> None:
             "train_mean": None if train_mean is None else str(train_mean),
         }
         report = SearchReport(search, noise=noise, id_split=id_split, context=context)
-        typer.echo(report.to_json() if fmt is Format.json else report.to_table(render))
+        typer.echo(report.to_json() if fmt is Format.json
+                   else in_flag_words(report.to_table(render), COMMAND_FLAGS["tune"]))

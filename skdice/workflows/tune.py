@@ -401,7 +401,7 @@ class SearchReport:
                 f"ID accuracy of the dense head: {_percent(search.dense_accuracy_)}% "
                 f"({search.n_labelled_} labelled rows); the guard flags candidates more than "
                 f"{drop:g} points below it"
-                + (" and does not choose them." if search.guard else " (--no-guard: reported only).")
+                + (" and does not choose them." if search.guard else " (guard=False: reported only).")
             )
         verdict = "yes" if search.informative_ else "no"
         lines.append(f"informative: {verdict} ({search.informative_reason_})")
