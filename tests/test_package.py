@@ -162,9 +162,6 @@ _FORBIDDEN = {
     "store": {"workflows", "cli"},
     "extract": {"workflows", "cli"},
 }
-# A deprecated name's forwarding `__getattr__` is not a dependency of its module: the only
-# imports the layer rule lets through, each listed with the one module it may reach.
-_DEPRECATION_FORWARDS = {"skdice.extract.demo": "skdice.workflows.demo"}
 
 
 def _layer(module):
@@ -178,17 +175,10 @@ def _layer(module):
 
 
 def _imports_of(path, module, is_init):
-    """(imported module, line, inside a module-level ``__getattr__``) for every import of a file."""
+    """(imported module, line) for every import of a file, those inside functions too."""
     import ast
 
-    tree = ast.parse(path.read_text())
-    forwarding = {
-        id(node)
-        for top in tree.body
-        if isinstance(top, ast.FunctionDef) and top.name == "__getattr__"
-        for node in ast.walk(top)
-    }
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".") if is_init else module.split(".")[:-1]
@@ -202,7 +192,7 @@ def _imports_of(path, module, is_init):
         else:
             continue
         for name in names:
-            yield name, node.lineno, id(node) in forwarding
+            yield name, node.lineno
 
 
 def test_no_layer_imports_a_layer_above_it():
@@ -217,11 +207,8 @@ def test_no_layer_imports_a_layer_above_it():
             is_init = parts[-1] == "__init__"
             module = ".".join([package, *(parts[:-1] if is_init else parts)])
             forbidden = _FORBIDDEN.get(_layer(module), set())
-            for target, line, in_getattr in _imports_of(path, module, is_init):
+            for target, line in _imports_of(path, module, is_init):
                 if not target.startswith("skdice") or _layer(target) not in forbidden:
-                    continue
-                allowed = _DEPRECATION_FORWARDS.get(module)
-                if in_getattr and allowed and (target == allowed or target.startswith(allowed + ".")):
                     continue
                 breaches.append(f"{path.relative_to(root)}:{line} ({_layer(module)}) imports {target}")
     assert not breaches, "imports against the layers:\n" + "\n".join(sorted(set(breaches)))

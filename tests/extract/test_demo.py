@@ -168,12 +168,10 @@ def test_extract_digits_writes_every_split_of_the_demo_model(two_runs, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["run_demo", "DemoResult", "DEMO_METHODS"])
-def test_demo_names_moved_to_the_workflows_still_import_from_extract_with_a_warning(name):
+def test_demo_names_moved_to_the_workflows_say_where_they_went(name):
     import skdice.extract.demo
-    import skdice.workflows.demo
 
-    with pytest.warns(DeprecationWarning, match=f"skdice.extract.demo.{name} moved to skdice.workflows.demo.{name}"):
-        value = getattr(skdice.extract.demo, name)
-    assert value is getattr(skdice.workflows.demo, name)
+    with pytest.raises(AttributeError, match=f"skdice.extract.demo.{name} moved to skdice.workflows.demo.{name}"):
+        getattr(skdice.extract.demo, name)
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         skdice.extract.demo.nothing
