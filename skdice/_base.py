@@ -562,8 +562,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 "partial_fit, so offset_ is not calibrated: run "
                 "skdice.workflows.fit.calibrate_offset(detector, chunks) over ID rows"
                 if "n_samples_seen_" in self.__dict__
-                else "train_mean only, so offset_ is not calibrated: call fit with "
-                "in-distribution features X"
+                else "train_mean only or with calibrate=False, so offset_ is not calibrated: "
+                "call fit with in-distribution features X"
             )
             raise ValueError(
                 f"{type(self).__name__} was fitted from {how} to use decision_function "

@@ -128,6 +128,22 @@ def test_y_zero_rows_are_left_out_of_the_mean():
         np.testing.assert_array_equal(again.mean_feature_, det.mean_feature_)
 
 
+def test_fit_without_calibration_skips_the_scoring_pass_and_leaves_offset_nan(monkeypatch):
+    H, W, b = _problem()
+    calibrated = DICEDetector(p=0.9).fit(H, W, b)
+    scored = []
+    monkeypatch.setattr(DICEDetector, "calibration_scores",
+                        lambda self, X: scored.append(len(X)) or np.zeros(len(X)))
+    det = DICEDetector(p=0.9).fit(H, W, b, calibrate=False)
+    assert scored == [] and np.isnan(det.offset_)
+    np.testing.assert_array_equal(det.mask_, calibrated.mask_)
+    np.testing.assert_array_equal(det.score_samples(H), calibrated.score_samples(H))
+    with pytest.raises(ValueError, match="with calibrate=False, so offset_ is not calibrated"):
+        det.decision_function(H)
+    DICEDetector(p=0.9).fit(H, W, b)
+    assert scored == [len(H)]  # the default calibrates, through the same hook
+
+
 def test_fit_from_train_mean_without_features():
     H, W, b = _problem()
     mean = H.astype(np.float64).mean(0)
@@ -136,7 +152,7 @@ def test_fit_from_train_mean_without_features():
     np.testing.assert_array_equal(det.mask_, ref.mask_)
     np.testing.assert_allclose(det.score_samples(H), ref.score_samples(H))
     assert np.isnan(det.offset_)
-    with pytest.raises(ValueError, match="train_mean only, so offset_ is not calibrated: call fit"):
+    with pytest.raises(ValueError, match="train_mean only or with calibrate=False, so offset_ is not calibrated: call fit"):
         det.predict(H)
     streamed = DICEDetector(p=0.9).partial_fit(H, W, b)
     with pytest.raises(ValueError, match="partial_fit, so offset_ is not calibrated: run .*calibrate_offset"):
