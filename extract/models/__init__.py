@@ -21,62 +21,15 @@ or ``path/to/file.py:factory``, see :mod:`skdice.extract.models.factory`);
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from torch import nn
-
 from ..transforms import CenterCrop, Compose, ConvertRGB, Normalize, Resize, ToTensor
+from ._spec import ModelSpec
 from ._weights import WeightsMismatchError, sha256_file
 
 __all__ = ["ModelSpec", "Preset", "PRESETS", "load_model", "load_preset", "WeightsMismatchError"]
-
-
-@dataclass
-class ModelSpec:
-    """A classifier ready for feature extraction.
-
-    Attributes
-    ----------
-    name : str
-        Preset name, e.g. ``"densenet-bc-100"``.
-    module : nn.Module
-        The network, in eval mode, on the CPU.
-    head : nn.Linear or nn.Conv2d
-        The classifier layer whose input is the penultimate feature.
-    input_size : tuple of int
-        ``(3, H, W)`` of the tensors ``preprocess`` produces.
-    preprocess : callable
-        PIL image (or uint8 array) -> float32 tensor of shape ``input_size``.
-    preprocessing : dict
-        JSON-able description of ``preprocess`` (for the store's attributes).
-    weights_sha256 : str or None
-        SHA-256 of the weights file; None for random weights.
-    feature_layer : str
-        Where the feature is read: ``"<head name>:input"``, e.g. ``"fc:input"``.
-    head_name : str
-        Dotted name of ``head`` inside ``module``.
-    weights_path : str or None
-        The weights file as given.
-    num_classes : int
-    num_features : int
-        Width m of the penultimate feature.
-    """
-
-    name: str
-    module: nn.Module
-    head: nn.Module
-    input_size: tuple
-    preprocess: Callable
-    preprocessing: dict
-    weights_sha256: str | None
-    feature_layer: str
-    head_name: str = ""
-    weights_path: str | None = None
-    num_classes: int = field(default=0)
-    num_features: int = field(default=0)
 
 
 @dataclass(frozen=True)

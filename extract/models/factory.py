@@ -200,7 +200,8 @@ def load_factory(import_string: str, weights=None, *, input_size=None, mean=None
         not return an ``nn.Module``, the model has no head, the weights do not
         fit, or an option is malformed (one line each).
     """
-    from . import ModelSpec, sha256_file
+    from ._spec import ModelSpec
+    from ._weights import sha256_file
 
     if not is_import_string(import_string):
         raise ValueError(
