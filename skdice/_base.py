@@ -15,7 +15,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._head import Head
-from ._numeric import score_in_chunks
+from ._numeric import RunningMean, score_in_chunks
 from ._registry import _REGISTRY, available_detectors, get_detector, register  # noqa: F401
 from ._validation import FLOAT_DTYPES, check_head, check_id_mask, check_train_mean, is_dask
 
@@ -476,16 +476,17 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             )
         if y is not None:
             X = X[check_id_mask(y, X.shape[0], type(self).__name__, require_id=False)]
-        self._feature_sum += X.sum(axis=0, dtype=np.float64)
-        seen = self.n_samples_seen_ + int(X.shape[0])
-        if seen == 0:
+        # the stream's float64 sum lives on the detector (saved with it), summed in place
+        stream = RunningMean(len(self._feature_sum), self._feature_sum, self.n_samples_seen_)
+        stream.update(X)
+        if stream.n == 0:
             raise ValueError(
                 f"{type(self).__name__}.partial_fit has seen no in-distribution rows yet "
                 "(every row so far was marked y == 0)."
             )
-        total, head = self._feature_sum, self._stream_head
+        total, head = stream.total, self._stream_head
         names = self.__dict__.get("feature_names_in_")
-        self.fit_from_mean(head, total / seen, n_samples=seen)
+        self.fit_from_mean(head, stream.mean, n_samples=stream.n)
         # fit_from_mean starts afresh; the stream (and its column names) goes on
         self._feature_sum, self._stream_head = total, head
         if names is not None:

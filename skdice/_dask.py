@@ -12,6 +12,7 @@ import uuid
 
 import numpy as np
 
+from ._numeric import RunningMean
 from ._validation import check_head, check_id_mask, check_train_mean
 from .exceptions import require
 
@@ -106,7 +107,9 @@ def fit_dask(detector, X, y, head, train_mean):
         total, finite = dask.compute(X.sum(axis=0, dtype=np.float64), da.isfinite(X).all())
         if not finite:
             raise ValueError("Input X contains NaN or infinity.")
-        mean = np.asarray(total, dtype=np.float64) / X.shape[0]
+        stream = RunningMean(m)
+        stream.add_sum(np.asarray(total, dtype=np.float64), X.shape[0])
+        mean = stream.mean
     else:
         mean = check_train_mean(train_mean, m)
     detector.fit_from_mean(head, mean, n_samples=int(X.shape[0]))

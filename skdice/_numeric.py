@@ -269,10 +269,77 @@ def column_mean(X: np.ndarray) -> np.ndarray:
     ndarray of shape (n_features,), float64
     """
     n, m = X.shape
-    total = np.zeros(m, dtype=np.float64)
+    stream = RunningMean(m)
     for rows in row_chunks(n, 8 * m):
-        total += X[rows].sum(axis=0, dtype=np.float64)
-    return total / n
+        stream.update(X[rows])
+    return stream.mean
+
+
+class RunningMean:
+    """The float64 column mean of rows streamed in blocks: their running sum and count.
+
+    The one streamed mean of skdice: :func:`column_mean`, ``partial_fit``,
+    :func:`skdice.workflows.fit.fit_store`, the workflows' training mean
+    (:func:`skdice.workflows.resolve.stream_mean`) and the Dask fit all sum
+    their rows here. Each block is summed in float64 (``X.sum(axis=0,
+    dtype=float64)``, never a float32 running sum) and added to the total;
+    the mean is ``total / n``. :class:`Moments` keeps its own mean, updated
+    pairwise with the centred sums it needs.
+
+    Parameters
+    ----------
+    n_features : int
+    total : ndarray of shape (n_features,), float64, default=None
+        A sum to continue (updated in place); zeros by default. ``partial_fit``
+        keeps its stream's sum on the detector, so a saved one resumes.
+    n : int, default=0
+        Rows already in ``total``.
+
+    Attributes
+    ----------
+    total : ndarray of shape (n_features,), float64
+    n : int
+        Rows seen.
+
+    Examples
+    --------
+    >>> stream = RunningMean(2)
+    >>> stream.update(np.array([[1.0, 0.0], [3.0, 2.0]], dtype=np.float32))
+    >>> stream.update(np.array([[5.0, 4.0]]))
+    >>> stream.n, stream.mean.tolist()
+    (3, [3.0, 2.0])
+    """
+
+    def __init__(self, n_features: int, total: np.ndarray | None = None, n: int = 0):
+        self.total = np.zeros(n_features, dtype=np.float64) if total is None else total
+        self.n = int(n)
+
+    def update(self, X) -> None:
+        """Add the rows of ``X``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, n_features)
+            Any float dtype; summed in float64.
+        """
+        self.add_sum(X.sum(axis=0, dtype=np.float64), X.shape[0])
+
+    def add_sum(self, total, n_rows: int) -> None:
+        """Add a block's float64 column sum computed elsewhere (a Dask reduction).
+
+        Parameters
+        ----------
+        total : ndarray of shape (n_features,), float64
+        n_rows : int
+            Rows the sum is over.
+        """
+        self.total += total
+        self.n += int(n_rows)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """``total / n``, ndarray of shape (n_features,), float64 (NaN before any row)."""
+        return self.total / self.n
 
 
 class Moments:

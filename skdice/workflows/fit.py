@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._base import BaseDetector, detector_tags
 from .._head import Head
+from .._numeric import RunningMean
 from .._validation import FLOAT_DTYPES, check_head, check_sparsity, is_block_source, is_dask
 from ..store import block_rows_for, iter_blocks
 from .methods import MethodSpec, build_detector, parse_method
@@ -127,7 +128,7 @@ def fit_store(
             sample_idx = np.arange(n)
         dtype = array.dtype if array.dtype in FLOAT_DTYPES else np.dtype(np.float32)
         sample = np.empty((sample_idx.size, m), dtype=dtype)  # filled in place
-    total = np.zeros(m, dtype=np.float64)
+    stream = RunningMean(m)
     rows_total = 2 * n if calibration == "exact" else n
     step = block_rows or block_rows_for(array)
     blocks = explained_reads(fs, split, iter_blocks(array, step))
@@ -135,8 +136,8 @@ def fit_store(
         for start, block in blocks:
             if block.dtype not in FLOAT_DTYPES:
                 block = block.astype(np.float32)
-            total += block.sum(axis=0, dtype=np.float64)
-            if not np.isfinite(total).all():  # NaN and inf reach the sum
+            stream.update(block)
+            if not np.isfinite(stream.total).all():  # NaN and inf reach the sum
                 _raise_non_finite_rows(block, start)
             if sample is not None:
                 lo, hi = np.searchsorted(sample_idx, [start, start + block.shape[0]])
@@ -146,7 +147,7 @@ def fit_store(
                 progress(min(start + block.shape[0], n), rows_total)
     finally:
         blocks.close()  # a failed block cancels the reads not yet started
-    detector.fit_from_mean(head, total / n, n_samples=n)
+    detector.fit_from_mean(head, stream.mean, n_samples=n)
     if sample is not None:
         calibrate_offset(detector, sample)
     elif calibration == "exact":

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._numeric import RunningMean
 from .._validation import check_train_mean
 from ..exceptions import SkdiceError
 # SplitFeatures, damaged_store_error and explained_reads moved to the store
@@ -120,7 +121,7 @@ def resolve_train_mean(train_mean, n_features: int) -> np.ndarray | None:
 
 
 def stream_mean(fs: FeatureStore, split: str) -> np.ndarray:
-    """A split's mean feature, summed in float64 block by block (:class:`SplitFeatures`).
+    """A split's mean feature, summed in float64 block by block (:class:`~skdice._numeric.RunningMean`).
 
     Parameters
     ----------
@@ -136,14 +137,13 @@ def stream_mean(fs: FeatureStore, split: str) -> np.ndarray:
     ValueError
         For an empty split.
     """
-    total, n = np.zeros(fs.head.n_features), 0
+    stream = RunningMean(fs.head.n_features)
     # 8 MiB blocks with reads ahead: twice the speed of one store chunk per read
-    for _, block in SplitFeatures(fs, split).iter_blocks():
-        total += block.sum(axis=0, dtype=np.float64)
-        n += block.shape[0]
-    if n == 0:
+    for _, block in fs.block_source(split).iter_blocks():
+        stream.update(block)
+    if stream.n == 0:
         raise ValueError(f"split {split!r} of {fs.path} is empty: no training mean.")
-    return total / n
+    return stream.mean
 
 
 def read_features(fs: FeatureStore, split: str, dask: bool = False):
