@@ -21,7 +21,16 @@ CHECKSUM = "crc32c"
 
 
 def import_zarr():
-    return require("zarr", "store")
+    """zarr (or the one-line error naming the extra to install), with bounded zstd decoding selected.
+
+    Every store function gets zarr here, so every array the store opens decodes
+    through :class:`skdice.store._codecs.BoundedZstdCodec`.
+    """
+    zarr = require("zarr", "store")
+    from ._codecs import use_bounded_zstd
+
+    use_bounded_zstd()
+    return zarr
 
 
 #: Names that would collide with Zarr's own files in a group's folder.
