@@ -149,10 +149,10 @@ def open_scores_writer(
         existing = None
     if existing is not None:
         if not isinstance(existing, zarr.Array):
-            raise StoreError(f"{where} is not a score array: pass overwrite=True (--overwrite) to replace it.")
+            raise StoreError(f"{where} is not a score array: pass overwrite=True to replace it.")
         old = existing.attrs.asdict()
         if "complete" not in old:
-            raise StoreError(f"{where} exists (written in one go): pass overwrite=True (--overwrite) to replace it.")
+            raise StoreError(f"{where} exists (written in one go): pass overwrite=True to replace it.")
         diff = [
             f"{key} {old.get(key)!r} vs {value!r}"
             for key, value in (("fingerprint", fingerprint), ("chunk_rows", chunk_rows))
@@ -163,11 +163,11 @@ def open_scores_writer(
         if diff:
             raise StoreError(
                 f"{where} was written by another detector or settings ({'; '.join(diff)} in this run): "
-                "pass overwrite=True (--overwrite) to replace it, or choose another name."
+                "pass overwrite=True to replace it, or choose another name."
             )
         check_stored_array(existing, **score_schema(n_rows, chunk_rows),
                      checksum=old.get(CHECKSUM_ATTR) == CHECKSUM, dense=False,
-                     remedy="pass overwrite=True (--overwrite) to write the scores again")
+                     remedy="pass overwrite=True to write the scores again")
         return _resume_at_first_damage(existing, chunk_rows)
     array = group.create_array(
         method,
