@@ -25,86 +25,6 @@ class Positive(str, Enum):
     ood = "ood"
 
 
-_CONVENTION = {
-    "id": "FPR95 with ID positive (DICE paper): % of OOD inputs accepted when 95% of ID inputs are kept",
-    "ood": "FPR95 with OOD positive (OpenOOD v1.5): % of ID inputs rejected when 95% of OOD inputs are caught",
-}
-
-
-def render(result, fmt: str) -> str:
-    """Render an :class:`skdice.evaluation.Evaluation` in one of the output formats.
-
-    Parameters
-    ----------
-    result : skdice.evaluation.Evaluation
-    fmt : {"table", "markdown", "csv", "json"}
-
-    Returns
-    -------
-    str
-    """
-    report = result.report
-    if fmt == "json":
-        return report.to_json()
-    if fmt == "csv":
-        return report.to_csv().rstrip("\n")
-    if fmt == "markdown":
-        lines = [report.to_markdown(), "", f"{_CONVENTION[result.positive]}; metrics in %.", ""]
-        lines += [f"- {line.strip()}" for line in [*result.accuracy_lines(), *result.tuning_lines()]]
-        return "\n".join(lines)
-    from ._console import render_report
-
-    board = leaderboard(report)
-    lines = [render_report(board), "", f"{_CONVENTION[result.positive]}; metrics in %."]
-    lines += hyperparameter_lines(result)
-    return "\n".join([*lines, *result.accuracy_lines(), *result.tuning_lines()])
-
-
-def leaderboard(report):
-    """The report with its methods ordered by average FPR95, best first (rows kept together).
-
-    Parameters
-    ----------
-    report : skdice.metrics.Report
-
-    Returns
-    -------
-    skdice.metrics.Report
-        The same rows, each method's rows (its OOD sets, then its average)
-        together, methods sorted by their ``average`` row's FPR; ties keep
-        the order they were given in.
-    """
-    from skdice.metrics import Report
-
-    groups = {}
-    for row in report.rows:
-        groups.setdefault((row.method, row.p), []).append(row)
-    def key(item):
-        average = [r for r in item[1] if r.ood == "average"]
-        return average[0].fpr95 if average else float("inf")
-    ordered = sorted(groups.items(), key=key)
-    return Report([row for _, rows in ordered for row in rows], dict(report.extra))
-
-
-def hyperparameter_lines(result) -> list[str]:
-    """One line per method with the hyperparameters it ran with (``tpr`` left out).
-
-    Parameters
-    ----------
-    result : skdice.evaluation.Evaluation
-
-    Returns
-    -------
-    list of str
-    """
-    lines = ["hyperparameters:"]
-    for key, detector in result.detectors.items():
-        params = {k: v for k, v in detector.get_params().items() if k != "tpr"}
-        text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-        lines.append(f"  {key}: {text or '(none)'}")
-    return lines
-
-
 def register(app: typer.Typer) -> None:
     """Add the ``evaluate`` command to the app.
 
@@ -205,4 +125,13 @@ def register(app: typer.Typer) -> None:
                 tune_id=tune_id,
                 tune_noise=tune_noise or (),
             )
-        typer.echo(render(result, fmt.value))
+        from skdice.workflows.evaluate import EvaluationReport
+
+        report = EvaluationReport(result)
+        if fmt is Format.table:
+            from ._console import render_table
+
+            text = report.to_table(render_table)
+        else:
+            text = {"markdown": report.to_markdown, "csv": report.to_csv, "json": report.to_json}[fmt.value]()
+        typer.echo(text, nl=not text.endswith("\n"))

@@ -550,3 +550,96 @@ def test_scoring_without_writing_reads_the_split_in_blocks_and_equals_the_refere
     mean = splits["train"][0].astype(np.float64).mean(axis=0)
     np.testing.assert_allclose(summary["scores"], _dice_scores(splits["ood_a"][0], mean, head, 0.5),
                                rtol=1e-5)
+
+
+# ------------------------------------------------------------ the report (skdice/workflows/_report.py)
+ID_POSITIVE = ("FPR95 with ID positive (DICE paper): % of OOD inputs accepted when 95% of ID inputs "
+               "are kept; metrics in %.")
+
+
+@pytest.fixture(scope="module")
+def evaluated(store):
+    path, *_ = store
+    # energy first: DICE's average FPR95 is lower on this store, so the leaderboard reorders them
+    return evaluate_store(path, "id", ["ood_a", "ood_b"], methods=["energy", "dice"], train="train")
+
+
+def test_report_table_is_the_leaderboard_then_convention_hyperparameters_and_accuracy(evaluated):
+    from skdice.workflows.evaluate import EvaluationReport
+
+    averages = {r.method: r.fpr95 for r in evaluated.report.rows if r.ood == "average"}
+    assert averages["dice"] < averages["energy"]  # the order given is not the leaderboard's
+    calls = []
+
+    def render(columns, rows, *, justify, bold_rows):
+        calls.append((columns, rows, justify))
+        return "TABLE"
+
+    lines = EvaluationReport(evaluated).to_table(render).split("\n")
+    ((columns, rows, justify),) = calls
+    assert columns == ("method", "p", "ood", "FPR95", "AUROC", "AUPR-In", "AUPR-Out")
+    assert justify == ["left"] * 3 + ["right"] * 4
+    assert [(row[0], row[2]) for row in rows] == [
+        ("dice", "ood_a"), ("dice", "ood_b"), ("dice", "average"),
+        ("energy", "ood_a"), ("energy", "ood_b"), ("energy", "average")]
+    assert rows[2][1:4] == ("0.9", "average", f"{averages['dice']:.2f}")
+    assert lines[:5] == ["TABLE", "", ID_POSITIVE, "hyperparameters:", "  energy: temperature=1"]
+    assert lines[5] == "  dice: p=0.9"
+    assert lines[6:] == evaluated.accuracy_lines()
+    # without a renderer: the same cells, aligned with spaces
+    plain = EvaluationReport(evaluated).to_table().split("\n")
+    assert [line.split() for line in plain[2:8]] == [[c for c in row if c] for row in rows]
+    assert plain[8:] == lines[1:]
+
+
+
+
+def test_report_markdown_keeps_the_given_order_and_lists_accuracy(evaluated):
+    from skdice.workflows.evaluate import EvaluationReport
+
+    text = EvaluationReport(evaluated).to_markdown()
+    table, rest = text.split("\n\n", 1)
+    assert table == evaluated.report.to_markdown()
+    assert [line.split(" | ")[0] for line in table.split("\n")[2:]] == ["| energy"] * 3 + ["| dice"] * 3
+    bullets = [f"- {line.strip()}" for line in evaluated.accuracy_lines()]
+    assert rest.split("\n") == [ID_POSITIVE, "", *bullets]
+    assert not text.endswith("\n")
+
+
+def test_report_csv_has_every_row_in_the_given_order_at_full_precision(evaluated):
+    import csv
+    import io
+
+    from skdice.workflows.evaluate import EvaluationReport
+
+    text = EvaluationReport(evaluated).to_csv()
+    assert text.endswith("\n") and not text.endswith("\n\n")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["method"], r["ood"]) for r in rows] == [(r.method, r.ood) for r in evaluated.report.rows]
+    assert [float(r["fpr95"]) for r in rows] == [r.fpr95 for r in evaluated.report.rows]
+
+
+def test_report_json_is_the_evaluation_dict(evaluated):
+    import json
+
+    from skdice.workflows.evaluate import EvaluationReport
+
+    text = EvaluationReport(evaluated).to_json()
+    assert json.loads(text) == json.loads(json.dumps(evaluated.to_dict()))
+    assert text.startswith('{\n  "results": [')
+
+
+def test_leaderboard_orders_methods_by_average_fpr_and_keeps_ties_in_order():
+    from skdice.metrics import Report, ReportRow
+    from skdice.workflows._report import leaderboard
+
+    def rows(method, fpr):
+        return [ReportRow(method, None, name, fpr, 50.0, 50.0, 50.0) for name in ("ood", "average")]
+
+    report = Report([*rows("a", 30.0), *rows("b", 10.0), *rows("c", 30.0),
+                     ReportRow("no-average", None, "ood", 0.0, 50.0, 50.0, 50.0)], {"k": 1})
+    board = leaderboard(report)
+    assert [(r.method, r.ood) for r in board.rows] == [
+        ("b", "ood"), ("b", "average"), ("a", "ood"), ("a", "average"),
+        ("c", "ood"), ("c", "average"), ("no-average", "ood")]
+    assert board.extra == {"k": 1} and board.extra is not report.extra

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .._validation import check_sparsity
 from ..exceptions import SkdiceError, require
 from ..metrics import Report, ood_report
 from .._search import default_grid
+from ._report import EvaluationReport
 from .fit import fit_detector
 from .methods import DEFAULT_METHODS, MethodSpec, build_detector, expand_methods, parse_method
 from .resolve import (
@@ -35,7 +36,7 @@ from .resolve import (
     resolve_train_mean,
 )
 
-__all__ = ["Evaluation", "evaluate_store"]
+__all__ = ["Evaluation", "EvaluationReport", "evaluate_store"]
 
 
 def _dask_scores(detector, X, fs, split):
@@ -287,6 +288,31 @@ def evaluate_store(
     ...                         ["svhn", "places365"], train="cifar10-train")
     >>> print(result.report.to_table())  # doctest: +SKIP
     """
+    ood_splits, tune_noise = _check_splits(positive, p, id_split, ood_splits, tune_id, tune_noise)
+    specs, detectors = _build_detectors(methods, p)
+    say = progress or (lambda message: None)
+    fs = open_feature_store(store)
+    head = fs.head
+    mean = resolve_train_mean(train_mean, head.n_features)
+    say(f"checking splits of {fs.path}")
+    # Open everything first, so that a missing or incomplete split fails before any fit.
+    splits = _open_test_splits(fs, id_split, ood_splits, dask)
+    labels = fs.labels(id_split)
+    train_data = TrainingData(fs, train, mean, dask)
+    tune = None if tune_id is None else dict(tune_id=tune_id, tune_noise=tune_noise, metric=tune_metric, tpr=tpr,
+                                             guard=guard, n_bootstrap=n_bootstrap, random_state=random_state)
+    fitted = _fit_methods(specs, detectors, p, fs, train_data, splits[id_split], say, tune)
+    scores, correct = _score_splits(fitted, fs, splits, labels, head, dask, say)
+    _calibrate_featureless(fitted, scores, id_split)
+    id_accuracy = _id_accuracy(id_split, labels, fitted.masked(), correct)
+    tuning = None if tune_id is None else {"id": tune_id, "noise": list(tune_noise), "methods": fitted.tuning}
+    report = _report(fitted, scores, id_split, ood_splits, tpr=tpr, positive=positive,
+                     id_accuracy=id_accuracy, tuning=tuning)
+    return Evaluation(report, id_accuracy, fitted.detectors, scores, positive, tuning, fitted.searches)
+
+
+def _check_splits(positive, p, id_split, ood_splits, tune_id, tune_noise):
+    """The OOD and tuning-noise split lists, checked against each other (with ``positive`` and ``p``)."""
     if positive not in ("id", "ood"):
         raise ValueError(f"positive must be 'id' or 'ood', got {positive!r}.")
     check_sparsity(p, allow_none=True)
@@ -295,62 +321,77 @@ def evaluate_store(
         raise ValueError("tune_id= and tune_noise= go together: give both, or neither.")
     if tune_id is not None:
         tune_noise = check_validation_splits(tune_id, tune_noise, [id_split, *ood_splits])
+    return ood_splits, tune_noise
+
+
+def _build_detectors(methods, p):
+    """The method specs and their unfitted detectors; ``p`` must reach at least one of them."""
     if not methods:
         raise ValueError("give at least one method.")
     specs = [m if isinstance(m, MethodSpec) else parse_method(m) for m in expand_methods(methods)]
-    detectors_unfitted = [build_detector(spec, p) for spec in specs]
-    if p is not None and not any("p" in d.get_params() for d in detectors_unfitted):
+    detectors = [build_detector(spec, p) for spec in specs]
+    if p is not None and not any("p" in d.get_params() for d in detectors):
         raise ValueError(
             f"p={p:g} was given but none of the methods ({', '.join(s.name for s in specs)}) "
             "has a sparsity parameter p."
         )
+    return specs, detectors
 
-    say = progress or (lambda message: None)
-    fs = open_feature_store(store)
-    head = fs.head
-    mean = resolve_train_mean(train_mean, head.n_features)
-    say(f"checking splits of {fs.path}")
-    # Open everything first, so that a missing or incomplete split fails before any fit.
-    if dask:
-        id_X = read_features(fs, id_split, dask)
-        ood_X = {name: read_features(fs, name, dask) for name in ood_splits}
-    else:  # read block by block when scored: memory does not grow with the splits
-        id_X = SplitFeatures(fs, id_split)
-        ood_X = {name: SplitFeatures(fs, name) for name in ood_splits}
-    labels = fs.labels(id_split)
-    train_data = TrainingData(fs, train, mean, dask)
 
-    keys, labels_of, fitted, used = [], {}, {}, set()
-    tuning, searches = [], {}
-    for spec, detector in zip(specs, detectors_unfitted):
-        tuned = None
-        if tune_id is not None:
-            search = _tune(spec, detector, p, fs, train_data, tune_id, tune_noise, say,
-                           metric=tune_metric, tpr=tpr, guard=guard, n_bootstrap=n_bootstrap,
-                           random_state=random_state)
+@dataclass
+class _Fitted:
+    """The fitted methods of one evaluation by unique key, in the order they were given."""
+
+    labels: dict = field(default_factory=dict)  # key -> the report's method column
+    detectors: dict = field(default_factory=dict)  # key -> fitted detector
+    tuning: list = field(default_factory=list)  # what each tuned method was tuned to
+    searches: dict = field(default_factory=dict)  # key -> fitted search
+
+    def masked(self) -> list:
+        """``[(label, p, detector), ...]`` of the detectors that score through a masked head."""
+        return [(self.labels[key], det.get_params().get("p"), det)
+                for key, det in self.detectors.items() if detector_tags(det).masked_head]
+
+
+def _fit_methods(specs, detectors, p, fs, train_data, id_X, say, tune) -> _Fitted:
+    """Tune (when ``tune`` holds the tuning's options) and fit every method, uncalibrated."""
+    fitted, used = _Fitted(), set()
+    for spec, detector in zip(specs, detectors):
+        tuned = search = None
+        if tune is not None:
+            search = _tune(spec, detector, p, fs, train_data, say=say, **tune)
             if search is not None:
                 tuned = dict(search.best_params_)
                 detector.set_params(**tuned)
         label, key = _labels(spec, detector, used, tuned)
         if tuned is not None:
-            searches[key] = search
-            tuning.append({"method": label, "params": tuned, "informative": search.informative_,
-                           "reason": search.informative_reason_})
+            fitted.searches[key] = search
+            fitted.tuning.append({"method": label, "params": tuned, "informative": search.informative_,
+                                  "reason": search.informative_reason_})
         say(f"fitting {key}")
         fit_detector(detector, train_data, id_X=id_X, calibrate=False)
-        keys.append(key)
-        labels_of[key], fitted[key] = label, detector
-    masked = [(labels_of[k], fitted[k].get_params().get("p"), fitted[k])
-              for k in keys if detector_tags(fitted[k]).masked_head]
+        fitted.labels[key], fitted.detectors[key] = label, detector
+    return fitted
 
-    # One pass over each split scores it by every method (and, over the ID split,
-    # classifies its labelled rows by every head): each split is read once.
+
+def _score_splits(fitted, fs, splits, labels, head, dask, say):
+    """``scores[key][split]`` of every method, and the right counts of every head on the ID split.
+
+    The heads are the store's ``head``, then each masked head in the order of
+    :meth:`_Fitted.masked`.
+
+    One pass over each split scores it by every method (and, over the ID split,
+    the first of ``splits``, classifies its labelled rows by every head): each
+    split is read once (with ``dask``, the heads read the ID split again:
+    :func:`_dask_correct`). The counts are None when no ID row is labelled.
+    """
+    id_split = next(iter(splits))
     known, correct = labels >= 0, None
-    heads = [(head.weight, head.bias)] + [(det.masked_weight_, det.bias_) for _, _, det in masked]
-    detectors = [fitted[k] for k in keys]
-    names = ", ".join(keys)
-    scores = {k: {} for k in keys}
-    for split, X in {id_split: id_X, **ood_X}.items():
+    heads = [(head.weight, head.bias)] + [(det.masked_weight_, det.bias_) for _, _, det in fitted.masked()]
+    detectors = list(fitted.detectors.values())
+    names = ", ".join(fitted.detectors)
+    scores = {key: {} for key in fitted.detectors}
+    for split, X in splits.items():
         say(f"scoring {names} on {split}")
         if dask:
             split_scores = [_dask_scores(det, X, fs, split) for det in detectors]
@@ -358,43 +399,71 @@ def evaluate_store(
             on_id = split == id_split and known.any()
             split_scores, counted = _score_split(detectors, X, heads if on_id else None, labels)
             correct = counted if on_id else correct
-        for k, s_split in zip(keys, split_scores):
-            scores[k][split] = s_split
+        for key, s_split in zip(fitted.detectors, split_scores):
+            scores[key][split] = s_split
+    if dask and known.any():
+        correct = _dask_correct(splits[id_split], labels, heads)
+    return scores, correct
 
-    # a detector that learns nothing from features was fitted on the ID split: its
-    # offset_ is the quantile of every ID row's scores, as fit on the whole split gives
-    for k in keys:
-        if not detector_tags(fitted[k]).uses_features:
-            fitted[k].offset_ = float(np.quantile(scores[k][id_split], 1.0 - fitted[k].tpr))
 
-    id_accuracy = None
-    if known.any():
-        n_known = int(known.sum())
-        if dask:
-            X_known = id_X[np.flatnonzero(known)] if not known.all() else id_X
-            truth = labels[known]
-            correct = [np.count_nonzero(_dask_classes(X_known, w, b) == truth) for w, b in heads]
-        rates = [float(100 * (c / n_known)) for c in correct]
-        id_accuracy = {
-            "split": id_split,
-            "n_labelled": n_known,
-            "original": rates[0],
-            "masked": [{"method": label, "p": det_p, "accuracy": rate}
-                       for (label, det_p, _), rate in zip(masked, rates[1:])],
-        }
-    reports = [
-        ood_report(scores[k][id_split], {name: scores[k][name] for name in ood_splits},
-                   method=labels_of[k], p=fitted[k].get_params().get("p"), tpr=tpr,
+def _open_test_splits(fs, id_split, ood_splits, dask) -> dict:
+    """``{split: features}``, the ID split first: dask arrays, or block sources read when scored."""
+    if dask:
+        return {name: read_features(fs, name, dask) for name in [id_split, *ood_splits]}
+    # read block by block when scored: memory does not grow with the splits
+    return {name: SplitFeatures(fs, name) for name in [id_split, *ood_splits]}
+
+
+def _calibrate_featureless(fitted, scores, id_split) -> None:
+    """Set ``offset_`` of the detectors that learn nothing from features from every ID row's scores.
+
+    They were fitted on the ID split: the quantile of all its scores is what
+    fit on the whole split gives.
+    """
+    for key, detector in fitted.detectors.items():
+        if not detector_tags(detector).uses_features:
+            detector.offset_ = float(np.quantile(scores[key][id_split], 1.0 - detector.tpr))
+
+
+def _report(fitted, scores, id_split, ood_splits, *, tpr, positive, id_accuracy, tuning) -> Report:
+    """One row per (method, OOD split) and each method's average, methods in the order given.
+
+    ``extra`` holds ``id_accuracy``, and ``tuning`` when the methods were tuned.
+    """
+    report = Report.concat([
+        ood_report(scores[key][id_split], {name: scores[key][name] for name in ood_splits},
+                   method=fitted.labels[key], p=detector.get_params().get("p"), tpr=tpr,
                    positive=positive)
-        for k in keys
-    ]
-    report = Report.concat(reports)
+        for key, detector in fitted.detectors.items()
+    ])
     report.extra["id_accuracy"] = id_accuracy
-    tuning_record = None
-    if tune_id is not None:
-        tuning_record = {"id": tune_id, "noise": list(tune_noise), "methods": tuning}
-        report.extra["tuning"] = tuning_record
-    return Evaluation(report, id_accuracy, fitted, scores, positive, tuning_record, searches)
+    if tuning is not None:
+        report.extra["tuning"] = tuning
+    return report
+
+
+def _dask_correct(id_X, labels, heads) -> list:
+    """How many labelled rows of the (dask) ID split each head classifies right."""
+    known = labels >= 0
+    X_known = id_X[np.flatnonzero(known)] if not known.all() else id_X
+    truth = labels[known]
+    return [np.count_nonzero(_dask_classes(X_known, w, b) == truth) for w, b in heads]
+
+
+def _id_accuracy(id_split, labels, masked, correct) -> dict | None:
+    """The ``id_accuracy`` record from each head's right count (the original head first)."""
+    known = labels >= 0
+    if not known.any():
+        return None
+    n_known = int(known.sum())
+    rates = [float(100 * (c / n_known)) for c in correct]
+    return {
+        "split": id_split,
+        "n_labelled": n_known,
+        "original": rates[0],
+        "masked": [{"method": label, "p": det_p, "accuracy": rate}
+                   for (label, det_p, _), rate in zip(masked, rates[1:])],
+    }
 
 
 def _tune(spec, detector, p, fs, train_data, tune_id, tune_noise, say, **options):
@@ -419,5 +488,6 @@ def _tune(spec, detector, p, fs, train_data, tune_id, tune_noise, say, **options
         warnings.simplefilter("always")
         run_search(search, fs, train_data, id_split=tune_id, noise_splits=tune_noise)
     for item in caught:
-        warnings.warn(f"tuning {spec.name}: {item.message}", item.category, stacklevel=3)
+        # stacklevel: the caller of evaluate_store (_tune < _fit_methods < evaluate_store)
+        warnings.warn(f"tuning {spec.name}: {item.message}", item.category, stacklevel=4)
     return search
