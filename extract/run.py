@@ -306,35 +306,47 @@ def extract_features(
 
     Examples
     --------
-    >>> import torch
     >>> from torch import nn
     >>> from skdice.extract.data import ArraySource
     >>> from skdice.store import open_store
-    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-    ...                     nn.Flatten(), nn.Linear(4, 2))
-    >>> images = torch.randn(10, 3, 8, 8)
-    >>> path = extract_features(net, ArraySource(images), "toy.zarr", "test",  # doctest: +SKIP
-    ...                         progress=False)
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    >>> path = extract_features(net, ArraySource(torch.randn(10, 3, 8, 8)), "toy.zarr", "test")  # doctest: +SKIP
     >>> open_store(path).features("test").shape  # doctest: +SKIP
     (10, 4)
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    module, head, name, input_size, preprocess, attrs = _resolve_model(
-        module_or_spec, head, model_name, input_size, preprocess
-    )
+    module, head, name, input_size, preprocess, attrs = _resolve_model(module_or_spec, head, model_name,
+                                                                       input_size, preprocess)
     callback = _progress_callback(progress)
     rank, world, dist_here = _dist_context()
-    dev, amp, channels_last, workers = _run_settings(module, device, rank, world, amp, channels_last, workers)
+    loop = _run_settings(module, device, rank, world, amp, channels_last, workers, batch_size)
     source = _nonempty_source(data, input_size, preprocess, limit, split)
     extractor = HookedExtractor(module, head)
+    was_training = _on_device(module, loop)
+    try:
+        _write_split(extractor, source, Path(out), split, name, attrs, rank, world, notify=bool(progress),
+                     callback=callback if rank == 0 else None, loop=loop, chunk_rows=chunk_rows)
+    finally:
+        module.train(was_training)
+        if dist_here:
+            torch.distributed.destroy_process_group()
+    return Path(out)
+
+
+def _on_device(module, loop):
+    """The module in eval mode, in the run's memory format, on the run's device (in place); its former mode."""
     was_training = module.training
     module.eval()
-    if channels_last:
+    if loop["channels_last"]:
         module.to(memory_format=torch.channels_last)
-    module.to(dev)
+    module.to(loop["dev"])
+    return was_training
 
-    out = Path(out)
+
+def _write_split(extractor, source, out, split, name, attrs, rank, world, *, notify, callback, loop, chunk_rows):
+    """Prepare the split (rank 0) or open it, extract this rank's pending chunks, finalize (rank 0)."""
+    batch_size, amp = loop["batch_size"], loop["amp"]
     rows = default_chunk_rows(extractor.n_features, extractor.n_classes, batch_size) if chunk_rows is None else int(chunk_rows)
     extra = {"batch_size": int(batch_size)}
     if getattr(source, "classes", None):
@@ -347,13 +359,14 @@ def extract_features(
             _broadcast_status(rank, world, None)
             split_writer = StoreWriter.open(out).open_split(split)
         pending = split_writer.pending()
-        if not pending and rank == 0 and progress:
+        if not pending and rank == 0 and notify:
             print(f"split {split!r} of {out} has every chunk written already.", file=sys.stderr)
         mine = _chunks_of_this_rank(pending, rank, world)
         todo = sum(stop - start for start, stop in map(split_writer.chunk_bounds, mine))
-        bar = _RowCounter(callback if rank == 0 else None, todo)
+        bar = _RowCounter(callback, todo)
         try:
-            _run_chunks(extractor, source, split_writer, mine, batch_size, dev, workers, amp, channels_last, bar)
+            _run_chunks(extractor, source, split_writer, mine, batch_size, loop["dev"], loop["workers"], amp,
+                        loop["channels_last"], bar)
         except KeyboardInterrupt:
             done = split_writer.written_chunks()
             print(
@@ -369,14 +382,10 @@ def extract_features(
     finally:
         if split_writer is not None:
             split_writer.close()
-        module.train(was_training)
-        if dist_here:
-            torch.distributed.destroy_process_group()
-    return out
 
 
-def _run_settings(module, device, rank, world, amp, channels_last, workers):
-    """(device, amp, channels_last, workers) of this run: the device of this rank, defaults filled in."""
+def _run_settings(module, device, rank, world, amp, channels_last, workers, batch_size):
+    """This run's settings (device of this rank, amp, channels_last, workers, batch_size), defaults filled in."""
     dev = resolve_device(device)
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
@@ -388,7 +397,7 @@ def _run_settings(module, device, rank, world, amp, channels_last, workers):
         channels_last = default_channels_last(module, dev)
     if workers is None:
         workers = min(8, max((os.cpu_count() or 1) - 1, 0)) if dev.type == "cuda" else 0
-    return dev, amp, channels_last, workers
+    return dict(batch_size=batch_size, dev=dev, workers=workers, amp=amp, channels_last=channels_last)
 
 
 def _nonempty_source(data, input_size, preprocess, limit, split):

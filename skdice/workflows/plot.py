@@ -156,8 +156,32 @@ def plot_store(
     for pp in (0.0, p, *ps):
         if pp not in detectors:
             detectors[pp] = DICEDetector(p=pp).fit(head=head, train_mean=mean)
-    dense, dice = detectors[0.0], detectors[p]
+    read = _read_id_split(fs, id_split, id_X, detectors, class_index)
+    for name, X in ood_X.items():
+        read.ood_moments[name] = Moments(head.n_features, cross=True)
+        read.ood_scores[name], _ = _read_split(X, detectors, read.ood_moments[name])
+    data = _figures_data(read, head, mean, p, ps, bins, kept=detectors[p].mask_[:, read.class_index])
+    paths = _draw(data, Path(out_dir), prefix, model=fs.model or "model", id_split=id_split,
+                  class_index=read.class_index, p=p)
+    paths["data"] = data
+    return paths
 
+
+class _StreamedSplits:
+    """What the one pass over the ID and OOD splits gives the figures."""
+
+    def __init__(self, class_index, id_scores, id_moments):
+        self.class_index = class_index
+        self.id_scores = id_scores
+        self.id_moments = id_moments
+        self.ood_scores = {}
+        self.ood_moments = {}
+
+
+def _read_id_split(fs, id_split, id_X, detectors, class_index):
+    """The ID split read once (twice when unlabelled and no class is given): scores and class moments."""
+    head = fs.head
+    dense = detectors[0.0]
     labels = fs.labels(id_split)
     labelled = bool((labels >= 0).any())
     if class_index is None and labelled:
@@ -178,55 +202,53 @@ def plot_store(
             id_moments.update(block[chosen[start : start + block.shape[0]]])
     if id_moments.n == 0:
         raise ValueError(f"no row of split {id_split!r} belongs to class {class_index}.")
-    ood_scores, ood_moments = {}, {}
-    for name, X in ood_X.items():
-        ood_moments[name] = Moments(head.n_features, cross=True)
-        ood_scores[name], _ = _read_split(X, detectors, ood_moments[name])
+    return _StreamedSplits(class_index, id_scores, id_moments)
 
+
+def _figures_data(read, head, mean, p, ps, bins, *, kept):
+    """The four figures' data from the streamed scores and moments."""
+    ood_splits = list(read.ood_scores)
     panels = {}
     for label, pp in (("energy (p=0)", 0.0), (f"DICE (p={p:g})", p)):
         panels[label] = histogram_data(
-            id_scores[pp], {k: v[pp] for k, v in ood_scores.items()}, bins=bins
+            read.id_scores[pp], {k: v[pp] for k, v in read.ood_scores.items()}, bins=bins
         )
     contrib = {
-        name: unit_contributions_from_moments(id_moments, ood_moments[name], head.weight,
-                                              class_index, train_mean=mean)
+        name: unit_contributions_from_moments(read.id_moments, read.ood_moments[name], head.weight,
+                                              read.class_index, train_mean=mean)
         for name in ood_splits
     }
     sweep = p_sweep_from_scores(
-        ps, [id_scores[pp] for pp in ps], {k: [v[pp] for pp in ps] for k, v in ood_scores.items()}
+        ps, [read.id_scores[pp] for pp in ps], {k: [v[pp] for pp in ps] for k, v in read.ood_scores.items()}
     )
     covariance = {
         name: contribution_covariance_from_moments(
-            ood_moments[name], head.weight, class_index, train_mean=mean,
-            kept=dice.mask_[:, class_index],
+            read.ood_moments[name], head.weight, read.class_index, train_mean=mean, kept=kept,
         )
         for name in ood_splits
     }
+    return {"histograms": panels, "contributions": contrib, "p_sweep": sweep, "covariance": covariance}
 
-    out_dir = Path(out_dir)
-    model = fs.model or "model"
-    paths = {
+
+def _draw(data, out_dir, prefix, *, model, id_split, class_index, p):
+    """The four PNG files of the figures' data, named ``<prefix><figure>.png`` in ``out_dir``."""
+    return {
         "histograms": plot_score_histograms(
-            panels, out_dir / f"{prefix}histograms.png",
+            data["histograms"], out_dir / f"{prefix}histograms.png",
             title=f"{model}: ID {id_split} (blue) vs OOD (grey)",
         ),
         "contributions": plot_unit_contributions(
-            contrib, out_dir / f"{prefix}contributions.png",
+            data["contributions"], out_dir / f"{prefix}contributions.png",
             title=f"{model}: unit contributions to class {class_index}, ID {id_split}",
         ),
-        "p_sweep": plot_p_sweep(sweep, out_dir / f"{prefix}p_sweep.png",
+        "p_sweep": plot_p_sweep(data["p_sweep"], out_dir / f"{prefix}p_sweep.png",
                                 title=f"{model}: DICE over p, ID {id_split}"),
         "covariance": plot_contribution_covariance(
-            covariance, out_dir / f"{prefix}covariance.png",
+            data["covariance"], out_dir / f"{prefix}covariance.png",
             title=f"{model}: covariance of unit contributions to class {class_index} "
             f"(units by ID contribution; dashed: DICE p={p:g} boundary)",
         ),
     }
-    paths["data"] = {
-        "histograms": panels, "contributions": contrib, "p_sweep": sweep, "covariance": covariance,
-    }
-    return paths
 
 
 def _read_split(X, detectors, moments=None, *, predict=None, labels=None, class_index=None):
