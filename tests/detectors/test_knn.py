@@ -1,4 +1,4 @@
-"""KNN: negative distance to the k-th nearest normalised training feature."""
+"""KNN: negative squared distance to the k-th nearest normalised training feature."""
 
 import numpy as np
 import pytest
@@ -10,17 +10,18 @@ from skdice.exceptions import MissingExtraError
 
 
 def _reference(train, query, k):
+    # the KNN authors' run_cifar.py: -D[:, -1] with D faiss IndexFlatL2's squared L2
     a = train / (np.linalg.norm(train, axis=1, keepdims=True) + 1e-10)
     q = query / (np.linalg.norm(query, axis=1, keepdims=True) + 1e-10)
-    d = np.sqrt(((q[:, None, :] - a[None, :, :]) ** 2).sum(axis=2))
-    return -np.sort(d, axis=1)[:, k - 1]
+    d2 = ((q[:, None, :] - a[None, :, :]) ** 2).sum(axis=2)
+    return -np.sort(d2, axis=1)[:, k - 1]
 
 
 def test_hand_case_direction_only():
     H = np.array([[1.0, 0.0], [0.0, 2.0]])
     det = KNNDetector(n_neighbors=1, backend="sklearn").fit(H)
-    # (3, 3) normalises to (1, 1)/sqrt 2: distance to (1, 0) is sqrt(2 - sqrt 2)
-    expected = -np.sqrt(2 - np.sqrt(2))
+    # (3, 3) normalises to (1, 1)/sqrt 2: squared distance to (1, 0) is 2 - sqrt 2
+    expected = -(2 - np.sqrt(2))
     np.testing.assert_allclose(det.score_samples([[3.0, 3.0]]), [expected], rtol=1e-6)
     assert det.score_samples([[7.0, 0.0]])[0] == pytest.approx(0.0, abs=1e-6)
 
@@ -39,7 +40,7 @@ def test_offset_scores_fitting_rows_without_themselves():
     train = rng.normal(size=(100, 8))
     det = KNNDetector(n_neighbors=3, backend="sklearn", tpr=0.9).fit(train)
     a = train / np.linalg.norm(train, axis=1, keepdims=True)
-    d = np.sqrt(((a[:, None] - a[None]) ** 2).sum(axis=2))
+    d = ((a[:, None] - a[None]) ** 2).sum(axis=2)  # squared, as the score
     np.fill_diagonal(d, np.inf)
     loo = -np.sort(d, axis=1)[:, 2]
     assert det.offset_ == pytest.approx(np.quantile(loo, 0.1), rel=1e-5)
@@ -110,3 +111,14 @@ def test_faiss_path_builds_one_index_and_matches_sklearn(monkeypatch):
     import pickle
 
     assert not pickle.loads(pickle.dumps(det)).train_features_.flags.writeable
+
+
+def test_score_is_the_official_squared_distance_not_the_distance():
+    # two training directions at right angles: a query along the first is at
+    # squared distance 2 from the second (distance sqrt 2); the official
+    # score with k = 2 is -2, and the offset uses the same squared scale
+    H = np.array([[1.0, 0.0], [0.0, 3.0], [2.0, 0.0]])
+    det = KNNDetector(n_neighbors=2, backend="sklearn", tpr=0.5).fit(H)
+    np.testing.assert_allclose(det.score_samples([[0.0, 5.0]]), [-2.0], rtol=1e-6)
+    # leave-one-out: rows 0 and 2 have each other at 0 and row 1 at 2; row 1 has 2 and 2
+    assert det.offset_ == pytest.approx(-2.0)
