@@ -14,11 +14,12 @@ __all__ = ["ViMDetector"]
 
 
 def _default_dim(n_features: int) -> int:
-    # the ViM paper: D = 1000 for 2048-d (and wider) features, 512 for 768-d ones;
-    # half the width otherwise
-    if n_features >= 1500:
+    # the ViM authors' benchmark.py: DIM = 1000 if width >= 2048 else 512. A
+    # width of 512 or less would leave no residual there, so half the width
+    # (OpenOOD's dim = 256 for its 512-d CIFAR ResNet-18)
+    if n_features >= 2048:
         return 1000
-    if n_features >= 768:
+    if n_features > 512:
         return 512
     return n_features // 2
 
@@ -40,9 +41,11 @@ class ViMDetector(BaseDetector):
     ----------
     dim : int or None, default=None
         Dimension D of the principal subspace, ``0 <= D < n_features``. None
-        picks the ViM paper's value: 1000 for features of width 1500 or more
-        (ResNet-50 / BiT, 2048-d), 512 for width 768 to 1499 (ViT-B), half the
-        width below that.
+        picks the ViM authors' rule (``benchmark.py``): 1000 for features of
+        width 2048 or more (BiT / ResNet-50), 512 for any narrower width
+        above 512 (ViT-B's 768, Swin's 1024, ...). Where that rule leaves no
+        residual (width 512 or less, e.g. CIFAR models) it picks half the
+        width, as OpenOOD's ``dim = 256`` for its 512-d CIFAR ResNet-18.
     tpr : float, default=0.95
         Fraction of the fitting samples kept as ID by ``predict``; see ``offset_``.
 
@@ -77,8 +80,9 @@ class ViMDetector(BaseDetector):
 
     name = "vim"
     summary = "ViM: energy minus the scaled residual off the principal subspace (Wang et al., 2022)"
-    #: the search grid (skdice.tuning.default_grid): the ViM paper's rule (None) and
-    #: the dimensions of its ablation of D; values not below the width are left out
+    #: the search grid (skdice.tuning.default_grid): the ViM authors' rule (None) and
+    #: the dimensions of its ablation of D (OpenOOD sweeps 256 and 1000); values not
+    #: below the width are left out
     search_grid = {"dim": (None, 32, 64, 128, 256, 512, 1000)}
 
     _parameter_constraints: dict = {

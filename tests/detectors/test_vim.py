@@ -45,10 +45,20 @@ def test_hand_case_origin_and_residual():
     )
 
 
-def test_default_dim_follows_the_paper():
-    assert _default_dim(2048) == 1000
-    assert _default_dim(768) == 512
-    assert _default_dim(342) == 171
+def _official_dim(m):
+    # the ViM authors' benchmark.py: DIM = 1000 if width >= 2048 else 512
+    return 1000 if m >= 2048 else 512
+
+
+@pytest.mark.parametrize("m", [4096, 2048, 2047, 1500, 1024, 768, 767, 513])
+def test_default_dim_is_the_official_rule_wherever_it_leaves_a_residual(m):
+    assert _default_dim(m) == _official_dim(m)
+
+
+@pytest.mark.parametrize(("m", "dim"), [(512, 256), (342, 171), (3, 1)])
+def test_default_dim_is_half_the_width_where_the_official_rule_cannot_apply(m, dim):
+    assert _official_dim(m) >= m  # the official 512 would leave no residual
+    assert _default_dim(m) == dim
 
 
 def test_dim_must_leave_a_residual():
