@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ._options import OUTPUT_FORMAT, ComputeScheduler, IdTestSplit, OodSplits, Sparsity, StoreArgument
+
 
 class Format(str, Enum):
     """Output formats of ``skdice evaluate``."""
@@ -35,14 +37,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate(
-        store: Annotated[Path, typer.Argument(help="Feature store written by `skdice extract`.")],
-        id_split: Annotated[
-            str, typer.Option("--id", help="In-distribution test split.", show_default=False)
-        ],
-        ood: Annotated[
-            list[str],
-            typer.Option("--ood", help="OOD split; repeat for several.", show_default=False),
-        ],
+        store: StoreArgument,
+        id_split: IdTestSplit,
+        ood: OodSplits,
         method: Annotated[
             list[str] | None,
             typer.Option(
@@ -52,10 +49,7 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
-        p: Annotated[
-            float | None,
-            typer.Option("--p", help="Sparsity in [0, 1) for DICE-like methods (default 0.9)."),
-        ] = None,
+        p: Sparsity = None,
         train: Annotated[
             str | None,
             typer.Option("--train", help="Split of ID training features the methods are fitted on."),
@@ -87,15 +81,8 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
-        fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
-        scheduler: Annotated[
-            str | None,
-            typer.Option(
-                "--scheduler",
-                help="Address of a running dask.distributed scheduler to compute on "
-                "(default: $SKDICE_SCHEDULER, else this machine).",
-            ),
-        ] = None,
+        fmt: Annotated[Format, OUTPUT_FORMAT] = Format.table,
+        scheduler: ComputeScheduler = None,
     ) -> None:
         """Fit detectors and print FPR95, AUROC, AUPR-In and AUPR-Out per OOD split.
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ._options import ScoreScheduler, Sparsity, StoreArgument
+
 
 def _describe(detector) -> str:
     params = ", ".join(f"{k}={v!r}" for k, v in sorted(detector.get_params().items()))
@@ -83,7 +85,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("fit")
     def fit(
-        store: Annotated[Path, typer.Argument(help="Feature store written by `skdice extract`.")],
+        store: StoreArgument,
         out: Annotated[
             Path,
             typer.Option("--out", help="File to save the fitted detector to (.npz).", show_default=False),
@@ -95,10 +97,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option("--method", help="Detector name (`skdice methods`), optionally NAME:key=value,..."),
         ] = "dice",
-        p: Annotated[
-            float | None,
-            typer.Option("--p", help="Sparsity in [0, 1) for DICE-like methods (default 0.9)."),
-        ] = None,
+        p: Sparsity = None,
         train_mean: Annotated[
             Path | None,
             typer.Option(
@@ -122,7 +121,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("score")
     def score(
-        store: Annotated[Path, typer.Argument(help="Feature store written by `skdice extract`.")],
+        store: StoreArgument,
         split: Annotated[str, typer.Option("--split", help="Split to score.", show_default=False)],
         detector: Annotated[
             Path,
@@ -136,14 +135,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--overwrite", help="Replace scores of that name written by another detector."),
         ] = False,
-        scheduler: Annotated[
-            str | None,
-            typer.Option(
-                "--scheduler",
-                help="Address of a running dask.distributed scheduler to score on "
-                "(default: $SKDICE_SCHEDULER, else this machine).",
-            ),
-        ] = None,
+        scheduler: ScoreScheduler = None,
     ) -> None:
         """Score a split with a saved detector and write the scores into the store.
 

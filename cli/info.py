@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
+
+from ._options import StoreFolderArgument
 
 
 def describe_store(path) -> str:
@@ -112,7 +111,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("info")
     def info(
-        store: Annotated[Path, typer.Argument(help="Feature store folder written by `skdice extract`.")],
+        store: StoreFolderArgument,
     ) -> None:
         """List a store's model, head shape and splits with their counts, completeness and damage.
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ._options import IdTestSplit, OodSplits, StoreArgument, TrainMeanInsteadOfTrain
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``plot`` command to the app.
@@ -18,19 +20,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("plot")
     def plot(
-        store: Annotated[Path, typer.Argument(help="Feature store written by `skdice extract`.")],
-        id_split: Annotated[str, typer.Option("--id", help="In-distribution test split.")],
-        ood: Annotated[
-            list[str], typer.Option("--ood", help="OOD split; repeat for several.")
-        ],
+        store: StoreArgument,
+        id_split: IdTestSplit,
+        ood: OodSplits,
         out: Annotated[Path, typer.Option("--out", help="Folder for the PNG files.")] = Path("."),
         train: Annotated[
             str | None, typer.Option("--train", help="Split whose mean feature defines the DICE mask.")
         ] = None,
-        train_mean: Annotated[
-            Path | None,
-            typer.Option("--train-mean", help="Cached mean training feature (.npy), instead of --train."),
-        ] = None,
+        train_mean: TrainMeanInsteadOfTrain = None,
         p: Annotated[
             float,
             typer.Option("--p", help="DICE sparsity for the histograms and the covariance figure's boundary, in [0, 1)."),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ast
 from enum import Enum
-from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from ._options import OUTPUT_FORMAT, StoreArgument, TrainMeanInsteadOfTrain
 
 
 class Metric(str, Enum):
@@ -154,7 +155,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("tune")
     def tune(
-        store: Annotated[Path, typer.Argument(help="Feature store written by `skdice extract`.")],
+        store: StoreArgument,
         id_split: Annotated[
             str, typer.Option("--id", help="Split of ID validation features.", show_default=False)
         ],
@@ -172,10 +173,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--train", help="Split of ID training features (DICE: its mean defines the mask)."),
         ] = None,
-        train_mean: Annotated[
-            Path | None,
-            typer.Option("--train-mean", help="Cached mean training feature (.npy), instead of --train."),
-        ] = None,
+        train_mean: TrainMeanInsteadOfTrain = None,
         method: Annotated[
             str, typer.Option("--method", help="Detector to tune (`skdice methods`).")
         ] = "dice",
@@ -208,7 +206,7 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--n-bootstrap", help="Bootstrap resamples behind the intervals.")
         ] = 200,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resamples.")] = 0,
-        fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+        fmt: Annotated[Format, OUTPUT_FORMAT] = Format.table,
     ) -> None:
         """Score a detector at every candidate on ID vs noise validation features and pick the best.
 

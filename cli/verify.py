@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
+
+from ._options import StoreFolderArgument
 
 
 def verification_summary(report) -> list[str]:
@@ -43,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("verify")
     def verify(
-        store: Annotated[Path, typer.Argument(help="Feature store folder written by `skdice extract`.")],
+        store: StoreFolderArgument,
     ) -> None:
         """Decode every chunk of every array of a store, checking checksums and missing chunks.
 
