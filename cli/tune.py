@@ -217,12 +217,12 @@ def register(app: typer.Typer) -> None:
         """
         from skdice.tuning import tune_store
 
+        from ._console import warning_lines
+
         # points are this command's unit (the library takes a fraction): checked where they are parsed
         if not 0 <= max_accuracy_drop <= 100:
             raise ValueError(f"--max-accuracy-drop must be in [0, 100] points, got {max_accuracy_drop:g}.")
         values = parse_grids(grid, method)
-        from ._console import warning_lines
-
         with warning_lines():
             search = tune_store(
                 store,
@@ -238,11 +238,6 @@ def register(app: typer.Typer) -> None:
                 n_bootstrap=n_bootstrap,
                 random_state=seed,
             )
-        from skdice.workflows.tune import SearchReport
-
-        from ._console import render_table as render
-        from .errors import COMMAND_FLAGS, in_flag_words
-
         context = {
             "store": str(store),
             "id": id_split,
@@ -251,6 +246,5 @@ def register(app: typer.Typer) -> None:
             "train": train,
             "train_mean": None if train_mean is None else str(train_mean),
         }
-        report = SearchReport(search, noise=noise, id_split=id_split, context=context)
-        typer.echo(report.to_json() if fmt is Format.json
-                   else in_flag_words(report.to_table(render), COMMAND_FLAGS["tune"]))
+        typer.echo(render_json(search, **context) if fmt is Format.json
+                   else render_table(search, noise=noise, id_split=id_split))
