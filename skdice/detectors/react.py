@@ -33,7 +33,7 @@ def _flag_non_finite_rows(X, scores):
 
 
 def _clip_threshold(detector, X):
-    """The absolute ``threshold`` if given, else the percentile of all training activations."""
+    """The absolute ``threshold`` if given, else the percentile of all fitting activations."""
     if detector.threshold is not None:
         return float(detector.threshold)
     if X is None:
@@ -41,7 +41,9 @@ def _clip_threshold(detector, X):
             f"{type(detector).__name__} fitted from train_mean alone needs an absolute "
             "clip: pass threshold=... (the percentile needs the training features X)."
         )
-    # over every activation of every training row, as in the ReAct authors' code
+    # over every activation of every fitting row (the flattened matrix), as the
+    # ReAct authors' compute_threshold.py does on about 2,000 ID *validation*
+    # images: to follow it, fit on an ID validation split or pass threshold=
     return float(np.percentile(X, detector.percentile))
 
 
@@ -49,14 +51,14 @@ class ReActDetector(_HeadDetector):
     """ReAct: energy of the head after clipping the features from above.
 
     ``S(x) = logsumexp(W^T min(h(x), c) + b)``, where the clip ``c`` is the
-    ``percentile``-th percentile of all training activations (every entry of
-    the fitting features), or an absolute ``threshold``.
+    ``percentile``-th percentile of all activations of the fitting features
+    (every entry of ``X``), or an absolute ``threshold``.
 
     Parameters
     ----------
     percentile : float, default=90
-        Percentile (0–100) of the training activations used as the clip; the
-        ReAct paper's default.
+        Percentile (0–100) of the fitting activations used as the clip; the
+        ReAct paper's default (OpenOOD sweeps 85, 90, 95, 99).
     threshold : float or None, default=None
         Absolute clip, overriding ``percentile`` (e.g. 1.0 for the BiT-S /
         ResNet-50 ImageNet models of the ReAct and DICE papers).
@@ -75,10 +77,19 @@ class ReActDetector(_HeadDetector):
 
     Notes
     -----
-    The percentile is taken over a copy of all ``n * m`` fitting activations
-    (``numpy.percentile``); for a very large training set fit on a subsample or
-    pass ``threshold``. OpenOOD's ``ReactPostprocessor`` computes the same score
-    (its percentile comes from the ID validation features it is given);
+    **Which data the clip comes from.** The ReAct authors'
+    ``compute_threshold.py`` takes the 90th percentile of the flattened
+    penultimate activations of about 2,000 shuffled images of the ID
+    *validation* split (the ImageNet validation set; the CIFAR test set), and
+    OpenOOD's ``ReactPostprocessor`` takes it on its ID ``val`` split. This
+    detector takes it on the features it is fitted on. To follow the official
+    recipe, fit it on an ID validation split (``skdice fit --train VALSPLIT``,
+    or ``fit(H_val, W, b)``), or compute the clip there and pass it as
+    ``threshold=``; fitted on training features it is the same rule on other
+    rows (the ViM and GEN authors' ``benchmark.py`` do that, at the 99th
+    percentile). The percentile is taken over a copy of all ``n * m`` fitting
+    activations (``numpy.percentile``); for a very large set fit on a
+    subsample or pass ``threshold``. OpenOOD computes the same score;
     pytorch-ood's ``ReAct`` returns the negative energy, the opposite sign.
 
     References
@@ -90,7 +101,8 @@ class ReActDetector(_HeadDetector):
     name = "react"
     summary = "ReAct: energy after clipping features at a training percentile (Sun et al., 2021)"
     #: the search grid (skdice.tuning.default_grid): clip percentiles around the
-    #: ReAct paper's 90, the range of its rectification-threshold ablation
+    #: ReAct paper's 90 (OpenOOD's sweep 85, 90, 95, 99, plus 80 from the paper's
+    #: rectification-threshold ablation)
     search_grid = {"percentile": (80, 85, 90, 95, 99)}
 
     _parameter_constraints: dict = {**_HeadDetector._parameter_constraints, **_CLIP_CONSTRAINTS}
@@ -128,7 +140,8 @@ class DICEReActDetector(MaskedHeadMixin, BaseDetector):
         DICE sparsity in [0, 1). The DICE authors' ImageNet (ResNet-50)
         setting for DICE + ReAct is p = 0.1 or 0.15 with a clip of 1.0 or 1.5.
     percentile : float, default=90
-        Percentile (0–100) of the training activations used as the clip.
+        Percentile (0–100) of the fitting activations used as the clip (see
+        :class:`ReActDetector` for the official recipe: ID validation data).
     threshold : float or None, default=None
         Absolute clip, overriding ``percentile`` (the official setting above).
         Needed when fitting from ``train_mean`` alone.

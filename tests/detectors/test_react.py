@@ -30,6 +30,21 @@ def test_react_matches_numpy_reference(percentile):
     np.testing.assert_allclose(det.score_samples(H), _energy(np.minimum(H, c), W, b), rtol=1e-5)
 
 
+def test_official_recipe_clip_from_id_validation_rows():
+    # compute_threshold.py: the 90th percentile of the flattened activations of
+    # ID validation images; fitted on those rows (or given the clip) the detector
+    # scores test rows with exactly that clip
+    H_train, W, b = random_problem(seed=0)
+    H_val, _, _ = random_problem(seed=1)
+    official_clip = np.percentile(H_val.reshape(-1), 90)
+    reference = _energy(np.minimum(H_train, official_clip), W, b)
+    on_val = get_detector("react").fit(H_val, W, b)
+    given = get_detector("react", threshold=official_clip).fit(H_train, W, b)
+    assert on_val.threshold_ == pytest.approx(official_clip)
+    for det in (on_val, given):
+        np.testing.assert_allclose(det.score_samples(H_train), reference, rtol=1e-5)
+
+
 def test_absolute_threshold_overrides_percentile():
     H, W, b = random_problem()
     det = get_detector("react", threshold=1.0).fit(H, W, b)
