@@ -54,6 +54,32 @@ def test_every_detector_declares_its_grid_with_its_defaults_in_it(name):
             clone(cls()).set_params(**{param: value})._validate_params()
 
 
+#: each method's official settings, read from its authors' code and OpenOOD's
+#: configs (docs/detectors.md, "Official settings", gives the sources); every grid
+#: must contain them, for the CIFAR and the ImageNet model families alike
+OFFICIAL_SETTINGS = {
+    "dice": {"p": [0.7, 0.9]},  # demo-imagenet.sh --p 70; the paper's CIFAR p = 0.9
+    "dice-react": {"p": [0.1, 0.15]},  # demo-imagenet.sh (with an absolute clip)
+    "knn": {"n_neighbors": [50, 100, 200, 500, 1000]},  # run_cifar.py 50, run_imagenet.py 1000, OpenOOD
+    "vim": {"dim": [None, 256, 512, 1000]},  # benchmark.py rule; OpenOOD's 256 / 1000
+    "react": {"percentile": [85, 90, 95, 99]},  # the paper's 90; OpenOOD's sweep
+    "ash-p": {"percentile": [60, 65, 70, 75, 80, 85, 90, 95, 99]},  # paper P@60; authors' run.py
+    "ash-b": {"percentile": [65, 70, 75, 80, 85, 90, 95, 99]},  # paper B@65; authors' run.py
+    "ash-s": {"percentile": [90, 95, 99]},  # imagenet, cifar10/100, densenet configs
+    "scale": {"percentile": [50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 97, 99]},  # scale.yml + 97, 99
+    "gen": {"gamma": [0.01, 0.1, 0.5, 1, 2, 5, 10], "M": [10, 50, 100, 200, 500, 1000]},  # gen.yml
+    "odin": {"temperature": [1, 10, 100, 1000]},  # odin.yml
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_SETTINGS))
+def test_every_grid_covers_its_methods_official_settings(name):
+    grid = default_grid(name)
+    for param, values in OFFICIAL_SETTINGS[name].items():
+        missing = set(values) - set(grid[param])
+        assert not missing, f"{name}: the official {param} values {sorted(missing, key=str)} are not in its grid"
+
+
 def test_default_grid_is_the_class_declaration_read_one_way():
     assert default_grid("dice") == {"p": DEFAULT_GRID}
     assert default_grid(available_detectors()["react"]) == default_grid("react") == default_grid(

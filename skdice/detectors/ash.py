@@ -34,10 +34,10 @@ def _sum_ratio(s1, s2):
 
 
 class _Shaping(_HeadDetector):
-    #: the search grid (skdice.tuning.default_grid): the ASH paper's pruning
-    #: percentiles (ImageNet ASH-P@60, ASH-B@65, ASH-S@90; CIFAR 90 and 95) and the
-    #: steps between them
-    search_grid = {"percentile": (60, 65, 70, 75, 80, 85, 90, 95)}
+    #: the search grid (skdice.tuning.default_grid): the ASH paper's ImageNet settings
+    #: (P@60, B@65, S@90), its released CIFAR-10/100 DenseNet config (S@95), and the
+    #: authors' run.py sweep 65-99 in steps of 5 (with 99)
+    search_grid = {"percentile": (60, 65, 70, 75, 80, 85, 90, 95, 99)}
 
     _parameter_constraints: dict = {
         **_HeadDetector._parameter_constraints,
@@ -162,7 +162,10 @@ class ASHSDetector(_Shaping):
     ----------
     percentile : float, default=90
         Percentage (0–100) of each row's units pruned; the ASH paper's ImageNet
-        (ResNet-50) setting ASH-S@90, also its released configs' default.
+        (ResNet-50) setting ASH-S@90 (``config/imagenet_config.yml``). The
+        authors' released CIFAR-10 and CIFAR-100 DenseNet-100 configs use
+        ASH-S@95 (``config/cifar10_config.yml``, ``cifar100_config.yml``), their
+        ImageNet DenseNet-121 config ASH-S@99.
 """
         + _COMMON_DOC
         + """
@@ -201,7 +204,9 @@ class SCALEDetector(_Shaping):
     ----------
     percentile : float, default=85
         Percentage (0–100) defining the top-k set; the SCALE paper's ImageNet
-        setting (also OpenOOD's default).
+        (ResNet-50) setting, also OpenOOD's default. The SCALE authors' stored
+        OpenOOD runs chose other values on smaller models (``results/``: 65 for
+        CIFAR-10 and CIFAR-100 ResNet-18, 75 or 80 for ImageNet-200).
 """
         + _COMMON_DOC
         + """
@@ -219,9 +224,10 @@ class SCALEDetector(_Shaping):
     )
 
     name = "scale"
-    #: the search grid (skdice.tuning.default_grid): the SCALE paper's percentile
-    #: sweep (its ImageNet setting 85 in the middle)
-    search_grid = {"percentile": (65, 70, 75, 80, 85, 90, 95)}
+    #: the search grid (skdice.tuning.default_grid): the SCALE authors' sweep
+    #: (configs/postprocessors/scale.yml: 50-95 in steps of 5; ImageNet 85, CIFAR 65)
+    #: and 97, 99 above it
+    search_grid = {"percentile": (50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 97, 99)}
     summary = "SCALE: energy after rescaling features by exp(total / top-k sum) (Xu et al., 2024)"
 
     def __init__(self, percentile=85, *, tpr=0.95):

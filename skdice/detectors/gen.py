@@ -22,7 +22,8 @@ class GENDetector(_HeadDetector):
     Parameters
     ----------
     gamma : float, default=0.1
-        Exponent gamma in (0, 1]; the GEN paper's setting.
+        Exponent gamma > 0; the GEN paper's setting (the authors'
+        ``benchmark.py`` and OpenOOD's default). OpenOOD sweeps 0.01 to 10.
     M : int, default=100
         Number of largest probabilities summed; the GEN paper's ImageNet
         setting (all classes when C < M, e.g. CIFAR-10).
@@ -55,13 +56,17 @@ class GENDetector(_HeadDetector):
 
     name = "gen"
     summary = "GEN: minus the generalized entropy of the top-M softmax (Liu et al., 2023)"
-    #: the search grid (skdice.tuning.default_grid), 2-D: the GEN paper's gamma and M
-    #: ablations (its settings gamma = 0.1, M = 100); M above the class count equals M = C
-    search_grid = {"gamma": (0.01, 0.05, 0.1, 0.5, 1.0), "M": (10, 50, 100, 500, 1000)}
+    #: the search grid (skdice.tuning.default_grid), 2-D: OpenOOD's sweep (gen.yml: gamma
+    #: 0.01-10, M 10-1000) with the GEN paper's gamma = 0.05 added (its settings gamma =
+    #: 0.1, M = 100); M above the class count equals M = C
+    search_grid = {
+        "gamma": (0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0),
+        "M": (10, 50, 100, 200, 500, 1000),
+    }
 
     _parameter_constraints: dict = {
         **_HeadDetector._parameter_constraints,
-        "gamma": [Interval(Real, 0, 1, closed="right")],
+        "gamma": [Interval(Real, 0, None, closed="neither")],
         "M": [Interval(Integral, 1, None, closed="left")],
     }
 

@@ -20,12 +20,16 @@ def test_hand_case_two_equal_classes():
     np.testing.assert_allclose(det.score_samples(H), [-0.5], rtol=1e-7)
 
 
-@pytest.mark.parametrize(("gamma", "M"), [(0.1, 100), (0.1, 3), (0.5, 5), (1.0, 1)])
+@pytest.mark.parametrize(
+    ("gamma", "M"), [(0.1, 100), (0.1, 3), (0.5, 5), (1.0, 1), (2.0, 12), (10.0, 4)]
+)  # gamma above 1: OpenOOD's gen.yml sweeps it to 10
 def test_matches_numpy_reference(gamma, M):
     H, W, b = random_problem(C=12)
     det = get_detector("gen", gamma=gamma, M=M).fit(H, W, b)
     Z = H.astype(np.float64) @ W + b
-    np.testing.assert_allclose(det.score_samples(H), _reference(Z, gamma, min(M, 12)), rtol=1e-5)
+    # float32 logits: p^gamma carries gamma times their relative rounding error
+    rtol = 1e-5 * max(gamma, 1.0)
+    np.testing.assert_allclose(det.score_samples(H), _reference(Z, gamma, min(M, 12)), rtol=rtol)
 
 
 def test_confident_rows_keep_their_order():
