@@ -14,7 +14,10 @@ detector's default and warns with
 also runs through scikit-learn's ``GridSearchCV`` (see docs/tuning.md).
 
 This module is the public face of all of it; the searches live in the core
-(``skdice._search``), the store-driven run in :mod:`skdice.workflows.tune`.
+(``skdice._search`` re-exports them from the modules split by job), the
+store-driven run in :mod:`skdice.workflows.tune`, and :class:`SearchReport`
+renders a fitted search as ``skdice tune`` prints it (``to_table``,
+``to_json``).
 """
 
 from ._search import (
@@ -27,13 +30,14 @@ from ._search import (
     paired_bootstrap,
 )
 from .exceptions import UninformativeValidationWarning
-from .workflows.tune import tune_store
+from .workflows.tune import SearchReport, tune_store
 
 __all__ = [
     "DEFAULT_GRID",
     "DEFAULT_MAX_ACCURACY_DROP",
     "DEFAULT_N_BOOTSTRAP",
     "HyperparameterSearch",
+    "SearchReport",
     "SparsitySearch",
     "UninformativeValidationWarning",
     "default_grid",
