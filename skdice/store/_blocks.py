@@ -40,7 +40,7 @@ def block_rows_for(array, target_bytes: int = _BLOCK_BYTES) -> int:
     return max(chunk, int(target_bytes // row_bytes) // chunk * chunk)
 
 
-def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetch: bool = True):
+def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetch: bool = True, check=None):
     """Read an array's rows block by block, reading the next blocks while the caller works.
 
     Parameters
@@ -55,6 +55,10 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
         the caller works on the current block; at most
         ``_READS_IN_FLIGHT + 1`` blocks are in memory. Closing the generator
         early cancels the reads not yet started.
+    check : callable, default=None
+        Called as ``check(start, block)`` on each block as soon as it is read
+        (in the reading thread, so it overlaps the caller's work); it raises
+        to refuse the block (the split's manifest digests, say).
 
     Yields
     ------
@@ -75,8 +79,12 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
 
     def read(s):
         if zarr_array:
-            return read_checked(array, slice(s, min(s + step, n)))
-        return np.asarray(array[s : min(s + step, n)])
+            block = read_checked(array, slice(s, min(s + step, n)))
+        else:
+            block = np.asarray(array[s : min(s + step, n)])
+        if check is not None:
+            check(s, block)
+        return block
 
     if not prefetch or len(starts) < 2:
         for s in starts:

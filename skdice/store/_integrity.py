@@ -361,7 +361,7 @@ def _first_undecodable(arr, selection) -> int | None:
     return None
 
 
-def scan_chunks(arr, *, rows=None, progress=None):
+def scan_chunks(arr, *, rows=None, progress=None, on_block=None):
     """Yield ``(chunk_index, reason)`` for every missing or undecodable chunk of ``arr``.
 
     Reads whole chunks in blocks of about 8 MiB (one chunk at a time after a
@@ -377,6 +377,10 @@ def scan_chunks(arr, *, rows=None, progress=None):
         still being written); all by default.
     progress : callable, default=None
         Called as ``progress(chunks_done)`` after each block.
+    on_block : callable, default=None
+        Called as ``on_block(start_row, block)`` with each block of a
+        row-chunked array that decoded whole (to check the manifest's digests
+        in the same pass).
 
     Yields
     ------
@@ -410,7 +414,7 @@ def scan_chunks(arr, *, rows=None, progress=None):
             for k in sorted(absent):
                 yield k, "missing on disk"
         try:
-            arr[first * step : min(last * step, n)]
+            block = arr[first * step : min(last * step, n)]
         except Exception:  # noqa: BLE001 - locate the damaged chunks one by one
             for k in range(first, last):
                 if k in absent:
@@ -418,6 +422,10 @@ def scan_chunks(arr, *, rows=None, progress=None):
                 reason = _chunk_problem(arr, (k, *tail), dense=False)
                 if reason:
                     yield k, reason
+        else:
+            if on_block is not None and not absent:
+                on_block(first * step, block)
+            del block
         if progress is not None:
             progress(last)
 

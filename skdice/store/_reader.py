@@ -24,10 +24,20 @@ from ._integrity import (
     read_checked,
     stored_chunks,
 )
+from ._manifest import (
+    ChunkDigests,
+    MANIFEST_ATTR,
+    digest_check,
+    head_fingerprint,
+    identity_problems,
+    read_manifest,
+    split_problems,
+)
 from ._schema import (
     CHECKSUM,
     CHECKSUM_ATTR,
     HEAD,
+    MANIFEST,
     MARKER_ATTR,
     RERUN,
     RESERVED,
@@ -68,6 +78,7 @@ class FeatureStore:
         self.path = path
         self._group = group
         self.attrs = dict(group.attrs.asdict())
+        self._manifests, self._identity_checked = {}, False  # split ("" for the store) -> manifest
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r}, model={self.model!r}, splits={self.splits})"
@@ -84,9 +95,119 @@ class FeatureStore:
 
     @property
     def head(self) -> Head:
-        """The classifier head, weight ``(m, C)`` in the paper's orientation."""
+        """The classifier head, weight ``(m, C)`` in the paper's orientation.
+
+        Checked against the fingerprint in the store's manifest, when it has one.
+        """
+        weight, bias = self.head_values()
+        problem = self.head_problem(weight, bias)
+        if problem:
+            raise StoreError(problem)
+        return Head(weight, bias)
+
+    def head_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """The head's weight and bias decoded and checked, not yet against the manifest (for ``verify``)."""
         weight, bias = self._head_arrays()
-        return Head(read_checked(weight), read_checked(bias))
+        return read_checked(weight), read_checked(bias)
+
+    def head_problem(self, weight, bias) -> str | None:
+        """Why the decoded head disagrees with the store's manifest (None when it agrees or there is none)."""
+        record = self.manifest()
+        if record is None or head_fingerprint(weight, bias) == record.get("head"):
+            return None
+        return (
+            f"the head of {self.path} does not match the fingerprint its manifest recorded when the store "
+            f"was created ({record.get('head')}): the head was replaced or edited; the head is written "
+            f"once, when the store is created: restore {self.path} from a copy, or extract into a new "
+            "store (another --out)."
+        )
+
+    def manifest(self, split: str | None = None) -> dict | None:
+        """The manifest of a split, or of the store when ``split`` is None (docs/store.md, "The manifest").
+
+        Parameters
+        ----------
+        split : str, default=None
+
+        Returns
+        -------
+        dict or None
+            Its attributes; None for a store or split written before manifests.
+
+        Raises
+        ------
+        StoreError
+            When the manifest is damaged, or missing from a split that records one.
+        """
+        key = "" if split is None else split
+        if key not in self._manifests:
+            if split is None:
+                record = read_manifest(self.path / MANIFEST, "the store's manifest", f"restore {self.path} from a copy")
+            else:
+                remedy = f"delete the folder {self.path / split} and re-run `skdice extract` for it"
+                record = read_manifest(self.path / split / MANIFEST, f"the manifest of split {split!r}", remedy)
+                if record is None and self.split_group(split).attrs.get(MANIFEST_ATTR) is not None:
+                    raise StoreError(
+                        f"split {split!r} of {self.path} records a manifest but "
+                        f"{self.path / split / MANIFEST / 'zarr.json'} is missing (a partial copy or a deleted "
+                        f"file): {remedy}."
+                    )
+            self._manifests[key] = record
+        return self._manifests[key]
+
+    def identity_problems(self) -> list[str]:
+        """How the root attributes disagree with the store's manifest (the model renamed, say)."""
+        return identity_problems(self)
+
+    def split_manifest_problems(self, split: str, layout: dict) -> list[str]:
+        """How a split disagrees with its manifest's counts, head and model (no chunk is read).
+
+        Parameters
+        ----------
+        split : str
+        layout : dict
+            From :meth:`layout`.
+
+        Returns
+        -------
+        list of str
+            One message per problem; empty when the split agrees or has no manifest.
+        """
+        return split_problems(self, split, layout)
+
+    def _check_manifests(self, split: str, layout: dict) -> None:
+        if not self._identity_checked:
+            problems = self.identity_problems()
+            if problems:
+                raise StoreError(problems[0])
+            self._identity_checked = True
+        problems = self.split_manifest_problems(split, layout)
+        if problems:
+            raise StoreError(problems[0])
+
+    def chunk_digests(self, split: str, name: str) -> "ChunkDigests | None":
+        """The manifest's digests of ``<split>/<name>``, to check blocks as they are read; None without one."""
+        record = self.manifest(split)
+        if record is None or name not in record.get("arrays", ()):
+            return None
+        hexes = record.get("chunks", {}).get(name) if isinstance(record.get("chunks"), dict) else None
+        return ChunkDigests(name, hexes, record.get("chunk_rows", 1))
+
+    def digest_check(self, split: str, name: str):
+        """A ``check(start, block)`` for :func:`iter_blocks` that refuses a chunk its manifest disowns.
+
+        Returns None when the split has no manifest. The error names the split,
+        the array, the chunk and the remedy.
+        """
+        return digest_check(self, split, name)
+
+    def _read_array(self, split: str, name: str) -> np.ndarray:
+        arr = self.array(split, name)
+        values = read_checked(arr)
+        check = self.digest_check(split, name)
+        if check is not None:
+            check(0, values)
+        return values
 
     @property
     def head_shape(self) -> tuple[int, int]:
@@ -433,6 +554,7 @@ class FeatureStore:
             )
         else:
             check_stored_array(arr, shape=arr.shape, data_type=array_data_type(arr), checksum=layout["checksum"])
+        self._check_manifests(split, layout)  # after the schema: its messages name the file edited
         return arr
 
     def features(self, split: str, *, dask: bool = False):
@@ -456,15 +578,15 @@ class FeatureStore:
             da = require("dask.array", "dask")
             return da.from_array(CheckedReads(arr), chunks=(block_rows_for(arr), arr.shape[1]),
                                  asarray=True, lock=False, meta=np.empty((0, 0), dtype=arr.dtype))
-        return read_checked(arr)
+        return self._read_array(split, "features")
 
     def logits(self, split: str) -> np.ndarray:
         """Logits of the unmodified head, ndarray of shape (n_samples, n_classes), float32."""
-        return read_checked(self.array(split, "logits"))
+        return self._read_array(split, "logits")
 
     def labels(self, split: str) -> np.ndarray:
         """Labels, ndarray of shape (n_samples,), int64; -1 where unknown."""
-        labels = np.asarray(read_checked(self.array(split, "labels")), dtype=np.int64)
+        labels = np.asarray(self._read_array(split, "labels"), dtype=np.int64)
         _, c = self.widths()
         bad = np.flatnonzero((labels < -1) | (labels >= c))
         if bad.size:  # a chunk decoded to garbage (a store written without checksums)
@@ -477,7 +599,7 @@ class FeatureStore:
 
     def paths(self, split: str) -> list[str]:
         """The source of each row (a file path, or ``file#index`` for array files)."""
-        return [str(p) for p in read_checked(self.array(split, "paths")).tolist()]
+        return [str(p) for p in self._read_array(split, "paths").tolist()]
 
     def iter_features(self, split: str):
         """Iterate over a split's features one store chunk at a time.
@@ -493,7 +615,8 @@ class FeatureStore:
         chunk : ndarray of shape (n_rows_in_chunk, n_features), float32
         """
         arr = self.array(split, "features")
-        yield from iter_blocks(arr, max(int(arr.chunks[0]), 1), prefetch=False)
+        yield from iter_blocks(arr, max(int(arr.chunks[0]), 1), prefetch=False,
+                               check=self.digest_check(split, "features"))
 
     def block_source(self, split: str) -> SplitFeatures:
         """A split's features as a block source, read again block by block on each pass.

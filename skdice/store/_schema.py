@@ -10,7 +10,8 @@ SCHEMA_VERSION = 1
 MARKER_ATTR = "skdice_store"
 HEAD = "head"
 SPLIT_ARRAYS = ("features", "logits", "labels", "paths")
-RESERVED = {HEAD}
+MANIFEST = "manifest"  # the store-level manifest (docs/store.md, "The manifest")
+RESERVED = {HEAD, MANIFEST}
 SCORES = "scores"  # the group of a split that holds scores written back
 RERUN = "re-run the same `skdice extract` command (it resumes from the last written chunk)"
 CREATE_WAIT_S = 60.0  # how long a writer waits for another process creating the same store
@@ -59,7 +60,7 @@ def _name_problem(name) -> str | None:
 
 def validate_split_name(split: str) -> str:
     if isinstance(split, str) and split in RESERVED:
-        raise StoreError(f"invalid split name {split!r}: use a non-empty name other than 'head'.")
+        raise StoreError(f"invalid split name {split!r}: use a non-empty name other than 'head' and 'manifest'.")
     problem = _name_problem(split)
     if problem is not None:
         raise StoreError(f"invalid split name {split!r}: {problem}.")

@@ -109,6 +109,7 @@ class SplitFeatures:
         self.shape = tuple(int(v) for v in self.array.shape)
         self.dtype = self.array.dtype
         self.name = f"split {split!r} of {fs.path}"
+        self.check = fs.digest_check(split, "features")  # each chunk against the manifest, as read
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -122,4 +123,4 @@ class SplitFeatures:
             Index of the block's first row.
         block : ndarray of shape (rows, n_features)
         """
-        return explained_reads(self.fs, self.split, iter_blocks(self.array))
+        return explained_reads(self.fs, self.split, iter_blocks(self.array, check=self.check))

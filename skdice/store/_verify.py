@@ -6,7 +6,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..exceptions import StoreError
-from ._integrity import check_stored_array, describe_node, has_checksum, open_node, array_root, rows_of, scan_chunks
+import numpy as np
+
+from ._integrity import (
+    array_root,
+    check_stored_array,
+    describe_node,
+    has_checksum,
+    open_node,
+    read_checked,
+    rows_of,
+    scan_chunks,
+)
+from ._manifest import DIGEST_MISMATCH
 from ._reader import FeatureStore, open_store
 from ._schema import CHECKSUM, CHECKSUM_ATTR, HEAD, SCORES, is_count, score_schema, split_schema, import_zarr
 
@@ -31,6 +43,10 @@ class StoreReport:
         cannot be detected in them.
     incomplete : list of str
         Splits whose extraction has not finished: only their metadata was checked.
+    unmanifested : list of str
+        The parts written without a manifest (``"the store"`` for its head and
+        model name, ``"split 'NAME'"``; by a skdice older than manifests): a
+        valid chunk in the wrong place cannot be detected in them.
     arrays : int
         Arrays checked.
     chunks : int
@@ -42,6 +58,7 @@ class StoreReport:
     remedies: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
+    unmanifested: list[str] = field(default_factory=list)
     arrays: int = 0
     chunks: int = 0
 
@@ -64,7 +81,11 @@ def verify_store(path, *, progress=None) -> StoreReport:
     logits, labels, paths and written flags, and the scores written back),
     so each crc32c checksum is verified and every missing chunk is found. It
     reads whole chunks in blocks of about 8 MiB: memory stays bounded
-    whatever the store's size.
+    whatever the store's size. Against the manifests (docs/store.md, "The
+    manifest") it checks each chunk's digest at its position, each split's
+    counts, head fingerprint and model, the head's fingerprint and the model
+    name; and on a sample of rows of each split, the stored logits against the
+    features times the head.
 
     Parameters
     ----------
@@ -109,15 +130,102 @@ def verify_store(path, *, progress=None) -> StoreReport:
                 progress(before + chunks_done, total)
 
         about = describe_node(fs.path, arr.path)
-        for index, reason in scan_chunks(arr, rows=rows, progress=step):
+        part = f" of {about.part}" if about.part else ""
+        on_block = _digest_check(fs, arr, prefix, part, about.remedy, report)
+        for index, reason in scan_chunks(arr, rows=rows, progress=step, on_block=on_block):
             where = f"chunk {index}{rows_of(arr, index)}" if isinstance(index, int) else f"chunk {index}"
-            part = f" of {about.part}" if about.part else ""
             report._add(f"{prefix}: {where}{part} {reason}", about.remedy)
         done = before + _chunks_to_scan(arr, rows)
         report.chunks = done
+    _check_identity(fs, report)
     if progress is not None:
         progress(total, total)
     return report
+
+
+def _digest_check(fs: FeatureStore, arr, prefix: str, part: str, remedy: str, report: StoreReport):
+    """An ``on_block`` for :func:`scan_chunks` reporting each chunk its split's manifest disowns."""
+    parts = arr.path.split("/")
+    if len(parts) != 2 or not prefix.startswith("split "):
+        return None
+    try:
+        digests = fs.chunk_digests(parts[0], parts[1])
+    except StoreError:
+        return None  # reported with the split's plan
+    if digests is None:
+        return None
+
+    def on_block(start, block):
+        for k in digests.mismatches(start, block):
+            report._add(f"{prefix}: chunk {k}{rows_of(arr, k)}{part} {DIGEST_MISMATCH}", remedy)
+
+    return on_block
+
+
+#: Stored logits may differ from features x head by this much of ``|h| |W| + |b|``
+#: (bf16 autocast rounds each product to 8 bits; another head differs by far more).
+LOGITS_RTOL = 2.0**-5
+#: Row chunks of each split whose logits are compared with features x head.
+LOGITS_SAMPLE_CHUNKS = 4
+
+
+def _check_identity(fs: FeatureStore, report: StoreReport) -> None:
+    """The model's name and the head against the store's manifest; each split's logits against the head."""
+    head_remedy = describe_node(fs.path, "head/weight").remedy
+    try:
+        record = fs.manifest()
+    except StoreError as exc:
+        report._add(str(exc), f"restore {fs.path} from a copy")
+        record = None
+    if record is None:
+        report.unmanifested.append("the store")
+    for problem in fs.identity_problems() if record is not None else ():
+        report._add(problem, f"restore {fs.path} from a copy")
+    if any(p.startswith("head") or "head's" in p for p in report.problems):
+        return  # the head itself is damaged: already reported
+    try:
+        weight, bias = fs.head_values()
+    except StoreError:
+        return
+    problem = fs.head_problem(weight, bias)
+    if problem:
+        report._add(f"head: {problem}", head_remedy)
+    for split in fs.splits:
+        remedy = head_remedy if problem else describe_node(fs.path, f"{split}/logits").remedy
+        _check_logits(fs, split, weight, bias, report, remedy)
+
+
+def _check_logits(fs: FeatureStore, split: str, weight, bias, report: StoreReport, remedy: str) -> None:
+    """Stored logits against features x head on a sample of row chunks (any store, manifest or not)."""
+    try:
+        features, logits = fs.array(split, "features"), fs.array(split, "logits")
+    except StoreError:
+        return  # incomplete, or damage already reported
+    step, n = int(features.chunks[0]), int(features.shape[0])
+    n_chunks = -(-n // max(step, 1))
+    picks = sorted({int(k) for k in np.linspace(0, n_chunks - 1, min(LOGITS_SAMPLE_CHUNKS, n_chunks))})
+    w, b = np.asarray(weight, np.float64), np.asarray(bias, np.float64)
+    for k in picks:
+        rows = slice(k * step, min((k + 1) * step, n))
+        try:
+            h = np.asarray(read_checked(features, rows), np.float64)
+            z = np.asarray(read_checked(logits, rows), np.float64)
+        except StoreError:
+            continue  # reported by the scan
+        with np.errstate(all="ignore"):
+            diff = np.abs(z - (h @ w + b))
+            bound = LOGITS_RTOL * (np.abs(h) @ np.abs(w) + np.abs(b)) + 1e-6
+        bad = ~(diff <= bound)
+        if bad.any():
+            r, _ = np.unravel_index(int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), 0))), diff.shape)
+            report._add(
+                f"split {split!r}: chunk {k}{rows_of(logits, k)} of logits differs from the features times "
+                f"the head by up to {float(np.nanmax(np.where(bad, diff, 0))):.3g} (row {rows.start + int(r)}): "
+                "the head was replaced (then its fingerprint differs too), or the split's features or logits "
+                "were replaced or moved",
+                remedy,
+            )
+            return
 
 
 def _chunks_to_scan(arr, rows) -> int:
@@ -177,6 +285,15 @@ def _plan_split(fs: FeatureStore, split: str, report: StoreReport, plan: list) -
     complete = group.attrs.get("complete") is True
     if not complete:
         report.incomplete.append(split)
+    else:
+        remedy = describe_node(fs.path, f"{split}/features").remedy
+        try:
+            if fs.manifest(split) is None:
+                report.unmanifested.append(prefix)
+            for problem in fs.split_manifest_problems(split, layout):
+                report._add(f"{prefix}: {problem}", remedy)
+        except StoreError as exc:
+            report._add(f"{prefix}: {exc}", remedy)
     schema = split_schema(layout["count"], layout["chunk_rows"], layout["n_chunks"],
                            layout["n_features"], layout["n_classes"])
     checksums = True

@@ -13,14 +13,27 @@ from .._head import Head
 from .._version import __version__
 from ..exceptions import IncompleteSplitError, StoreError
 from ._blocks import iter_blocks
-from ._integrity import SCAN_CHUNKS, checksummed_compressors, flag_compressors, stored_chunks
+from ._integrity import SCAN_CHUNKS, checksummed_compressors, flag_compressors, read_checked, stored_chunks
 from ._lock import SplitLock
+from ._manifest import (
+    DIGEST,
+    DIGEST_SIZE,
+    DIGESTS,
+    MANIFEST_ATTR,
+    chunk_digest,
+    head_fingerprint,
+    read_manifest,
+    split_record,
+    store_record,
+    write_manifest,
+)
 from ._reader import open_store
 from ._schema import (
     CHECKSUM,
     CHECKSUM_ATTR,
     CREATE_WAIT_S,
     HEAD,
+    MANIFEST,
     MARKER_ATTR,
     RERUN,
     SPLIT_ARRAYS,
@@ -56,8 +69,16 @@ def create_store(
     preprocessing: dict | None = None,
     weights_sha256: str | None = None,
     feature_layer: str | None = None,
+    parameters_sha256: str | None = None,
 ) -> "StoreWriter":
     """Create a feature store, or open an existing one of the same model to add splits.
+
+    An existing store is the same model's when its recorded parameters
+    fingerprint, preprocessing and feature layer equal this call's (the
+    ``model`` name and ``weights_sha256`` are then recorded for information
+    only); a store without a fingerprint, or a call without one, falls back to
+    comparing the model name, weights hash and preprocessing. The head must
+    be equal in both cases.
 
     Parameters
     ----------
@@ -73,6 +94,9 @@ def create_store(
         SHA-256 of the weights file, when there is one.
     feature_layer : str, default=None
         Name of the layer whose input is the penultimate feature.
+    parameters_sha256 : str, default=None
+        Fingerprint of the model's parameters and buffers
+        (``skdice.extract`` computes it from the state dict).
 
     Returns
     -------
@@ -101,15 +125,19 @@ def create_store(
                 raise
             time.sleep(0.05)
     try:
-        found = _reopen_store(path, model, weights_sha256, weight, bias, preprocessing)
+        identity = {"model": model, "weights_sha256": weights_sha256, "preprocessing": preprocessing,
+                    "feature_layer": feature_layer, "parameters_sha256": parameters_sha256}
+        found = _reopen_store(path, model, weights_sha256, weight, bias, preprocessing, identity)
         if found is not None:
             return found
-        return _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature_layer)
+        return _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature_layer,
+                          parameters_sha256)
     finally:
         creation.release()
 
 
-def _reopen_store(path, model, weights_sha256, weight, bias, preprocessing=None) -> "StoreWriter | None":
+def _reopen_store(path, model, weights_sha256, weight, bias, preprocessing=None,
+                  identity=None) -> "StoreWriter | None":
     """A writer on the existing store at ``path`` if it holds this model; None if there is none."""
     zarr = import_zarr()
     if path.exists():
@@ -117,21 +145,8 @@ def _reopen_store(path, model, weights_sha256, weight, bias, preprocessing=None)
             return None  # an empty folder is as good as none
         else:
             store = open_store(path)
-            if store.model != model or store.attrs.get("weights_sha256") != weights_sha256:
-                raise StoreError(
-                    f"{path} holds features of model {store.model!r} (weights sha256 "
-                    f"{store.attrs.get('weights_sha256')}), not {model!r} (weights sha256 "
-                    f"{weights_sha256}): write to another --out."
-                )
-            recorded = store.attrs.get("preprocessing")
-            wanted = json.loads(json.dumps(preprocessing)) if preprocessing is not None else None
-            if recorded is not None and wanted is not None and recorded != wanted:
-                # the same network fed differently gives other features: never mix them
-                raise StoreError(
-                    f"{path} holds features of {store.model!r} made with another preprocessing "
-                    f"({json.dumps(recorded)}) than this run's ({json.dumps(wanted)}): "
-                    "write to another --out."
-                )
+            _check_identity(path, store.attrs, identity or {"model": model, "weights_sha256": weights_sha256,
+                                                            "preprocessing": preprocessing})
             old = store.head
             if old.weight.shape != weight.shape or not (
                 np.array_equal(old.weight, weight) and np.array_equal(old.bias, bias)
@@ -140,11 +155,57 @@ def _reopen_store(path, model, weights_sha256, weight, bias, preprocessing=None)
                     f"{path} holds a head of shape {old.weight.shape} with other values than this "
                     f"model's head {weight.shape}: write to another --out."
                 )
+            if read_manifest(path / MANIFEST, "the store's manifest", f"restore {path} from a copy") is None:
+                # a store made before manifests: its head was just found equal to this model's
+                write_manifest(path / MANIFEST, store_record(model, weight, bias, weights_sha256))
             return StoreWriter(path, zarr.open_group(str(path), mode="r+"))
     return None
 
 
-def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature_layer) -> "StoreWriter":
+def _check_identity(path, recorded, wanted) -> None:
+    """Refuse to extend the store at ``path`` with another model than the one its ``recorded`` attributes name.
+
+    With a parameters fingerprint on both sides the content decides (fingerprint,
+    preprocessing, feature layer); the name and weights hash are information.
+    Otherwise (a store or a call without one) the name, weights hash and
+    preprocessing are compared, as before fingerprints.
+    """
+    def canon(value):
+        return json.loads(json.dumps(value)) if value is not None else None
+
+    old_pre, new_pre = recorded.get("preprocessing"), canon(wanted.get("preprocessing"))
+    if recorded.get("parameters_sha256") and wanted.get("parameters_sha256"):
+        diff = [f"{what} ({json.dumps(recorded.get(key))} in the store, {json.dumps(new)} in this run)"
+                for what, key, new in (
+                    ("parameters fingerprint", "parameters_sha256", wanted["parameters_sha256"]),
+                    ("preprocessing", "preprocessing", new_pre),
+                    ("feature layer", "feature_layer", wanted.get("feature_layer")))
+                if recorded.get(key) != new]
+        if diff:
+            raise StoreError(
+                f"{path} holds features of another model than this run's (recorded as {recorded.get('model')!r}, "
+                f"this run {wanted['model']!r}): its {'; '.join(diff)} differ: write to another --out."
+            )
+        return
+    note = ("" if recorded.get("parameters_sha256") or not wanted.get("parameters_sha256") else
+            " (the store was written before skdice recorded a fingerprint of the model's parameters, so its "
+            "model is known by its name and weights file only)")
+    if recorded.get("model") != wanted["model"] or recorded.get("weights_sha256") != wanted.get("weights_sha256"):
+        raise StoreError(
+            f"{path} holds features of model {recorded.get('model')!r} (weights sha256 "
+            f"{recorded.get('weights_sha256')}), not {wanted['model']!r} (weights sha256 "
+            f"{wanted.get('weights_sha256')}){note}: write to another --out."
+        )
+    if old_pre is not None and new_pre is not None and old_pre != new_pre:
+        # the same network fed differently gives other features: never mix them
+        raise StoreError(
+            f"{path} holds features of {recorded.get('model')!r} made with another preprocessing "
+            f"({json.dumps(old_pre)}) than this run's ({json.dumps(new_pre)}){note}: write to another --out."
+        )
+
+
+def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature_layer,
+               parameters_sha256=None) -> "StoreWriter":
     zarr = import_zarr()
     group = zarr.open_group(str(path), mode="w")
     m, c = weight.shape
@@ -161,6 +222,7 @@ def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature
         compressors=checksummed_compressors(), config=_WRITE_ALL,
     )
     b_arr[...] = bias
+    write_manifest(path / MANIFEST, store_record(model, weight, bias, weights_sha256))
     # The marker attribute goes last: a store interrupted before it is not a store.
     group.attrs.update(
         {
@@ -169,6 +231,7 @@ def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature
             "weights_sha256": weights_sha256,
             "preprocessing": json.loads(json.dumps(preprocessing)) if preprocessing is not None else None,
             "feature_layer": feature_layer,
+            "parameters_sha256": parameters_sha256,
             "n_features": int(m),
             "n_classes": int(c),
             CHECKSUM_ATTR: CHECKSUM,
@@ -176,6 +239,14 @@ def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature
         }
     )
     return StoreWriter(path, group)
+
+
+def _create_digests(group, n_chunks: int) -> None:
+    """The per-chunk digests of a split being written: one chunk of it per row chunk."""
+    group.create_array(
+        DIGESTS, shape=(n_chunks, len(SPLIT_ARRAYS), DIGEST_SIZE), chunks=(1, len(SPLIT_ARRAYS), DIGEST_SIZE),
+        dtype="uint8", fill_value=0, compressors=flag_compressors(),
+    )
 
 
 class StoreWriter:
@@ -300,6 +371,8 @@ class StoreWriter:
                         f"({'; '.join(diff)} in this run): use another --split, or delete the "
                         f"folder {self.path / split} to start it again."
                     )
+                if DIGESTS not in existing and attrs.get("complete") is not True:
+                    _create_digests(existing, n_chunks)  # started by a skdice without manifests
                 return existing
             # created but never prepared to the end: start it again
         group = self._group.create_group(split, overwrite=True)
@@ -321,6 +394,7 @@ class StoreWriter:
             "written", shape=(n_chunks,), chunks=(1,), dtype="uint8", fill_value=0,
             compressors=flag_compressors(),
         )
+        _create_digests(group, n_chunks)
         group.attrs.update({**json.loads(json.dumps(extra_attrs)), **wanted,
                             CHECKSUM_ATTR: CHECKSUM, "complete": False})
         return group
@@ -368,6 +442,7 @@ class SplitWriter:
         # readers tell a chunk missing on disk from zeros (or labels of -1).
         for name in SPLIT_ARRAYS:
             self._arrays[name] = self._arrays[name].with_config(_WRITE_ALL)
+        self._digests = group[DIGESTS] if DIGESTS in group else None
 
     def __enter__(self):
         return self
@@ -473,6 +548,11 @@ class SplitWriter:
         self._arrays["logits"][start:stop] = logits
         self._arrays["labels"][start:stop] = labels
         self._arrays["paths"][start:stop] = paths
+        if self._digests is not None:  # for the manifest, kept across a resume
+            values = dict(zip(SPLIT_ARRAYS, (features, logits, labels, paths)))
+            self._digests[index] = np.frombuffer(
+                b"".join(chunk_digest(name, index, values[name]) for name in SPLIT_ARRAYS), dtype=np.uint8
+            ).reshape(len(SPLIT_ARRAYS), DIGEST_SIZE)
         self._arrays["written"][index] = 1  # only after the data, never before
 
     def finalize(self) -> None:
@@ -492,7 +572,36 @@ class SplitWriter:
             raise IncompleteSplitError(
                 f"split {self.split!r} of {self.store.path} still misses chunks {missing[:10]}{more}; {RERUN}."
             )
-        self._group.attrs.update({"complete": True})
+        if not self.complete:
+            self._write_manifest()
+        self._group.attrs.update({MANIFEST_ATTR: DIGEST, "complete": True})
+
+    def _write_manifest(self) -> None:
+        """Assemble the split's manifest from the per-chunk digests and write it, atomically.
+
+        A chunk without a digest (written by a skdice without manifests before
+        a resume) is digested from its stored values.
+        """
+        digests = np.zeros((self.n_chunks, len(SPLIT_ARRAYS), DIGEST_SIZE), dtype=np.uint8)
+        if self._digests is not None:
+            for start, block in iter_blocks(self._digests, _FLAG_BLOCK, prefetch=False):
+                digests[start : start + block.shape[0]] = block
+        for k in np.flatnonzero(~digests.any(axis=(1, 2))):
+            start, stop = self.chunk_bounds(int(k))
+            for i, name in enumerate(SPLIT_ARRAYS):
+                values = read_checked(self._arrays[name], slice(start, stop))
+                digests[k, i] = np.frombuffer(chunk_digest(name, int(k), values), dtype=np.uint8)
+        path = self.store.path
+        root = read_manifest(path / MANIFEST, "the store's manifest", f"restore {path} from a copy")
+        if root is not None and isinstance(root.get("head"), str):
+            head = root["head"]
+        else:  # a store made before manifests
+            fs = open_store(path)
+            head = head_fingerprint(fs.head.weight, fs.head.bias)
+        model = str(self.store._group.attrs.get("model", ""))
+        layout = {"count": self.n_rows, "chunk_rows": self.chunk_rows, "n_chunks": self.n_chunks,
+                  "n_features": self.store.n_features, "n_classes": self.store.n_classes}
+        write_manifest(path / self.split / MANIFEST, split_record(self.split, layout, model, head, digests))
 
     def close(self) -> None:
         """Release the split's lock (the data written so far stays for a resume)."""

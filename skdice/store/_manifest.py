@@ -1,0 +1,314 @@
+"""The manifest: what a store holds, bound to where it holds it (docs/store.md, "The manifest").
+
+A crc32c per chunk proves that a chunk's bytes are the ones written, not that
+they are in the right place: two valid chunks swapped, a split's features
+copied over another's, a head replaced by another of the same shape or a row
+count edited consistently in the ``zarr.json`` files all pass it. The
+manifest records, when a split is finalized:
+
+- a digest of every row chunk of every array of the split (features, logits,
+  labels, paths), computed on the chunk's *decoded* values together with the
+  array's name and the chunk's index, so a valid chunk read at another index,
+  or from another split or store, gives another digest;
+- the split's counts (rows, chunk rows, chunks, widths);
+- the head's fingerprint and the model's name, also recorded once for the
+  whole store (``STORE/manifest``) when the store is created.
+
+Both are Zarr groups whose attributes are the manifest (plain JSON, no
+pickle), each written whole to a temporary file beside its ``zarr.json`` and
+renamed into place. While a split is written, each chunk's digests go to the
+split's ``digests`` array (one chunk of it per row chunk, before the chunk's
+``written`` flag), so a resumed extraction keeps those of the chunks already
+written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..exceptions import StoreError
+from ._schema import SPLIT_ARRAYS
+
+#: The per-chunk digests of a split being written (bookkeeping, like ``written``).
+DIGESTS = "digests"
+#: Split attribute (and manifest key) naming the digest; its presence means a manifest must exist.
+MANIFEST_ATTR = "manifest"
+DIGEST = "blake2b-128"
+MANIFEST_VERSION = 1
+DIGEST_SIZE = 16
+_PERSON = b"skdice-chunk"
+#: Manifests larger than this are not read (about 7 million chunks: 7 TB of features).
+_MAX_MANIFEST_BYTES = 2**30
+
+#: What a chunk whose digest differs is, in words.
+DIGEST_MISMATCH = (
+    "does not match its digest in the split's manifest (replaced, moved or edited after it was written: "
+    "swapped with another chunk, copied from another split or store, or rolled back)"
+)
+
+#: The numeric arrays' data types, little-endian, as digested.
+_DTYPES = {"features": "<f4", "logits": "<f4", "labels": "<i8"}
+
+
+# --------------------------------------------------------------------------- digests
+
+
+def chunk_digest(name: str, index: int, values) -> bytes:
+    """The digest of row chunk ``index`` of array ``name``, from its decoded values.
+
+    Parameters
+    ----------
+    name : {"features", "logits", "labels", "paths"}
+    index : int
+        The chunk's index in its split: part of the digest, so the same values
+        at another index digest differently.
+    values : ndarray or sequence of str
+        The chunk's rows as written (or as read back).
+
+    Returns
+    -------
+    bytes
+        ``DIGEST_SIZE`` bytes of BLAKE2b.
+    """
+    h = hashlib.blake2b(digest_size=DIGEST_SIZE, person=_PERSON)
+    h.update(f"{name}\0{int(index)}\0".encode("ascii"))
+    if name == "paths":
+        # ASCII JSON: unambiguous (lengths and separators escaped), any str included
+        h.update(json.dumps([str(p) for p in np.asarray(values).tolist()], ensure_ascii=True).encode("ascii"))
+    else:
+        data = np.ascontiguousarray(values, dtype=_DTYPES[name])
+        h.update(str(data.shape).encode("ascii"))
+        h.update(data.reshape(-1).view(np.uint8))
+    return h.digest()
+
+
+def head_fingerprint(weight, bias) -> str:
+    """``blake2b:<hex>`` of the head's weight and bias: their bytes, shapes and data types (float32).
+
+    Parameters
+    ----------
+    weight : ndarray of shape (m, C)
+    bias : ndarray of shape (C,)
+
+    Returns
+    -------
+    str
+    """
+    h = hashlib.blake2b(digest_size=DIGEST_SIZE, person=b"skdice-head")
+    for value in (weight, bias):
+        data = np.ascontiguousarray(value, dtype="<f4")
+        h.update(f"float32{data.shape}\0".encode("ascii"))
+        h.update(data.reshape(-1).view(np.uint8))
+    return "blake2b:" + h.hexdigest()
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_manifest(folder: Path, attributes: dict) -> None:
+    """Write ``folder/zarr.json`` as a Zarr group whose attributes are ``attributes``, atomically.
+
+    The text goes to a temporary file in ``folder`` (flushed to disk), which is
+    then renamed over ``zarr.json``: a reader sees the old manifest or the new
+    one, never half of one; a temporary file left by a crash is removed by the
+    next write.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("zarr.json.tmp-*"):
+        stale.unlink(missing_ok=True)
+    text = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}, indent=1)
+    tmp = folder / f"zarr.json.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, folder / "zarr.json")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_manifest(folder: Path, where: str, remedy: str) -> dict | None:
+    """The attributes of the manifest at ``folder``; None when there is none.
+
+    Raises
+    ------
+    StoreError
+        When the file is unreadable, not JSON, or not a manifest.
+    """
+    path = Path(folder) / "zarr.json"
+    try:
+        if path.stat().st_size > _MAX_MANIFEST_BYTES:
+            raise ValueError("far larger than any manifest")
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        attrs = meta["attributes"]
+        if not isinstance(attrs, dict) or attrs.get(MANIFEST_ATTR) != DIGEST:
+            raise ValueError(f"not a skdice manifest ({MANIFEST_ATTR!r} is not {DIGEST!r})")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise StoreError(f"{path} ({where}) is damaged ({type(exc).__name__}: {exc}): {remedy}.") from None
+    return attrs
+
+
+def store_record(model: str, weight, bias, weights_sha256) -> dict:
+    """The store-level manifest: the model's name and the head's fingerprint."""
+    return {
+        MANIFEST_ATTR: DIGEST,
+        "version": MANIFEST_VERSION,
+        "model": str(model),
+        "weights_sha256": weights_sha256,
+        "head": head_fingerprint(weight, bias),
+        "head_shape": [int(n) for n in np.shape(weight)],
+    }
+
+
+def split_record(split: str, layout: dict, model: str, head: str, digests) -> dict:
+    """The split's manifest from its counts and its ``(n_chunks, 4, 16)`` digests."""
+    digests = np.asarray(digests, dtype=np.uint8)
+    return {
+        MANIFEST_ATTR: DIGEST,
+        "version": MANIFEST_VERSION,
+        "split": split,
+        **{key: int(layout[key]) for key in ("count", "chunk_rows", "n_chunks", "n_features", "n_classes")},
+        "model": str(model),
+        "head": head,
+        "arrays": list(SPLIT_ARRAYS),
+        "chunks": {name: [digests[k, i].tobytes().hex() for k in range(digests.shape[0])]
+                   for i, name in enumerate(SPLIT_ARRAYS)},
+    }
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def count_problems(record: dict, layout: dict) -> list[str]:
+    """How a split's counts disagree with its manifest's (empty when they agree)."""
+    return [
+        f"{key} {layout[key]!r} where its manifest records {record.get(key)!r}"
+        for key in ("count", "chunk_rows", "n_chunks", "n_features", "n_classes")
+        if record.get(key) != layout[key]
+    ]
+
+
+class ChunkDigests:
+    """A split manifest's digests of one array, checked against decoded blocks of its rows.
+
+    Parameters
+    ----------
+    name : str
+        The array (``"features"``, ...).
+    hexes : list of str
+        One digest per row chunk, from the manifest.
+    chunk_rows : int
+    """
+
+    def __init__(self, name: str, hexes, chunk_rows: int):
+        self.name = name
+        self.hexes = list(hexes) if isinstance(hexes, list) else []
+        self.chunk_rows = max(int(chunk_rows), 1)
+
+    def mismatches(self, start: int, block) -> list[int]:
+        """Indices of the row chunks in ``block`` (rows from ``start``) whose digest differs.
+
+        ``start`` must be a chunk boundary; a chunk the manifest has no digest
+        for counts as a mismatch.
+        """
+        bad = []
+        step = self.chunk_rows
+        first = int(start) // step
+        for i in range(-(-len(block) // step)):
+            k = first + i
+            want = self.hexes[k] if k < len(self.hexes) else None
+            if want != chunk_digest(self.name, k, block[i * step : (i + 1) * step]).hex():
+                bad.append(k)
+        return bad
+
+
+def identity_problems(fs) -> list[str]:
+    """How the root attributes disagree with the store's manifest (the model renamed, say)."""
+    record = fs.manifest()
+    if record is None:
+        return []
+    problems = []
+    for key in ("model", "weights_sha256"):
+        if fs.attrs.get(key) != record.get(key):
+            problems.append(
+                f"{fs.path / 'zarr.json'} records {key} {fs.attrs.get(key)!r} but the store's manifest "
+                f"records {record.get(key)!r}: the metadata was edited; restore {fs.path} from a copy "
+                f"(or set {key} back to {record.get(key)!r})."
+            )
+    return problems
+
+
+def split_problems(fs, split: str, layout: dict) -> list[str]:
+    """How a split disagrees with its manifest's counts, head and model (no chunk is read).
+
+    Parameters
+    ----------
+    fs : FeatureStore
+    split : str
+    layout : dict
+        From ``FeatureStore.layout``.
+
+    Returns
+    -------
+    list of str
+        One message per problem; empty when the split agrees or has no manifest.
+    """
+    record = fs.manifest(split)
+    if record is None:
+        return []
+    remedy = f"delete the folder {fs.path / split} and re-run `skdice extract` for it"
+    problems = []
+    counts = count_problems(record, layout)
+    if counts:
+        problems.append(
+            f"{fs.path / split / 'zarr.json'} records {'; '.join(counts)}: the metadata was "
+            f"edited or damaged; {remedy}."
+        )
+    root = fs.manifest()
+    if root is not None and record.get("head") != root.get("head"):
+        problems.append(
+            f"split {split!r} of {fs.path} was written with another head (fingerprint "
+            f"{record.get('head')}) than the store's ({root.get('head')}): it was copied from another "
+            f"store, or the head was replaced; {remedy}."
+        )
+    if record.get("model") != (root or fs.attrs).get("model"):
+        problems.append(
+            f"split {split!r} of {fs.path} holds features of model {record.get('model')!r}, not "
+            f"{(root or fs.attrs).get('model')!r}: it was copied from another store; {remedy}."
+        )
+    return problems
+
+
+def digest_check(fs, split: str, name: str):
+    """A ``check(start, block)`` for :func:`iter_blocks` that refuses a chunk its manifest disowns.
+
+    Returns None when the split has no manifest. The error names the split,
+    the array, the chunk and the remedy.
+    """
+    digests = fs.chunk_digests(split, name)
+    if digests is None:
+        return None
+    path = fs.path
+
+    def check(start, block):
+        bad = digests.mismatches(start, block)
+        if bad:
+            k = bad[0]
+            a = k * digests.chunk_rows
+            z = min(a + digests.chunk_rows, start + len(block)) - 1
+            raise StoreError(
+                f"split {split!r} of {path} could not be read (chunk {k} (rows {a} to {z}) of {name} "
+                f"{DIGEST_MISMATCH}): the store is damaged; "
+                f"delete the folder {path / split} and re-run `skdice extract` for it."
+            )
+
+    return check

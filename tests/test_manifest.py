@@ -1,0 +1,257 @@
+"""Misplaced but valid data is damage: the manifest binds each chunk's content to its place.
+
+Each test builds the damage by hand, with valid chunks (their crc32c
+recomputed by Zarr): two feature chunks swapped, a split's features copied
+over another's, the head replaced by another of the same shape, a chunk rolled
+back to one of another store, the row count shrunk consistently in the
+``zarr.json`` files, the model renamed; and asserts that ``verify_store`` and
+the readers name the split, the array, the chunk and the remedy.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+zarr = pytest.importorskip("zarr")
+
+from skdice import Head  # noqa: E402
+from skdice.exceptions import StoreError  # noqa: E402
+from skdice.store import create_store, open_store, verify_store  # noqa: E402
+from stores import write_store  # noqa: E402
+
+M, C = 8, 3
+ROWS, CHUNK = 100, 32  # 4 row chunks: rows 0-31, 32-63, 64-95, 96-99
+
+
+def _head(seed=0):
+    rng = np.random.default_rng(seed)
+    return Head(rng.normal(size=(M, C)), rng.normal(size=C))
+
+
+def _features(seed, rows=ROWS):
+    rng = np.random.default_rng(seed)
+    return np.maximum(rng.normal(1, 1, (rows, M)), 0).astype(np.float32)
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = tmp_path / "s.zarr"
+    write_store(path, _head(), {"test": _features(1), "svhn": (_features(2), np.arange(ROWS) % C)},
+                chunk_rows=CHUNK)
+    return path
+
+
+def _chunk(path: Path, array: str, index: int) -> Path:
+    file = path.joinpath(*array.split("/"), "c", str(index))
+    while file.is_dir():  # the other axes have one chunk each
+        file = file / "0"
+    return file
+
+
+def _edit_json(file: Path, change) -> None:
+    meta = json.loads(file.read_text())
+    change(meta)
+    file.write_text(json.dumps(meta))
+
+
+def _problems(store) -> list[str]:
+    report = verify_store(store)
+    assert not report.ok
+    return report.problems
+
+
+# --------------------------------------------------------------------------- what is written
+
+
+def test_sound_store_has_manifests_and_verifies(store):
+    report = verify_store(store)
+    assert report.ok and report.unmanifested == []
+    fs = open_store(store)
+    root, split = fs.manifest(), fs.manifest("test")
+    assert root["model"] == "toy" and root["head"].startswith("blake2b:")
+    assert split["count"] == ROWS and split["n_chunks"] == 4 and split["head"] == root["head"]
+    assert [len(split["chunks"][name]) for name in ("features", "logits", "labels", "paths")] == [4] * 4
+    # plain JSON in a Zarr group's attributes, no temporary file left behind
+    assert json.loads((store / "test" / "manifest" / "zarr.json").read_text())["node_type"] == "group"
+    assert sorted(p.name for p in (store / "test" / "manifest").iterdir()) == ["zarr.json"]
+    assert "manifest" not in fs.splits
+
+
+def test_resumed_split_keeps_the_digests_of_chunks_written_before(tmp_path):
+    path, X = tmp_path / "r.zarr", _features(3)
+    head = _head()
+    writer = create_store(path, model="toy", head=head)
+    with writer.prepare_split("test", ROWS, source="x", chunk_rows=CHUNK) as split:
+        a, z = split.chunk_bounds(0)
+        split.write_chunk(0, X[a:z], head.logits(X[a:z]), np.full(z - a, -1), [f"r{i}" for i in range(a, z)])
+    with writer.prepare_split("test", ROWS, source="x", chunk_rows=CHUNK) as split:
+        assert split.pending() == [1, 2, 3]
+        for k in split.pending():
+            a, z = split.chunk_bounds(k)
+            split.write_chunk(k, X[a:z], head.logits(X[a:z]), np.full(z - a, -1), [f"r{i}" for i in range(a, z)])
+        split.finalize()
+    assert verify_store(path).ok
+    assert np.array_equal(open_store(path).features("test"), X)
+
+
+def test_a_split_without_its_manifest_file_is_refused(store):
+    shutil.rmtree(store / "test" / "manifest")
+    with pytest.raises(StoreError, match=r"split 'test' of .* records a manifest but .*manifest/zarr.json is "
+                                         r"missing .*delete the folder .*test and re-run `skdice extract`"):
+        open_store(store).features("test")
+
+
+def test_store_without_manifests_reads_and_is_reported_unmanifested(store):
+    shutil.rmtree(store / "manifest")
+    for split in ("test", "svhn"):
+        shutil.rmtree(store / split / "manifest")
+        _edit_json(store / split / "zarr.json", lambda meta: meta["attributes"].pop("manifest"))
+    assert np.array_equal(open_store(store).features("test"), _features(1))
+    report = verify_store(store)
+    assert report.ok and report.unmanifested == ["split 'svhn'", "split 'test'", "the store"]
+
+
+# --------------------------------------------------------------------------- misplaced chunks
+
+
+def test_two_feature_chunks_swapped_are_damage(store):
+    one, two = _chunk(store, "test/features", 1), _chunk(store, "test/features", 2)
+    a, b = one.read_bytes(), two.read_bytes()
+    one.write_bytes(b), two.write_bytes(a)  # both valid chunks, crc and all
+    problems = _problems(store)
+    assert problems[:2] == [
+        f"split 'test': chunk 1 (rows 32 to 63) of features {_mismatch()}",
+        f"split 'test': chunk 2 (rows 64 to 95) of features {_mismatch()}",
+    ]
+    # and the rows no longer match their logits (the sample check, which needs no manifest)
+    assert problems[2].startswith("split 'test': chunk 1 (rows 32 to 63) of logits differs from the features "
+                                  "times the head by up to ")
+    assert problems[2].endswith("the split's features or logits were replaced or moved")
+    assert verify_store(store).remedies == [f"delete the folder {store / 'test'} and re-run `skdice extract` for it"]
+    with pytest.raises(StoreError, match=r"split 'test' of .* could not be read \(chunk 1 \(rows 32 to 63\) of "
+                                         r"features does not match its digest in the split's manifest .*\): the "
+                                         r"store is damaged; delete the folder .*test and re-run `skdice extract`"):
+        open_store(store).features("test")
+
+
+def _mismatch():
+    from skdice.store._manifest import DIGEST_MISMATCH
+
+    return DIGEST_MISMATCH
+
+
+@pytest.mark.parametrize("reader", ["features", "iter_features", "block_source", "logits"])
+def test_every_reader_refuses_a_swapped_chunk(store, reader):
+    name = "logits" if reader == "logits" else "features"
+    one, two = _chunk(store, f"test/{name}", 0), _chunk(store, f"test/{name}", 3)
+    a, b = one.read_bytes(), two.read_bytes()
+    one.write_bytes(b), two.write_bytes(a)
+    fs = open_store(store)
+    read = {
+        "features": lambda: fs.features("test"),
+        "iter_features": lambda: list(fs.iter_features("test")),
+        "block_source": lambda: list(fs.block_source("test").iter_blocks()),
+        "logits": lambda: fs.logits("test"),
+    }[reader]
+    # the last chunk holds 4 rows: swapped into place 0 it fails to decode to 32 rows, or its digest
+    with pytest.raises(StoreError, match=rf"split 'test' of .* could not be read \(chunk 0 \(rows 0 to 31\) of {name}"):
+        read()
+
+
+def test_one_splits_features_copied_over_another_are_damage(store):
+    shutil.rmtree(store / "svhn" / "features")
+    shutil.copytree(store / "test" / "features", store / "svhn" / "features")
+    problems = _problems(store)
+    assert problems == [f"split 'svhn': chunk {k}{rows} of features {_mismatch()}"
+                        for k, rows in enumerate([" (rows 0 to 31)", " (rows 32 to 63)", " (rows 64 to 95)",
+                                                  " (rows 96 to 99)"])][:1] + problems[1:]
+    assert len(problems) == 4 + 1  # every chunk, and the logits no longer match the features x head
+    assert problems[-1].startswith("split 'svhn': chunk 0 (rows 0 to 31) of logits differs from the features "
+                                   "times the head by up to")
+    with pytest.raises(StoreError, match=r"split 'svhn' .*chunk 0 \(rows 0 to 31\) of features does not match"):
+        open_store(store).features("svhn")
+
+
+def test_chunk_rolled_back_to_a_foreign_valid_chunk_is_damage(store, tmp_path):
+    other = tmp_path / "other.zarr"
+    X = _features(1)
+    X[40] += 1.0  # another extraction of the same data: one row differs
+    write_store(other, _head(), {"test": X}, chunk_rows=CHUNK)
+    shutil.copyfile(_chunk(other, "test/features", 1), _chunk(store, "test/features", 1))
+    assert _problems(store)[0] == f"split 'test': chunk 1 (rows 32 to 63) of features {_mismatch()}"
+    # with its digests chunk too: the manifest still records the original's
+    shutil.copyfile(_chunk(other, "test/digests", 1), _chunk(store, "test/digests", 1))
+    assert _problems(store)[0] == f"split 'test': chunk 1 (rows 32 to 63) of features {_mismatch()}"
+    with pytest.raises(StoreError, match=r"chunk 1 \(rows 32 to 63\) of features does not match its digest"):
+        open_store(store).features("test")
+
+
+def test_chunk_rewritten_with_a_valid_crc_is_damage(store):
+    arr = zarr.open_array(str(store / "test" / "labels"), mode="r+")
+    arr[70] = 2  # a valid label, in a valid chunk
+    assert _problems(store) == [f"split 'test': chunk 2 (rows 64 to 95) of labels {_mismatch()}"]
+    with pytest.raises(StoreError, match=r"chunk 2 \(rows 64 to 95\) of labels does not match its digest"):
+        open_store(store).labels("test")
+
+
+# --------------------------------------------------------------------------- the head
+
+
+def test_head_replaced_by_another_of_the_same_shape_is_damage(store):
+    other = _head(seed=7)
+    zarr.open_array(str(store / "head" / "weight"), mode="r+")[...] = other.weight
+    zarr.open_array(str(store / "head" / "bias"), mode="r+")[...] = other.bias
+    problems = _problems(store)
+    assert problems[0].startswith(f"head: the head of {store} does not match the fingerprint its manifest "
+                                  "recorded when the store was created (blake2b:")
+    assert "restore" in problems[0] and "from a copy" in problems[0]
+    logits = [p for p in problems[1:] if "of logits differs from the features times the head" in p]
+    assert [p.split(":")[0] for p in logits] == ["split 'svhn'", "split 'test'"]
+    with pytest.raises(StoreError, match=r"the head of .* does not match the fingerprint its manifest recorded"):
+        open_store(store).head
+
+
+def test_split_copied_from_another_stores_head_is_refused(store, tmp_path):
+    other = tmp_path / "other.zarr"
+    write_store(other, _head(seed=5), {"test": _features(1)}, chunk_rows=CHUNK)
+    shutil.rmtree(store / "test")
+    shutil.copytree(other / "test", store / "test")
+    with pytest.raises(StoreError, match=r"split 'test' of .* was written with another head \(fingerprint "
+                                         r"blake2b:\w+\) than the store's \(blake2b:\w+\): it was copied from "
+                                         r"another store, or the head was replaced; delete the folder"):
+        open_store(store).features("test")
+    assert any(p.startswith("split 'test': split 'test' of") and "another head" in p for p in _problems(store))
+
+
+# --------------------------------------------------------------------------- metadata edited consistently
+
+
+def test_row_count_shrunk_consistently_is_damage(tmp_path):
+    path = tmp_path / "big.zarr"
+    write_store(path, _head(), {"test": _features(4, rows=3000)}, chunk_rows=1024)
+    # 3,000 rows -> 2,048 in the split's attributes and in every array's shape: the schema agrees
+    _edit_json(path / "test" / "zarr.json", lambda m: m["attributes"].update(count=2048, n_chunks=2))
+    for name in ("features", "logits", "labels", "paths"):
+        _edit_json(path / "test" / name / "zarr.json", lambda m: m.update(shape=[2048, *m["shape"][1:]]))
+    _edit_json(path / "test" / "written" / "zarr.json", lambda m: m.update(shape=[2]))
+    _edit_json(path / "test" / "digests" / "zarr.json", lambda m: m.update(shape=[2, *m["shape"][1:]]))
+    message = (rf"{path / 'test' / 'zarr.json'} records count 2048 where its manifest records 3000; n_chunks 2 "
+               r"where its manifest records 3: the metadata was edited or damaged; delete the folder .*test and "
+               r"re-run `skdice extract` for it")
+    assert any(__import__("re").search(message, p) for p in _problems(path))
+    with pytest.raises(StoreError, match=message):
+        open_store(path).features("test")
+
+
+def test_model_renamed_in_the_root_attributes_is_damage(store):
+    _edit_json(store / "zarr.json", lambda m: m["attributes"].update(model="resnet50"))
+    message = (f"{store / 'zarr.json'} records model 'resnet50' but the store's manifest records 'toy': the "
+               f"metadata was edited; restore {store} from a copy (or set model back to 'toy').")
+    assert message in _problems(store)
+    with pytest.raises(StoreError, match=__import__("re").escape(message)):
+        open_store(store).features("test")
