@@ -64,6 +64,12 @@ class DetectorTags:
         mixes in :class:`skdice._masked.MaskedHeadMixin`). The search's
         accuracy guard, evaluate's masked-head accuracy and the CLI read
         the masked head's classes and the kept weights through this tag.
+    changes_classifier : bool, default=False
+        The logits the score reads differ from the dense head's ``X @ W + b``
+        (ReAct's clip, ASH's pruning, SCALE's rescaling, every masked head):
+        the detector's own classifier, :meth:`BaseDetector.predict_class`,
+        may lose ID accuracy. The searches' accuracy guard and evaluate's ID
+        accuracy of each method read it through this tag.
     """
 
     requires_head: bool = True
@@ -72,6 +78,7 @@ class DetectorTags:
     fits_from_mean: bool = False
     uses_features: bool = True
     masked_head: bool = False
+    changes_classifier: bool = False
 
     @property
     def partial_fit(self) -> bool:
@@ -519,6 +526,72 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             self, X, reset=False, dtype=FLOAT_DTYPES, ensure_all_finite=False
         )
         return self._score_all(X)
+
+    def predict_class(self, X):
+        """The class of each row by the classifier this detector scores with.
+
+        The argmax of the logits its score reads (:meth:`classifier_block`;
+        the dense head's unless the tag ``changes_classifier`` is set). The
+        searches' guard and ``skdice evaluate``'s ID accuracy read it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), int64
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES, ensure_all_finite=False)
+        classes = score_in_chunks(
+            X, lambda block: self.classifier_block(block).argmax(axis=1).astype(np.float64),
+            self.block_width or X.shape[1],
+        )
+        return classes.astype(np.int64)
+
+    def classifier_block(self, X):
+        """The logits of one chunk of rows by the classifier this detector scores with (extension point).
+
+        The dense head's; a detector that changes it returns what its score reads.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, n_features), float32 or float64
+
+        Returns
+        -------
+        ndarray of shape (n_rows, n_classes)
+        """
+        Z = X @ self.weight_
+        Z += self.bias_
+        return Z
+
+    def effective_params(self, n_features, n_classes=None, n_samples=None):
+        """The parameters as they act on data of this shape (extension point of the searches).
+
+        The searches drop, before scoring, a candidate that cannot apply
+        (ValueError) and repeats of one that acts alike (GEN's ``M > C``).
+
+        Parameters
+        ----------
+        n_features : int
+        n_classes : int or None
+            None when there is no head.
+        n_samples : int or None
+            Fitting rows (None: unknown).
+
+        Returns
+        -------
+        dict
+            ``get_params()``, with the values that act differently replaced.
+
+        Raises
+        ------
+        ValueError
+            When a parameter cannot apply to data of this shape.
+        """
+        return self.get_params()
 
     def decision_function(self, X):
         """Shifted scores: ``score_samples(X) - offset_``; negative means OOD.

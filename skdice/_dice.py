@@ -122,6 +122,7 @@ class DICEDetector(MaskedHeadMixin, BaseDetector):
         tags.detector_tags.fits_from_mean = True
         # the score is the energy of the masked head (MaskedHeadMixin.score_block)
         tags.detector_tags.masked_head = True
+        tags.detector_tags.changes_classifier = True  # the masked head classifies
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):

@@ -22,14 +22,15 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import ParameterGrid
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDetector, detector_tags
 from ._bootstrap import DEFAULT_N_BOOTSTRAP
 from ._decision import CandidateResults, choose
 from ._masked import masked_head_scores
-from ._numeric import column_mean, predicted_classes, row_blocks, scores_by_block
-from ._search_grid import method_class, param_grid, same_value, spell_params
+from ._numeric import column_mean, located_errors, predicted_classes, row_blocks, scores_by_block
+from ._search_grid import applicable_candidates, method_class, param_grid, same_value, spell_params
 from ._validation import check_features, check_rows, check_train_mean, is_block_source, resolve_head
 from .exceptions import UninformativeValidationWarning
 
@@ -124,6 +125,18 @@ def _dense_classes(X, head, index):
     for start, block in row_blocks(X):
         out[start : start + block.shape[0]] = predicted_classes(block, head.weight, head.bias)
     return out if index is None else out[index]
+
+
+def _scores_and_classes(det, X):
+    """``det``'s scores of ``X`` and its classifier's classes (:meth:`~skdice.BaseDetector.predict_class`), reading ``X`` once."""
+    n = int(X.shape[0])
+    scores, classes = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.int64)
+    blocks = X.iter_blocks() if is_block_source(X) else [(0, X)]
+    for start, block in blocks:
+        with located_errors(X, start, block):
+            scores[start : start + block.shape[0]] = det.score_samples(block)
+        classes[start : start + block.shape[0]] = det.predict_class(block)
+    return scores, classes
 
 
 class HyperparameterSearch(BaseEstimator):
@@ -316,8 +329,15 @@ class HyperparameterSearch(BaseEstimator):
     def _base_estimator(self):
         method = self.method
         estimator = clone(method) if isinstance(method, BaseDetector) else method_class(method)()
-        if "tpr" in estimator.get_params():
+        params = estimator.get_params()
+        if "tpr" in params:
             estimator.set_params(tpr=self.tpr)
+        if "random_state" in params and params["random_state"] is None and self.random_state is not None:
+            # a random detector (a random mask) is seeded by the search: the same inputs, the same choice
+            seed = self.random_state
+            if not isinstance(seed, Integral):
+                seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
+            estimator.set_params(random_state=seed)
         return estimator
 
     def _where(self) -> str:
@@ -433,17 +453,22 @@ class HyperparameterSearch(BaseEstimator):
         """
         grid, is_declared = param_grid(self.grid, data.estimator)
         results = CandidateResults(len(data.noise))
-        self.skipped_params_ = []
+        train_rows = None if data.train.X is None else int(data.train.X.shape[0])
+        candidates, self.dropped_params_ = applicable_candidates(
+            data.estimator, list(ParameterGrid(grid)), n_features=data.m,
+            n_classes=None if data.head is None else data.head.n_classes, n_samples=train_rows,
+        )
+        self.skipped_params_ = self.dropped_params_  # the former name of the same list
         self.dense_accuracy_ = None
         guard_rows = data.known if data.known is not None and data.head is not None else None
         evaluated = []
-        for params in ParameterGrid(grid):
+        for params in candidates:
             start = perf_counter()
             try:
                 det = self._fit_candidate(data.estimator, params, data.train, data.head)
             except ValueError as exc:
                 if is_declared:
-                    self.skipped_params_.append((params, str(exc)))
+                    self.dropped_params_.append((params, str(exc)))
                     continue
                 raise ValueError(f"candidate {spell_params(params)}: {exc}") from None
             fitted = perf_counter()
@@ -457,8 +482,8 @@ class HyperparameterSearch(BaseEstimator):
             evaluated.append(params)
         if not evaluated:
             raise ValueError(
-                "no candidate of the declared grid fits these data: "
-                + "; ".join(f"{spell_params(p)}: {msg}" for p, msg in self.skipped_params_)
+                "no candidate of the grid fits these data: "
+                + "; ".join(f"{spell_params(p)}: {msg}" for p, msg in self.dropped_params_)
             )
         self.n_labelled_ = 0 if self.dense_accuracy_ is None else int(guard_rows.size)
         return evaluated, results, {}
@@ -485,10 +510,15 @@ class HyperparameterSearch(BaseEstimator):
 
     @staticmethod
     def _score(det, X_id, noise, guard_rows):
-        masked = detector_tags(det).masked_head
+        tags = detector_tags(det)
+        masked = tags.masked_head
         if masked and guard_rows is not None:
             # the guard's classes from the very logits of the scores (one pass)
             s_id, classes = masked_head_scores(det, X_id, classes=True)
+            predicted = classes[guard_rows]
+        elif tags.changes_classifier and guard_rows is not None:
+            # its own classifier (predict_class) on each block as it is read: one read of X_id
+            s_id, classes = _scores_and_classes(det, X_id)
             predicted = classes[guard_rows]
         else:
             s_id, predicted = scores_by_block(X_id, det.score_samples), None

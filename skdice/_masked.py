@@ -25,6 +25,7 @@ import sys
 import warnings
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._numeric import (
     active_units,
@@ -34,6 +35,7 @@ from ._numeric import (
     row_blocks,
     score_in_chunks,
 )
+from ._validation import FLOAT_DTYPES
 from .exceptions import DegenerateFitWarning
 
 __all__ = ["MASKED_REDUCTIONS", "MaskedHeadMixin", "degenerate_cause", "masked_head_scores"]
@@ -183,6 +185,36 @@ class MaskedHeadMixin:
 
     def score_block(self, X):
         return _block_scores(self, X)
+
+    def predict_class(self, X):
+        """The masked head's class of each row: the argmax of the very logits the score reduces.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), int64
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES, ensure_all_finite=False)
+        return masked_head_scores(self, X, classes=True)[1]
+
+    def classifier_block(self, X):
+        """``masked_head_transform(X) @ masked_weight_ + bias_``: the masked head's logits.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, n_features), float32 or float64
+
+        Returns
+        -------
+        ndarray of shape (n_rows, n_classes)
+        """
+        Z = self.masked_head_transform(X) @ self.masked_weight_
+        Z += self.bias_
+        return Z
 
     @property
     def block_width(self):

@@ -18,7 +18,14 @@ from sklearn.utils._param_validation import InvalidParameterError
 from ._base import BaseDetector
 from ._registry import detector_class
 
-__all__ = ["DEFAULT_GRID", "default_grid", "param_grid", "same_value", "spell_params"]
+__all__ = [
+    "DEFAULT_GRID",
+    "applicable_candidates",
+    "default_grid",
+    "param_grid",
+    "same_value",
+    "spell_params",
+]
 
 #: The paper's candidate sparsities (Section 4.1).
 DEFAULT_GRID = (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
@@ -149,6 +156,74 @@ def param_grid(grid, estimator):
                 raise ValueError(f"grid value {value!r} of {key!r} is out of range: {exc}") from None
         grid[key] = values
     return grid, is_declared
+
+
+def applicable_candidates(estimator, candidates, *, n_features, n_classes=None, n_samples=None):
+    """The candidates that can apply to the data, and the others with why: ``(kept, dropped)``.
+
+    Before any candidate is fitted, each one's
+    :meth:`~skdice.BaseDetector.effective_params` on data of this shape
+    says whether it can apply (a ViM ``dim`` not below the feature width, a
+    KNN ``n_neighbors`` above the fitting rows cannot) and how it acts: of
+    candidates that act alike (GEN's ``M`` at or above the class count, ASH
+    percentiles that keep the same count of units) one is kept, the one
+    with the most of the detector's default values (the first in grid order
+    on a tie).
+
+    Parameters
+    ----------
+    estimator : BaseDetector
+        The base of every candidate (its parameters are the defaults).
+    candidates : list of dict
+        In grid order.
+    n_features : int
+    n_classes : int or None, default=None
+    n_samples : int or None, default=None
+        Fitting rows (None: unknown, nothing is dropped for them).
+
+    Returns
+    -------
+    kept : list of dict
+        In grid order.
+    dropped : list of (dict, str)
+        Each dropped candidate with the reason, in grid order.
+
+    Examples
+    --------
+    >>> from skdice.detectors import GENDetector
+    >>> kept, dropped = applicable_candidates(
+    ...     GENDetector(), [{"M": 10}, {"M": 100}], n_features=8, n_classes=10)
+    >>> kept, dropped
+    ([{'M': 100}], [({'M': 10}, 'acts as M=100 on 10 classes and 8 features')])
+    """
+    defaults = estimator.get_params()
+    acting, dropped, reasons = [], {}, {}
+    for i, params in enumerate(candidates):
+        det = clone(estimator).set_params(**params)
+        try:
+            effect = det.effective_params(n_features, n_classes, n_samples)
+        except ValueError as exc:
+            dropped[i] = str(exc)
+            continue
+        acting.append((i, {k: effect[k] for k in params}))
+    groups = []
+    for i, effect in acting:
+        for group in groups:
+            if all(same_value(effect[k], group[1][k]) for k in effect):
+                group[0].append(i)
+                break
+        else:
+            groups.append(([i], effect))
+    shape = f"{n_classes} classes and {n_features} features" if n_classes else f"{n_features} features"
+    for members, _ in groups:
+        # the member with the most default values (first in grid order on a tie)
+        agree = [sum(same_value(v, defaults.get(k)) for k, v in candidates[i].items()) for i in members]
+        keep = members[int(np.argmax(agree))]
+        for i in members:
+            if i != keep:
+                dropped[i] = f"acts as {spell_params(candidates[keep])} on {shape}"
+    kept = [c for i, c in enumerate(candidates) if i not in dropped]
+    return kept, [(candidates[i], dropped[i]) for i in sorted(dropped)]
 
 
 def is_number(value) -> bool:

@@ -187,11 +187,19 @@ def test_declared_values_the_data_cannot_take_are_left_out_and_listed():
         s = HyperparameterSearch("knn").fit(X_train, head=head, X_id=X_id, X_noise=X_noise)
     kept = [c["n_neighbors"] for c in s.cv_results_["params"]]
     assert kept == [1, 10, 20, 50]
-    assert [p["n_neighbors"] for p, _ in s.skipped_params_] == [100, 200, 500, 1000]
-    assert all("exceeds the number of fitting rows" in why for _, why in s.skipped_params_)
-    # a value given by the user is never left out: it fails, naming the candidate
-    with pytest.raises(ValueError, match="candidate n_neighbors=100: n_neighbors=100 exceeds"):
-        HyperparameterSearch("knn", {"n_neighbors": [10, 100]}).fit(X_train, head=head, X_id=X_id, X_noise=X_noise)
+    assert [p["n_neighbors"] for p, _ in s.dropped_params_] == [100, 200, 500, 1000]
+    assert all("exceeds the 60 fitting rows" in why for _, why in s.dropped_params_)
+    assert s.skipped_params_ == s.dropped_params_  # the former name
+    # a given value is dropped the same way (evaluate --tune-id gives the declared grid)
+    given = HyperparameterSearch("knn", {"n_neighbors": [10, 100]}).fit(
+        X_train, head=head, X_id=X_id, X_noise=X_noise)
+    assert [c["n_neighbors"] for c in given.cv_results_["params"]] == [10]
+    assert given.dropped_params_ == [({"n_neighbors": 100}, "n_neighbors=100 exceeds the 60 fitting rows")]
+    # nothing left: one error naming every candidate
+    with pytest.raises(ValueError, match=r"^no candidate of the grid fits these data: n_neighbors=100: "
+                       r"n_neighbors=100 exceeds the 60 fitting rows; n_neighbors=200: "):
+        HyperparameterSearch("knn", {"n_neighbors": [100, 200]}).fit(
+            X_train, head=head, X_id=X_id, X_noise=X_noise)
 
 
 def test_training_features_are_required_where_a_mean_is_not_enough():

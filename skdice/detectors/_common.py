@@ -72,6 +72,7 @@ class _SparseHeadEnergy(MaskedHeadMixin, BaseDetector):
         # the energy of the masked head (MaskedHeadMixin.score_block); units whose kept
         # weights are all zero leave the product (unit pruning and dropout at p = 0.9: 90%)
         tags.detector_tags.masked_head = True
+        tags.detector_tags.changes_classifier = True  # the masked head classifies
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):

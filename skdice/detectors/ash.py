@@ -48,6 +48,20 @@ class _Shaping(_HeadDetector):
         self.percentile = percentile
         self.tpr = tpr
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.detector_tags.changes_classifier = True  # the head reads shaped features
+        return tags
+
+    def classifier_block(self, X):
+        """The logits the score reads: the head on the shaped features."""
+        k = _top_k_count(X.shape[1], self.percentile)
+        return self._shaped_logits(X, _top_k_mask(X, k), k)
+
+    def effective_params(self, n_features, n_classes=None, n_samples=None):
+        """As :meth:`BaseDetector.effective_params`; ``percentile`` acts as the count of units kept."""
+        return {**self.get_params(), "percentile": _top_k_count(n_features, self.percentile)}
+
     def score_block(self, X):
         k = _top_k_count(X.shape[1], self.percentile)
         scores = logsumexp_rows(self._shaped_logits(X, _top_k_mask(X, k), k))

@@ -75,6 +75,13 @@ class GENDetector(_HeadDetector):
         self.M = M
         self.tpr = tpr
 
+    def effective_params(self, n_features, n_classes=None, n_samples=None):
+        """As :meth:`BaseDetector.effective_params`; ``M`` above the class count acts as the class count."""
+        params = self.get_params()
+        if n_classes is not None:
+            params["M"] = min(int(self.M), n_classes)
+        return params
+
     @property
     def block_width(self):
         # the score works on about eight float64 copies of a chunk's logits:

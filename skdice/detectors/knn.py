@@ -155,6 +155,12 @@ class KNNDetector(BaseDetector):
         tags.detector_tags.requires_head = False
         return tags
 
+    def effective_params(self, n_features, n_classes=None, n_samples=None):
+        """As :meth:`BaseDetector.effective_params`; ``n_neighbors`` may not exceed the fitting rows."""
+        if n_samples is not None and self.n_neighbors > n_samples:
+            raise ValueError(f"n_neighbors={self.n_neighbors} exceeds the {n_samples} fitting rows")
+        return self.get_params()
+
     def fit_statistics(self, X, y, head, train_mean):
         n = X.shape[0]
         if self.n_neighbors > n:

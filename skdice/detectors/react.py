@@ -116,7 +116,12 @@ class ReActDetector(_HeadDetector):
         tags = super().__sklearn_tags__()
         # the percentile clip is learnt from the training activations
         tags.detector_tags.uses_features = self.threshold is None
+        tags.detector_tags.changes_classifier = True  # the head reads clipped features
         return tags
+
+    def classifier_block(self, X):
+        """The logits the score reads: the head on the clipped features ``min(X, threshold_)``."""
+        return self._logits(_clip(X, self.threshold_))
 
     def fit_statistics(self, X, y, head, train_mean):
         self.threshold_ = _clip_threshold(self, X)
@@ -190,6 +195,7 @@ class DICEReActDetector(MaskedHeadMixin, BaseDetector):
         tags.detector_tags.fits_from_mean = self.threshold is not None
         # the score is the energy of the masked head on the clipped features
         tags.detector_tags.masked_head = True
+        tags.detector_tags.changes_classifier = True  # the masked head on clipped features
         return tags
 
     _parameter_constraints: dict = {

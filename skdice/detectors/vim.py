@@ -94,6 +94,13 @@ class ViMDetector(BaseDetector):
         self.dim = dim
         self.tpr = tpr
 
+    def effective_params(self, n_features, n_classes=None, n_samples=None):
+        """As :meth:`BaseDetector.effective_params`; ``dim`` must be below the feature width."""
+        dim = _default_dim(n_features) if self.dim is None else int(self.dim)
+        if dim >= n_features:
+            raise ValueError(f"dim={dim} is not below the feature width {n_features}")
+        return {**self.get_params(), "dim": dim}
+
     def fit_statistics(self, X, y, head, train_mean):
         n, m = X.shape
         dim = _default_dim(m) if self.dim is None else int(self.dim)
