@@ -14,6 +14,8 @@ no table names stays as the library wrote it (a method spec's ``p=0.5``, a
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import traceback
 
@@ -71,6 +73,11 @@ def in_flag_words(message: str, flags: dict[str, str] | None = None) -> str:
 def run_app(app, argv, state) -> None:
     """Invoke the Typer app, turning user errors into ``skdice: error: ...`` and exit 1.
 
+    A command stopped by Ctrl-C (SIGINT) or SIGTERM exits with the shell's
+    status for that signal, 130 or 143 (``cli/_process.py``), after the
+    library's own clean-up (``extract`` prints how to resume); a command
+    started with stdout closed fails at its first write of results.
+
     Parameters
     ----------
     app : typer.Typer or click.Command
@@ -78,22 +85,42 @@ def run_app(app, argv, state) -> None:
         help formatting; see :func:`skdice.cli.app.command`).
     argv : list of str or None
     state : dict
-        Shared state; ``state["debug"]`` is set by the ``--debug`` option.
+        Shared state; ``state["debug"]`` is set by the ``--debug`` option,
+        ``state["signal"]`` by a signal received.
     """
+    from ._process import guard_stdout, signals_as_interrupts
+
+    guard_stdout()
+    state.pop("signal", None)
     try:
-        app.main(args=argv, standalone_mode=False, prog_name="skdice") if hasattr(app, "main") \
+        with signals_as_interrupts(state):
+            code = _invoke(app, argv, state)
+            _flush_results()
+    except KeyboardInterrupt:  # raised outside the command (click proper turns it into Abort)
+        code = 130
+    if state.get("signal") is not None or code == 130:
+        _interrupted(state)
+    sys.exit(code)
+
+
+def _invoke(app, argv, state) -> int:
+    """Run the app; the exit status (errors printed), without exiting."""
+    try:
+        code = app.main(args=argv, standalone_mode=False, prog_name="skdice") if hasattr(app, "main") \
             else app(args=argv, standalone_mode=False)
     except USER_ERRORS as exc:
         if state.get("debug"):
             traceback.print_exc()
         flags = COMMAND_FLAGS.get(state.get("command"), {})
         typer.echo(f"skdice: error: {in_flag_words(str(exc), flags)}", err=True)
-        sys.exit(1)
+        return 1
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.Abort:
+        if state.get("signal") is not None:
+            return 130
         typer.echo("Aborted.", err=True)
-        sys.exit(1)
+        return 1
     except Exception as exc:  # usage errors: typer >= 0.29 vendors click, older ones use click
         show = getattr(exc, "show", None)
         if isinstance(exc, typer.TyperException) or _is_click_exception(exc):
@@ -101,9 +128,36 @@ def run_app(app, argv, state) -> None:
                 show()
             else:  # pragma: no cover - a TyperException without show()
                 typer.echo(f"skdice: error: {exc}", err=True)
-            sys.exit(getattr(exc, "exit_code", 2))
+            return getattr(exc, "exit_code", 2)
         raise
-    sys.exit(0)
+    # without standalone mode, typer returns the status of a typer.Exit raised in a
+    # command (130 for Ctrl-C) and the command's return value (None) otherwise
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def _flush_results() -> None:
+    """Flush stdout now, so a failed write of results (a full disk) is one error line and exit 1."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        typer.echo(f"skdice: error: the results could not be written to standard output: {exc}", err=True)
+        try:  # nothing more to write there: the interpreter's own flush at exit must not fail again
+            sys.stdout = open(os.devnull, "w")
+        except OSError:  # pragma: no cover
+            pass
+        sys.exit(1)
+
+
+def _interrupted(state) -> None:
+    """The exit of a command stopped by a signal: one line on stderr, status 128 + the signal's number."""
+    from ._process import HANDLED, exit_status
+
+    signum = state.get("signal") or signal.SIGINT
+    try:
+        typer.echo(f"skdice: interrupted by {HANDLED.get(signum, signum)}.", err=True)
+    except (OSError, ValueError):  # pragma: no cover - stderr gone too
+        pass
+    sys.exit(exit_status(signum))
 
 
 def _is_click_exception(exc) -> bool:

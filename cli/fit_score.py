@@ -147,7 +147,12 @@ def register(app: typer.Typer) -> None:
         from ._console import Progress
 
         fitted = load_detector(detector)
-        with Progress(f"scoring {split}") as bar:
-            summary = score_store(store, split, fitted, name=name, overwrite=overwrite,
-                                  scheduler=scheduler, progress=bar)
+        try:
+            with Progress(f"scoring {split}") as bar:
+                summary = score_store(store, split, fitted, name=name, overwrite=overwrite,
+                                      scheduler=scheduler, progress=bar)
+        except KeyboardInterrupt:
+            typer.echo(f"\ninterrupted: the scores of split {split!r} written so far are kept; "
+                       "re-run the same command to resume.", err=True)
+            raise
         typer.echo("\n".join(score_summary(summary, store)))
