@@ -48,6 +48,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -139,8 +140,11 @@ def save_detector(detector, path) -> Path:
         A fitted detector from the registry (:func:`skdice.available_detectors`).
     path : str or path-like
         Destination file, written exactly there (no suffix is added; ``.npz``
-        is the conventional one). The file is written to a temporary name and
-        renamed, so an interrupted save never leaves a half-written detector.
+        is the conventional one). The file is written to a temporary name
+        (``.<name>.skdice-save-<pid>``) and renamed, so an interrupted save
+        never leaves a half-written detector; the temporary is removed on any
+        error, and temporaries that killed saves left in the folder are removed
+        by the next save into that folder.
 
     Returns
     -------
@@ -215,7 +219,8 @@ def save_detector(detector, path) -> Path:
         raise FileNotFoundError(
             f"cannot save the detector to {path}: the folder {path.parent} does not exist."
         )
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove_stale_temporaries(path.parent)
+    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:
             np.savez(handle, **members)
@@ -224,6 +229,57 @@ def save_detector(detector, path) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+#: the temporary file of a save is ``.<name>.skdice-save-<pid>`` in the destination's folder
+_TMP_MARK = ".skdice-save-"
+_TMP_NAME = re.compile(r"^\..+" + re.escape(_TMP_MARK) + r"(\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):  # another user's process, or no such number
+        return True
+    return True
+
+
+def _remove_stale_temporaries(folder) -> list[Path]:
+    """Delete the temporary files that saves killed before their end (``kill -9``) left in ``folder``.
+
+    A save writes ``.<name>.skdice-save-<pid>`` and renames it; it removes that
+    file itself on any error, but a killed process cannot. Only files named
+    that way whose process id is not a running process are removed (a save in
+    progress in another process keeps its file). :func:`save_detector` calls
+    this before each save.
+
+    Parameters
+    ----------
+    folder : str or path-like
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TMP_NAME.match(entry.name)
+        if match is None or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:  # gone meanwhile, or not ours to remove: left alone
+            continue
+    return removed
 
 
 # --------------------------------------------------------------------------- reading

@@ -261,3 +261,41 @@ def test_short_aliases_still_work_with_a_deprecation_warning():
         assert persistence.load is load_detector
     with pytest.raises(AttributeError):
         persistence.no_such_name  # noqa: B018
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch):
+    H, head, _ = _data()
+    det = DICEDetector().fit(H, head=head)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save_detector(det, tmp_path / "d.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_next_save_removes_the_temporaries_of_killed_saves_only(tmp_path):
+    """kill -9 during a save leaves `.<name>.skdice-save-<pid>`: the next save removes it if its pid is gone."""
+    import os
+
+    H, head, _ = _data()
+    dead, alive = _dead_pid(), os.getppid()
+    stale = tmp_path / f".other.npz.skdice-save-{dead}"
+    running = tmp_path / f".d.npz.skdice-save-{alive}"  # a save in progress in a live process
+    unrelated = tmp_path / f".d.npz.tmp-{dead}"  # not a name save_detector writes
+    for leftover in (stale, running, unrelated):
+        leftover.write_bytes(b"x" * 100)
+    save_detector(DICEDetector().fit(H, head=head), tmp_path / "d.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["d.npz", running.name, unrelated.name])
