@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +18,85 @@ from PIL import Image  # noqa: E402  (Pillow comes with the extract extra)
 from ._source import Source, UInt8ImageArray, default_preprocess  # noqa: E402
 from .transforms import to_rgb8  # noqa: E402
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderSource", "NpzSource", "CifarSource"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "ImageFolderSource", "NpzSource", "CifarSource",
+           "escape_file_name", "file_name_bytes"]
 
 #: File suffixes read as images by :class:`ImageFolderSource` (compared in lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+#: Images with more pixels (8192 x 8192) are refused before decoding: about 192 MiB as RGB.
+#: Pillow's own limit (89,478,485 pixels warns, twice that refuses) lets a 12000 x 12000
+#: image through with a warning, at about 1 GiB per image.
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
+def escape_file_name(name: str) -> str:
+    """A file name as a row path: UTF-8 text that maps back to the name's bytes.
+
+    A backslash becomes ``\\\\`` and each byte that is not part of valid
+    UTF-8 (a name that ``os.fsdecode`` could only keep with surrogates, such
+    as ``b"bad\\xff.png"``) becomes ``\\xNN``; every other character is kept.
+    :func:`file_name_bytes` reverses it.
+
+    Parameters
+    ----------
+    name : str
+        A name as Python gives it (``os.fsdecode``: undecodable bytes as surrogates).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> escape_file_name(os.fsdecode(b"bad\\xff.png"))
+    'bad\\\\xff.png'
+    >>> escape_file_name("cat/0001.png")
+    'cat/0001.png'
+    """
+    return os.fsencode(name).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def file_name_bytes(path: str) -> bytes:
+    """The bytes of the file name a row path stands for (the inverse of :func:`escape_file_name`).
+
+    Parameters
+    ----------
+    path : str
+        A row path of an image folder's split.
+
+    Returns
+    -------
+    bytes
+        Pass to ``os.fsdecode`` for a name ``open`` accepts.
+
+    Examples
+    --------
+    >>> file_name_bytes("bad\\\\xff.png")
+    b'bad\\xff.png'
+    """
+    out, i, text = bytearray(), 0, str(path)
+    while i < len(text):
+        if text.startswith("\\\\", i):
+            out += b"\\"
+            i += 2
+        elif text.startswith("\\x", i) and all(c in "0123456789abcdefABCDEF" for c in text[i + 2 : i + 4]) \
+                and len(text) >= i + 4:
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            out += text[i].encode("utf-8")
+            i += 1
+    return bytes(out)
+
+
+def _printable(text: str) -> str:
+    """``text`` for a message or an attribute: unchanged when it is valid UTF-8, else its bytes escaped."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 class ImageFolderSource(Source):
@@ -57,7 +134,7 @@ class ImageFolderSource(Source):
                 f"{self.root} holds both images and subfolders: use one subfolder per class, "
                 f"or a flat folder of images."
             )
-        self.classes = [p.name for p in subdirs]
+        self.classes = [escape_file_name(p.name) for p in subdirs]
         self.files, labels = [], []
         if subdirs:
             for label, sub in enumerate(subdirs):
@@ -74,7 +151,7 @@ class ImageFolderSource(Source):
         if not self.files:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {self.root}.")
         self._labels = np.asarray(labels, dtype=np.int64)
-        self.description = f"folder:{self.root.resolve()}"
+        self.description = f"folder:{_printable(str(self.root.resolve()))}"
 
     def __len__(self):
         return len(self.files)
@@ -88,17 +165,34 @@ class ImageFolderSource(Source):
     def _pil(self, index):
         path = self.files[index]
         try:
-            with Image.open(path) as img:
-                return to_rgb8(img)  # by value range: a 16-bit PNG is not clipped to white
+            with warnings.catch_warnings():  # Pillow's bomb warning: refused below, with the cause
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(path)  # reads the header only: the size is known before decoding
         except Exception as exc:  # a corrupt file: say which one
-            raise ValueError(f"could not read image {path}: {exc}") from None
+            raise ValueError(f"could not read image {_printable(str(path))}: {exc}") from None
+        with img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ValueError(
+                    f"image {_printable(str(path))} is {width}x{height} pixels ({width * height:,}), more than "
+                    f"the {MAX_IMAGE_PIXELS:,} (8192x8192) skdice decodes; refused before decoding (it would "
+                    f"take about {width * height * 3 / 2**30:.1f} GiB): downscale it first, or leave it out."
+                )
+            try:
+                return to_rgb8(img)  # by value range: a 16-bit PNG is not clipped to white
+            except Exception as exc:  # a corrupt file: say which one
+                raise ValueError(f"could not read image {_printable(str(path))}: {exc}") from None
+
+    def _row_path(self, index) -> str:
+        # lossless and UTF-8 whatever the name's bytes (docs/store.md, "File names")
+        return escape_file_name(self.files[index].relative_to(self.root).as_posix())
 
     def _item(self, index):
         img = self._pil(index)
-        return self.preprocess(img), int(self._labels[index]), self.files[index].relative_to(self.root).as_posix()
+        return self.preprocess(img), int(self._labels[index]), self._row_path(index)
 
     def _raw(self, index):
-        return np.asarray(self._pil(index)), self.files[index].relative_to(self.root).as_posix()
+        return np.asarray(self._pil(index)), self._row_path(index)
 
 
 class NpzSource(UInt8ImageArray):

@@ -26,7 +26,15 @@ import os
 import re
 from pathlib import Path
 
-from ._files import IMAGE_EXTENSIONS, CifarSource, ImageFolderSource, NpzSource
+from ._files import (
+    IMAGE_EXTENSIONS,
+    MAX_IMAGE_PIXELS,
+    CifarSource,
+    ImageFolderSource,
+    NpzSource,
+    escape_file_name,
+    file_name_bytes,
+)
 from ._generated import (
     CORRUPTION_KINDS,
     CORRUPTIONS,
@@ -54,6 +62,9 @@ __all__ = [
     "SYNTHETIC_KINDS",
     "CORRUPTION_KINDS",
     "MAX_GENERATED_ROWS",
+    "MAX_IMAGE_PIXELS",
+    "escape_file_name",
+    "file_name_bytes",
 ]
 
 

@@ -33,6 +33,8 @@ from skdice.store import create_store, default_chunk_rows, StoreWriter
 
 torch = require("torch", "extract")
 
+from ._guards import check_batch, check_classes, collate_rows  # noqa: E402
+from ._identity import parameters_fingerprint  # noqa: E402
 from .data import Source, open_source  # noqa: E402
 from .hooked import HookedExtractor  # noqa: E402
 
@@ -323,6 +325,7 @@ def extract_features(
     loop = _run_settings(module, device, rank, world, amp, channels_last, workers, batch_size)
     source = _nonempty_source(data, input_size, preprocess, limit, split)
     extractor = HookedExtractor(module, head)
+    check_classes(source, extractor.n_classes)  # before anything is written
     was_training = _on_device(module, loop)
     try:
         _write_split(extractor, source, Path(out), split, name, attrs, rank, world, notify=bool(progress),
@@ -425,6 +428,7 @@ def _prepare_split(out, split, extractor, source, name, attrs, rows, amp, extra,
             preprocessing=attrs.get("preprocessing"),
             weights_sha256=attrs.get("weights_sha256"),
             feature_layer=attrs.get("feature_layer") or f"{extractor.head_name}:input",
+            parameters_sha256=parameters_fingerprint(extractor.module),  # the identity; the name is information
         )
         split_writer = writer.prepare_split(
             split, len(source), source=source.description, chunk_rows=rows,
@@ -502,6 +506,7 @@ def _run_chunks(extractor, source, split_writer, chunks, batch_size, dev, worker
         num_workers=workers,
         pin_memory=dev.type == "cuda",
         persistent_workers=False,
+        collate_fn=collate_rows,  # images of several sizes: one line, not torch's stack error
         prefetch_factor=4 if workers > 0 else None,
     )
     m, c = extractor.n_features, extractor.n_classes
@@ -523,11 +528,13 @@ def _run_chunks(extractor, source, split_writer, chunks, batch_size, dev, worker
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                     feats, logits = extractor(x)
+                feats, logits, y = feats.float().cpu().numpy(), logits.float().cpu().numpy(), y.numpy()
+                check_batch(x.shape[0], feats, logits, y, paths, n_features=m, n_classes=c, amp=amp)
                 n = feats.shape[0]
                 index, start, stop, f_buf, l_buf, y_buf, p_buf = current
-                f_buf[filled : filled + n] = feats.float().cpu().numpy()
-                l_buf[filled : filled + n] = logits.float().cpu().numpy()
-                y_buf[filled : filled + n] = y.numpy()
+                f_buf[filled : filled + n] = feats
+                l_buf[filled : filled + n] = logits
+                y_buf[filled : filled + n] = y
                 p_buf.extend(paths)
                 filled += n
                 bar.update(n)

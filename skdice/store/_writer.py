@@ -183,8 +183,8 @@ def _check_identity(path, recorded, wanted) -> None:
                 if recorded.get(key) != new]
         if diff:
             raise StoreError(
-                f"{path} holds features of another model than this run's (recorded as {recorded.get('model')!r}, "
-                f"this run {wanted['model']!r}): its {'; '.join(diff)} differ: write to another --out."
+                f"{path} holds features of model {recorded.get('model')!r} that this run ({wanted['model']!r}) "
+                f"would not reproduce; what differs: {'; '.join(diff)}: write to another --out."
             )
         return
     note = ("" if recorded.get("parameters_sha256") or not wanted.get("parameters_sha256") else
