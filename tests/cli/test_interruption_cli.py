@@ -133,3 +133,43 @@ def test_results_to_a_full_device_are_an_error():
     assert process.returncode == 1
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("skdice: error: ") and "No space left" in lines[0]
+
+
+def _kill_before_marker(path):
+    """What kill -9 during creation leaves: the head and the manifest written, the root without its marker."""
+    import json
+
+    from skdice import Head
+    from skdice.store import create_store
+
+    create_store(path, model="m", head=Head(np.ones((3, 2)), np.zeros(2)))
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"] = {}
+    (path / "zarr.json").write_text(json.dumps(meta))
+
+
+def test_a_store_killed_while_being_created_is_completed_by_the_same_run(tmp_path):
+    from skdice import Head
+    from skdice.exceptions import StoreError
+    from skdice.store import create_store, open_store
+
+    path = tmp_path / "s.zarr"
+    _kill_before_marker(path)
+    with pytest.raises(StoreError, match=r"not a skdice feature store .*if a `skdice extract` was stopped while "
+                                         r"creating it, re-running that command completes it\."):
+        open_store(path)
+    create_store(path, model="m", head=Head(np.ones((3, 2)), np.zeros(2)))  # the re-run
+    assert open_store(path).attrs["model"] == "m"
+
+
+def test_a_zarr_group_with_other_content_is_not_taken_for_a_half_created_store(tmp_path):
+    from skdice import Head
+    from skdice.exceptions import StoreError
+    from skdice.store import create_store
+
+    path = tmp_path / "s.zarr"
+    _kill_before_marker(path)
+    (path / "theirs").mkdir()  # something skdice's creation never writes: not ours to replace
+    with pytest.raises(StoreError, match="not a skdice feature store"):
+        create_store(path, model="m", head=Head(np.ones((3, 2)), np.zeros(2)))
+    assert (path / "theirs").is_dir()
