@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import warnings
@@ -173,9 +174,10 @@ class ImageFolderSource(Source):
         with img:
             width, height = img.size
             if width * height > MAX_IMAGE_PIXELS:
+                side = math.isqrt(MAX_IMAGE_PIXELS)
                 raise ValueError(
                     f"image {_printable(str(path))} is {width}x{height} pixels ({width * height:,}), more than "
-                    f"the {MAX_IMAGE_PIXELS:,} (8192x8192) skdice decodes; refused before decoding (it would "
+                    f"the {MAX_IMAGE_PIXELS:,} ({side}x{side}) skdice decodes; refused before decoding (it would "
                     f"take about {width * height * 3 / 2**30:.1f} GiB): downscale it first, or leave it out."
                 )
             try:
