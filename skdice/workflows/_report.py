@@ -11,15 +11,65 @@ computation and this module the words; both are re-exported from
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..metrics import Report
 
-__all__ = ["CONVENTIONS", "EvaluationReport", "leaderboard"]
+__all__ = ["CONVENTIONS", "EvaluationReport", "dropped_note", "dropped_records", "leaderboard"]
 
 #: one sentence per FPR95 convention (docs/metrics.md), closing the text formats
 CONVENTIONS = {
     "id": "FPR95 with ID positive (DICE paper): % of OOD inputs accepted when 95% of ID inputs are kept",
     "ood": "FPR95 with OOD positive (OpenOOD v1.5): % of ID inputs rejected when 95% of OOD inputs are caught",
 }
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def dropped_records(search) -> list[dict]:
+    """The candidates a fitted search dropped before scoring, as JSON records.
+
+    Parameters
+    ----------
+    search : HyperparameterSearch or SparsitySearch
+        Fitted; its ``dropped_params_`` (empty for DICE's p, whose every
+        value applies).
+
+    Returns
+    -------
+    list of dict
+        ``[{"params": {...}, "reason": str}, ...]`` in grid order.
+    """
+    return [{"params": {k: _plain(v) for k, v in params.items()}, "reason": reason}
+            for params, reason in getattr(search, "dropped_params_", [])]
+
+
+def dropped_note(records) -> str:
+    """The one line that names the dropped candidates and why (``skdice tune`` and ``evaluate --tune-id``).
+
+    Parameters
+    ----------
+    records : list of dict
+        :func:`dropped_records`; not empty.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> dropped_note([{"params": {"dim": 512}, "reason": "dim=512 is not below the feature width 342"}])
+    'dropped before the search (1 candidate): dim=512 (dim=512 is not below the feature width 342).'
+    """
+    n = len(records)
+    items = "; ".join(
+        ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["params"].items())
+        + f" ({r['reason']})"
+        for r in records
+    )
+    return f"dropped before the search ({n} candidate{'s' if n != 1 else ''}): {items}."
 
 
 def leaderboard(report: Report) -> Report:

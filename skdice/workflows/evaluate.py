@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from .._validation import check_sparsity
 from ..exceptions import SkdiceError, require
 from ..metrics import Report, ood_report
 from .._search import default_grid
-from ._report import EvaluationReport
+from ._report import EvaluationReport, dropped_note, dropped_records
 from .fit import fit_detector
 from .methods import DEFAULT_METHODS, MethodSpec, build_detector, expand_methods, parse_method
 from .resolve import (
@@ -50,19 +51,20 @@ def _dask_scores(detector, X, fs, split):
     return np.asarray(scores, dtype=np.float64)
 
 
-def _dask_classes(X, weight, bias):
+def _dask_classes(X, classify):
     da = require("dask.array", "dask")
     if X.numblocks[1] != 1:
         X = X.rechunk({1: -1})
-    return np.asarray(da.map_blocks(predicted_classes, X, weight, bias, drop_axis=1, dtype=np.int64).compute())
+    return np.asarray(da.map_blocks(classify, X, drop_axis=1, dtype=np.int64).compute())
 
 
 def _score_split(detectors, rows, heads=None, labels=None):
     """Every detector's scores of a split, read once block by block.
 
-    With ``heads`` (``[(weight, bias), ...]``) and ``labels`` (``-1`` unknown),
-    also how many labelled rows each head classifies right, from the same
-    blocks. Memory: one block, plus 8 bytes a row per detector.
+    With ``heads`` (``[classify, ...]``: a block's rows to their classes) and
+    ``labels`` (``-1`` unknown), also how many labelled rows each head
+    classifies right, from the same blocks. Memory: one block, plus 8 bytes a
+    row per detector.
     """
     n = len(rows)
     scores = [np.empty(n, dtype=np.float64) for _ in detectors]
@@ -77,8 +79,8 @@ def _score_split(detectors, rows, heads=None, labels=None):
             if known.any():
                 part = block if known.all() else block[known]
                 truth = labels[start:stop][known]
-                for i, (weight, bias) in enumerate(heads):
-                    correct[i] += np.count_nonzero(predicted_classes(part, weight, bias) == truth)
+                for i, classify in enumerate(heads):
+                    correct[i] += np.count_nonzero(classify(part) == truth)
     return scores, correct
 
 
@@ -94,8 +96,12 @@ class Evaluation:
         :attr:`id_accuracy`, so ``report.to_json()`` is the full result.
     id_accuracy : dict or None
         ``{"split", "n_labelled", "original", "masked": [{"method", "p",
-        "accuracy"}, ...]}``, accuracies in percent, computed on the ID rows
-        whose label is known (``>= 0``); None when no ID row is labelled.
+        "accuracy"}, ...], "changed": [...]}``, accuracies in percent,
+        computed on the ID rows whose label is known (``>= 0``); None when no
+        ID row is labelled. ``masked`` lists the masked heads, ``changed``
+        the other detectors that change the classifier (ReAct, ASH, SCALE):
+        each one's :meth:`~skdice.BaseDetector.predict_class`, the number the
+        search's guard reads (DICE+ReAct's masked head on clipped features).
     detectors : dict of str to BaseDetector
         The fitted detectors, by method label (the report's method column;
         ``"dice@p=0.5"`` when one method appears at several sparsities).
@@ -148,6 +154,8 @@ class Evaluation:
         for item in acc["masked"]:
             p = "" if item["p"] is None else f" (p={item['p']:g})"
             lines.append(f"  masked head of {item['method']}{p}: {item['accuracy']:.2f}%")
+        for item in acc.get("changed", ()):
+            lines.append(f"  classifier of {item['method']} (as it scores): {item['accuracy']:.2f}%")
         return lines
 
     def tuning_lines(self) -> list[str]:
@@ -166,6 +174,8 @@ class Evaluation:
                                for k, v in item["params"].items())
             how = "chosen" if item["informative"] else "fallback: validation cannot choose"
             lines.append(f"  {item['method'].partition(':')[0]}: {values} ({how})")
+            if item.get("dropped"):
+                lines.append(f"    {dropped_note(item['dropped'])}")
         return lines
 
 
@@ -348,9 +358,12 @@ class _Fitted:
     searches: dict = field(default_factory=dict)  # key -> fitted search
 
     def masked(self) -> list:
-        """``[(label, p, detector), ...]`` of the detectors that score through a masked head."""
-        return [(self.labels[key], det.get_params().get("p"), det)
-                for key, det in self.detectors.items() if detector_tags(det).masked_head]
+        """``[(label, p, detector), ...]`` of the detectors that change the classifier, masked heads first."""
+        tags = {key: detector_tags(det) for key, det in self.detectors.items()}
+        order = [key for key in self.detectors if tags[key].masked_head]
+        order += [key for key in self.detectors if tags[key].changes_classifier and not tags[key].masked_head]
+        return [(self.labels[key], self.detectors[key].get_params().get("p"), self.detectors[key])
+                for key in order]
 
 
 def _fit_methods(specs, detectors, p, fs, train_data, id_X, say, tune) -> _Fitted:
@@ -367,7 +380,8 @@ def _fit_methods(specs, detectors, p, fs, train_data, id_X, say, tune) -> _Fitte
         if tuned is not None:
             fitted.searches[key] = search
             fitted.tuning.append({"method": label, "params": tuned, "informative": search.informative_,
-                                  "reason": search.informative_reason_})
+                                  "reason": search.informative_reason_,
+                                  "dropped": dropped_records(search)})
         say(f"fitting {key}")
         fit_detector(detector, train_data, id_X=id_X, calibrate=False)
         fitted.labels[key], fitted.detectors[key] = label, detector
@@ -387,7 +401,10 @@ def _score_splits(fitted, fs, splits, labels, head, dask, say):
     """
     id_split = next(iter(splits))
     known, correct = labels >= 0, None
-    heads = [(head.weight, head.bias)] + [(det.masked_weight_, det.bias_) for _, _, det in fitted.masked()]
+    # the dense head, then each changed classifier as its detector scores with it (predict_class:
+    # the number the search's guard reads)
+    heads = [partial(predicted_classes, weight=head.weight, bias=head.bias)]
+    heads += [det.predict_class for _, _, det in fitted.masked()]
     detectors = list(fitted.detectors.values())
     names = ", ".join(fitted.detectors)
     scores = {key: {} for key in fitted.detectors}
@@ -447,7 +464,7 @@ def _dask_correct(id_X, labels, heads) -> list:
     known = labels >= 0
     X_known = id_X[np.flatnonzero(known)] if not known.all() else id_X
     truth = labels[known]
-    return [np.count_nonzero(_dask_classes(X_known, w, b) == truth) for w, b in heads]
+    return [np.count_nonzero(_dask_classes(X_known, classify) == truth) for classify in heads]
 
 
 def _id_accuracy(id_split, labels, masked, correct) -> dict | None:
@@ -457,12 +474,14 @@ def _id_accuracy(id_split, labels, masked, correct) -> dict | None:
         return None
     n_known = int(known.sum())
     rates = [float(100 * (c / n_known)) for c in correct]
+    records = [({"method": label, "p": det_p, "accuracy": rate}, detector_tags(det).masked_head)
+               for (label, det_p, det), rate in zip(masked, rates[1:])]
     return {
         "split": id_split,
         "n_labelled": n_known,
         "original": rates[0],
-        "masked": [{"method": label, "p": det_p, "accuracy": rate}
-                   for (label, det_p, _), rate in zip(masked, rates[1:])],
+        "masked": [record for record, is_masked in records if is_masked],
+        "changed": [record for record, is_masked in records if not is_masked],
     }
 
 

@@ -19,6 +19,8 @@ from .._search import (
     default_grid,
 )
 from ..exceptions import UnlabelledValidationWarning
+from ._report import dropped_note, dropped_records
+from .methods import build_detector
 from .resolve import (
     SplitFeatures,
     TrainingData,
@@ -155,8 +157,7 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits):
         if train.mean is not None and all(detector_tags(c).accepts_train_mean for c in candidates):
             kwargs["train_mean"] = train.mean
     search.fit(head=head, X_id=X_id, X_noise=X_noise, y_id=y_id, **kwargs)
-    masked = int(search.cv_results_["n_kept"][0]) >= 0
-    if y_id is None and masked and search.guard:
+    if y_id is None and detector_tags(search.best_estimator_).changes_classifier and search.guard:
         warnings.warn(
             f"split {id_split!r} has no class labels (every row is -1): the ID-accuracy guard "
             "is skipped.",
@@ -227,6 +228,10 @@ def tune_store(
     noise = check_validation_splits(id_split, noise_split)
     if train is not None and train_mean is not None and method == "dice":
         raise ValueError("give exactly one of train=SPLIT or train_mean=FILE.npy.")
+    if isinstance(method, str) and "random_state" in _base(method).get_params():
+        # a random detector gets the seed of evaluate's (methods.RANDOM_STATE), whatever the
+        # bootstrap's: tune and evaluate --tune-id draw the same masks and choose alike
+        method = build_detector(method)
     search = make_search(method, grid, metric=metric, tpr=tpr, guard=guard,
                          max_accuracy_drop=max_accuracy_drop, n_bootstrap=n_bootstrap,
                          random_state=random_state)
@@ -392,7 +397,9 @@ class SearchReport:
             f"{search.n_bootstrap} resamples"
         )
         tail += "; kept = weights kept" if masked else ""
-        tail += "; acc = ID accuracy of the masked head" if guarded else ""
+        if guarded:
+            tail += ("; acc = ID accuracy of the masked head" if masked else
+                     "; acc = ID accuracy of the detector's classifier (predict_class)")
         verdicts = "verdict: best, tied (within sampling noise of it), worse (beyond it)"
         lines += ["", tail + ".", verdicts + (", flagged (by the guard)." if guarded else ".")]
         if guarded:
@@ -403,6 +410,9 @@ class SearchReport:
                 f"{drop:g} points below it"
                 + (" and does not choose them." if search.guard else " (guard=False: reported only).")
             )
+        dropped = dropped_records(search)
+        if dropped:
+            lines.append(dropped_note(dropped))
         verdict = "yes" if search.informative_ else "no"
         lines.append(f"informative: {verdict} ({search.informative_reason_})")
         label = "FPR95" if search.metric == "fpr95" else "AUROC"
@@ -468,6 +478,7 @@ class SearchReport:
                 "dense_accuracy": None if search.dense_accuracy_ is None else 100 * search.dense_accuracy_,
                 "n_labelled": search.n_labelled_,
             },
+            "dropped": dropped_records(search),
             "results": results,
         }
         return json.dumps(out, indent=2)
