@@ -166,12 +166,21 @@ class HyperparameterSearch(BaseEstimator):
     :class:`~skdice.exceptions.UninformativeValidationWarning`.
 
     **The guard.** When ``y_id`` (class labels of the ID validation rows,
-    -1 = unknown) is given and the detector masks its head (DICE, its
-    variants and ablations, DICE+MSP, DICE+ReAct), each candidate's masked
-    head classifies the labelled rows, from the same logits its score comes
-    from; a candidate whose accuracy falls more than ``max_accuracy_drop``
+    -1 = unknown) is given and the detector changes the classifier (the tag
+    ``changes_classifier``: ReAct's clip, ASH's and SCALE's shaping, DICE,
+    its variants and ablations, DICE+MSP, DICE+ReAct), each candidate's own
+    classifier (:meth:`~skdice.BaseDetector.predict_class`; a masked head's
+    classes come from the same logits as its score) classifies the labelled
+    rows; a candidate whose accuracy falls more than ``max_accuracy_drop``
     below the dense head's is *flagged* and not eligible (``guard=False``
     keeps it eligible and only reports it).
+
+    **Candidates that fit the data.** Before any fit, a candidate that
+    cannot apply to the data (a ViM ``dim`` not below the feature width, a
+    KNN ``n_neighbors`` above the training rows) and all but one of the
+    candidates that act alike (GEN's ``M`` at or above the class count) are
+    dropped and listed in ``dropped_params_``
+    (:meth:`~skdice.BaseDetector.effective_params`).
 
     Parameters
     ----------
@@ -181,10 +190,8 @@ class HyperparameterSearch(BaseEstimator):
     grid : dict of str to sequence, sequence or None, default=None
         ``{parameter: values}`` searched as their product; a plain sequence
         for a detector whose declared grid has one parameter; None for the
-        declared grid (:func:`default_grid`). Declared values the data cannot
-        take (a KNN ``k`` above the training rows, a ViM ``dim`` not below
-        the feature width) are left out and listed in ``skipped_params_``;
-        given values are checked against the parameter's range.
+        declared grid (:func:`default_grid`). Values are checked against the
+        parameter's range; values the data cannot take are dropped (above).
     metric : {"fpr95", "auroc"}, default="fpr95"
         Selection criterion: FPR at ``tpr`` (ID positive, lower is better) or
         AUROC (higher is better).
@@ -203,7 +210,9 @@ class HyperparameterSearch(BaseEstimator):
         Return the fallback when the validation is uninformative; False keeps
         the best candidate by the tie rule (the warning is given either way).
     random_state : int, RandomState instance or None, default=0
-        Seed of the resamples.
+        Seed of the resamples, and of every candidate of a random detector
+        whose own ``random_state`` is None (a RandomState instance gives
+        them one integer drawn from it): the same inputs, the same choice.
 
     Attributes
     ----------
@@ -219,8 +228,9 @@ class HyperparameterSearch(BaseEstimator):
         (the intervals), ``gap`` (how much worse than ``leader_index_`` by
         ``metric``: FPR minus the leader's, or the leader's AUROC minus this
         one's), ``gap_ci_low``/``_high``, ``worse`` (gap interval above 0),
-        ``separated`` (AUROC interval above 0.5), ``id_accuracy`` (the masked
-        head's; NaN without labels or mask), ``flagged`` (by the guard) and
+        ``separated`` (AUROC interval above 0.5), ``id_accuracy`` (the
+        candidate's classifier's; NaN without labels or for a detector that
+        keeps the classifier), ``flagged`` (by the guard) and
         ``n_kept`` (weights the masked head keeps; -1 without a mask).
     best_index_ : int
         The chosen candidate (the fallback when uninformative).
@@ -241,11 +251,12 @@ class HyperparameterSearch(BaseEstimator):
         The candidate returned when uninformative.
     dense_accuracy_ : float or None
         ID accuracy of the dense head on the labelled rows; None when the
-        guard did not run (no labels, or a detector without a mask).
+        guard did not run (no labels, or a detector that keeps the classifier).
     n_labelled_ : int
         Labelled ID validation rows the accuracies are over.
-    skipped_params_ : list of (dict, str)
-        Declared candidates the data could not take, with the reason.
+    dropped_params_ : list of (dict, str)
+        Candidates dropped before the search, with the reason (and declared
+        candidates whose fit failed); ``skipped_params_`` is the same list.
     bootstrap_time_ : float
         Seconds spent resampling.
     n_features_in_ : int
@@ -434,7 +445,7 @@ class HyperparameterSearch(BaseEstimator):
         """Evaluate every candidate: the one hook a search overrides (as ``BaseSearchCV._run_search``).
 
         Fits each candidate of the grid (``param_grid``) and scores the
-        validation rows with it; sets ``skipped_params_``,
+        validation rows with it; sets ``dropped_params_``,
         ``dense_accuracy_`` and ``n_labelled_``.
 
         Parameters
