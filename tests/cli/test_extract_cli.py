@@ -204,3 +204,49 @@ def test_extract_user_errors_are_one_line(shared_data, tmp_path, capsys, extra, 
     line = _error_line(capsys, ["extract", "--model", "densenet-bc-100", "--weights", str(checkpoint),
                                 "--device", "cpu", *[x for kv in args.items() for x in kv]])
     assert message.format(tmp=tmp_path) in line, line
+
+
+_TINY_NET = '''
+import torch
+from torch import nn
+
+
+def build(classes=3):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes))
+'''
+
+
+@pytest.mark.parametrize(
+    "layout, extra, message",
+    [
+        ({"a.png": 8, "b.png": 10}, [], "images of several sizes in one batch: a.png gives a 3x8x8 input but b.png "
+                                        "a 3x10x10 one, and the preprocessing does not resize them: give a size "
+                                        "rule (--input-size SIZE"),
+        ({f"c{k}/0.png": 8 for k in range(12)}, [], "has 12 class subfolders but the model's head has 3 classes"),
+        ({"huge.png": 0}, [], "huge.png is 9000x9000 pixels (81,000,000), more than the 67,108,864"),
+    ],
+)
+def test_data_refused_at_the_source_is_one_line_and_leaves_nothing_complete(tmp_path, capsys, layout, extra,
+                                                                             message):
+    from PIL import Image
+
+    (tmp_path / "tinynet.py").write_text(_TINY_NET)
+    for name, side in layout.items():
+        path = tmp_path / "data" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if side:
+            Image.fromarray(np.zeros((side, side, 3), np.uint8)).save(path)
+        else:  # a PNG header declaring 9000 x 9000 pixels: refused before any decoding
+            import struct
+            import zlib
+
+            ihdr = b"IHDR" + struct.pack(">IIBBBBB", 9000, 9000, 8, 2, 0, 0, 0)
+            iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+            path.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+                             + iend)
+    out = tmp_path / "s.zarr"
+    line = _error_line(capsys, ["extract", "--model", f"{tmp_path / 'tinynet.py'}:build", "--data",
+                                str(tmp_path / "data"), "--out", str(out), "--split", "t", "--device", "cpu", *extra])
+    assert message in line, line
+    assert not out.exists() or "t" not in open_store(out).splits or not open_store(out).split_info("t")["complete"]
