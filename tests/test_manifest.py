@@ -21,7 +21,7 @@ zarr = pytest.importorskip("zarr")
 
 from skdice import Head  # noqa: E402
 from skdice.exceptions import StoreError  # noqa: E402
-from skdice.store import create_store, open_store, verify_store  # noqa: E402
+from skdice.store import create_store, iter_blocks, open_store, verify_store  # noqa: E402
 from stores import write_store  # noqa: E402
 
 M, C = 8, 3
@@ -145,7 +145,23 @@ def _mismatch():
     return DIGEST_MISMATCH
 
 
-@pytest.mark.parametrize("reader", ["features", "iter_features", "block_source", "logits"])
+def test_chunks_swapped_with_their_manifest_entries_are_still_damage(store):
+    one, two = _chunk(store, "test/features", 1), _chunk(store, "test/features", 2)
+    a, b = one.read_bytes(), two.read_bytes()
+    one.write_bytes(b), two.write_bytes(a)
+
+    def swap(meta):  # the manifest edited to agree: its digests hold each chunk's index
+        for digests in meta["attributes"]["chunks"].values():
+            digests[1], digests[2] = digests[2], digests[1]
+
+    _edit_json(store / "test" / "manifest" / "zarr.json", swap)
+    assert _problems(store)[:2] == [
+        f"split 'test': chunk 1 (rows 32 to 63) of features {_mismatch()}",
+        f"split 'test': chunk 2 (rows 64 to 95) of features {_mismatch()}",
+    ]
+
+
+@pytest.mark.parametrize("reader", ["features", "iter_features", "block_source", "logits", "iter_blocks"])
 def test_every_reader_refuses_a_swapped_chunk(store, reader):
     name = "logits" if reader == "logits" else "features"
     one, two = _chunk(store, f"test/{name}", 0), _chunk(store, f"test/{name}", 3)
@@ -157,6 +173,7 @@ def test_every_reader_refuses_a_swapped_chunk(store, reader):
         "iter_features": lambda: list(fs.iter_features("test")),
         "block_source": lambda: list(fs.block_source("test").iter_blocks()),
         "logits": lambda: fs.logits("test"),
+        "iter_blocks": lambda: list(iter_blocks(fs.array("test", "features"))),  # what fit_store reads
     }[reader]
     # the last chunk holds 4 rows: swapped into place 0 it fails to decode to 32 rows, or its digest
     with pytest.raises(StoreError, match=rf"split 'test' of .* could not be read \(chunk 0 \(rows 0 to 31\) of {name}"):
@@ -179,14 +196,22 @@ def test_one_splits_features_copied_over_another_are_damage(store):
 
 def test_chunk_rolled_back_to_a_foreign_valid_chunk_is_damage(store, tmp_path):
     other = tmp_path / "other.zarr"
-    X = _features(1)
-    X[40] += 1.0  # another extraction of the same data: one row differs
-    write_store(other, _head(), {"test": X}, chunk_rows=CHUNK)
+    write_store(other, _head(), {"test": _features(9)}, chunk_rows=CHUNK)  # another extraction, same model
     shutil.copyfile(_chunk(other, "test/features", 1), _chunk(store, "test/features", 1))
     assert _problems(store)[0] == f"split 'test': chunk 1 (rows 32 to 63) of features {_mismatch()}"
     # with its digests chunk too: the manifest still records the original's
     shutil.copyfile(_chunk(other, "test/digests", 1), _chunk(store, "test/digests", 1))
     assert _problems(store)[0] == f"split 'test': chunk 1 (rows 32 to 63) of features {_mismatch()}"
+    with pytest.raises(StoreError, match=r"chunk 1 \(rows 32 to 63\) of features does not match its digest"):
+        open_store(store).features("test")
+
+
+def test_readers_sample_rows_and_verify_checks_every_row(store):
+    arr = zarr.open_array(str(store / "test" / "features"), mode="r+")
+    arr[40] = arr[40] + 1  # one row of chunk 1 that the readers' sample (rows 32, 64, ...) skips
+    assert np.array_equal(open_store(store).features("test")[[32, 64]], _features(1)[[32, 64]])
+    assert _problems(store)[0] == f"split 'test': chunk 1 (rows 32 to 63) of features {_mismatch()}"
+    arr[32] = arr[32] + 1  # a sampled row
     with pytest.raises(StoreError, match=r"chunk 1 \(rows 32 to 63\) of features does not match its digest"):
         open_store(store).features("test")
 

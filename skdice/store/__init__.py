@@ -18,7 +18,10 @@ Layout (all arrays are Zarr format 3)::
     <store>/<split>/labels        (N,) int64, -1 = unknown
     <store>/<split>/paths         (N,) variable-length UTF-8 strings
     <store>/<split>/written       (n_chunks,) uint8, one flag per row chunk
+    <store>/<split>/digests       (n_chunks, 6, 16) uint8, each chunk's digests (bookkeeping)
+    <store>/<split>/manifest      the split's manifest (a group's attributes: digests, counts, head)
     <store>/<split>/scores/<name> (N,) float64, scores written back
+    <store>/manifest              the store's manifest (model name, head fingerprint)
 
 Integrity: Zarr returns the fill value for chunks that were never written, so
 an interrupted extraction would read back as rows of zeros. A split counts as
@@ -27,8 +30,10 @@ complete only once every row chunk is flagged in ``written`` and the split's
 refuses an incomplete split with :class:`~skdice.exceptions.IncompleteSplitError`.
 Every array carries a crc32c checksum on each chunk and every chunk on disk;
 readers check an array's schema and chunk files before using it and verify
-each checksum as they decode (``_integrity``); :func:`verify_store` checks a
-whole store.
+each checksum as they decode (``_integrity``). The manifests (``_manifest``)
+bind each chunk's content to its place, the counts and the head: readers
+check a sample of each chunk's rows as they read it, and :func:`verify_store`
+checks a whole store.
 
 The package has one module per job: ``_schema`` (names, version, chunking),
 ``_integrity`` (the checks before and during a read), ``_reader``

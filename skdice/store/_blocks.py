@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ._integrity import read_checked
+from ._manifest import array_check
 
 #: Bytes of features read per block by the streaming paths. Reading a store in
 #: blocks of 4-8 MiB measured faster than in 32 MiB blocks (and than one store
@@ -55,10 +56,13 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
         the caller works on the current block; at most
         ``_READS_IN_FLIGHT + 1`` blocks are in memory. Closing the generator
         early cancels the reads not yet started.
-    check : callable, default=None
+    check : callable or False, default=None
         Called as ``check(start, block)`` on each block as soon as it is read
         (in the reading thread, so it overlaps the caller's work); it raises
-        to refuse the block (the split's manifest digests, say).
+        to refuse the block. By default, for an array of a store's split
+        that has a manifest, the manifest's digests of each chunk
+        (docs/store.md, "The manifest"); False checks nothing more than the
+        crc32c.
 
     Yields
     ------
@@ -76,6 +80,9 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
     step = int(block_rows or block_rows_for(array))
     starts = range(int(start), n, step)
     zarr_array = hasattr(array, "metadata") and hasattr(array, "store")
+    if check is None and zarr_array and step % max(int(array.chunks[0]), 1) == 0:
+        check = array_check(array)  # reads start on chunk boundaries: each chunk is checked
+    check = check or None
 
     def read(s):
         if zarr_array:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import StoreError
-from ._schema import SPLIT_ARRAYS
+from ._schema import MANIFEST, SPLIT_ARRAYS
 
 #: The per-chunk digests of a split being written (bookkeeping, like ``written``).
 DIGESTS = "digests"
@@ -53,6 +53,24 @@ DIGEST_MISMATCH = (
 
 #: The numeric arrays' data types, little-endian, as digested.
 _DTYPES = {"features": "<f4", "logits": "<f4", "labels": "<i8"}
+#: Readers digest every ROW_STRIDE-th row of each chunk of these arrays (the first row
+#: included) as they read them: a full digest costs 2x a plain read (docs/store.md).
+SAMPLED = ("features", "logits")
+ROW_STRIDE = 32
+#: What a split's digests hold for each chunk, in order: every array whole, then the samples.
+DIGEST_KEYS = (*SPLIT_ARRAYS, *(f"{name}[::{ROW_STRIDE}]" for name in SAMPLED))
+
+
+def sampled_key(name: str) -> str:
+    """The manifest key of the sampled rows' digests of ``name``."""
+    return f"{name}[::{ROW_STRIDE}]"
+
+
+def chunk_digests(index: int, values: dict) -> np.ndarray:
+    """All the digests of row chunk ``index`` (``values``: array name -> its rows), ``(len(DIGEST_KEYS), 16)`` uint8."""
+    out = [chunk_digest(name, index, values[name]) for name in SPLIT_ARRAYS]
+    out += [chunk_digest(sampled_key(name), index, np.asarray(values[name])[::ROW_STRIDE]) for name in SAMPLED]
+    return np.frombuffer(b"".join(out), dtype=np.uint8).reshape(len(DIGEST_KEYS), DIGEST_SIZE)
 
 
 # --------------------------------------------------------------------------- digests
@@ -63,7 +81,7 @@ def chunk_digest(name: str, index: int, values) -> bytes:
 
     Parameters
     ----------
-    name : {"features", "logits", "labels", "paths"}
+    name : {"features", "logits", "labels", "paths"}, or a sampled key (``"features[::32]"``)
     index : int
         The chunk's index in its split: part of the digest, so the same values
         at another index digest differently.
@@ -81,7 +99,7 @@ def chunk_digest(name: str, index: int, values) -> bytes:
         # ASCII JSON: unambiguous (lengths and separators escaped), any str included
         h.update(json.dumps([str(p) for p in np.asarray(values).tolist()], ensure_ascii=True).encode("ascii"))
     else:
-        data = np.ascontiguousarray(values, dtype=_DTYPES[name])
+        data = np.ascontiguousarray(values, dtype=_DTYPES[name.split("[")[0]])
         h.update(str(data.shape).encode("ascii"))
         h.update(data.reshape(-1).view(np.uint8))
     return h.digest()
@@ -170,7 +188,7 @@ def store_record(model: str, weight, bias, weights_sha256) -> dict:
 
 
 def split_record(split: str, layout: dict, model: str, head: str, digests) -> dict:
-    """The split's manifest from its counts and its ``(n_chunks, 4, 16)`` digests."""
+    """The split's manifest from its counts and its ``(n_chunks, len(DIGEST_KEYS), 16)`` digests."""
     digests = np.asarray(digests, dtype=np.uint8)
     return {
         MANIFEST_ATTR: DIGEST,
@@ -180,8 +198,9 @@ def split_record(split: str, layout: dict, model: str, head: str, digests) -> di
         "model": str(model),
         "head": head,
         "arrays": list(SPLIT_ARRAYS),
+        "row_stride": ROW_STRIDE,
         "chunks": {name: [digests[k, i].tobytes().hex() for k in range(digests.shape[0])]
-                   for i, name in enumerate(SPLIT_ARRAYS)},
+                   for i, name in enumerate(DIGEST_KEYS)},
     }
 
 
@@ -207,12 +226,16 @@ class ChunkDigests:
     hexes : list of str
         One digest per row chunk, from the manifest.
     chunk_rows : int
+    row_stride : int, default=1
+        Check the digest of every ``row_stride``-th row of each chunk (a sampled key).
     """
 
-    def __init__(self, name: str, hexes, chunk_rows: int):
+    def __init__(self, name: str, hexes, chunk_rows: int, row_stride: int = 1):
         self.name = name
+        self.key = name if row_stride == 1 else f"{name}[::{row_stride}]"
         self.hexes = list(hexes) if isinstance(hexes, list) else []
         self.chunk_rows = max(int(chunk_rows), 1)
+        self.row_stride = row_stride
 
     def mismatches(self, start: int, block) -> list[int]:
         """Indices of the row chunks in ``block`` (rows from ``start``) whose digest differs.
@@ -226,7 +249,8 @@ class ChunkDigests:
         for i in range(-(-len(block) // step)):
             k = first + i
             want = self.hexes[k] if k < len(self.hexes) else None
-            if want != chunk_digest(self.name, k, block[i * step : (i + 1) * step]).hex():
+            rows = block[i * step : (i + 1) * step][:: self.row_stride]
+            if want != chunk_digest(self.key, k, rows).hex():
                 bad.append(k)
         return bad
 
@@ -288,16 +312,33 @@ def split_problems(fs, split: str, layout: dict) -> list[str]:
     return problems
 
 
-def digest_check(fs, split: str, name: str):
-    """A ``check(start, block)`` for :func:`iter_blocks` that refuses a chunk its manifest disowns.
+def digest_check(root, split: str, name: str, record: dict | None):
+    """A ``check(start, block)`` for block reads that refuses a chunk its split's manifest disowns.
 
-    Returns None when the split has no manifest. The error names the split,
-    the array, the chunk and the remedy.
+    Readers check the digest of every ``ROW_STRIDE``-th row of each chunk of
+    the features and logits (a full digest would double a plain read's time),
+    the labels and paths whole; ``verify`` checks every array whole.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        The store.
+    split, name : str
+    record : dict or None
+        The split's manifest.
+
+    Returns
+    -------
+    callable or None
+        None when there is no manifest or it has no digests of ``name``.
     """
-    digests = fs.chunk_digests(split, name)
-    if digests is None:
+    if record is None or name not in SPLIT_ARRAYS or not isinstance(record.get("chunks"), dict):
         return None
-    path = fs.path
+    stride = int(record.get("row_stride", 1)) if name in SAMPLED else 1
+    key = sampled_key(name) if name in SAMPLED and stride == ROW_STRIDE else name
+    stride = 1 if key == name else stride
+    digests = ChunkDigests(name, record["chunks"].get(key), record.get("chunk_rows", 1), stride)
+    path = Path(root)
 
     def check(start, block):
         bad = digests.mismatches(start, block)
@@ -312,3 +353,15 @@ def digest_check(fs, split: str, name: str):
             )
 
     return check
+
+
+def array_check(arr):
+    """:func:`digest_check` for a Zarr array of a split of a local store, from its manifest; None when none."""
+    root = getattr(arr.store, "root", None)
+    parts = str(arr.path).split("/")
+    if root is None or len(parts) != 2 or parts[1] not in SPLIT_ARRAYS:
+        return None
+    root = Path(os.fspath(root))
+    remedy = f"delete the folder {root / parts[0]} and re-run `skdice extract` for it"
+    record = read_manifest(root / parts[0] / MANIFEST, f"the manifest of split {parts[0]!r}", remedy)
+    return digest_check(root, parts[0], parts[1], record)

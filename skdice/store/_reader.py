@@ -199,7 +199,7 @@ class FeatureStore:
         Returns None when the split has no manifest. The error names the split,
         the array, the chunk and the remedy.
         """
-        return digest_check(self, split, name)
+        return digest_check(self.path, split, name, self.manifest(split))
 
     def _read_array(self, split: str, name: str) -> np.ndarray:
         arr = self.array(split, name)
@@ -691,7 +691,8 @@ def open_store(path) -> FeatureStore:
         raise StoreError(f"{path} could not be opened as a Zarr group: {metadata_error(path, '', exc)}") from None
     version = group.attrs.get(MARKER_ATTR)
     if version is None:
-        raise StoreError(f"{path} is a Zarr group but not a skdice feature store (no {MARKER_ATTR!r} attribute).")
+        raise StoreError(f"{path} is a Zarr group but not a skdice feature store (no {MARKER_ATTR!r} attribute); "
+                         "if a `skdice extract` was stopped while creating it, re-running that command completes it.")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise StoreError(
             f"{path} uses store schema {version!r}; this skdice reads schema {SCHEMA_VERSION}: upgrade skdice."

@@ -17,10 +17,11 @@ from ._integrity import SCAN_CHUNKS, checksummed_compressors, flag_compressors, 
 from ._lock import SplitLock
 from ._manifest import (
     DIGEST,
+    DIGEST_KEYS,
     DIGEST_SIZE,
     DIGESTS,
     MANIFEST_ATTR,
-    chunk_digest,
+    chunk_digests,
     head_fingerprint,
     read_manifest,
     split_record,
@@ -143,6 +144,8 @@ def _reopen_store(path, model, weights_sha256, weight, bias, preprocessing=None,
     if path.exists():
         if path.is_dir() and not any(path.iterdir()):
             return None  # an empty folder is as good as none
+        if _half_created(path):
+            return None  # a creation killed before its marker: made again from the start
         else:
             store = open_store(path)
             _check_identity(path, store.attrs, identity or {"model": model, "weights_sha256": weights_sha256,
@@ -160,6 +163,17 @@ def _reopen_store(path, model, weights_sha256, weight, bias, preprocessing=None,
                 write_manifest(path / MANIFEST, store_record(model, weight, bias, weights_sha256))
             return StoreWriter(path, zarr.open_group(str(path), mode="r+"))
     return None
+
+
+def _half_created(path) -> bool:
+    """Whether ``path`` is a store whose creation was killed before its marker (only what ``_new_store`` writes)."""
+    try:
+        names = {child.name for child in path.iterdir()}
+        meta = json.loads((path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (names <= {"zarr.json", HEAD, MANIFEST} and isinstance(meta, dict) and meta.get("node_type") == "group"
+            and MARKER_ATTR not in (meta.get("attributes") or {}))
 
 
 def _check_identity(path, recorded, wanted) -> None:
@@ -244,7 +258,7 @@ def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature
 def _create_digests(group, n_chunks: int) -> None:
     """The per-chunk digests of a split being written: one chunk of it per row chunk."""
     group.create_array(
-        DIGESTS, shape=(n_chunks, len(SPLIT_ARRAYS), DIGEST_SIZE), chunks=(1, len(SPLIT_ARRAYS), DIGEST_SIZE),
+        DIGESTS, shape=(n_chunks, len(DIGEST_KEYS), DIGEST_SIZE), chunks=(1, len(DIGEST_KEYS), DIGEST_SIZE),
         dtype="uint8", fill_value=0, compressors=flag_compressors(),
     )
 
@@ -549,10 +563,7 @@ class SplitWriter:
         self._arrays["labels"][start:stop] = labels
         self._arrays["paths"][start:stop] = paths
         if self._digests is not None:  # for the manifest, kept across a resume
-            values = dict(zip(SPLIT_ARRAYS, (features, logits, labels, paths)))
-            self._digests[index] = np.frombuffer(
-                b"".join(chunk_digest(name, index, values[name]) for name in SPLIT_ARRAYS), dtype=np.uint8
-            ).reshape(len(SPLIT_ARRAYS), DIGEST_SIZE)
+            self._digests[index] = chunk_digests(index, dict(zip(SPLIT_ARRAYS, (features, logits, labels, paths))))
         self._arrays["written"][index] = 1  # only after the data, never before
 
     def finalize(self) -> None:
@@ -582,15 +593,14 @@ class SplitWriter:
         A chunk without a digest (written by a skdice without manifests before
         a resume) is digested from its stored values.
         """
-        digests = np.zeros((self.n_chunks, len(SPLIT_ARRAYS), DIGEST_SIZE), dtype=np.uint8)
+        digests = np.zeros((self.n_chunks, len(DIGEST_KEYS), DIGEST_SIZE), dtype=np.uint8)
         if self._digests is not None:
             for start, block in iter_blocks(self._digests, _FLAG_BLOCK, prefetch=False):
                 digests[start : start + block.shape[0]] = block
         for k in np.flatnonzero(~digests.any(axis=(1, 2))):
             start, stop = self.chunk_bounds(int(k))
-            for i, name in enumerate(SPLIT_ARRAYS):
-                values = read_checked(self._arrays[name], slice(start, stop))
-                digests[k, i] = np.frombuffer(chunk_digest(name, int(k), values), dtype=np.uint8)
+            values = {name: read_checked(self._arrays[name], slice(start, stop)) for name in SPLIT_ARRAYS}
+            digests[k] = chunk_digests(int(k), values)
         path = self.store.path
         root = read_manifest(path / MANIFEST, "the store's manifest", f"restore {path} from a copy")
         if root is not None and isinstance(root.get("head"), str):

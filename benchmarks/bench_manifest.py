@@ -1,0 +1,148 @@
+"""What the manifest's per-chunk digest checks cost the readers (docs/store.md, "The manifest").
+
+    python benchmarks/bench_manifest.py [--rows 200000] [--features 512] [--dir DIR] [--rounds 3]
+
+Writes (or reuses) a store with one complete split of ``--rows`` x ``--features``
+float32 features (10 classes, the chunking ``skdice extract`` uses at batch 64),
+then, page cache warm, times in alternation and keeps the best of ``--rounds``:
+
+- ``plain``: the features read block by block (``iter_blocks`` on the checked
+  Zarr array: crc32c verified, no digest), the denominator of fit_store's
+  plain-read ratio;
+- ``digests``: the same read with the readers' checks (``iter_blocks``'s
+  default): the digest of every 32nd row of each chunk compared with the manifest;
+- ``full digests``: the same read with the digest of every chunk whole (what
+  ``verify`` checks), for comparison;
+- ``fit_store`` with and without the readers' digest checks (a DICE fit,
+  sample calibration).
+
+Prints the ratios: ``digests / plain`` is the cost on a plain read, and
+``fit_store (digests) / fit_store (no digests)`` the cost on fit_store, whose
+target is at most 1.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+C = 10
+
+
+def make_store(path: Path, n: int, m: int) -> Path:
+    """Write (or reuse) ``path`` with a complete split ``train`` of synthetic features."""
+    import shutil
+
+    from skdice import Head
+    from skdice.store import create_store, default_chunk_rows, open_store
+
+    if path.exists():
+        try:
+            fs = open_store(path)
+            if fs.split_info("train")["complete"] and fs.array("train", "features").shape == (n, m):
+                return path
+        except Exception:  # noqa: BLE001 - anything else: write it again
+            pass
+        shutil.rmtree(path)
+    rng = np.random.default_rng(0)
+    head = Head(rng.normal(0, 0.03, (m, C)).astype(np.float32), np.zeros(C, np.float32))
+    writer = create_store(path, model="bench", head=head)
+    rows = default_chunk_rows(m, C, 64)
+    with writer.prepare_split("train", n, source="synthetic", chunk_rows=rows) as split:
+        for k in split.pending():
+            a, z = split.chunk_bounds(k)
+            X = np.random.default_rng([0, k]).random((z - a, m), dtype=np.float32)
+            split.write_chunk(k, X, head.logits(X), np.zeros(z - a, np.int64), [""] * (z - a))
+        split.finalize()
+    return path
+
+
+def best(fn, rounds: int) -> float:
+    """Best wall time of ``rounds`` calls."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--features", type=int, default=512)
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "skdice-bench-manifest")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    from skdice import DICEDetector
+    from skdice.store import _blocks, iter_blocks, open_store
+    from skdice.workflows.fit import fit_store
+
+    args.dir.mkdir(parents=True, exist_ok=True)
+    path = make_store(args.dir / f"m{args.features}-n{args.rows}.zarr", args.rows, args.features)
+    arr = open_store(path).array("train", "features")
+
+    def plain():
+        for _ in iter_blocks(arr, check=False):
+            pass
+
+    def digests():
+        for _ in iter_blocks(arr):  # the manifest read and parsed by each call
+            pass
+
+    def full_digests():
+        whole = open_store(path).chunk_digests("train", "features")
+
+        def check(start, block):
+            assert not whole.mismatches(start, block)
+
+        for _ in iter_blocks(arr, check=check):
+            pass
+
+    def fit(check: bool):
+        original = _blocks.array_check
+        if not check:
+            _blocks.array_check = lambda array: None
+        try:
+            fit_store(DICEDetector(), path, "train")
+        finally:
+            _blocks.array_check = original
+
+    plain(), digests()  # warm the page cache
+    times = {"plain": [], "digests": [], "full digests": [], "fit_store (no digests)": [],
+             "fit_store (digests)": []}
+    for _ in range(args.rounds):  # alternating, best of the rounds
+        times["plain"].append(best(plain, 1))
+        times["digests"].append(best(digests, 1))
+        times["full digests"].append(best(full_digests, 1))
+        times["fit_store (no digests)"].append(best(lambda: fit(False), 1))
+        times["fit_store (digests)"].append(best(lambda: fit(True), 1))
+    t = {name: min(values) for name, values in times.items()}
+    # the checks alone, on blocks already in memory (the work they add, whatever the load)
+    blocks = list(iter_blocks(arr, check=False))
+    sampled = _blocks.array_check(arr)
+    whole = open_store(path).chunk_digests("train", "features")
+    t["sampled check alone"] = best(lambda: [sampled(s, b) for s, b in blocks], args.rounds)
+    t["full check alone"] = best(lambda: [whole.mismatches(s, b) for s, b in blocks], args.rounds)
+    del blocks
+    size = arr.nbytes / 1e9
+    print(f"{args.rows} x {args.features} float32 ({size:.2f} GB), {arr.chunks[0]} rows per chunk, "
+          f"best of {args.rounds}, page cache warm")
+    for name, seconds in t.items():
+        print(f"  {name:24s} {seconds:7.3f} s  {size / seconds:6.2f} GB/s")
+    print(f"digests / plain read:                         {t['digests'] / t['plain']:.3f}")
+    print(f"full digests / plain read:                    {t['full digests'] / t['plain']:.3f}")
+    print(f"sampled check alone / plain read:             {t['sampled check alone'] / t['plain']:.3f}")
+    print(f"full check alone / plain read:                {t['full check alone'] / t['plain']:.3f}")
+    print(f"fit_store (digests) / fit_store (no digests): {t['fit_store (digests)'] / t['fit_store (no digests)']:.3f}")
+    print(f"fit_store plain-read ratio without digests:   {t['plain'] / t['fit_store (no digests)']:.3f}")
+    print(f"fit_store plain-read ratio with digests:      {t['plain'] / t['fit_store (digests)']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
