@@ -2,11 +2,88 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+
+#: the ranges of extract's numbers (docs/cli.md, "Ranges"), checked before any work
+MAX_BATCH_SIZE = 65536
+MAX_WORKERS = 256
+MAX_INPUT_SIZE = 4096
+MIN_STD = 1e-6
+MAX_RENDEZVOUS_S = 86400
+
+
+def check_numbers(input_size: str | None, mean: str | None, std: str | None) -> None:
+    """Refuse ``--input-size``, ``--mean`` and ``--std`` values outside their ranges, before any work.
+
+    Sizes are 1 to :data:`MAX_INPUT_SIZE` pixels; means finite; stds finite and
+    at least :data:`MIN_STD`. A value that does not parse is left to the
+    library, whose message gives the format.
+
+    Parameters
+    ----------
+    input_size, mean, std : str or None
+        The flags' values as typed.
+
+    Raises
+    ------
+    typer.BadParameter
+        Naming the flag, the value and the range.
+    """
+    if input_size is not None:
+        try:
+            sizes = [int(p) for p in input_size.lower().replace(",", "x").split("x") if p.strip()]
+        except ValueError:
+            sizes = []
+        if any(not 1 <= size <= MAX_INPUT_SIZE for size in sizes):
+            raise typer.BadParameter(f"{input_size!r}: image sizes are 1 to {MAX_INPUT_SIZE} pixels.",
+                                     param_hint="'--input-size'")
+    for flag, text in (("--mean", mean), ("--std", std)):
+        try:
+            values = [float(v) for v in (text or "").split(",") if v.strip()]
+        except ValueError:
+            continue
+        if not all(math.isfinite(v) for v in values):
+            raise typer.BadParameter(f"{text!r}: every value must be a finite number.", param_hint=f"'{flag}'")
+        if flag == "--std" and any(v < MIN_STD for v in values):
+            raise typer.BadParameter(f"{text!r}: a std below {MIN_STD:g} would blow the input up to infinity.",
+                                     param_hint="'--std'")
+
+
+def check_distributed_environment() -> None:
+    """Refuse malformed ``WORLD_SIZE``, ``RANK`` and ``SKDICE_RENDEZVOUS_TIMEOUT`` values, before any work.
+
+    A well-formed ``WORLD_SIZE`` above 1 makes the extraction distributed: the
+    ranks then meet within ``SKDICE_RENDEZVOUS_TIMEOUT`` seconds (60 by
+    default) or the library stops with one line naming the variables.
+
+    Raises
+    ------
+    ValueError
+        Naming the variable, its value and its range.
+    """
+    def number(name, low, high, kind=int):
+        text = os.environ.get(name)
+        if not text:
+            return None
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not (low <= value <= high):
+            raise ValueError(f"the environment variable {name}={text!r} is out of range: {low} to {high} "
+                             "(unset it for a single-process extraction).")
+        return value
+
+    world = number("WORLD_SIZE", 1, 65536) or 1
+    number("RANK", 0, world - 1)
+    number("LOCAL_RANK", 0, 65535)
+    number("SKDICE_RENDEZVOUS_TIMEOUT", 1, MAX_RENDEZVOUS_S, float)
 
 
 def register(app: typer.Typer) -> None:
@@ -45,11 +122,13 @@ def register(app: typer.Typer) -> None:
         weights: Annotated[
             Optional[Path], typer.Option("--weights", help="Weights file of the model (never downloaded).")
         ] = None,
-        batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
+        batch_size: Annotated[
+            int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE, help="Images per forward pass.")
+        ] = 64,
         device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
         workers: Annotated[
             Optional[int],
-            typer.Option("--workers", min=0, help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)."),
+            typer.Option("--workers", min=0, max=MAX_WORKERS, help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)."),
         ] = None,
         limit: Annotated[Optional[int], typer.Option("--limit", min=0, help="Use only the first N images.")] = None,
         amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = False,
@@ -95,6 +174,8 @@ def register(app: typer.Typer) -> None:
 
         from ._console import Progress
 
+        check_numbers(input_size, mean, std)
+        check_distributed_environment()
         spec = load_model(model, weights, input_size=input_size, mean=mean, std=std, head=head)
         with Progress(f"extracting {split}") as progress:
             path = extract_features(

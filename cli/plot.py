@@ -10,6 +10,10 @@ import typer
 from ._options import IdTestSplit, OodSplits, StoreArgument, TrainMeanInsteadOfTrain
 
 
+#: the most histogram bins (docs/cli.md, "Ranges"): more draws nothing finer and allocates without bound
+MAX_BINS = 10000
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``plot`` command to the app.
 
@@ -40,7 +44,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option("--ps", help="Comma-separated sparsities of the p sweep (0 = energy)."),
         ] = "0,0.1,0.3,0.5,0.7,0.9,0.99",
-        bins: Annotated[int, typer.Option("--bins", help="Histogram bins.")] = 50,
+        bins: Annotated[int, typer.Option("--bins", min=1, max=MAX_BINS, help="Histogram bins.")] = 50,
         prefix: Annotated[str, typer.Option("--prefix", help="Prefix of the file names.")] = "",
     ) -> None:
         """Write histograms.png (Figure 4), contributions.png (Figures 1, 5), p_sweep.png (Table 4) and covariance.png (Figure 6)."""

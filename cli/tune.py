@@ -145,6 +145,10 @@ def render_json(search, **context) -> str:
     return SearchReport(search, noise=(), context=context).to_json()
 
 
+#: the most bootstrap resamples (docs/cli.md, "Ranges"): the time grows with them, the intervals hardly
+MAX_BOOTSTRAP = 100000
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``tune`` command to the app.
 
@@ -203,7 +207,8 @@ def register(app: typer.Typer) -> None:
             typer.Option("--max-accuracy-drop", help="The guard's tolerance, in points of ID accuracy."),
         ] = 5.0,
         n_bootstrap: Annotated[
-            int, typer.Option("--n-bootstrap", help="Bootstrap resamples behind the intervals.")
+            int, typer.Option("--n-bootstrap", min=10, max=MAX_BOOTSTRAP,
+                              help="Bootstrap resamples behind the intervals.")
         ] = 200,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resamples.")] = 0,
         fmt: Annotated[Format, OUTPUT_FORMAT] = Format.table,

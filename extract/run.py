@@ -199,9 +199,32 @@ def _dist_context():
         backend = os.environ.get("SKDICE_DIST_BACKEND") or ("nccl" if torch.cuda.is_available() else "gloo")
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-        dist.init_process_group(backend=backend)
+        store, rank, world = _rendezvous()
+        dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world)
         return dist.get_rank(), dist.get_world_size(), True
     return 0, 1, False
+
+
+#: how long the ranks of a distributed extraction wait for each other (seconds), unless
+#: SKDICE_RENDEZVOUS_TIMEOUT says otherwise; the collectives after it keep torch's default
+RENDEZVOUS_TIMEOUT_S = 60.0
+
+
+def _rendezvous():
+    """The ranks' env:// meeting, bounded in time: (store, rank, world_size), or one error naming the variables."""
+    from datetime import timedelta
+
+    seconds = float(os.environ.get("SKDICE_RENDEZVOUS_TIMEOUT") or RENDEZVOUS_TIMEOUT_S)
+    found = ", ".join(f"{k}={os.environ.get(k)}" for k in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"))
+    try:
+        return next(torch.distributed.rendezvous("env://", timeout=timedelta(seconds=seconds)))
+    except (RuntimeError, ValueError, TimeoutError) as exc:
+        raise SkdiceError(
+            f"the environment makes this a distributed extraction ({found}) but the ranks did not meet within "
+            f"{seconds:g} s ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}): unset "
+            "WORLD_SIZE and RANK for a single-process run, or start every rank (torchrun); "
+            "SKDICE_RENDEZVOUS_TIMEOUT sets the wait in seconds."
+        ) from None
 
 
 def _broadcast_status(rank, world, message):

@@ -1,0 +1,157 @@
+"""Numbers out of range are refused before any work, with one line: flags, environment variables, addresses."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from skdice.cli.app import app
+
+runner = CliRunner()
+
+
+def _words(output: str) -> str:
+    """The output's words on one line, without rich's box around usage errors."""
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", output).split())
+
+
+def _extract(*extra, env=None):
+    args = ["extract", "--model", "never-loaded", "--data", "noise:4", "--out", "s", "--split", "noise", *extra]
+    return runner.invoke(app, args, env=env)
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--workers", "99999999999999999999"], "'--workers'"),
+    (["--batch-size", "99999999999999999999"], "'--batch-size'"),
+    (["--input-size", "30000"], "'--input-size': '30000': image sizes are 1 to 4096 pixels."),
+    (["--input-size", "99999999999999999999"], "image sizes are 1 to 4096 pixels."),
+    (["--input-size", "224x0"], "image sizes are 1 to 4096 pixels."),
+    (["--mean", "nan"], "'--mean': 'nan': every value must be a finite number."),
+    (["--mean", "0.5,inf,0.5"], "every value must be a finite number."),
+    (["--std", "1e-320"], "'--std': '1e-320': a std below 1e-06 would blow the input up to infinity."),
+])
+def test_extract_numbers_out_of_range_are_refused_before_the_model_loads(monkeypatch, extra, words):
+    import skdice.extract.models as models
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    result = _extract(*extra)
+    assert result.exit_code == 2 and words in _words(result.output), result.output
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is out of range: 1 to 65536"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK='2' is out of range: 0 to 1"),
+    ({"SKDICE_RENDEZVOUS_TIMEOUT": "1e9"}, "SKDICE_RENDEZVOUS_TIMEOUT='1e9' is out of range: 1 to 86400"),
+])
+def test_malformed_distributed_variables_are_refused_before_the_model_loads(monkeypatch, capsys, env, words):
+    pytest.importorskip("torch")
+    import skdice.extract.models as models
+    from skdice.cli.app import main
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["extract", "--model", "m", "--data", "noise:4", "--out", "s", "--split", "noise"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.startswith(f"skdice: error: the environment variable {words}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_leftover_world_size_stops_extract_within_the_stated_time(tmp_path):
+    """WORLD_SIZE=2 RANK=0 with no other rank: one line after SKDICE_RENDEZVOUS_TIMEOUT, not torch's 30 minutes."""
+    pytest.importorskip("torch")
+    (tmp_path / "tinymodel.py").write_text(
+        "import torch.nn as nn\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(12, 4), nn.ReLU(), nn.Linear(4, 3))\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "SKDICE_RENDEZVOUS_TIMEOUT": "2", "SKDICE_DIST_BACKEND": "gloo"}
+    started = time.monotonic()
+    process = subprocess.run([sys.executable, "-m", "skdice", "extract", "--model", "tinymodel:build", "--data",
+                              "noise:4:0", "--input-size", "2", "--out", str(tmp_path / "s.zarr"), "--split", "noise",
+                              "--device", "cpu"], env=env, capture_output=True, text=True, timeout=120)
+    assert process.returncode == 1, process.stderr
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "skdice: error: the environment makes this a distributed extraction (WORLD_SIZE=2, RANK=0, "
+        "MASTER_ADDR=127.0.0.1, MASTER_PORT="), lines
+    assert "did not meet within 2 s" in lines[0] and "unset WORLD_SIZE and RANK" in lines[0]
+    assert time.monotonic() - started < 60
+
+
+def test_plot_bins_and_tune_bootstrap_have_bounds():
+    result = runner.invoke(app, ["plot", "s", "--id", "a", "--ood", "b", "--bins", "1000000000"])
+    assert result.exit_code == 2 and "'--bins': Input should be less than or equal to 10000" in _words(result.output)
+    result = runner.invoke(app, ["tune", "s", "--id", "a", "--noise", "b", "--n-bootstrap", "10000000"])
+    assert result.exit_code == 2 and "'--n-bootstrap': Input should be less than or equal to 100000" in _words(
+        result.output)
+
+
+class _Server:
+    """A TCP server on 127.0.0.1 that says ``reply`` (or nothing) to each connection and then waits."""
+
+    def __init__(self, reply: bytes | None):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.address = "tcp://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.reply, self.conns = reply, []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.reply is not None:
+                conn.sendall(self.reply)
+
+    def close(self):
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("reply, words", [
+    (None, "is not a dask scheduler: it sent nothing within 0.5 s of connecting"),
+    (b"HTTP/1.0 426 Upgrade Required\r\n\r\n", "is not a dask scheduler: it answered b'HTTP/1.0' instead of a"),
+])
+def test_an_address_that_is_not_a_dask_scheduler_is_one_line_within_the_probe_time(reply, words):
+    pytest.importorskip("distributed")
+    from skdice.workflows.cluster import dask_client, probe_scheduler
+
+    server = _Server(reply)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ValueError, match=f"^{server.address!r} \\(from the scheduler= argument\\) {words}"):
+            probe_scheduler(server.address, origin="the scheduler= argument", timeout=0.5)
+        assert time.monotonic() - started < 5
+        with pytest.raises(ValueError, match="is not a dask scheduler"):  # what the workflows call
+            with dask_client(server.address):
+                pass
+    finally:
+        server.close()
+
+
+def test_nothing_listening_is_one_line():
+    pytest.importorskip("distributed")
+    from skdice.workflows.cluster import probe_scheduler
+
+    with pytest.raises(ValueError, match="could not connect to the dask scheduler at 'tcp://127.0.0.1:"):
+        probe_scheduler(f"tcp://127.0.0.1:{_free_port()}", timeout=0.5)
