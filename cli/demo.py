@@ -52,7 +52,9 @@ def register(app: typer.Typer) -> None:
                          help="Folder for the store, results and figures [default: skdice-demo in "
                          "the system's temporary folder]", show_default=False),
         ] = Path(tempfile.gettempdir()) / "skdice-demo",
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the OOD sets and training.")] = 0,
+        seed: Annotated[
+            int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of the split, the OOD sets and training.")
+        ] = 0,
         fmt: Annotated[
             str, typer.Option("--format", help="Table format: table, markdown, csv or json.")
         ] = "table",

@@ -128,7 +128,8 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
         workers: Annotated[
             Optional[int],
-            typer.Option("--workers", min=0, max=MAX_WORKERS, help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)."),
+            typer.Option("--workers", min=0, max=MAX_WORKERS,
+                         help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)."),
         ] = None,
         limit: Annotated[Optional[int], typer.Option("--limit", min=0, help="Use only the first N images.")] = None,
         amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = False,

@@ -210,7 +210,9 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--n-bootstrap", min=10, max=MAX_BOOTSTRAP,
                               help="Bootstrap resamples behind the intervals.")
         ] = 200,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resamples.")] = 0,
+        seed: Annotated[
+            int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of the bootstrap resamples.")
+        ] = 0,
         fmt: Annotated[Format, OUTPUT_FORMAT] = Format.table,
     ) -> None:
         """Score a detector at every candidate on ID vs noise validation features and pick the best.
