@@ -583,8 +583,9 @@ class SplitWriter:
             raise IncompleteSplitError(
                 f"split {self.split!r} of {self.store.path} still misses chunks {missing[:10]}{more}; {RERUN}."
             )
-        if not self.complete:
-            self._write_manifest()
+        if self.complete:
+            return  # a split finished before (with its manifest, or by a skdice without them)
+        self._write_manifest()
         self._group.attrs.update({MANIFEST_ATTR: DIGEST, "complete": True})
 
     def _write_manifest(self) -> None:
