@@ -50,7 +50,8 @@ def check_numbers(input_size: str | None, mean: str | None, std: str | None) -> 
             continue
         if not all(math.isfinite(v) for v in values):
             raise typer.BadParameter(f"{text!r}: every value must be a finite number.", param_hint=f"'{flag}'")
-        if flag == "--std" and any(v < MIN_STD for v in values):
+        # zero or negative is the library's "must be positive"; a tiny positive std is ours
+        if flag == "--std" and any(0 < v < MIN_STD for v in values):
             raise typer.BadParameter(f"{text!r}: a std below {MIN_STD:g} would blow the input up to infinity.",
                                      param_hint="'--std'")
 
