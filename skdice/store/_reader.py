@@ -176,14 +176,11 @@ class FeatureStore:
         return split_problems(self, split, layout)
 
     def _check_manifests(self, split: str, layout: dict) -> None:
-        if not self._identity_checked:
-            problems = self.identity_problems()
-            if problems:
-                raise StoreError(problems[0])
-            self._identity_checked = True
-        problems = self.split_manifest_problems(split, layout)
+        problems = [] if self._identity_checked else self.identity_problems()
+        problems = problems or self.split_manifest_problems(split, layout)
         if problems:
             raise StoreError(problems[0])
+        self._identity_checked = True
 
     def chunk_digests(self, split: str, name: str) -> "ChunkDigests | None":
         """The manifest's digests of ``<split>/<name>``, to check blocks as they are read; None without one."""
