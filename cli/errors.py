@@ -37,7 +37,9 @@ _SCHEDULER = {"the scheduler= argument": "--scheduler"}
 
 #: per command: library phrase -> the command's flag (see the module docstring)
 COMMAND_FLAGS: dict[str, dict[str, str]] = {
-    "extract": {"weights=FILE": "--weights FILE"},
+    "extract": {"weights=FILE": "--weights FILE", "another store path": "another --out",
+                "another split name": "another --split"},
+    "demo": {"another out_dir": "another --out"},
     "fit": {**_TRAINING, "the p= argument": "--p"},
     "score": {**_TRAINING, **_SCHEDULER},
     "evaluate": {**_TRAINING, **_OOD, **_SCHEDULER, "tune_id=": "--tune-id", "tune_noise=": "--tune-noise",

@@ -302,7 +302,7 @@ class _Archive:
         if not zipfile.is_zipfile(path):
             raise DetectorFormatError(
                 f"{path} is not a saved skdice detector: it is not an .npz archive "
-                "(save one with skdice.save_detector or `skdice fit --out`)."
+                "(save one with skdice.save_detector or `skdice fit`)."
             )
         self.path = path
         self.size = path.stat().st_size

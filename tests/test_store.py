@@ -306,7 +306,7 @@ def test_all_zero_chunks_are_written_so_they_are_not_taken_for_missing_ones(tmp_
 
 
 def test_missing_store_is_a_store_error(tmp_path):
-    with pytest.raises(StoreError, match=r"does not exist; create it with `skdice extract"):
+    with pytest.raises(StoreError, match=r"does not exist; create it by extracting features into it \(`skdice extract`"):
         open_store(tmp_path / "nope.zarr")
 
 

@@ -466,7 +466,7 @@ def test_truncated_score_metadata_is_named_and_overwrite_writes_it_again(store, 
     det, _, reference = _scored(store, data)
     meta = store / "test" / "scores" / "dice" / "zarr.json"
     meta.write_text(meta.read_text()[:25])
-    with pytest.raises(StoreError, match=rf"{meta} is damaged \(not valid JSON.*with --overwrite"):
+    with pytest.raises(StoreError, match=rf"{meta} is damaged \(not valid JSON.*with overwrite=True"):
         read_scores(store, "test", "dice")
     with pytest.raises(StoreError, match=rf"{meta} is damaged"):
         score_to_store(store, "test", det, block_rows=CHUNK)

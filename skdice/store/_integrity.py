@@ -99,7 +99,7 @@ def describe_node(root, node: str) -> _Described:
         return _Described(
             f"the head's {parts[-1]}", f"the head of {store}", parts[-1],
             f"the head is written once, when the store is created: restore {store} from a copy, "
-            "or extract into a new store (another --out)",
+            "or extract into a new store",
         )
     if len(parts) == 3 and parts[1] == SCORES:
         return _Described(
@@ -150,7 +150,7 @@ def metadata_error(root: Path, node: str, exc: BaseException) -> StoreError:
     if not node:
         remedy = f"restore {root} from a copy"
     elif len(parts) == 3 and parts[1] == SCORES:  # a rerun cannot read it: start the array again
-        remedy = "re-run `skdice score` with --overwrite to write the scores again"
+        remedy = "write the scores again with overwrite=True"
     else:
         remedy = describe_node(root, node).remedy
     return StoreError(f"{path} is damaged ({why}): {remedy}.")

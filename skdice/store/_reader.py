@@ -119,7 +119,7 @@ class FeatureStore:
             f"the head of {self.path} does not match the fingerprint its manifest recorded when the store "
             f"was created ({record.get('head')}): the head was replaced or edited; the head is written "
             f"once, when the store is created: restore {self.path} from a copy, or extract into a new "
-            "store (another --out)."
+            "store."
         )
 
     def manifest(self, split: str | None = None) -> dict | None:
@@ -312,7 +312,7 @@ class FeatureStore:
                 ) from None
             raise StoreError(
                 f"{self.path} has no split {split!r} (splits: {', '.join(splits) or 'none'}); "
-                f"write it with `skdice extract ... --split {split}`."
+                f"extract it into this store as split {split!r} (`skdice extract`)."
             ) from None
         zarr = import_zarr()
         if not isinstance(group, zarr.Group):
@@ -679,7 +679,8 @@ def open_store(path) -> FeatureStore:
     zarr = import_zarr()
     path = Path(path)
     if not path.exists():
-        raise StoreError(f"feature store {path} does not exist; create it with `skdice extract --out {path} ...`.")
+        raise StoreError(f"feature store {path} does not exist; create it by extracting features into it "
+                         "(`skdice extract`, or skdice.store.create_store).")
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path} is not a feature store (no zarr.json): was it written by `skdice extract`?")
     try:

@@ -156,7 +156,7 @@ def _reopen_store(path, model, weights_sha256, weight, bias, preprocessing=None,
             ):
                 raise StoreError(
                     f"{path} holds a head of shape {old.weight.shape} with other values than this "
-                    f"model's head {weight.shape}: write to another --out."
+                    f"model's head {weight.shape}: write to another store path."
                 )
             if read_manifest(path / MANIFEST, "the store's manifest", f"restore {path} from a copy") is None:
                 # a store made before manifests: its head was just found equal to this model's
@@ -198,7 +198,7 @@ def _check_identity(path, recorded, wanted) -> None:
         if diff:
             raise StoreError(
                 f"{path} holds features of model {recorded.get('model')!r} that this run ({wanted['model']!r}) "
-                f"would not reproduce; what differs: {'; '.join(diff)}: write to another --out."
+                f"would not reproduce; what differs: {'; '.join(diff)}: write to another store path."
             )
         return
     note = ("" if recorded.get("parameters_sha256") or not wanted.get("parameters_sha256") else
@@ -208,13 +208,13 @@ def _check_identity(path, recorded, wanted) -> None:
         raise StoreError(
             f"{path} holds features of model {recorded.get('model')!r} (weights sha256 "
             f"{recorded.get('weights_sha256')}), not {wanted['model']!r} (weights sha256 "
-            f"{wanted.get('weights_sha256')}){note}: write to another --out."
+            f"{wanted.get('weights_sha256')}){note}: write to another store path."
         )
     if old_pre is not None and new_pre is not None and old_pre != new_pre:
         # the same network fed differently gives other features: never mix them
         raise StoreError(
             f"{path} holds features of {recorded.get('model')!r} made with another preprocessing "
-            f"({json.dumps(old_pre)}) than this run's ({json.dumps(new_pre)}){note}: write to another --out."
+            f"({json.dumps(old_pre)}) than this run's ({json.dumps(new_pre)}){note}: write to another store path."
         )
 
 
@@ -382,7 +382,7 @@ class StoreWriter:
                 if diff:
                     raise StoreError(
                         f"split {split!r} of {self.path} was started with other settings "
-                        f"({'; '.join(diff)} in this run): use another --split, or delete the "
+                        f"({'; '.join(diff)} in this run): use another split name, or delete the "
                         f"folder {self.path / split} to start it again."
                     )
                 if DIGESTS not in existing and attrs.get("complete") is not True:

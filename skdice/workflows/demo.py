@@ -186,6 +186,6 @@ def _remove_previous_demo_store(path: Path) -> None:
     if model != DEMO_MODEL_NAME:
         raise ValueError(
             f"{path} exists and is not a store written by `skdice demo`; the demo replaces its "
-            "own store only: choose another --out."
+            "own store only: choose another out_dir."
         )
     shutil.rmtree(path)

@@ -66,7 +66,7 @@ def _eval(store, *extra):
 
 # ------------------------------------------------------------------ stores
 def test_missing_store(tmp_path):
-    error_line(_eval(tmp_path / "absent.zarr"), r"feature store .*absent.zarr does not exist; create it with `skdice extract")
+    error_line(_eval(tmp_path / "absent.zarr"), r"feature store .*absent.zarr does not exist; create it by extracting features into it \(`skdice extract`")
 
 
 def test_folder_that_is_not_a_store(tmp_path):
@@ -321,12 +321,7 @@ def test_no_library_message_names_a_flag():
         found += [f"{path.name}:{node.lineno}" for node in ast.walk(tree)
                   if isinstance(node, ast.Constant) and isinstance(node.value, str)
                   and id(node) not in docstrings and flag.search(node.value)]
-    assert {where.split(":")[0] for where in found} <= _NOT_YET, found
-
-
-#: files whose messages still tell the user to run another command with its flags
-#: (`skdice extract --out PATH`); they are being reworked beside this change (issue 20)
-_NOT_YET = {"_integrity.py", "_reader.py", "_writer.py", "persistence.py", "demo.py"}
+    assert found == []
 
 
 def test_a_preset_without_weights_is_told_the_flag(tmp_path):
@@ -345,3 +340,17 @@ def test_overwrite_is_named_as_a_flag(store, tmp_path):
     line = error_line(["score", str(store), "--split", "id", "--detector", str(tmp_path / "b.npz"), "--name", "s"],
                       r"pass --overwrite to replace it")
     assert "overwrite=True" not in line
+
+
+def test_the_stores_remedies_read_as_extract_and_demo_flags():
+    from skdice.cli.errors import COMMAND_FLAGS, in_flag_words
+
+    extract = COMMAND_FLAGS["extract"]
+    assert in_flag_words("x.zarr holds a head of other values: write to another store path.", extract) == (
+        "x.zarr holds a head of other values: write to another --out.")
+    assert in_flag_words("started with other settings: use another split name, or delete it", extract) == (
+        "started with other settings: use another --split, or delete it")
+    assert in_flag_words("the demo replaces its own store only: choose another out_dir.",
+                         COMMAND_FLAGS["demo"]) == "the demo replaces its own store only: choose another --out."
+    # Python users read the parameters' words
+    assert in_flag_words("write to another store path.", COMMAND_FLAGS["evaluate"]) == "write to another store path."

@@ -129,7 +129,7 @@ def test_info_of_missing_store_is_one_error_line(tmp_path, capsys):
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip() == (
         f"skdice: error: feature store {tmp_path / 'nothing.zarr'} does not exist; "
-        f"create it with `skdice extract --out {tmp_path / 'nothing.zarr'} ...`."
+        "create it by extracting features into it (`skdice extract`, or skdice.store.create_store)."
     )
 
 

@@ -187,3 +187,21 @@ def test_score_reruns_recompute_a_deleted_chunk(store, tmp_path):
     code, out, err = run(args)
     assert code == 0, err
     np.testing.assert_array_equal(read_scores(store, "ood", "dice"), reference)
+
+
+def test_verify_of_a_store_without_manifests_says_so_and_exits_0(store):
+    import json
+    import shutil
+
+    shutil.rmtree(store / "manifest")
+    for split in ("id", "ood"):
+        shutil.rmtree(store / split / "manifest")
+        meta = json.loads((store / split / "zarr.json").read_text())
+        meta["attributes"].pop("manifest")
+        (store / split / "zarr.json").write_text(json.dumps(meta))
+    code, out, err = run(["verify", str(store)])
+    assert code == 0, err
+    assert out.splitlines()[1] == (
+        "no manifest: split 'id', split 'ood', the store (written before manifests by an older "
+        "skdice: a valid chunk in the wrong place is not found; extract again to add one)"
+    )

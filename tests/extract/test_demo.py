@@ -134,7 +134,7 @@ def test_demo_never_deletes_a_digits_zarr_it_did_not_write(tmp_path):
     (tmp_path / "other" / "digits.zarr").mkdir()
     (tmp_path / "other" / "digits.zarr" / "notes.txt").write_text("mine")
     for out in (tmp_path, tmp_path / "other"):
-        with pytest.raises(ValueError, match="is not a store written by `skdice demo`; .*choose another --out"):
+        with pytest.raises(ValueError, match="is not a store written by `skdice demo`; .*choose another out_dir"):
             run_demo(out)
     assert (tmp_path / "digits.zarr" / "zarr.json").is_file()
     assert (tmp_path / "other" / "digits.zarr" / "notes.txt").read_text() == "mine"

@@ -95,7 +95,7 @@ def test_a_changed_body_with_the_same_head_and_name_is_refused_naming_the_finger
         extract_features(body, rows(), out, "b", model_name="net", progress=False)
     message = str(info.value)
     assert f"holds features of model 'net' that this run ('net') would not reproduce" in message
-    assert "what differs: parameters fingerprint" in message and "write to another --out" in message
+    assert "what differs: parameters fingerprint" in message and "write to another store path" in message
     assert "preprocessing" not in message and "feature layer" not in message
     assert open_store(out).splits == ["a"]
 
@@ -162,4 +162,4 @@ def test_a_store_without_fingerprint_compares_the_name_and_says_why(tmp_path):
     message = str(info.value)
     assert "holds features of model 'Sequential' (weights sha256 None), not 'mynet:build'" in message
     assert "written before skdice recorded a fingerprint of the model's parameters" in message
-    assert message.endswith("write to another --out.")
+    assert message.endswith("write to another store path.")
