@@ -354,10 +354,15 @@ def extract_features(
         _write_split(extractor, source, Path(out), split, name, attrs, rank, world, notify=bool(progress),
                      callback=callback if rank == 0 else None, loop=loop, chunk_rows=chunk_rows)
     finally:
-        module.train(was_training)
-        if dist_here:
-            torch.distributed.destroy_process_group()
+        _restore(module, was_training, dist_here)
     return Path(out)
+
+
+def _restore(module, was_training: bool, dist_here: bool) -> None:
+    """Put the module back in its former mode; end the process group this run started."""
+    module.train(was_training)
+    if dist_here:
+        torch.distributed.destroy_process_group()
 
 
 def _on_device(module, loop):
