@@ -1,3 +1,5 @@
-from .app import main
+"""``python -m skdice.cli`` runs the command line."""
+
+from . import main
 
 main()
