@@ -28,7 +28,14 @@ __all__ = [
     "SYNTHETIC",
     "CORRUPTIONS",
     "checked_param",
+    "INPUT_SIZE_REMEDY",
 ]
+
+#: How a generated source without a size is told to get one (the end of its one-line error).
+INPUT_SIZE_REMEDY = (
+    "need the network's input size: pass --input-size, for example --input-size 32 for (3, 32, 32) "
+    "(input_size=(3, 32, 32) in Python), or extract them into a store whose first split recorded its image size."
+)
 
 
 class NoiseSource(Source):
@@ -54,7 +61,7 @@ class NoiseSource(Source):
     def __init__(self, n: int, input_size, seed: int = 0):
         _check_count_and_seed("noise", n, seed)
         if input_size is None:
-            raise ValueError("noise inputs need the network's input size, for example (3, 32, 32).")
+            raise ValueError(f"noise inputs {INPUT_SIZE_REMEDY}")
         self.n = int(n)
         self.input_size = tuple(int(s) for s in input_size)
         self.seed = int(seed)
@@ -222,7 +229,7 @@ class SyntheticImageSource(Source):
             raise ValueError(f"unknown synthetic image kind {kind!r} (known: {', '.join(SYNTHETIC)}).")
         _check_count_and_seed(kind, n, seed)
         if image_size is None:
-            raise ValueError(f"{kind} images need the network's input size, for example (3, 32, 32).")
+            raise ValueError(f"{kind} images {INPUT_SIZE_REMEDY}")
         size = tuple(int(v) for v in image_size)[-2:]
         if len(size) != 2 or min(size) < 1:
             raise ValueError(f"{kind} images need a size (H, W) of positive integers, got {image_size}.")

@@ -38,6 +38,7 @@ from ._files import (
 from ._generated import (
     CORRUPTION_KINDS,
     CORRUPTIONS,
+    INPUT_SIZE_REMEDY,
     MAX_GENERATED_ROWS,
     SYNTHETIC,
     SYNTHETIC_KINDS,
@@ -132,7 +133,7 @@ def _open_generated(kind, params_text, rest, spec, input_size, preprocess) -> So
     if kind == "noise":
         return NoiseSource(n, input_size, seed)
     if input_size is None:
-        raise ValueError(f"{spec!r}: {kind} images need the network's input size, for example (3, 32, 32).")
+        raise ValueError(f"{spec!r}: {kind} images {INPUT_SIZE_REMEDY}")
     return SyntheticImageSource(kind, n, tuple(input_size)[-2:], seed, preprocess, **params)
 
 

@@ -38,7 +38,7 @@ from ._identity import parameters_fingerprint  # noqa: E402
 from .data import Source, open_source  # noqa: E402
 from .hooked import HookedExtractor  # noqa: E402
 
-__all__ = ["extract_features", "resolve_device", "default_channels_last"]
+__all__ = ["extract_features", "resolve_device", "default_channels_last", "recorded_input_size"]
 
 _QUEUE_CHUNKS = 2  # chunks buffered for the writer thread: bounds memory
 
@@ -300,6 +300,8 @@ def extract_features(
         Rows per store chunk; default about 1 MiB per chunk, a multiple of ``batch_size``.
     input_size : tuple of int, default=None
         The network's input shape (3, H, W), needed for noise with a bare module.
+        None with a generated ``data`` string takes the size the store at
+        ``out`` recorded at its first extraction (:func:`recorded_input_size`).
     preprocess : callable, default=None
         PIL image -> tensor, for string ``data`` with a bare module.
     channels_last : bool, default=None
@@ -344,6 +346,8 @@ def extract_features(
     module, head, name, input_size, preprocess, attrs = _resolve_model(module_or_spec, head, model_name,
                                                                        input_size, preprocess)
     callback = _progress_callback(progress)
+    if input_size is None and isinstance(data, (str, os.PathLike)):
+        input_size = recorded_input_size(out)  # noise into a store of real images: their size
     rank, world, dist_here = _dist_context()
     loop = _run_settings(module, device, rank, world, amp, channels_last, workers, batch_size)
     source = _nonempty_source(data, input_size, preprocess, limit, split)
@@ -453,7 +457,7 @@ def _prepare_split(out, split, extractor, source, name, attrs, rows, amp, extra,
             out,
             model=name,
             head=extractor.to_head(),
-            preprocessing=attrs.get("preprocessing"),
+            preprocessing=_with_input_size(attrs.get("preprocessing"), source),
             weights_sha256=attrs.get("weights_sha256"),
             feature_layer=attrs.get("feature_layer") or f"{extractor.head_name}:input",
             parameters_sha256=parameters_fingerprint(extractor.module),  # the identity; the name is information
@@ -471,6 +475,49 @@ def _prepare_split(out, split, extractor, source, name, attrs, rows, amp, extra,
         if status is not None:
             raise StoreError(status)
     return split_writer
+
+
+def _with_input_size(preprocessing, source):
+    """The preprocessing record with ``input_size``, the shape of the source's first network input, added.
+
+    Only a record (a dict) that lacks it gains it: a generated source extended
+    into the store later takes its size from there (:func:`recorded_input_size`).
+    """
+    if not isinstance(preprocessing, dict) or "input_size" in preprocessing:
+        return preprocessing
+    shape = getattr(source[0][0], "shape", None)
+    return preprocessing if shape is None else {**preprocessing, "input_size": [int(v) for v in shape]}
+
+
+def recorded_input_size(out) -> tuple[int, ...] | None:
+    """The network input shape ``(C, H, W)`` the store at ``out`` recorded with its preprocessing.
+
+    Extraction records the shape of the first split's inputs; a generated
+    source (``noise:N``, ``blobs:N``, ...) given no ``input_size`` takes it from
+    there, so noise joins a store of real images at their size.
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        A store's folder.
+
+    Returns
+    -------
+    tuple of int or None
+        None when there is no readable store there, or it recorded no size.
+    """
+    from skdice.store import open_store
+
+    if not Path(out).is_dir():
+        return None
+    try:
+        preprocessing = open_store(out).attrs.get("preprocessing")
+    except (StoreError, OSError, ValueError):
+        return None  # extraction then reports the store's problem, or asks for a size
+    size = preprocessing.get("input_size") if isinstance(preprocessing, dict) else None
+    if not isinstance(size, list) or not size or not all(isinstance(v, int) and v > 0 for v in size):
+        return None
+    return tuple(size)
 
 
 def _chunks_of_this_rank(pending, rank, world):

@@ -188,13 +188,14 @@ def _check_identity(path, recorded, wanted) -> None:
         return json.loads(json.dumps(value)) if value is not None else None
 
     old_pre, new_pre = recorded.get("preprocessing"), canon(wanted.get("preprocessing"))
+    same_pre = _comparable_preprocessing(old_pre, new_pre) == _comparable_preprocessing(new_pre, old_pre)
     if recorded.get("parameters_sha256") and wanted.get("parameters_sha256"):
         diff = [f"{what} ({json.dumps(recorded.get(key))} in the store, {json.dumps(new)} in this run)"
                 for what, key, new in (
                     ("parameters fingerprint", "parameters_sha256", wanted["parameters_sha256"]),
                     ("preprocessing", "preprocessing", new_pre),
                     ("feature layer", "feature_layer", wanted.get("feature_layer")))
-                if recorded.get(key) != new]
+                if (recorded.get(key) != new if key != "preprocessing" else not same_pre)]
         if diff:
             raise StoreError(
                 f"{path} holds features of model {recorded.get('model')!r} that this run ({wanted['model']!r}) "
@@ -210,12 +211,39 @@ def _check_identity(path, recorded, wanted) -> None:
             f"{recorded.get('weights_sha256')}), not {wanted['model']!r} (weights sha256 "
             f"{wanted.get('weights_sha256')}){note}: write to another store path."
         )
-    if old_pre is not None and new_pre is not None and old_pre != new_pre:
+    if old_pre is not None and new_pre is not None and not same_pre:
         # the same network fed differently gives other features: never mix them
         raise StoreError(
             f"{path} holds features of {recorded.get('model')!r} made with another preprocessing "
             f"({json.dumps(old_pre)}) than this run's ({json.dumps(new_pre)}){note}: write to another store path."
         )
+
+
+#: preprocessing steps that act on each pixel alone: a resize before only these one is the identity
+#: on images already at the recorded input size
+_PIXELWISE = {"ConvertRGB", "ToTensor", "Normalize"}
+
+
+def _comparable_preprocessing(pre, other):
+    """The preprocessing record ``pre`` as compared with ``other`` (a store's and a run's, JSON-able).
+
+    The ``input_size`` (the shape the network saw, recorded by extraction) is
+    compared only when both records have one; where they agree, a resize to
+    that size followed by pixel-wise steps only is left out: it does nothing
+    to images already of that size, so it is not another preprocessing.
+    """
+    if not isinstance(pre, dict):
+        return pre
+    size = pre.get("input_size") if isinstance(other, dict) and "input_size" in other else None
+    out = {k: v for k, v in pre.items() if k != "input_size" or size is not None}
+    steps = out.get("steps")
+    if isinstance(size, list) and len(size) >= 2 and isinstance(steps, list):
+        names = [step.get("name") if isinstance(step, dict) else None for step in steps]
+        resizes = [i for i, name in enumerate(names) if name == "Resize"]
+        if (len(resizes) == 1 and steps[resizes[0]].get("size") == size[-2:]
+                and set(names) - {"Resize"} <= _PIXELWISE):
+            out["steps"] = steps[:resizes[0]] + steps[resizes[0] + 1:]
+    return out
 
 
 def _new_store(path, model, weight, bias, preprocessing, weights_sha256, feature_layer,

@@ -328,7 +328,9 @@ def test_bad_specs_give_one_line_naming_the_spec(tmp_path, spec, message):
 
 
 def test_synthetic_images_need_the_input_size():
-    message = r"^'blobs:4': blobs images need the network's input size, for example \(3, 32, 32\)\.$"
+    message = (r"^'blobs:4': blobs images need the network's input size: pass --input-size, for example "
+               r"--input-size 32 for \(3, 32, 32\) \(input_size=\(3, 32, 32\) in Python\), or extract them "
+               r"into a store whose first split recorded its image size\.$")
     with pytest.raises(ValueError, match=message):
         open_source("blobs:4")
 
