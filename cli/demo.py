@@ -10,7 +10,7 @@ import typer
 
 
 def summary_table(result) -> str:
-    """What ``skdice demo --format table`` prints: the chosen p, the ID accuracy, the table.
+    """What ``skdice demo --format table`` prints: the chosen p, the ID accuracy, the table, its reading.
 
     Parameters
     ----------
@@ -21,6 +21,7 @@ def summary_table(result) -> str:
     str
     """
     from skdice.extract.demo import ID_CLASSES
+    from skdice.workflows.demo import reading
 
     from ._console import render_report
 
@@ -32,6 +33,7 @@ def summary_table(result) -> str:
             f"{acc['dice']:.2f}% DICE-masked head",
             "",
             render_report(result.report),
+            *reading(result.report),
         ]
     )
 

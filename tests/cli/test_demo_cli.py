@@ -101,3 +101,29 @@ def test_demo_runs_end_to_end_from_the_command_line(tmp_path):
     assert {"dice", "energy", "msp"} <= methods
     assert (tmp_path / "histograms.png").is_file()
     assert (tmp_path / "digits.zarr").is_dir()
+
+
+def _report(dice_fpr, energy_fpr):
+    rows = [ReportRow("dice", 0.7, ood, dice_fpr, 95.0, 90.0, 97.0) for ood in ("uniform", "average")]
+    rows += [ReportRow("energy", None, ood, energy_fpr, 97.0, 95.0, 98.0) for ood in ("uniform", "average")]
+    return Report(rows)
+
+
+@pytest.mark.parametrize("dice_fpr, energy_fpr, verdict", [
+    (7.78, 4.31, "Energy is ahead: this 64-unit MLP uses most of its units"),
+    (3.0, 4.31, "DICE is ahead: pruning the weights that ID digits barely use"),
+])
+def test_demo_table_ends_with_what_it_means(fake_demo, tmp_path, monkeypatch, dice_fpr, energy_fpr, verdict):
+    import skdice.workflows.demo
+
+    fake = _FakeResult()
+    fake.report = _report(dice_fpr, energy_fpr)
+    monkeypatch.setattr(skdice.workflows.demo, "run_demo", lambda out, *, seed=0, echo=None: fake)
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[-2] == (f"Reading it: lower FPR95 is better; averaged over the OOD sets DICE (p=0.7) has "
+                         f"{dice_fpr:.2f}, the dense head's energy {energy_fpr:.2f}.")
+    assert lines[-1].startswith(verdict) and lines[-3] == ""
+    csv = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "-q", "--format", "csv"]).stdout
+    assert "Reading it" not in csv  # the machine-readable formats stay the report alone
