@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._weights import WeightsMismatchError, check_state_keys
+from ._weights import BIT_WEIGHTS_URL, WeightsMismatchError, check_state_keys
 
 __all__ = [
     "StdConv2d",
@@ -233,14 +233,17 @@ def _to_torch_layout(key: str, array: np.ndarray) -> np.ndarray:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
-        raise FileNotFoundError(f"BiT weights file not found: {path}")
+        raise FileNotFoundError(
+            f"BiT weights file not found: {path} (download BiT-S-R101x1.npz from {BIT_WEIGHTS_URL})."
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except ValueError as exc:  # object arrays refused without pickle, or not an npz
-        raise WeightsMismatchError(f"{path} is not a BiT .npz of plain arrays: {exc}") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise WeightsMismatchError(f"{path} is not a readable .npz archive: {exc}") from None
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError):
+        # object arrays, a pickle or junk: NumPy's message would suggest loading a pickle, which skdice never does
+        raise WeightsMismatchError(
+            f"{path} is not a BiT weights file (an .npz of plain numeric arrays, such as {BIT_WEIGHTS_URL})."
+        ) from None
     # a zip of other files opens as an archive whose members are raw bytes, not arrays
     odd = [key for key, value in arrays.items()
            if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu"]

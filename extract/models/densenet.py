@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._weights import WeightsMismatchError, check_state_keys
+from ._weights import DENSENET_CHECKPOINTS, WeightsMismatchError, check_state_keys
 
 __all__ = [
     "DenseNetBC",
@@ -164,9 +164,19 @@ def densenet_bc_100(num_classes: int = 10) -> DenseNetBC:
     return DenseNetBC(100, 12, 0.5, num_classes).eval()
 
 
+def _not_a_checkpoint(path) -> WeightsMismatchError:
+    """The one line for a file torch cannot read as tensors (never torch's advice to load a pickle)."""
+    return WeightsMismatchError(
+        f"{path} is not a readable torch checkpoint of DenseNet weights (a state_dict saved with torch.save, "
+        f"such as {DENSENET_CHECKPOINTS})."
+    )
+
+
 def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
-        raise FileNotFoundError(f"DenseNet weights file not found: {path}")
+        raise FileNotFoundError(
+            f"DenseNet weights file not found: {path} (the paper's checkpoint is {DENSENET_CHECKPOINTS})."
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -177,17 +187,9 @@ def _read_state_dict(path: Path) -> dict:
                 f"{path} holds objects other than tensors and plain containers ({found.group(1)}), "
                 "which are not loaded (torch.load weights_only=True); save a state_dict instead."
             ) from None
-        detail = message.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
-        detail = detail[0] if detail and "WeightsUnpickler" in message else type(exc).__name__
-        raise WeightsMismatchError(
-            f"{path} is not a readable torch checkpoint (weights-only load failed: {detail})."
-        ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise WeightsMismatchError(f"{path} is not a readable torch checkpoint: {exc}") from None
-    except Exception as exc:  # a text or other file fed to the legacy unpickler (KeyError, ...)
-        raise WeightsMismatchError(
-            f"{path} is not a readable torch checkpoint ({type(exc).__name__} while reading it)."
-        ) from None
+        raise _not_a_checkpoint(path) from None
+    except Exception:  # junk, a text file, a Python file: torch's message would suggest loading a pickle
+        raise _not_a_checkpoint(path) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):

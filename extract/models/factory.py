@@ -143,10 +143,10 @@ def _load_state_dict(module: nn.Module, weights, import_string: str) -> None:
         raise FileNotFoundError(f"weights file {path} does not exist.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception:  # torch's message would suggest loading the file as a pickle, which skdice never does
         raise ValueError(
-            f"--weights {path} is not a torch state dict file (torch.load with weights_only=True "
-            f"refused it: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
+            f"--weights {path} is not a torch state dict file (one saved with torch.save(model.state_dict(), "
+            "path); files holding pickled Python objects are not loaded)."
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -367,7 +367,7 @@ def test_bit_npz_mismatch_names_missing_and_unexpected_keys(small_bit_npz, tmp_p
 
 def test_bit_npz_refuses_object_arrays_and_junk(tmp_path):
     np.savez(tmp_path / "obj.npz", **{"resnet/x": np.array([{"a": 1}], dtype=object)})
-    with pytest.raises(WeightsMismatchError, match="not a BiT .npz of plain arrays"):
+    with pytest.raises(WeightsMismatchError, match="obj.npz is not a BiT weights file"):
         load_bit_npz(tmp_path / "obj.npz")
     (tmp_path / "junk.npz").write_bytes(b"PK junk")
     with pytest.raises(WeightsMismatchError, match="npz"):
