@@ -13,7 +13,9 @@ from typing import Annotated
 
 import typer
 
-from skdice import __version__
+from skdice._version import __version__
+
+from ._names import METHOD_NAMES, MODEL_PRESETS, complete_from
 
 app = typer.Typer(
     name="skdice",
@@ -79,6 +81,10 @@ def _flag_without_type(get_help_option):
 #: options whose value is a split of the command's STORE: completed from the store
 SPLIT_OPTIONS = frozenset({"split", "id", "ood", "train", "noise", "id_split", "ood_splits",
                            "train_split", "tune_id", "tune_noise"})
+
+
+#: options whose value is one of a fixed list of names (``cli/_names.py``)
+_NAMED_VALUES = {"method": METHOD_NAMES, "model": MODEL_PRESETS}
 
 
 def complete_split(ctx, param, incomplete: str):
@@ -158,6 +164,9 @@ def command():
                 continue
             if param.name in SPLIT_OPTIONS and any(p.name == "store" for p in cmd.params):
                 param.shell_complete = lambda ctx, incomplete, param=param: complete_split(ctx, param, incomplete)
+            elif param.name in _NAMED_VALUES:
+                names = _NAMED_VALUES[param.name] + (("all",) if cmd.name == "evaluate" else ())
+                param.shell_complete = lambda ctx, incomplete, names=names: complete_from(names, incomplete)
             if param.param_type_name == "argument":
                 continue
             if param.metavar is None:

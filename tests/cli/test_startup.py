@@ -38,3 +38,43 @@ def test_an_import_error_of_skdice_itself_keeps_its_traceback(monkeypatch):
     monkeypatch.setitem(sys.modules, "skdice.cli.app", None)
     with pytest.raises(ImportError):
         skdice.cli.main(["--version"])
+
+
+#: what a command body may import, never the start of the command line (--version, --help, a TAB)
+HEAVY = ("torch", "zarr", "dask", "matplotlib", "PIL", "skdice.store", "skdice.workflows",
+         "skdice.extract")
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["evaluate", "--help"], ["extract", "--help"]])
+def test_the_start_imports_nothing_a_command_body_needs(argv):
+    code = ("import sys; from skdice.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr
+
+
+def _complete(words):
+    env = {**os.environ, "_SKDICE_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1))}
+    done = subprocess.run([sys.executable, "-m", "skdice.cli"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_method_names_and_model_presets_complete():
+    assert _complete("skdice evaluate s.zarr --method d") == [
+        "dice", "dice-bottom-k", "dice-msp", "dice-random-k", "dice-react", "dice-top-bottom-k"]
+    assert _complete("skdice evaluate s.zarr --method al") == ["all"]
+    assert _complete("skdice fit s.zarr --method ene") == ["energy"]
+    assert _complete("skdice tune s.zarr --method al") == []
+    assert _complete("skdice extract --model ") == ["bit-s-r101", "densenet-bc-100"]
+
+
+def test_the_completed_names_are_the_registry_and_the_presets():
+    from skdice import available_detectors
+    from skdice.cli._names import METHOD_NAMES, MODEL_PRESETS
+
+    assert METHOD_NAMES == tuple(available_detectors())
+    models = pytest.importorskip("skdice.extract.models")
+    assert MODEL_PRESETS == tuple(sorted(models.PRESETS))
