@@ -12,12 +12,12 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import Tags
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._head import Head
 from ._numeric import RunningMean, score_in_chunks
 from ._registry import _REGISTRY, available_detectors, get_detector, register  # noqa: F401
-from ._validation import FLOAT_DTYPES, check_head, check_id_mask, check_train_mean, is_dask
+from ._validation import FLOAT_DTYPES, as_numpy, check_head, check_id_mask, check_train_mean, is_dask, validate_data
 
 __all__ = [
     "BaseDetector",
@@ -330,7 +330,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             # the mean fixes the width when W fits it either way round, so that a
             # transposed W (torch's (C, m) fc.weight) meets check_head's hint
             shape = np.shape(head.weight if isinstance(head, Head) else head[0])
-            n_features = int(np.size(train_mean))
+            n_features = int(np.size(as_numpy(train_mean)))
             if len(shape) != 2 or n_features not in shape:
                 n_features = shape[0] if shape else n_features
             self.__dict__.pop("feature_names_in_", None)

@@ -6,12 +6,12 @@ from numbers import Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDetector
 from ._masked import MaskedHeadMixin
 from ._numeric import column_mean, logit_blocks
-from ._validation import FLOAT_DTYPES
+from ._validation import FLOAT_DTYPES, validate_data
 from .sparsify import contribution_matrix, dice_mask
 
 __all__ = ["DICEDetector"]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 import numpy as np
 
-__all__ = ["Head"]
+from ._tensors import as_numpy
+
+__all__ = ["Head", "LAYOUTS"]
+
+#: How a weight is laid out: "paper" is (n_features, n_classes), "torch" is
+#: nn.Linear's (n_classes, n_features).
+LAYOUTS = ("paper", "torch")
 
 
 def _as_float_array(value, name: str, ndim: int) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor: no torch import needed to read it
-        value = value.detach().cpu().numpy()
+    value = as_numpy(value)  # a torch tensor: detached, on the CPU, 16-bit floats widened
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
@@ -38,8 +43,10 @@ class Head:
     """A linear classification head ``logits = H @ weight + bias``.
 
     The weight is stored in the paper's orientation, ``(n_features, n_classes)``.
-    Use :meth:`from_torch` for PyTorch's ``nn.Linear`` layout ``(n_classes,
-    n_features)``: the orientation is always stated, never guessed.
+    Use :meth:`from_torch` (or ``layout="torch"``) for PyTorch's ``nn.Linear``
+    layout ``(n_classes, n_features)``: the orientation is always stated, never
+    guessed. A square weight (``n_features == n_classes``) reads the same
+    either way round, so only the stated layout tells them apart.
 
     Passing a ``Head`` to ``fit(..., head=...)`` also protects the weights from
     scikit-learn's ``GridSearchCV``, which slices every array-like fit
@@ -52,6 +59,11 @@ class Head:
         Final-layer weight W in the paper's orientation.
     bias : array-like of shape (n_classes,), default=None
         Final-layer bias b; ``None`` means zeros.
+    layout : {"paper", "torch"}, default="paper"
+        How ``weight`` is laid out: ``"paper"`` is ``(n_features, n_classes)``,
+        ``"torch"`` is ``nn.Linear.weight``'s ``(n_classes, n_features)``,
+        stored transposed. Torch tensors (bfloat16, on a GPU, requiring grad)
+        are read as they come.
 
     Attributes
     ----------
@@ -65,13 +77,21 @@ class Head:
     >>> head = Head.from_torch(np.ones((10, 4)), np.zeros(10))
     >>> head.weight.shape, head.n_features, head.n_classes
     ((4, 10), 4, 10)
+    >>> Head(np.eye(3), layout="torch").n_classes
+    3
     """
 
     weight: np.ndarray
     bias: np.ndarray | None = field(default=None)
+    layout: InitVar[str] = "paper"
 
-    def __post_init__(self):
+    def __post_init__(self, layout):
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be 'paper' (n_features, n_classes) or 'torch' "
+                             f"(n_classes, n_features), got {layout!r}.")
         weight = _as_float_array(self.weight, "W", 2)
+        if layout == "torch":
+            weight = weight.T
         if self.bias is None:
             bias = np.zeros(weight.shape[1], dtype=np.float32)
         else:
@@ -90,21 +110,33 @@ class Head:
 
     @classmethod
     def from_torch(cls, weight, bias=None) -> "Head":
-        """Build a head from PyTorch's ``nn.Linear`` layout.
+        """Build a head from PyTorch's ``nn.Linear`` layout, or from the layer itself.
 
         Parameters
         ----------
-        weight : array-like or torch.Tensor of shape (n_classes, n_features)
-            ``fc.weight``; a 1x1 convolution's ``(C, m, 1, 1)`` kernel is also accepted.
+        weight : nn.Linear, or array-like or torch.Tensor of shape (n_classes, n_features)
+            The layer (its ``weight`` and ``bias`` are read), or ``fc.weight``;
+            a 1x1 convolution (or its ``(C, m, 1, 1)`` kernel) is also accepted.
         bias : array-like or torch.Tensor of shape (n_classes,), default=None
+            ``fc.bias``; leave it out when ``weight`` is the layer.
 
         Returns
         -------
         Head
+
+        Raises
+        ------
+        TypeError
+            When a layer and a separate ``bias`` are both given.
         """
-        if hasattr(weight, "detach"):
-            weight = weight.detach().cpu().numpy()
-        weight = np.asarray(weight)
+        if not hasattr(weight, "shape") and hasattr(weight, "weight"):  # the layer itself
+            if bias is not None:
+                raise TypeError(
+                    f"Head.from_torch got the layer {type(weight).__name__} and a bias: pass "
+                    "Head.from_torch(fc) or Head.from_torch(fc.weight, fc.bias), not both."
+                )
+            weight, bias = weight.weight, getattr(weight, "bias", None)
+        weight = np.asarray(as_numpy(weight))
         if weight.ndim == 4 and weight.shape[2:] == (1, 1):
             weight = weight[:, :, 0, 0]
         if weight.ndim != 2:
@@ -128,13 +160,13 @@ class Head:
 
         Parameters
         ----------
-        H : array-like of shape (n_samples, n_features)
+        H : array-like or torch.Tensor of shape (n_samples, n_features)
 
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        H = np.asarray(H, dtype=np.float32)
+        H = np.asarray(as_numpy(H), dtype=np.float32)
         if H.ndim != 2 or H.shape[1] != self.n_features:
             raise ValueError(
                 f"H must have shape (n_samples, {self.n_features}), got {H.shape}."

@@ -25,7 +25,7 @@ import sys
 import warnings
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._numeric import (
     active_units,
@@ -35,7 +35,7 @@ from ._numeric import (
     row_blocks,
     score_in_chunks,
 )
-from ._validation import FLOAT_DTYPES
+from ._validation import FLOAT_DTYPES, validate_data
 from .exceptions import DegenerateFitWarning
 
 __all__ = ["MASKED_REDUCTIONS", "MaskedHeadMixin", "degenerate_cause", "masked_head_scores"]

@@ -12,11 +12,14 @@ from numbers import Real
 
 import numpy as np
 from sklearn.utils import check_array
+from sklearn.utils.validation import validate_data as _sklearn_validate_data
 
 from ._head import Head
+from ._tensors import as_numpy, is_torch_tensor
 
 __all__ = [
     "FLOAT_DTYPES",
+    "as_numpy",
     "check_features",
     "check_rows",
     "check_grid",
@@ -28,11 +31,33 @@ __all__ = [
     "is_dask",
     "raise_non_finite",
     "resolve_head",
+    "validate_data",
 ]
 
 #: Feature dtypes accepted as they are; anything else is converted to float64 by
 #: scikit-learn's validation (the heavy products then run in float32).
 FLOAT_DTYPES = [np.float32, np.float64, np.float16]
+
+
+def validate_data(estimator, X, **kwargs):
+    """scikit-learn's ``validate_data``, with a torch tensor read as it comes.
+
+    The estimators' one entry for feature rows: a tensor is detached, moved to
+    the CPU and a bfloat16 or float16 one widened to float32
+    (:func:`skdice._tensors.as_numpy`) before scikit-learn checks it.
+
+    Parameters
+    ----------
+    estimator : BaseDetector
+    X : array-like or torch.Tensor of shape (n_samples, n_features)
+    **kwargs
+        Passed to :func:`sklearn.utils.validation.validate_data`.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features)
+    """
+    return _sklearn_validate_data(estimator, as_numpy(X), **kwargs)
 
 
 def is_dask(X) -> bool:
@@ -144,7 +169,7 @@ def check_train_mean(train_mean, n_features: int) -> np.ndarray:
     -------
     ndarray of shape (n_features,), float64
     """
-    mean = np.asarray(train_mean)
+    mean = np.asarray(as_numpy(train_mean))
     if mean.dtype.kind not in "fiu":
         raise ValueError(f"train_mean must be numeric, got dtype {mean.dtype}.")
     mean = mean.astype(np.float64)
@@ -227,7 +252,7 @@ def check_features(X, name: str, n_features: int, where: str) -> np.ndarray:
     -------
     ndarray of shape (n_samples, n_features)
     """
-    X = check_array(X, dtype=FLOAT_DTYPES, ensure_min_samples=1, input_name=name)
+    X = check_array(as_numpy(X), dtype=FLOAT_DTYPES, ensure_min_samples=1, input_name=name)
     if X.shape[1] != n_features:
         raise ValueError(
             f"{where}: {name} has {X.shape[1]} features but the head W has "
@@ -296,7 +321,7 @@ def resolve_head(W, b, head, where: str) -> Head:
             f"{where} needs the classifier head: pass W (n_features, n_classes) and b, "
             "or head=Head(W, b)."
         )
-    return Head(W, b)
+    return _head_from_raw(W, b)
 
 
 def raise_non_finite(block, scores, start: int):
@@ -348,7 +373,8 @@ def check_head(head, n_features: int, source: str = "X") -> Head:
     ValueError
         When ``W`` does not have ``n_features`` rows (with a hint when it is
         PyTorch's ``(n_classes, n_features)`` layout or was sliced by
-        GridSearchCV), or ``b`` does not match ``W``'s classes.
+        GridSearchCV), or ``b`` does not match ``W``'s classes, or ``W`` is a
+        square torch tensor given bare (its layout cannot be told from its shape).
     """
     has = f"{source} has {n_features} " + ("features" if source == "X" else "entries")
     if isinstance(head, Head):
@@ -377,5 +403,26 @@ def check_head(head, n_features: int, source: str = "X") -> Head:
             f"b has {len(b)} entries but W of shape {shape} has {shape[1]} classes. "
             "If b went through GridSearchCV's fit params and has as many entries "
             "as there are samples, GridSearchCV slices it: pass head=Head(W, b) instead."
+        )
+    return _head_from_raw(W, b)
+
+
+def _head_from_raw(W, b) -> Head:
+    """``Head(W, b)`` for a W given bare, refusing a square torch tensor.
+
+    A square W (n_features == n_classes) fits either orientation, so its shape
+    cannot tell a transposed one. A bare numpy W is read as documented,
+    ``(n_features, n_classes)``; a bare square torch tensor is most likely
+    ``fc.weight``, which is the transpose, so it is refused with the spellings
+    that state the layout.
+    """
+    shape = tuple(np.shape(W))
+    if is_torch_tensor(W) and len(shape) == 2 and shape[0] == shape[1]:
+        n = shape[0]
+        raise ValueError(
+            f"W is a square torch tensor ({n}, {n}): its shape cannot tell (n_features, n_classes) "
+            "from torch's (n_classes, n_features), so skdice does not guess. State it: "
+            "head=Head.from_torch(fc) for the nn.Linear (or Head(W, b, layout='torch') for "
+            "fc.weight as it is), head=Head(W, b) for a W already (n_features, n_classes)."
         )
     return Head(W, b)

@@ -61,3 +61,43 @@ def test_bad_heads(W, b, match):
 def test_from_torch_rejects_other_shapes():
     with pytest.raises(ValueError, match=r"must be \(n_classes, n_features\)"):
         Head.from_torch(np.ones((2, 3, 3, 3)))
+
+
+# ------------------------------------------------ torch tensors as they come
+def test_from_torch_takes_the_nn_linear_itself():
+    torch = pytest.importorskip("torch")
+    fc = torch.nn.Linear(4, 3)
+    head = Head.from_torch(fc)
+    np.testing.assert_array_equal(head.weight, fc.weight.detach().numpy().T)
+    np.testing.assert_array_equal(head.bias, fc.bias.detach().numpy())
+    no_bias = Head.from_torch(torch.nn.Linear(4, 3, bias=False))
+    np.testing.assert_array_equal(no_bias.bias, np.zeros(3))
+    with pytest.raises(TypeError, match=r"got the layer Linear and a bias: pass Head.from_torch\(fc\)"):
+        Head.from_torch(fc, fc.bias)
+
+
+def test_bfloat16_and_grad_tensors_are_read_as_float32():
+    torch = pytest.importorskip("torch")
+    fc = torch.nn.Linear(4, 3).to(torch.bfloat16)  # parameters require grad
+    head = Head.from_torch(fc.weight, fc.bias)
+    assert head.weight.dtype == np.float32
+    np.testing.assert_array_equal(head.weight, fc.weight.detach().float().numpy().T)
+    H = torch.ones(2, 4, dtype=torch.bfloat16, requires_grad=True)
+    np.testing.assert_allclose(head.logits(H), np.ones((2, 4)) @ head.weight + head.bias, rtol=1e-6)
+
+
+def test_layout_states_the_orientation():
+    W_cm = np.arange(6, dtype=np.float32).reshape(2, 3)  # torch's (n_classes, n_features)
+    np.testing.assert_array_equal(Head(W_cm, [1, 2], layout="torch").weight, Head.from_torch(W_cm, [1, 2]).weight)
+    with pytest.raises(ValueError, match=r"layout must be 'paper' \(n_features, n_classes\) or 'torch'"):
+        Head(W_cm, layout="columns")
+
+
+def test_a_square_head_is_read_in_the_layout_stated():
+    # n_features == n_classes: the shape cannot tell the orientation, the spelling does
+    torch = pytest.importorskip("torch")
+    fc = torch.nn.Linear(3, 3)
+    stated = Head.from_torch(fc)
+    np.testing.assert_array_equal(stated.weight, fc.weight.detach().numpy().T)
+    np.testing.assert_array_equal(Head(fc.weight, fc.bias, layout="torch").weight, stated.weight)
+    np.testing.assert_array_equal(Head(fc.weight.detach().numpy()).weight, stated.weight.T)  # paper's, as given

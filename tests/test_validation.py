@@ -180,3 +180,52 @@ def test_a_float64_value_beyond_float32_is_scored_in_float64():
     X[3, 2] = np.nan
     with pytest.raises(ValueError, match=r"Input X contains NaN or infinity \(first at row 3\)"):
         det.score_samples(X)
+
+
+# ------------------------------------------------ torch tensors as they come
+def test_as_numpy_detaches_moves_and_widens_16_bit_floats():
+    torch = pytest.importorskip("torch")
+    from skdice._tensors import as_numpy
+
+    for dtype in (torch.bfloat16, torch.float16):
+        out = as_numpy(torch.ones(2, 3, dtype=dtype, requires_grad=True))
+        assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    assert as_numpy(torch.ones(2, dtype=torch.float64)).dtype == np.float64
+    marker = [1, 2]
+    assert as_numpy(marker) is marker  # anything else passes through
+
+
+def test_detectors_take_bfloat16_and_grad_tensors_as_they_come():
+    torch = pytest.importorskip("torch")
+    from skdice import DICEDetector, Head
+
+    torch.manual_seed(0)
+    fc = torch.nn.Linear(8, 3)
+    H = torch.relu(torch.randn(60, 8, requires_grad=True) @ torch.eye(8))  # has a grad_fn
+    H_bf16 = H.to(torch.bfloat16)
+    as_array = H_bf16.detach().float().numpy()
+    det = DICEDetector(p=0.5).fit(H_bf16, head=Head.from_torch(fc))
+    reference = DICEDetector(p=0.5).fit(as_array, head=Head.from_torch(fc))
+    np.testing.assert_array_equal(det.mask_, reference.mask_)
+    np.testing.assert_allclose(det.score_samples(H_bf16), reference.score_samples(as_array), rtol=1e-6)
+    np.testing.assert_array_equal(det.predict(H), reference.predict(H.detach().numpy()))
+    streamed = DICEDetector(p=0.5).partial_fit(H_bf16, head=Head.from_torch(fc))
+    np.testing.assert_array_equal(streamed.mask_, reference.mask_)
+    from_mean = DICEDetector(p=0.5).fit(head=Head.from_torch(fc), train_mean=torch.tensor(as_array.mean(0)))
+    np.testing.assert_array_equal(from_mean.mask_, reference.mask_)
+
+
+def test_a_bare_square_torch_weight_is_refused_with_the_spellings_that_state_it():
+    torch = pytest.importorskip("torch")
+    from skdice import DICEDetector
+    from skdice.tuning import SparsitySearch
+
+    fc = torch.nn.Linear(4, 4)
+    H = np.abs(np.random.default_rng(0).normal(size=(30, 4)))
+    match = (r"W is a square torch tensor \(4, 4\): its shape cannot tell .* skdice does not guess\. "
+             r"State it: head=Head.from_torch\(fc\)")
+    with pytest.raises(ValueError, match=match):
+        DICEDetector().fit(H, fc.weight, fc.bias)
+    with pytest.raises(ValueError, match=match):
+        SparsitySearch().fit(H, fc.weight, fc.bias, X_id=H, X_noise=H)
+    DICEDetector().fit(H, fc.weight.detach().numpy(), fc.bias.detach().numpy())  # numpy: as documented, (m, C)
