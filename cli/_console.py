@@ -58,11 +58,15 @@ class _OnlyForBars(ProgressColumn):
 
 
 class _Rate(ProgressColumn):
-    """Rows per second."""
+    """Items (rows, chunks) per second."""
+
+    def __init__(self, unit: str = "rows"):
+        super().__init__()
+        self.unit = unit
 
     def render(self, task):
         speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.1f} rows/s")
+        return Text("" if speed is None else f"{speed:,.1f} {self.unit}/s")
 
 
 class Progress:
@@ -90,6 +94,9 @@ class Progress:
     console : rich.console.Console, default=None
         Where to draw; None means a console on ``sys.stderr`` that counts as a
         terminal exactly when ``sys.stderr.isatty()``.
+    unit : str, default="rows"
+        What ``done`` and ``total`` count, shown in the rate (``rows/s``,
+        ``chunks/s``).
 
     Attributes
     ----------
@@ -103,8 +110,9 @@ class Progress:
     ...     progress(500, 1000)
     """
 
-    def __init__(self, label: str = "working", *, console: Console | None = None):
+    def __init__(self, label: str = "working", *, console: Console | None = None, unit: str = "rows"):
         self.label = label
+        self.unit = unit
         if console is None:
             # the rule is isatty() of stderr itself; FORCE_COLOR and the like do not override it
             console = Console(file=sys.stderr, force_terminal=_isatty(sys.stderr))
@@ -193,7 +201,7 @@ class Progress:
                 TextColumn("{task.description}", markup=False),
                 _OnlyForBars(BarColumn()),
                 _OnlyForBars(MofNCompleteColumn()),
-                _OnlyForBars(_Rate()),
+                _OnlyForBars(_Rate(self.unit)),
                 TimeElapsedColumn(),
                 _OnlyForBars(TimeRemainingColumn(), while_running=True),
                 console=self.console,

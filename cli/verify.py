@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
 
         from ._console import Progress
 
-        with Progress(f"verifying {store}") as bar:
+        with Progress(f"verifying {store}", unit="chunks") as bar:
             report = verify_store(store, progress=bar)
         if not report.ok:
             for problem in report.problems:
