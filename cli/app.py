@@ -87,6 +87,37 @@ SPLIT_OPTIONS = frozenset({"split", "id", "ood", "train", "noise", "id_split", "
 _NAMED_VALUES = {"method": METHOD_NAMES, "model": MODEL_PRESETS}
 
 
+#: what an option takes, in docs/cli.md's words: by option, then by command and option
+_PLACEHOLDERS = {"weights": "FILE", "train_mean": "FILE", "detector": "FILE", "batch_size": "N",
+                 "workers": "N", "limit": "N", "n_bootstrap": "N", "bins": "N", "seed": "N",
+                 "positive": "id|ood", "fmt": "table|markdown|csv|json", "class_index": "CLASS",
+                 "ps": "P,P,...", "max_accuracy_drop": "POINTS"}
+_COMMAND_PLACEHOLDERS = {("extract", "out"): "STORE", ("fit", "out"): "FILE", ("plot", "out"): "DIR",
+                         ("tune", "fmt"): "table|json"}
+
+
+def placeholder(command_name: str, param_name: str) -> str:
+    """The placeholder an option's value is shown as in help: SPLIT, FILE, DIR, N or its choices.
+
+    Parameters
+    ----------
+    command_name : str
+        The command (``"fit"``).
+    param_name : str
+        The option's parameter name (``"train"``).
+
+    Returns
+    -------
+    str
+        ``SPLIT`` for a split of the store, the choices for a closed list
+        (``table|json``), else a word in capitals, never a type.
+    """
+    if param_name in SPLIT_OPTIONS:
+        return "SPLIT"
+    return _COMMAND_PLACEHOLDERS.get((command_name, param_name)) or _PLACEHOLDERS.get(param_name) \
+        or param_name.upper()
+
+
 def complete_split(ctx, param, incomplete: str):
     """Shell completion of a split name from the store named earlier on the line.
 
@@ -170,7 +201,7 @@ def command():
             if param.param_type_name == "argument":
                 continue
             if param.metavar is None:
-                param.metavar = param.name.upper()
+                param.metavar = placeholder(cmd.name, param.name)
     return root
 
 

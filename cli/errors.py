@@ -15,6 +15,7 @@ no table names stays as the library wrote it (a method spec's ``p=0.5``, a
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import traceback
@@ -72,6 +73,47 @@ def in_flag_words(message: str, flags: dict[str, str] | None = None) -> str:
     return message
 
 
+#: a method name typed in another case (``DICE``): the registry's names are lower case
+_UNKNOWN_METHOD = re.compile(r"unknown method '([^']+)';")
+#: a sparsity over 1 in a method spec (``dice:p=90``): sklearn's range message
+_P_OUT_OF_RANGE = re.compile(r"The 'p' parameter of \w+ must be a float in the range \[0\.0, 1\.0\)\. Got ([0-9.]+) instead\.")
+#: several splits in one value (``--ood ood,gauss``): the store's "has no split"
+_COMMA_SPLIT = re.compile(r"has no split '([^']*,[^']*)': .*$")
+
+
+def with_hints(message: str) -> str:
+    """A library message with the hint a command-line user needs added.
+
+    ``unknown method 'DICE'`` gains "did you mean 'dice'?"; sklearn's range
+    message for ``dice:p=90`` gains "p is a fraction: 0.9 for 90%"; a split
+    name with commas that is not in the store (``--ood ood,gauss``) is told
+    to repeat the flag instead of a near name.
+
+    Parameters
+    ----------
+    message : str
+
+    Returns
+    -------
+    str
+    """
+    from ._names import METHOD_NAMES
+
+    unknown = _UNKNOWN_METHOD.search(message)
+    if unknown and unknown.group(1).lower() in METHOD_NAMES:
+        return message.replace(unknown.group(0), f"unknown method {unknown.group(1)!r}: did you mean "
+                               f"{unknown.group(1).lower()!r}? Method names are lower case;", 1)
+    p = _P_OUT_OF_RANGE.search(message)
+    if p and 1 <= float(p.group(1)) <= 100:
+        return f"{message.rstrip('.')} (p is a fraction: {float(p.group(1)) / 100:g} for {float(p.group(1)):g}%)."
+    several = _COMMA_SPLIT.search(message)
+    if several:
+        repeat = " ".join(f"--ood {name}" for name in several.group(1).split(",") if name)
+        return message[:several.start()] + (f"has no split {several.group(1)!r}: one --ood names one split; "
+                                             f"repeat it for several ({repeat}).")
+    return message
+
+
 def run_app(app, argv, state) -> None:
     """Invoke the Typer app, turning user errors into ``skdice: error: ...`` and exit 1.
 
@@ -114,7 +156,7 @@ def _invoke(app, argv, state) -> int:
         if state.get("debug"):
             traceback.print_exc()
         flags = COMMAND_FLAGS.get(state.get("command"), {})
-        typer.echo(f"skdice: error: {in_flag_words(str(exc), flags)}", err=True)
+        typer.echo(f"skdice: error: {with_hints(in_flag_words(str(exc), flags))}", err=True)
         return 1
     except typer.Exit as exc:
         return exc.exit_code

@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         positive: Annotated[
-            Positive, typer.Option("--positive", help="FPR95 convention: ID or OOD as positive class.")
+            Positive, typer.Option("--positive", help="FPR95 convention: ID or OOD as positive class.",
+                                   case_sensitive=False)
         ] = Positive.id,
         tune_id: Annotated[
             str | None,
