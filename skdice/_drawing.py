@@ -42,6 +42,31 @@ def _save(fig, path, plt) -> Path:
     return path
 
 
+def _ratio(numerator, denominator) -> str:
+    """``numerator / denominator`` to 3 significant digits: small values stay visible (``2.45e-05``, not ``0.000``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return f"{np.float64(numerator) / np.float64(denominator):.3g}"
+
+
+def _percent_limits(values, margin: float = 2.0) -> tuple[float, float]:
+    """Axis limits for percentages: the data with a margin, never further than ``margin`` beyond [0, 100]."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return -margin, 100.0 + margin
+    lo, hi = float(finite.min()), float(finite.max())
+    pad = max(0.05 * (hi - lo), margin)
+    return max(lo - pad, -margin), min(hi + pad, 100.0 + margin)
+
+
+def _panel_grid(n: int) -> tuple[int, int]:
+    """(rows, columns) holding ``n`` panels: one row up to 3, else 2 or 3 columns, whichever leaves fewer empty."""
+    if n <= 3:
+        return 1, n
+    cols = min((2, 3), key=lambda c: (-n % c, c))
+    return -(-n // cols), cols
+
+
 def plot_score_histograms(panels: Mapping[str, dict], path, *, title: str | None = None) -> Path:
     """Draw score histograms: one row per OOD set, one column per method.
 
@@ -78,7 +103,7 @@ def plot_score_histograms(panels: Mapping[str, dict], path, *, title: str | None
             ax.stairs(data["id"], edges, fill=True, alpha=0.55, color=_ID_COLOUR, label="ID")
             ax.stairs(data["ood"][ood], edges, fill=True, alpha=0.55, color=_OOD_COLOUR, label=ood)
             ax.set_title(
-                f"{method} | {ood}: OOD std / ID mean = {data['ood_std'][ood] / data['id_mean']:.3f}",
+                f"{method} | {ood}: OOD std / ID mean = {_ratio(data['ood_std'][ood], data['id_mean'])}",
                 fontsize=8,
             )
             ax.legend(fontsize=7, loc="upper left")
@@ -118,8 +143,8 @@ def plot_unit_contributions(data: Mapping[str, dict], path, *, title: str | None
     first = next(iter(data.values()))
     panels = [("id", first, _ID_COLOUR, f"ID (n={first['n_id']})")]
     panels += [("ood", d, _OOD_COLOUR, f"{name} (n={d['n_ood']})") for name, d in data.items()]
-    n_rows = (len(panels) + 1) // 2
-    fig, axes = plt.subplots(n_rows, 2, figsize=(9, 2.6 * n_rows), squeeze=False, sharey=True)
+    n_rows, n_cols = _panel_grid(len(panels))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.5 * n_cols, 2.6 * n_rows), squeeze=False, sharey=True)
     for ax, (who, d, colour, label) in zip(axes.ravel(), panels):
         x = np.arange(d[f"{who}_mean"].size)
         mean, std = d[f"{who}_mean"], np.sqrt(d[f"{who}_var"])
@@ -131,7 +156,7 @@ def plot_unit_contributions(data: Mapping[str, dict], path, *, title: str | None
         ax.set_xlabel("unit (sorted by mean ID contribution)", fontsize=8)
         ax.set_ylabel("weight × activation", fontsize=8)
     for ax in axes.ravel()[len(panels):]:
-        ax.set_visible(False)
+        fig.delaxes(ax)  # no empty panel: only as many as there are data sets
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -164,6 +189,8 @@ def plot_p_sweep(data: dict, path, *, title: str | None = None) -> Path:
             ax.plot(x, scale * np.asarray(values), marker="o", markersize=3,
                     linewidth=2.0 if avg else 1.0, color="black" if avg else None,
                     linestyle="-" if avg else "--", label=name)
+        if key == "fpr":  # a percentage: never an axis from 96 to 104%
+            ax.set_ylim(*_percent_limits(np.concatenate([scale * np.ravel(v) for v in data[key].values()])))
         ax.set_xticks(x, [f"{p:g}" for p in ps], fontsize=7)
         ax.set_xlabel("sparsity p (0 = dense energy)", fontsize=8)
         ax.set_ylabel(label, fontsize=8)

@@ -216,7 +216,8 @@ def test_plots_are_valid_pngs_of_the_expected_size(tmp_path):
     }
     _check_png(plot_score_histograms(panels, tmp_path / "h.png", title="t"), (840, 520))
     contrib = {k: unit_contributions(H_id, v, W, 2) for k, v in H_ood.items()}
-    _check_png(plot_unit_contributions(contrib, tmp_path / "sub" / "c.png"), (900, 520))
+    # ID and two OOD sets: three panels in one row, no empty fourth one
+    _check_png(plot_unit_contributions(contrib, tmp_path / "sub" / "c.png"), (1350, 260))
     sweep = p_sweep(H_id, H_ood, Head(W, b), train_mean=mean, ps=(0, 0.5, 0.9))
     _check_png(plot_p_sweep(sweep, tmp_path / "p.png"), (900, 340))
 
