@@ -68,7 +68,8 @@ def test_scores_invariant_to_chunk_size(name):
     whole = det.score_samples(H)
     with config_context(working_memory=0.001):  # about 1 KiB: chunks of a few rows
         chunked = det.score_samples(H)
-    np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-9)
+    # float32 rows in other batches: the float32 reordering bound (tests/tolerances.py)
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=score_atol(np.float32, H, W, whole))
 
 
 @pytest.mark.parametrize("name", NAMES)
