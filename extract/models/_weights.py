@@ -12,7 +12,9 @@ __all__ = ["WeightsMismatchError", "check_state_keys", "sha256_file", "BIT_WEIGH
 #: Where the paper's ImageNet model comes from: BiT-S-R101x1 of google-research/big_transfer.
 BIT_WEIGHTS_URL = "https://storage.googleapis.com/bit_models/BiT-S-R101x1.npz"
 #: Where the paper's CIFAR DenseNet-BC-100 comes from: the DICE authors' repository.
-DENSENET_CHECKPOINTS = "checkpoints/CIFAR-10/densenet/checkpoint_100.pth.tar in https://github.com/deeplearning-wisc/dice"
+DENSENET_CHECKPOINTS = (
+    "checkpoints/CIFAR-10/densenet/checkpoint_100.pth.tar in https://github.com/deeplearning-wisc/dice"
+)
 
 _SHOWN = 8
 
