@@ -47,7 +47,8 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
                  "noise_splits=[SPLIT, ...]": "--tune-noise SPLIT"},
     "tune": {**_TRAINING, "noise_splits=[SPLIT, ...]": "--noise SPLIT",
              "guard=False": "--no-guard", "method=": "--method ", "unknown method '": "unknown --method '"},
-    "plot": {**_TRAINING, **_OOD, "prefix=": "--prefix ", "out_dir": "--out"},
+    "plot": {**_TRAINING, **_OOD, "train_split=SPLIT": "--train SPLIT", "prefix=": "--prefix ",
+             "out_dir": "--out"},
 }
 
 

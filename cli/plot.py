@@ -50,8 +50,6 @@ def register(app: typer.Typer) -> None:
         """Write histograms.png (Figure 4), contributions.png (Figures 1, 5), p_sweep.png (Table 4) and covariance.png (Figure 6)."""
         from skdice.plotting import plot_store
 
-        if (train is None) == (train_mean is None):
-            raise ValueError("give exactly one of --train SPLIT or --train-mean FILE.npy.")
         try:
             grid = [float(v) for v in ps.split(",") if v.strip()]
         except ValueError:

@@ -341,13 +341,9 @@ def extract_features(
     >>> open_store(path).features("test").shape  # doctest: +SKIP
     (10, 4)
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    module, head, name, input_size, preprocess, attrs = _resolve_model(module_or_spec, head, model_name,
-                                                                       input_size, preprocess)
+    module, head, name, input_size, preprocess, attrs = _resolve_inputs(
+        module_or_spec, head, model_name, input_size, preprocess, batch_size, data, out)
     callback = _progress_callback(progress)
-    if input_size is None and isinstance(data, (str, os.PathLike)):
-        input_size = recorded_input_size(out)  # noise into a store of real images: their size
     rank, world, dist_here = _dist_context()
     loop = _run_settings(module, device, rank, world, amp, channels_last, workers, batch_size)
     source = _nonempty_source(data, input_size, preprocess, limit, split)
@@ -360,6 +356,21 @@ def extract_features(
     finally:
         _restore(module, was_training, dist_here)
     return Path(out)
+
+
+def _resolve_inputs(module_or_spec, head, model_name, input_size, preprocess, batch_size, data, out):
+    """The model, its head, name, input size, preprocessing and store attributes for this run.
+
+    Generated sources given by a ``--data`` string with no input size take the
+    size the store's first split recorded (noise into a store of real images).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    module, head, name, input_size, preprocess, attrs = _resolve_model(
+        module_or_spec, head, model_name, input_size, preprocess)
+    if input_size is None and isinstance(data, (str, os.PathLike)):
+        input_size = recorded_input_size(out)
+    return module, head, name, input_size, preprocess, attrs
 
 
 def _restore(module, was_training: bool, dist_here: bool) -> None:

@@ -89,8 +89,8 @@ def plot_store(
     train_split : str, default=None
         Split whose mean feature defines the DICE mask.
     train_mean : array-like or str or Path, default=None
-        The mean training feature itself, or a ``.npy`` file holding it
-        (used when ``train_split`` is None).
+        The mean training feature itself, or a ``.npy`` file holding it.
+        Give exactly one of ``train_split`` and ``train_mean``.
     p : float, default=0.9
         DICE sparsity for the histograms and for the kept units marked on the
         covariance figure.
@@ -137,6 +137,8 @@ def plot_store(
     check_file_prefix(prefix)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ValueError(f"the output folder {out_dir} exists and is not a folder.")
+    if (train_split is None) == (train_mean is None):
+        raise ValueError("give exactly one of train_split=SPLIT or train_mean=FILE.npy.")
     fs = open_feature_store(store)
     head = fs.head
     if class_index is not None and not 0 <= class_index < head.n_classes:
@@ -146,10 +148,8 @@ def plot_store(
     ood_X = {name: SplitFeatures(fs, name) for name in ood_splits}
     if train_split is not None:
         mean = stream_mean(fs, train_split)
-    elif train_mean is not None:
-        mean = resolve_train_mean(train_mean, head.n_features)
     else:
-        raise ValueError("give train_split (a store split) or train_mean (a .npy file).")
+        mean = resolve_train_mean(train_mean, head.n_features)
 
     # One DICE head per distinct p: the histograms' p = 0 and p, and the sweep's.
     detectors = {}
