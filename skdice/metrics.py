@@ -374,6 +374,11 @@ def ood_report(
     >>> [row.ood for row in r.rows]
     ['noise', 'average']
     """
+    if not isinstance(ood_scores, Mapping):
+        raise TypeError(
+            "ood_scores must map each OOD set's name to its scores, e.g. {'svhn': scores}; "
+            f"got {type(ood_scores).__name__}."
+        )
     if not ood_scores:
         raise ValueError("ood_scores is empty: give at least one named OOD set.")
     rows = []

@@ -134,6 +134,12 @@ def test_report_needs_an_ood_set():
         ood_report([1.0], {})
 
 
+def test_report_says_the_ood_scores_must_be_named():
+    with pytest.raises(TypeError, match=r"ood_scores must map each OOD set's name to its scores, "
+                                        r"e.g. \{'svhn': scores\}; got ndarray"):
+        ood_report(np.array([1.0, 2.0]), np.array([0.0, 1.0]))
+
+
 def test_fpr95_score_needs_both_classes():
     with pytest.raises(ValueError, match="needs both ID"):
         fpr95_score([1, 1], [0.3, 0.4])

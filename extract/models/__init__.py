@@ -196,8 +196,11 @@ def load_model(model: str, weights=None, *, input_size=None, mean=None, std=None
     if model not in PRESETS:
         import difflib
 
-        close = difflib.get_close_matches(model, list(PRESETS), n=2, cutoff=0.75)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        close = [p for p in sorted(PRESETS) if p.startswith(model.lower())] or difflib.get_close_matches(
+            model, list(PRESETS), n=2, cutoff=0.75)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else (
+            f" For a model of your own (such as torchvision's {model}), write a factory that returns it, "
+            f"e.g. def build(): return {model}(...) in mynet.py, and give --model mynet.py:build.")
         raise ValueError(
             f"unknown model {model!r}: give a preset ({', '.join(sorted(PRESETS))}) or a torch "
             f"model by import string, module.path:factory or path/to/file.py:factory.{hint}"
