@@ -2,68 +2,63 @@
 
 The core depends on NumPy, SciPy and scikit-learn only; the torch extraction
 stage lives in :mod:`skdice.extract` and the command line in :mod:`skdice.cli`.
-Importing skdice imports the whole detector catalogue (:mod:`skdice.detectors`),
-so the registry (:func:`available_detectors`) is full from then on.
+
+``import skdice`` is light: the names below load on first use (PEP 562), and
+the first use of any of them loads them all, with the whole detector
+catalogue (:mod:`skdice.detectors`). The registry (:func:`available_detectors`,
+:func:`get_detector`) loads the catalogue itself at its first lookup, so it is
+always full. The command line therefore starts (``--help``, ``--version``,
+completion) without importing scikit-learn.
 """
 
-from ._base import BaseDetector, DetectorTags, SkdiceTags, detector_tags
-from ._dice import DICEDetector
-from ._head import Head
-from .detectors.ablations import (
-    UnitDropoutDetector,
-    UnitPruningDetector,
-    WeightDropoutDetector,
-    WeightPruningDetector,
-)
-from .detectors.ash import ASHBDetector, ASHPDetector, ASHSDetector, SCALEDetector
-from .detectors.baselines import EnergyDetector, MaxLogitDetector, MSPDetector, ODINDetector
-from .detectors.dice_msp import DICEMSPDetector
-from .detectors.dice_variants import (
-    DICEBottomKDetector,
-    DICERandomKDetector,
-    DICETopBottomKDetector,
-)
-from .detectors.gen import GENDetector
-from .detectors.knn import KNNDetector
-from .detectors.mahalanobis import MahalanobisDetector
-from .detectors.react import DICEReActDetector, ReActDetector
-from .detectors.vim import ViMDetector
-from ._registry import available_detectors, get_detector
+from . import _registry
 from ._version import __version__
-from .persistence import load_detector, save_detector
 
-__all__ = [
-    "ASHBDetector",
-    "ASHPDetector",
-    "ASHSDetector",
-    "BaseDetector",
-    "DICEBottomKDetector",
-    "DICEDetector",
-    "DICEMSPDetector",
-    "DICERandomKDetector",
-    "DICEReActDetector",
-    "DICETopBottomKDetector",
-    "DetectorTags",
-    "EnergyDetector",
-    "GENDetector",
-    "Head",
-    "KNNDetector",
-    "MSPDetector",
-    "MahalanobisDetector",
-    "MaxLogitDetector",
-    "ODINDetector",
-    "ReActDetector",
-    "SCALEDetector",
-    "SkdiceTags",
-    "UnitDropoutDetector",
-    "UnitPruningDetector",
-    "ViMDetector",
-    "WeightDropoutDetector",
-    "WeightPruningDetector",
-    "available_detectors",
-    "detector_tags",
-    "get_detector",
-    "load_detector",
-    "save_detector",
-    "__version__",
-]
+#: every public name, by the module that defines it
+_EXPORTS = {
+    "BaseDetector": "._base", "DetectorTags": "._base", "SkdiceTags": "._base",
+    "detector_tags": "._base",
+    "DICEDetector": "._dice",
+    "Head": "._head",
+    "UnitDropoutDetector": ".detectors.ablations", "UnitPruningDetector": ".detectors.ablations",
+    "WeightDropoutDetector": ".detectors.ablations", "WeightPruningDetector": ".detectors.ablations",
+    "ASHBDetector": ".detectors.ash", "ASHPDetector": ".detectors.ash",
+    "ASHSDetector": ".detectors.ash", "SCALEDetector": ".detectors.ash",
+    "EnergyDetector": ".detectors.baselines", "MaxLogitDetector": ".detectors.baselines",
+    "MSPDetector": ".detectors.baselines", "ODINDetector": ".detectors.baselines",
+    "DICEMSPDetector": ".detectors.dice_msp",
+    "DICEBottomKDetector": ".detectors.dice_variants", "DICERandomKDetector": ".detectors.dice_variants",
+    "DICETopBottomKDetector": ".detectors.dice_variants",
+    "GENDetector": ".detectors.gen",
+    "KNNDetector": ".detectors.knn",
+    "MahalanobisDetector": ".detectors.mahalanobis",
+    "DICEReActDetector": ".detectors.react", "ReActDetector": ".detectors.react",
+    "ViMDetector": ".detectors.vim",
+    "available_detectors": "._registry", "get_detector": "._registry",
+    "load_detector": ".persistence", "save_detector": ".persistence",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def _load_catalogue():
+    from . import detectors  # noqa: F401  (importing registers the catalogue)
+
+
+_registry.set_catalogue_loader(_load_catalogue)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    # the first public name asked for loads them all: skdice is then as if imported eagerly
+    for export, module in _EXPORTS.items():
+        globals()[export] = getattr(importlib.import_module(module, __name__), export)
+    _registry.available_detectors()
+    return globals()[name]
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

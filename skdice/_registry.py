@@ -1,18 +1,40 @@
 """The detector registry: each registry name to its detector class.
 
 A detector class registers itself when it is defined
-(``BaseDetector.__init_subclass__`` calls :func:`register`); the catalogue in
-:mod:`skdice.detectors` is imported by :mod:`skdice` itself, so the registry
-is full whenever any part of skdice has been imported. This module imports
-nothing from skdice: the template (``skdice._base``) sits above it and knows
-no subclass.
+(``BaseDetector.__init_subclass__`` calls :func:`register`). The catalogue in
+:mod:`skdice.detectors` is loaded the first time the registry is read: the
+package (``skdice/__init__.py``, which runs before any of its modules) hands
+this module the loader (:func:`set_catalogue_loader`), so ``import skdice``
+stays light (the CLI starts without scikit-learn) and every lookup still sees
+the whole catalogue. This module imports nothing from skdice: the template
+(``skdice._base``) sits above it and knows no subclass.
 """
 
 from __future__ import annotations
 
-__all__ = ["available_detectors", "detector_class", "get_detector", "register"]
+__all__ = ["available_detectors", "detector_class", "get_detector", "register", "set_catalogue_loader"]
 
 _REGISTRY: dict[str, type] = {}
+_catalogue_loader = None
+
+
+def set_catalogue_loader(loader) -> None:
+    """Give the registry the function that imports the catalogue; it runs once, at the first lookup.
+
+    Parameters
+    ----------
+    loader : callable
+        Called with no arguments; importing the detectors registers them.
+    """
+    global _catalogue_loader
+    _catalogue_loader = loader
+
+
+def _load_catalogue() -> None:
+    global _catalogue_loader
+    loader, _catalogue_loader = _catalogue_loader, None
+    if loader is not None:
+        loader()
 
 
 def register(cls: type) -> None:
@@ -60,6 +82,7 @@ def available_detectors() -> dict:
     >>> available_detectors()["dice"].__name__
     'DICEDetector'
     """
+    _load_catalogue()
     return dict(sorted(_REGISTRY.items()))
 
 

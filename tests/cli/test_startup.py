@@ -41,8 +41,8 @@ def test_an_import_error_of_skdice_itself_keeps_its_traceback(monkeypatch):
 
 
 #: what a command body may import, never the start of the command line (--version, --help, a TAB)
-HEAVY = ("torch", "zarr", "dask", "matplotlib", "PIL", "skdice.store", "skdice.workflows",
-         "skdice.extract")
+HEAVY = ("torch", "zarr", "dask", "matplotlib", "PIL", "sklearn", "scipy", "skdice.store",
+         "skdice.workflows", "skdice.extract", "skdice.detectors")
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], ["evaluate", "--help"], ["extract", "--help"]])
@@ -78,3 +78,16 @@ def test_the_completed_names_are_the_registry_and_the_presets():
     assert METHOD_NAMES == tuple(available_detectors())
     models = pytest.importorskip("skdice.extract.models")
     assert MODEL_PRESETS == tuple(sorted(models.PRESETS))
+
+
+def test_import_skdice_is_light_and_the_registry_still_full():
+    code = ("import sys, skdice\n"
+            "light = not any(m in sys.modules for m in ('sklearn', 'scipy', 'skdice.detectors'))\n"
+            "from skdice._registry import available_detectors\n"
+            "print(light, len(available_detectors()), 'dice' in available_detectors())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "23", "True"], done.stderr
+    # the first public name loads them all, as an eager import would
+    code = "import skdice; skdice.Head; print(sorted(set(skdice.__all__) - set(vars(skdice))))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stderr
