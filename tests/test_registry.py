@@ -77,10 +77,13 @@ def test_the_catalogue_imports_every_detector_module():
     assert available_detectors() == before
 
 
-def test_importing_skdice_fills_the_registry():
+def test_the_first_lookup_fills_the_registry_without_importing_the_catalogue_before():
     import subprocess
     import sys
 
-    code = "import skdice._registry as r; print(len(r._REGISTRY))"
+    code = ("import sys, skdice._registry as r; before = 'skdice.detectors' in sys.modules; "
+            "print(before, len(r.available_detectors()), len(r._REGISTRY))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert int(out.stdout) == len(available_detectors()) >= 20
+    before, looked_up, held = out.stdout.split()
+    assert before == "False"  # import skdice stays light
+    assert int(looked_up) == int(held) == len(available_detectors()) >= 20
