@@ -24,10 +24,9 @@ def verification_summary(report) -> list[str]:
             f"unchecked: {', '.join(report.unchecked)} (written without checksums by an older skdice: "
             "missing chunks are found, damaged ones that still decode are not; extract again to add them)"
         )
-    unmanifested = getattr(report, "unmanifested", [])
-    if unmanifested:
+    if report.unmanifested:
         lines.append(
-            f"no manifest: {', '.join(unmanifested)} (written before manifests by an older skdice: "
+            f"no manifest: {', '.join(report.unmanifested)} (written before manifests by an older skdice: "
             "a valid chunk in the wrong place is not found; extract again to add one)"
         )
     if report.incomplete:
