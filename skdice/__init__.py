@@ -31,9 +31,11 @@ _EXPORTS = {
     "DICETopBottomKDetector": ".detectors.dice_variants",
     "GENDetector": ".detectors.gen",
     "KNNDetector": ".detectors.knn",
+    "LINeDetector": ".detectors.line",
     "MahalanobisDetector": ".detectors.mahalanobis",
     "DICEReActDetector": ".detectors.react", "ReActDetector": ".detectors.react",
     "ViMDetector": ".detectors.vim",
+    "RMDSDetector": ".detectors.rmds",
     "available_detectors": "._registry", "get_detector": "._registry",
     "load_detector": ".persistence", "save_detector": ".persistence",
 }

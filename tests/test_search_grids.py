@@ -19,6 +19,8 @@ NOTHING_TO_TUNE = {
     "msp": "no hyperparameter",
     "maxlogit": "no hyperparameter",
     "mahalanobis": "reg is a numerical ridge; the paper's epsilon needs input gradients",
+    "rmds": "no hyperparameter (Ren et al., 2021)",
+    "klm": "no hyperparameter (Hendrycks et al., 2022)",
 }
 
 

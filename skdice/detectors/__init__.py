@@ -19,8 +19,10 @@ from .dice_msp import DICEMSPDetector
 from .dice_variants import DICEBottomKDetector, DICERandomKDetector, DICETopBottomKDetector
 from .gen import GENDetector
 from .knn import KNNDetector
+from .line import LINeDetector
 from .mahalanobis import MahalanobisDetector
 from .react import DICEReActDetector, ReActDetector
+from .rmds import RMDSDetector
 from .vim import ViMDetector
 from .._dice import DICEDetector
 
@@ -37,10 +39,12 @@ __all__ = [
     "EnergyDetector",
     "GENDetector",
     "KNNDetector",
+    "LINeDetector",
     "MSPDetector",
     "MahalanobisDetector",
     "MaxLogitDetector",
     "ODINDetector",
+    "RMDSDetector",
     "ReActDetector",
     "SCALEDetector",
     "UnitDropoutDetector",
