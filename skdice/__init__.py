@@ -36,6 +36,7 @@ _EXPORTS = {
     "DICEReActDetector": ".detectors.react", "ReActDetector": ".detectors.react",
     "ViMDetector": ".detectors.vim",
     "RMDSDetector": ".detectors.rmds",
+    "KLMatchingDetector": ".detectors.klm",
     "available_detectors": "._registry", "get_detector": "._registry",
     "load_detector": ".persistence", "save_detector": ".persistence",
 }

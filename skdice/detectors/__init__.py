@@ -18,6 +18,7 @@ from .baselines import EnergyDetector, MaxLogitDetector, MSPDetector, ODINDetect
 from .dice_msp import DICEMSPDetector
 from .dice_variants import DICEBottomKDetector, DICERandomKDetector, DICETopBottomKDetector
 from .gen import GENDetector
+from .klm import KLMatchingDetector
 from .knn import KNNDetector
 from .line import LINeDetector
 from .mahalanobis import MahalanobisDetector
@@ -38,6 +39,7 @@ __all__ = [
     "DICETopBottomKDetector",
     "EnergyDetector",
     "GENDetector",
+    "KLMatchingDetector",
     "KNNDetector",
     "LINeDetector",
     "MSPDetector",
