@@ -41,7 +41,8 @@ The package has one module per job: ``_schema`` (names, version, chunking),
 read-ahead), ``_split`` (:class:`SplitFeatures`, a split as a block source:
 ``FeatureStore.block_source``), ``_lock`` (lock files), ``_writer``
 (:func:`create_store`, :class:`StoreWriter`, :class:`SplitWriter`), ``_scores``
-(scores written back) and ``_verify`` (:func:`verify_store`). Import from
+(scores written back), ``_verify`` (:func:`verify_store`) and ``_import``
+(:func:`import_arrays`, features from any framework, ``skdice import``). Import from
 ``skdice.store``; the modules are private, and the names they share with each
 other are public inside the package (``_schema.HEAD``,
 ``_integrity.check_stored_array``, ...), as zarr-python's ``zarr.core`` does.
@@ -50,6 +51,7 @@ zarr is imported inside the functions, so ``import skdice`` stays light.
 """
 
 from ._blocks import block_rows_for, iter_blocks
+from ._import import import_arrays, load_array
 from ._lock import scores_lock
 from ._reader import FeatureStore, open_store
 from ._schema import SCHEMA_VERSION, default_chunk_rows
@@ -71,7 +73,9 @@ __all__ = [
     "damaged_store_error",
     "default_chunk_rows",
     "explained_reads",
+    "import_arrays",
     "iter_blocks",
+    "load_array",
     "open_scores_writer",
     "open_store",
     "read_scores",
