@@ -31,6 +31,7 @@ _state = {"debug": False}
 _COMMAND_MODULES = [
     "demo",
     "extract",
+    "import_arrays",
     "info",
     "methods",
     "evaluate",
