@@ -37,6 +37,7 @@ _EXPORTS = {
     "ViMDetector": ".detectors.vim",
     "RMDSDetector": ".detectors.rmds",
     "KLMatchingDetector": ".detectors.klm",
+    "NCIDetector": ".detectors.nci",
     "available_detectors": "._registry", "get_detector": "._registry",
     "load_detector": ".persistence", "save_detector": ".persistence",
 }

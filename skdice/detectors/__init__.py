@@ -22,6 +22,7 @@ from .klm import KLMatchingDetector
 from .knn import KNNDetector
 from .line import LINeDetector
 from .mahalanobis import MahalanobisDetector
+from .nci import NCIDetector
 from .react import DICEReActDetector, ReActDetector
 from .rmds import RMDSDetector
 from .vim import ViMDetector
@@ -45,6 +46,7 @@ __all__ = [
     "MSPDetector",
     "MahalanobisDetector",
     "MaxLogitDetector",
+    "NCIDetector",
     "ODINDetector",
     "RMDSDetector",
     "ReActDetector",
