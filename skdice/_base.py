@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from numbers import Real
 from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
-from sklearn.utils import Tags
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from ._array_api import array_space, weight_as
+from ._dispatch import (
+    check_namespace,
+    fit_in_namespace,
+    predict_class_in_namespace,
+    score_in_namespace,
+    validate_rows,
+)
 from ._head import Head
 from ._numeric import RunningMean, score_in_chunks
 from ._registry import _REGISTRY, available_detectors, get_detector, register  # noqa: F401
+from ._tags import DetectorTags, SkdiceTags, detector_tags, has_partial_fit
 from ._validation import FLOAT_DTYPES, as_numpy, check_head, check_id_mask, check_train_mean, is_dask, validate_data
 
 __all__ = [
@@ -27,107 +35,6 @@ __all__ = [
     "detector_tags",
     "get_detector",
 ]
-
-@dataclass(slots=True)
-class DetectorTags:
-    """What a detector needs to be fitted and what it supports, declared, never probed.
-
-    Every detector returns these from ``__sklearn_tags__()`` (as
-    ``tags.detector_tags``); they may depend on its parameters (DICE+ReAct is
-    fitted from a mean only when its clip ``threshold`` is given). The store
-    workflows (``skdice fit``, ``evaluate``, ``score``) read them to choose how
-    to fit a detector; nothing makes a trial fit. Read them with
-    :func:`detector_tags`.
-
-    Parameters
-    ----------
-    requires_head : bool, default=True
-        ``fit`` needs the classifier head (W, b).
-    requires_class_labels : bool, default=False
-        ``y`` holds class labels (Mahalanobis) instead of an ID mask.
-    accepts_train_mean : bool, default=False
-        ``fit(train_mean=...)`` is accepted (the mean then replaces the one of X).
-    fits_from_mean : bool, default=False
-        The fitted statistics are a function of the mean training feature
-        alone: :meth:`BaseDetector.fit_from_mean` works, and so do
-        ``partial_fit``, Dask arrays in ``fit`` and
-        :func:`skdice.workflows.fit.fit_store` (which stream the mean).
-    uses_features : bool, default=True
-        The scores depend on the training features. False for detectors whose
-        scores are a function of the head alone (MSP, energy, ...): only their
-        ``offset_`` sees the fitting rows.
-    masked_head : bool, default=False
-        The detector scores through a masked head: its score of a row is a
-        reduction (energy or maximum softmax) of the logits
-        ``masked_head_transform(x) @ masked_weight_ + bias_``, computed by the
-        one kernel :func:`skdice._masked.masked_head_scores` (the detector
-        mixes in :class:`skdice._masked.MaskedHeadMixin`). The search's
-        accuracy guard, evaluate's masked-head accuracy and the CLI read
-        the masked head's classes and the kept weights through this tag.
-    changes_classifier : bool, default=False
-        The logits the score reads differ from the dense head's ``X @ W + b``
-        (ReAct's clip, ASH's pruning, SCALE's rescaling, every masked head):
-        the detector's own classifier, :meth:`BaseDetector.predict_class`,
-        may lose ID accuracy. The searches' accuracy guard and evaluate's ID
-        accuracy of each method read it through this tag.
-    """
-
-    requires_head: bool = True
-    requires_class_labels: bool = False
-    accepts_train_mean: bool = False
-    fits_from_mean: bool = False
-    uses_features: bool = True
-    masked_head: bool = False
-    changes_classifier: bool = False
-
-    @property
-    def partial_fit(self) -> bool:
-        """Whether ``partial_fit`` is available (the statistic is a running mean)."""
-        return self.fits_from_mean
-
-    @property
-    def dask_fit(self) -> bool:
-        """Whether ``fit`` accepts a dask array (the mean is reduced by Dask)."""
-        return self.fits_from_mean
-
-
-@dataclass(slots=True)
-class SkdiceTags(Tags):
-    """scikit-learn's :class:`~sklearn.utils.Tags` with skdice's :class:`DetectorTags` added.
-
-    Attributes
-    ----------
-    detector_tags : DetectorTags
-    """
-
-    detector_tags: DetectorTags = field(default_factory=DetectorTags)
-
-
-def detector_tags(detector) -> DetectorTags:
-    """The declared capabilities of a detector instance (see :class:`DetectorTags`).
-
-    Parameters
-    ----------
-    detector : BaseDetector
-        An instance: the tags can depend on its parameters.
-
-    Returns
-    -------
-    DetectorTags
-    """
-    if isinstance(detector, type):
-        raise TypeError(
-            f"detector_tags needs an instance ({detector.__name__}()), got the class: "
-            "the tags can depend on the parameters."
-        )
-    tags = getattr(detector.__sklearn_tags__(), "detector_tags", None)
-    if tags is None:
-        raise TypeError(f"{type(detector).__name__} is not a skdice detector (no detector_tags).")
-    return tags
-
-
-def _has_partial_fit(detector) -> bool:
-    return detector_tags(detector).partial_fit
 
 
 class BaseDetector(OutlierMixin, BaseEstimator):
@@ -306,6 +213,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         self._validate_params()
         y, head = self._parse_fit_arguments(args, y, W, b, head)
         self._stream_reset()
+        space = array_space(X, self)
+        if space is not None:  # everything follows X (scikit-learn's Array API dispatch)
+            return fit_in_namespace(self, X, y, head, train_mean, calibrate, space)
         tags = detector_tags(self)
         if is_dask(X):
             from ._dask import fit_dask
@@ -424,7 +334,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             self.n_samples_seen_ = int(n_samples)
         return self
 
-    @available_if(_has_partial_fit)
+    @available_if(has_partial_fit)
     def partial_fit(self, X, *args, y=None, W=None, b=None, head=None):
         """Update the fit with one chunk of in-distribution rows (out-of-core fitting).
 
@@ -522,6 +432,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             from ._dask import score_dask
 
             return score_dask(self, X)
+        check_namespace(self, X, "score_samples")
+        space = array_space(X, self)
+        if space is not None:
+            return self._score_all(validate_rows(self, X, space, reset=False))
         X = validate_data(
             self, X, reset=False, dtype=FLOAT_DTYPES, ensure_all_finite=False
         )
@@ -543,6 +457,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         ndarray of shape (n_samples,), int64
         """
         check_is_fitted(self)
+        check_namespace(self, X, "predict_class")
+        space = array_space(X, self)
+        if space is not None:
+            return predict_class_in_namespace(self, validate_rows(self, X, space, reset=False))
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES, ensure_all_finite=False)
         classes = score_in_chunks(
             X, lambda block: self.classifier_block(block).argmax(axis=1).astype(np.float64),
@@ -563,7 +481,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         -------
         ndarray of shape (n_rows, n_classes)
         """
-        Z = X @ self.weight_
+        weight = self.weight_ if isinstance(X, np.ndarray) else weight_as(self.weight_, X.dtype)
+        Z = X @ weight
         Z += self.bias_
         return Z
 
@@ -605,6 +524,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
+        check_namespace(self, X, "decision_function")
         self._check_calibrated()
         return self.score_samples(X) - self.offset_
 
@@ -621,8 +541,13 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,), int
         """
+        check_is_fitted(self)
+        check_namespace(self, X, "predict")
         decision = self.decision_function(X)
-        return np.where(decision >= 0, 1, -1)
+        if isinstance(decision, np.ndarray):
+            return np.where(decision >= 0, 1, -1)
+        xp = array_space(decision)[0]  # +1 / -1 as int64 in X's namespace
+        return xp.astype(decision >= 0, xp.int64) * 2 - 1
 
     # -------------------------------------------------------------- helpers
     # The running state of partial_fit: a float64 sum and the stream's head.
@@ -645,6 +570,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             )
 
     def _score_all(self, X) -> np.ndarray:
+        if not isinstance(X, np.ndarray) and array_space(X) is not None:
+            return score_in_namespace(X, self.score_block, self.block_width or X.shape[1])
         return score_in_chunks(X, self.score_block, self.block_width or X.shape[1])
 
     def _parse_fit_arguments(self, args, y, W, b, head):

@@ -8,9 +8,11 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from ._array_api import array_space, device_of, weight_as
 from ._base import BaseDetector
+from ._dispatch import check_namespace, validate_rows
 from ._masked import MaskedHeadMixin
-from ._numeric import column_mean, logit_blocks
+from ._numeric import column_mean, logit_blocks, row_chunks
 from ._validation import FLOAT_DTYPES, validate_data
 from .sparsify import contribution_matrix, dice_mask
 
@@ -123,6 +125,7 @@ class DICEDetector(MaskedHeadMixin, BaseDetector):
         # the score is the energy of the masked head (MaskedHeadMixin.score_block)
         tags.detector_tags.masked_head = True
         tags.detector_tags.changes_classifier = True  # the masked head classifies
+        tags.array_api_support = True  # fitted and scored in X's namespace (docs/api.md)
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):
@@ -146,10 +149,15 @@ class DICEDetector(MaskedHeadMixin, BaseDetector):
         Returns
         -------
         ndarray of shape (n_samples, n_classes), float32
+            In ``X``'s namespace under Array API dispatch.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
+        check_namespace(self, X, "logits")
         weight = self.masked_weight_ if masked else self.weight_
+        space = array_space(X, self)
+        if space is not None:
+            return _logits_in_namespace(validate_rows(self, X, space, reset=False), weight, self.bias_)
+        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES)
         out = np.empty((X.shape[0], weight.shape[1]), dtype=np.float32)
         for rows, logits in logit_blocks(X, weight, self.bias_):
             out[rows] = logits
@@ -172,4 +180,22 @@ class DICEDetector(MaskedHeadMixin, BaseDetector):
         ndarray of shape (n_samples,), int64
             Argmax of the logits.
         """
-        return self.logits(X, masked=masked).argmax(axis=1)
+        logits = self.logits(X, masked=masked)
+        if isinstance(logits, np.ndarray):
+            return logits.argmax(axis=1)
+        xp = array_space(logits)[0]
+        return xp.astype(xp.argmax(logits, axis=1), xp.int64)
+
+
+def _logits_in_namespace(X, weight, bias):
+    """:meth:`DICEDetector.logits` chunk by chunk on ``X``'s device, float32 out."""
+    xp = array_space(X)[0]
+    dtype = xp.float64 if X.dtype == xp.float64 else xp.float32
+    n, m = X.shape
+    out = xp.empty((n, weight.shape[1]), dtype=xp.float32, device=device_of(X))
+    weight = weight_as(weight, dtype)
+    for rows in row_chunks(n, 4 * (m + weight.shape[1])):
+        Z = xp.astype(X[rows, ...], dtype, copy=False) @ weight
+        Z += bias
+        out[rows, ...] = xp.astype(Z, xp.float32, copy=False)
+    return out

@@ -27,7 +27,10 @@ import warnings
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._array_api import active_units as active_units_any
+from ._array_api import array_space, device_of, namespace, to_numpy, weight_as
 from ._numeric import (
+    DROP_UNITS_BELOW,
     active_units,
     located_errors,
     logsumexp_rows,
@@ -197,6 +200,8 @@ class MaskedHeadMixin:
         -------
         ndarray of shape (n_samples,), int64
         """
+        if array_space(X, self) is not None:  # scored in X's namespace
+            return super().predict_class(X)
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES, ensure_all_finite=False)
         return masked_head_scores(self, X, classes=True)[1]
@@ -212,7 +217,10 @@ class MaskedHeadMixin:
         -------
         ndarray of shape (n_rows, n_classes)
         """
-        Z = self.masked_head_transform(X) @ self.masked_weight_
+        weight = self.masked_weight_
+        if not isinstance(X, np.ndarray):
+            weight = weight_as(weight, X.dtype)
+        Z = self.masked_head_transform(X) @ weight
         Z += self.bias_
         return Z
 
@@ -235,6 +243,7 @@ class MaskedHeadMixin:
         """
         self.mask_ = np.asarray(mask, dtype=bool)
         self.masked_weight_ = np.where(self.mask_, head.weight, np.float32(0))
+        # (moved to the input's namespace afterwards by a fit on another namespace's array)
         # read-only: scoring caches the active rows of this very array
         self.masked_weight_.setflags(write=False)
         if not self.masked_weight_.any():
@@ -257,13 +266,14 @@ class MaskedHeadMixin:
         """
         scores = super().calibration_scores(X)
         # a head with no non-zero weight left was reported by _fit_mask already
-        if scores.size < 2 or scores.min() != scores.max() or not self.masked_weight_.any():
+        if scores.shape[0] < 2 or bool(scores.min() != scores.max()) or not bool(self.masked_weight_.any()):
             return scores
+        out, scores, X = scores, to_numpy(scores), to_numpy(X)  # rare: read on the host
         # only reached when every fitting row got one score (rare): O(n m) once
         spread = np.ptp(X, axis=0)
         if not spread.any():
             return scores  # identical rows: one score is no fault of the fit
-        kept = self.masked_weight_.any(axis=1)
+        kept = to_numpy(self.masked_weight_).any(axis=1)
         if not spread[kept].any():
             cause = (
                 f"the {int(kept.sum())} units its non-zero weights read are constant over "
@@ -283,11 +293,13 @@ class MaskedHeadMixin:
             f"({_fmt(scores[0])}, p={float(self.p)!r}) although the rows differ: {cause}; "
             f"its scores cannot rank inputs like them and offset_ separates nothing. {advice}."
         )
-        return scores
+        return out
 
 
 def _block_scores(det, X, classes=None):
     """The kernel on one chunk ``X`` (in the products' dtype): scores, and classes into ``classes``."""
+    if not isinstance(X, np.ndarray):
+        return _block_scores_any(det, X)
     reduce, drop_units = MASKED_REDUCTIONS[det.masked_head_reduction]
     source = det.masked_head_transform(X)
     weight = det.masked_weight_
@@ -306,6 +318,28 @@ def _block_scores(det, X, classes=None):
         scores[~np.isfinite(X).all(axis=1)] = np.nan
     elif units is not None:
         scores[~np.isfinite(X @ np.ones(X.shape[1], dtype=X.dtype))] = np.nan
+    return scores
+
+
+def _block_scores_any(det, X):
+    """:func:`_block_scores` for a chunk of another namespace: one logits block, reduced in slices."""
+    xp = namespace(X)
+    reduce, drop_units = MASKED_REDUCTIONS[det.masked_head_reduction]
+    source = det.masked_head_transform(X)
+    weight = det.masked_weight_
+    if drop_units:
+        units, packed = active_units_any(weight, DROP_UNITS_BELOW, X.dtype)
+    else:
+        units, packed = None, weight_as(weight, X.dtype)
+    logits = (source if units is None else xp.take(source, units, axis=1)) @ packed
+    logits += det.bias_
+    scores = reduce(logits)
+    # as in _block_scores: a NaN or infinity hidden by a transform or a dropped unit shows
+    if source is not X:
+        scores[~xp.all(xp.isfinite(X), axis=1)] = xp.nan
+    elif units is not None:
+        ones = xp.ones(X.shape[1], dtype=X.dtype, device=device_of(X))
+        scores[~xp.isfinite(X @ ones)] = xp.nan
     return scores
 
 

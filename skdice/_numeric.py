@@ -10,6 +10,7 @@ import numpy as np
 from sklearn import get_config
 from sklearn.utils import gen_batches
 
+from ._array_api import logsumexp_rows as _logsumexp_any, max_softmax_rows as _max_softmax_any
 from ._validation import is_block_source, raise_non_finite
 
 # Cap on the scratch memory one scoring chunk may use. Smaller chunks keep the
@@ -226,7 +227,11 @@ def logsumexp_rows(Z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n_rows,), float64
+        In ``Z``'s namespace (:func:`skdice._array_api.logsumexp_rows` for
+        an array that is not NumPy's).
     """
+    if not isinstance(Z, np.ndarray):
+        return _logsumexp_any(Z, temperature)
     if temperature != 1.0:
         Z /= temperature
     row_max = Z.max(axis=1, keepdims=True)
@@ -251,7 +256,10 @@ def max_softmax_rows(Z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n_rows,), float64
+        In ``Z``'s namespace.
     """
+    if not isinstance(Z, np.ndarray):
+        return _max_softmax_any(Z, temperature)
     top = Z.max(axis=1).astype(np.float64)
     lse = logsumexp_rows(Z, temperature)
     return np.exp((top - lse) / temperature)

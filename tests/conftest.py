@@ -19,10 +19,15 @@ tests/strategies.py.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
-from hypothesis import HealthCheck, settings
+# scikit-learn's Array API checks (tests/test_registry_sklearn.py, tests/test_array_api.py)
+# need SciPy's own support on, which SciPy reads once, when it is first imported
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 SHARED_DATA = Path(
     os.environ.get("SKDICE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

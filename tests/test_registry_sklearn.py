@@ -5,13 +5,30 @@ each registered class runs through a small test-only subclass (built by
 :func:`_checkable`) that draws a seeded random head of the right width when
 none is given, and derives class labels for Mahalanobis when ``y`` is None.
 The subclass has ``name = None``, so it never enters the registry.
+
+scikit-learn's Array API checks run in the namespaces this project supports,
+never skipped (:func:`_array_api_checks`): NumPy, and torch on the CPU in
+float64 and float32, with values compared, for every detector that declares
+``array_api_support``; a numpy-only smoke check (dispatch on, NumPy input) for
+the others. scikit-learn's own list would also yield CuPy, array-api-strict
+and GPU devices, which skip where they are absent; those are left out here
+(benchmarks/gpu_check.py compares scores on CUDA).
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
+from functools import partial
+
 import numpy as np
 import pytest
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils import get_tags
+from sklearn.utils.estimator_checks import (
+    check_array_api_input,
+    check_array_api_mixed_inputs,
+    check_array_api_same_namespace,
+    estimator_checks_generator,
+)
 from sklearn.utils.metaestimators import available_if
 
 from skdice import Head, available_detectors, detector_tags
@@ -89,9 +106,65 @@ def _expected_failures(estimator):
     return EXPECTED_FAILURES.get(name, {})
 
 
-@parametrize_with_checks(_instances(), expected_failed_checks=_expected_failures)
+#: what scikit-learn's mixed-input check reads of a namespace (its own tuple is private)
+_Space = namedtuple("_Space", ["xp", "device"])
+_TORCH, _NUMPY = _Space("torch", "cpu"), _Space("numpy", None)
+
+
+def _check_name(check) -> str:
+    return getattr(check, "func", check).__name__
+
+
+def _array_api_checks(estimator):
+    """scikit-learn's Array API checks in the namespaces this project supports (see the module's docstring)."""
+    if not get_tags(estimator).array_api_support:
+        yield partial(check_array_api_input, array_namespace="numpy", expect_only_array_outputs=False)
+        return
+    yield partial(check_array_api_input, array_namespace="numpy", check_values=True)
+    for dtype in ("float64", "float32"):
+        yield partial(
+            check_array_api_input, array_namespace="torch", device_name="cpu",
+            dtype_name=dtype, check_values=True,
+        )
+    yield partial(check_array_api_mixed_inputs, X_ns_and_device=_TORCH, other_ns_and_device=_NUMPY)
+    yield partial(check_array_api_mixed_inputs, X_ns_and_device=_NUMPY, other_ns_and_device=_TORCH)
+    yield partial(check_array_api_same_namespace, array_namespace="torch", device_name="cpu")
+
+
+def _check_id(value) -> str:
+    if isinstance(value, partial):
+        args = ",".join(f"{k}={getattr(v, 'xp', v)}" for k, v in value.keywords.items())
+        return f"{value.func.__name__}({args})"
+    return type(value).__name__ + "()" if not callable(value) or hasattr(value, "fit") else value.__name__
+
+
+def _checks():
+    """Every check of ``parametrize_with_checks``, its Array API ones replaced by :func:`_array_api_checks`."""
+    for estimator in _instances():
+        for item in estimator_checks_generator(
+            estimator, legacy=True, expected_failed_checks=_expected_failures(estimator), mark="xfail"
+        ):
+            values = getattr(item, "values", item)
+            if not _check_name(values[1]).startswith("check_array_api"):
+                yield item
+        for check in _array_api_checks(estimator):
+            name = type(estimator).__name__
+            yield estimator, partial(check, name)
+
+
+@pytest.mark.parametrize("estimator, check", list(_checks()), ids=_check_id)
 def test_sklearn_contract(estimator, check):
     check(estimator)
+
+
+def test_array_api_checks_cover_every_supported_detector():
+    """The namespaces above are checked for each detector declaring support: none slips to numpy-only."""
+    supported = [e for e in _instances() if get_tags(e).array_api_support]
+    assert supported, "no detector declares array_api_support"
+    for estimator in supported:
+        names = [_check_name(c) for c in _array_api_checks(estimator)]
+        assert names.count("check_array_api_input") == 3
+        assert "check_array_api_same_namespace" in names
 
 
 def test_checkable_subclasses_stay_out_of_the_registry():

@@ -13,6 +13,7 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from .._array_api import weight_as
 from .._base import BaseDetector
 from .._masked import MaskedHeadMixin
 
@@ -38,7 +39,11 @@ class _HeadDetector(BaseDetector):
         return self.weight_.shape[1]
 
     def _logits(self, X, weight=None):
-        Z = X @ (self.weight_ if weight is None else weight)
+        weight = self.weight_ if weight is None else weight
+        if not isinstance(X, np.ndarray):
+            # another namespace does not promote float64 @ float32 as NumPy does
+            weight = weight_as(weight, X.dtype)
+        Z = X @ weight
         Z += self.bias_
         return Z
 

@@ -11,13 +11,23 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from .._array_api import namespace
 from .._numeric import logsumexp_rows, max_softmax_rows
 from ._common import _HeadDetector
+
+
+class _Baseline(_HeadDetector):
+    """The four logit baselines: scored in any namespace (tag ``array_api_support``)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        return tags
 
 __all__ = ["EnergyDetector", "MaxLogitDetector", "MSPDetector", "ODINDetector"]
 
 
-class MSPDetector(_HeadDetector):
+class MSPDetector(_Baseline):
     """Maximum softmax probability (Hendrycks & Gimpel, 2017).
 
     ``S(x) = max_c softmax(f(x))_c`` with ``f(x) = W^T h(x) + b``.
@@ -71,7 +81,7 @@ class MSPDetector(_HeadDetector):
         return max_softmax_rows(Z)
 
 
-class MaxLogitDetector(_HeadDetector):
+class MaxLogitDetector(_Baseline):
     """Maximum logit (Hendrycks et al., 2022).
 
     ``S(x) = max_c f_c(x)`` with ``f(x) = W^T h(x) + b``.
@@ -110,10 +120,13 @@ class MaxLogitDetector(_HeadDetector):
         self.tpr = tpr
 
     def _score_logits(self, Z):
-        return Z.max(axis=1).astype(np.float64)
+        if isinstance(Z, np.ndarray):
+            return Z.max(axis=1).astype(np.float64)
+        xp = namespace(Z)
+        return xp.astype(xp.max(Z, axis=1), xp.float64)
 
 
-class EnergyDetector(_HeadDetector):
+class EnergyDetector(_Baseline):
     """Negative free energy of the logits (Liu et al., 2020).
 
     ``S(x) = -E(x; f) = T log sum_c exp(f_c(x) / T)`` (the paper's Eq. 5 on
@@ -165,7 +178,7 @@ class EnergyDetector(_HeadDetector):
         return logsumexp_rows(Z, float(self.temperature))
 
 
-class ODINDetector(_HeadDetector):
+class ODINDetector(_Baseline):
     """ODIN's temperature-scaled softmax, without input perturbation (ε = 0).
 
     ``S(x) = max_c softmax(f(x) / T)_c`` with ``T = 1000``.
