@@ -34,10 +34,12 @@ _EXPORTS = {
     "LINeDetector": ".detectors.line",
     "MahalanobisDetector": ".detectors.mahalanobis",
     "DICEReActDetector": ".detectors.react", "ReActDetector": ".detectors.react",
+    "ResidualDetector": ".detectors.residual",
     "ViMDetector": ".detectors.vim",
     "RMDSDetector": ".detectors.rmds",
     "KLMatchingDetector": ".detectors.klm",
     "NCIDetector": ".detectors.nci",
+    "NECODetector": ".detectors.neco",
     "available_detectors": "._registry", "get_detector": "._registry",
     "load_detector": ".persistence", "save_detector": ".persistence",
 }

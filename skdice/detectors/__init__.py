@@ -23,7 +23,9 @@ from .knn import KNNDetector
 from .line import LINeDetector
 from .mahalanobis import MahalanobisDetector
 from .nci import NCIDetector
+from .neco import NECODetector
 from .react import DICEReActDetector, ReActDetector
+from .residual import ResidualDetector
 from .rmds import RMDSDetector
 from .vim import ViMDetector
 from .._dice import DICEDetector
@@ -47,9 +49,11 @@ __all__ = [
     "MahalanobisDetector",
     "MaxLogitDetector",
     "NCIDetector",
+    "NECODetector",
     "ODINDetector",
     "RMDSDetector",
     "ReActDetector",
+    "ResidualDetector",
     "SCALEDetector",
     "UnitDropoutDetector",
     "UnitPruningDetector",
