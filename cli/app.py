@@ -35,6 +35,7 @@ _COMMAND_MODULES = [
     "info",
     "methods",
     "evaluate",
+    "benchmark",
     "tune",
     "fit_score",
     "plot",
@@ -94,7 +95,10 @@ _PLACEHOLDERS = {"weights": "FILE", "train_mean": "FILE", "detector": "FILE", "b
                  "positive": "id|ood", "fmt": "table|markdown|csv|json", "class_index": "CLASS",
                  "ps": "P,P,...", "max_accuracy_drop": "POINTS"}
 _COMMAND_PLACEHOLDERS = {("extract", "out"): "STORE", ("fit", "out"): "FILE", ("plot", "out"): "DIR",
-                         ("tune", "fmt"): "table|json"}
+                         ("tune", "fmt"): "table|json",
+                         ("benchmark", "fmt"): "table|json|csv|markdown|html", ("benchmark", "out"): "FILE",
+                         ("benchmark", "protocol"): "FILE|NAME", ("benchmark", "check"): "RESULT.json",
+                         ("benchmark", "figure"): "FILE"}
 
 
 def placeholder(command_name: str, param_name: str) -> str:
