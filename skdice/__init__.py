@@ -30,6 +30,7 @@ _EXPORTS = {
     "DICEBottomKDetector": ".detectors.dice_variants", "DICERandomKDetector": ".detectors.dice_variants",
     "DICETopBottomKDetector": ".detectors.dice_variants",
     "GENDetector": ".detectors.gen",
+    "GradNormDetector": ".detectors.gradnorm",
     "KNNDetector": ".detectors.knn",
     "LINeDetector": ".detectors.line",
     "MahalanobisDetector": ".detectors.mahalanobis",

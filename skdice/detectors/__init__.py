@@ -18,6 +18,7 @@ from .baselines import EnergyDetector, MaxLogitDetector, MSPDetector, ODINDetect
 from .dice_msp import DICEMSPDetector
 from .dice_variants import DICEBottomKDetector, DICERandomKDetector, DICETopBottomKDetector
 from .gen import GENDetector
+from .gradnorm import GradNormDetector
 from .klm import KLMatchingDetector
 from .knn import KNNDetector
 from .line import LINeDetector
@@ -42,6 +43,7 @@ __all__ = [
     "DICETopBottomKDetector",
     "EnergyDetector",
     "GENDetector",
+    "GradNormDetector",
     "KLMatchingDetector",
     "KNNDetector",
     "LINeDetector",
