@@ -41,6 +41,7 @@ _EXPORTS = {
     "KLMatchingDetector": ".detectors.klm",
     "NCIDetector": ".detectors.nci",
     "NECODetector": ".detectors.neco",
+    "NNGuideDetector": ".detectors.nnguide",
     "available_detectors": "._registry", "get_detector": "._registry",
     "load_detector": ".persistence", "save_detector": ".persistence",
 }

@@ -37,6 +37,7 @@ from skdice import Head, available_detectors, detector_tags
 _CHECK_PARAMS = {
     # the checks fit on as few as 10 rows; the default k = 50 needs 50 rows
     "knn": {"n_neighbors": 5, "backend": "sklearn"},
+    "nnguide": {"n_neighbors": 5},  # the same: the default k = 10 needs 10 rows
     # seeded random masks, so that repeated fits are comparable; at p = 0.9 the
     # checks' 2 x 3 head would usually lose every weight (constant scores)
     "weight-dropout": {"p": 0.5, "random_state": 0},

@@ -25,6 +25,7 @@ from .line import LINeDetector
 from .mahalanobis import MahalanobisDetector
 from .nci import NCIDetector
 from .neco import NECODetector
+from .nnguide import NNGuideDetector
 from .react import DICEReActDetector, ReActDetector
 from .residual import ResidualDetector
 from .rmds import RMDSDetector
@@ -52,6 +53,7 @@ __all__ = [
     "MaxLogitDetector",
     "NCIDetector",
     "NECODetector",
+    "NNGuideDetector",
     "ODINDetector",
     "RMDSDetector",
     "ReActDetector",
