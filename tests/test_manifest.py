@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -295,3 +296,54 @@ def test_model_renamed_in_the_root_attributes_is_damage(store):
     assert message in _problems(store)
     with pytest.raises(StoreError, match=__import__("re").escape(message)):
         open_store(store).features("test")
+
+
+# --------------------------------------------------------------------------- the readers' cost (issue 19)
+
+
+def test_new_splits_sample_one_row_in_128_and_record_it(store):
+    record = open_store(store).manifest("test")
+    assert record["row_stride"] == 128 and {"features[::128]", "logits[::128]"} <= set(record["chunks"])
+    assert open_store(store).split_info("test")["row_stride"] == 128
+
+
+def test_a_split_begun_with_the_old_stride_keeps_it_when_resumed(tmp_path):
+    """A split started by a skdice sampling every 32nd row is finished with the same stride, and checked by it."""
+    path, X = tmp_path / "r.zarr", _features(3, rows=200)
+    head = _head()
+    writer = create_store(path, model="toy", head=head)
+    writer.prepare_split("test", 200, source="x", chunk_rows=64).close()
+    _edit_json(path / "test" / "zarr.json", lambda meta: meta["attributes"].pop("row_stride"))  # the old writer's
+    with writer.prepare_split("test", 200, source="x", chunk_rows=64) as split:
+        a, z = split.chunk_bounds(0)
+        split.write_chunk(0, X[a:z], head.logits(X[a:z]), np.full(z - a, -1), [""] * (z - a))
+    with writer.prepare_split("test", 200, source="x", chunk_rows=64) as split:
+        for k in split.pending():
+            a, z = split.chunk_bounds(k)
+            split.write_chunk(k, X[a:z], head.logits(X[a:z]), np.full(z - a, -1), [""] * (z - a))
+        split.finalize()
+    record = open_store(path).manifest("test")
+    assert record["row_stride"] == 32 and "features[::32]" in record["chunks"]
+    assert np.array_equal(open_store(path).features("test"), X) and verify_store(path).ok
+    arr = zarr.open_array(str(path / "test" / "features"), mode="r+")
+    arr[32] = arr[32] + 1  # the second sampled row of chunk 0 at stride 32 (not sampled at 128)
+    with pytest.raises(StoreError, match=r"chunk 0 \(rows 0 to 63\) of features does not match its digest"):
+        open_store(path).features("test")
+
+
+def test_a_manifest_is_parsed_once_and_read_again_when_its_file_changes(store, monkeypatch):
+    from skdice.store import _manifest
+
+    assert open_store(store).features("test") is not None
+    loads = []
+    counting = SimpleNamespace(dumps=json.dumps, loads=lambda text: loads.append(1) or json.loads(text))
+    monkeypatch.setattr(_manifest, "json", counting)  # the manifest module's json only, not zarr's
+    for _ in range(3):
+        list(iter_blocks(open_store(store).array("test", "features")))
+    assert loads == []  # parsed before, file unchanged
+    record = json.loads((store / "test" / "manifest" / "zarr.json").read_text())
+    record["attributes"]["chunks"]["features[::128]"][1] = "00" * 16  # a valid manifest, edited
+    _manifest.write_manifest(store / "test" / "manifest", record["attributes"])
+    with pytest.raises(StoreError, match=r"chunk 1 \(rows 32 to 63\) of features does not match its digest"):
+        list(iter_blocks(open_store(store).array("test", "features")))
+    assert loads  # read again

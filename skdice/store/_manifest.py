@@ -56,20 +56,34 @@ _DTYPES = {"features": "<f4", "logits": "<f4", "labels": "<i8"}
 #: Readers digest every ROW_STRIDE-th row of each chunk of these arrays (the first row
 #: included) as they read them: a full digest costs 2x a plain read (docs/store.md).
 SAMPLED = ("features", "logits")
-ROW_STRIDE = 32
-#: What a split's digests hold for each chunk, in order: every array whole, then the samples.
-DIGEST_KEYS = (*SPLIT_ARRAYS, *(f"{name}[::{ROW_STRIDE}]" for name in SAMPLED))
+#: The stride of splits written since readers' checks were made cheaper: one row in 128
+#: (1 to 8 rows of a chunk of 64 to 1024 rows); what a sample catches is a chunk moved
+#: or replaced, and any row of it shows that (the chunk's index is part of the digest).
+ROW_STRIDE = 128
+#: The stride of the splits written before (a split keeps its stride across a resume).
+LEGACY_ROW_STRIDE = 32
+#: The split attribute recording the stride its chunks' sampled digests were made with.
+STRIDE_ATTR = "row_stride"
 
 
-def sampled_key(name: str) -> str:
+def sampled_key(name: str, stride: int = ROW_STRIDE) -> str:
     """The manifest key of the sampled rows' digests of ``name``."""
-    return f"{name}[::{ROW_STRIDE}]"
+    return f"{name}[::{int(stride)}]"
 
 
-def chunk_digests(index: int, values: dict) -> np.ndarray:
+def digest_keys(stride: int = ROW_STRIDE) -> tuple:
+    """What a split's digests hold for each chunk, in order: every array whole, then the samples."""
+    return (*SPLIT_ARRAYS, *(sampled_key(name, stride) for name in SAMPLED))
+
+
+#: The digests of a split written now (their count is the same for every stride).
+DIGEST_KEYS = digest_keys()
+
+
+def chunk_digests(index: int, values: dict, stride: int = ROW_STRIDE) -> np.ndarray:
     """All the digests of row chunk ``index`` (``values``: array name -> its rows), ``(len(DIGEST_KEYS), 16)`` uint8."""
     out = [chunk_digest(name, index, values[name]) for name in SPLIT_ARRAYS]
-    out += [chunk_digest(sampled_key(name), index, np.asarray(values[name])[::ROW_STRIDE]) for name in SAMPLED]
+    out += [chunk_digest(sampled_key(name, stride), index, np.asarray(values[name])[::stride]) for name in SAMPLED]
     return np.frombuffer(b"".join(out), dtype=np.uint8).reshape(len(DIGEST_KEYS), DIGEST_SIZE)
 
 
@@ -152,8 +166,19 @@ def write_manifest(folder: Path, attributes: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
+#: Manifests parsed in this process, by file and its stat (a write renames a new file into
+#: place: another inode and ctime, so an edited or replaced manifest is read again).
+_PARSED: dict = {}
+_PARSED_MAX = 64
+
+
 def read_manifest(folder: Path, where: str, remedy: str) -> dict | None:
     """The attributes of the manifest at ``folder``; None when there is none.
+
+    A manifest is parsed once per process while its file is unchanged (same
+    inode, size, mtime and ctime): each block read of a split checks against
+    it, and a large split's manifest is megabytes of JSON. The dict returned
+    is shared: do not modify it.
 
     Raises
     ------
@@ -162,7 +187,11 @@ def read_manifest(folder: Path, where: str, remedy: str) -> dict | None:
     """
     path = Path(folder) / "zarr.json"
     try:
-        if path.stat().st_size > _MAX_MANIFEST_BYTES:
+        st = path.stat()
+        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key in _PARSED:
+            return _PARSED[key]
+        if st.st_size > _MAX_MANIFEST_BYTES:
             raise ValueError("far larger than any manifest")
         meta = json.loads(path.read_text(encoding="utf-8"))
         attrs = meta["attributes"]
@@ -172,6 +201,9 @@ def read_manifest(folder: Path, where: str, remedy: str) -> dict | None:
         return None
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise StoreError(f"{path} ({where}) is damaged ({type(exc).__name__}: {exc}): {remedy}.") from None
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.pop(next(iter(_PARSED)))
+    _PARSED[key] = attrs
     return attrs
 
 
@@ -187,8 +219,8 @@ def store_record(model: str, weight, bias, weights_sha256) -> dict:
     }
 
 
-def split_record(split: str, layout: dict, model: str, head: str, digests) -> dict:
-    """The split's manifest from its counts and its ``(n_chunks, len(DIGEST_KEYS), 16)`` digests."""
+def split_record(split: str, layout: dict, model: str, head: str, digests, stride: int = ROW_STRIDE) -> dict:
+    """The split's manifest from its counts and its ``(n_chunks, len(DIGEST_KEYS), 16)`` digests (sampled at ``stride``)."""
     digests = np.asarray(digests, dtype=np.uint8)
     return {
         MANIFEST_ATTR: DIGEST,
@@ -198,9 +230,9 @@ def split_record(split: str, layout: dict, model: str, head: str, digests) -> di
         "model": str(model),
         "head": head,
         "arrays": list(SPLIT_ARRAYS),
-        "row_stride": ROW_STRIDE,
+        "row_stride": int(stride),
         "chunks": {name: [digests[k, i].tobytes().hex() for k in range(digests.shape[0])]
-                   for i, name in enumerate(DIGEST_KEYS)},
+                   for i, name in enumerate(digest_keys(stride))},
     }
 
 
@@ -334,8 +366,9 @@ def digest_check(root, split: str, name: str, record: dict | None):
     """
     if record is None or name not in SPLIT_ARRAYS or not isinstance(record.get("chunks"), dict):
         return None
-    stride = int(record.get("row_stride", 1)) if name in SAMPLED else 1
-    key = sampled_key(name) if name in SAMPLED and stride == ROW_STRIDE else name
+    stride = record.get("row_stride", 1) if name in SAMPLED else 1
+    stride = stride if isinstance(stride, int) and stride > 1 else 1
+    key = sampled_key(name, stride) if stride > 1 and sampled_key(name, stride) in record["chunks"] else name
     stride = 1 if key == name else stride
     digests = ChunkDigests(name, record["chunks"].get(key), record.get("chunk_rows", 1), stride)
     path = Path(root)

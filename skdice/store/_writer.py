@@ -20,7 +20,10 @@ from ._manifest import (
     DIGEST_KEYS,
     DIGEST_SIZE,
     DIGESTS,
+    LEGACY_ROW_STRIDE,
     MANIFEST_ATTR,
+    ROW_STRIDE,
+    STRIDE_ATTR,
     chunk_digests,
     head_fingerprint,
     read_manifest,
@@ -438,7 +441,7 @@ class StoreWriter:
         )
         _create_digests(group, n_chunks)
         group.attrs.update({**json.loads(json.dumps(extra_attrs)), **wanted,
-                            CHECKSUM_ATTR: CHECKSUM, "complete": False})
+                            CHECKSUM_ATTR: CHECKSUM, STRIDE_ATTR: ROW_STRIDE, "complete": False})
         return group
 
     def open_split(self, split: str) -> "SplitWriter":
@@ -485,6 +488,8 @@ class SplitWriter:
         for name in SPLIT_ARRAYS:
             self._arrays[name] = self._arrays[name].with_config(_WRITE_ALL)
         self._digests = group[DIGESTS] if DIGESTS in group else None
+        # a split keeps the stride it was started with (one begun by an older skdice: 32)
+        self._stride = int(attrs.get(STRIDE_ATTR, LEGACY_ROW_STRIDE))
 
     def __enter__(self):
         return self
@@ -591,7 +596,8 @@ class SplitWriter:
         self._arrays["labels"][start:stop] = labels
         self._arrays["paths"][start:stop] = paths
         if self._digests is not None:  # for the manifest, kept across a resume
-            self._digests[index] = chunk_digests(index, dict(zip(SPLIT_ARRAYS, (features, logits, labels, paths))))
+            self._digests[index] = chunk_digests(index, dict(zip(SPLIT_ARRAYS, (features, logits, labels, paths))),
+                                                 self._stride)
         self._arrays["written"][index] = 1  # only after the data, never before
 
     def finalize(self) -> None:
@@ -629,7 +635,7 @@ class SplitWriter:
         for k in np.flatnonzero(~digests.any(axis=(1, 2))):
             start, stop = self.chunk_bounds(int(k))
             values = {name: read_checked(self._arrays[name], slice(start, stop)) for name in SPLIT_ARRAYS}
-            digests[k] = chunk_digests(int(k), values)
+            digests[k] = chunk_digests(int(k), values, self._stride)
         path = self.store.path
         root = read_manifest(path / MANIFEST, "the store's manifest", f"restore {path} from a copy")
         if root is not None and isinstance(root.get("head"), str):
@@ -640,7 +646,8 @@ class SplitWriter:
         model = str(self.store._group.attrs.get("model", ""))
         layout = {"count": self.n_rows, "chunk_rows": self.chunk_rows, "n_chunks": self.n_chunks,
                   "n_features": self.store.n_features, "n_classes": self.store.n_classes}
-        write_manifest(path / self.split / MANIFEST, split_record(self.split, layout, model, head, digests))
+        write_manifest(path / self.split / MANIFEST, split_record(self.split, layout, model, head, digests,
+                                                                      self._stride))
 
     def close(self) -> None:
         """Release the split's lock (the data written so far stays for a resume)."""
