@@ -36,6 +36,7 @@ _EXPORTS = {
     "MahalanobisDetector": ".detectors.mahalanobis",
     "DICEReActDetector": ".detectors.react", "ReActDetector": ".detectors.react",
     "ResidualDetector": ".detectors.residual",
+    "BATSDetector": ".detectors.shaping", "VRADetector": ".detectors.shaping",
     "ViMDetector": ".detectors.vim",
     "RMDSDetector": ".detectors.rmds",
     "KLMatchingDetector": ".detectors.klm",

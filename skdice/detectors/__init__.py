@@ -28,6 +28,7 @@ from .neco import NECODetector
 from .nnguide import NNGuideDetector
 from .react import DICEReActDetector, ReActDetector
 from .residual import ResidualDetector
+from .shaping import BATSDetector, VRADetector
 from .rmds import RMDSDetector
 from .vim import ViMDetector
 from .._dice import DICEDetector
@@ -36,6 +37,7 @@ __all__ = [
     "ASHBDetector",
     "ASHPDetector",
     "ASHSDetector",
+    "BATSDetector",
     "DICEBottomKDetector",
     "DICEDetector",
     "DICEMSPDetector",
@@ -61,6 +63,7 @@ __all__ = [
     "SCALEDetector",
     "UnitDropoutDetector",
     "UnitPruningDetector",
+    "VRADetector",
     "ViMDetector",
     "WeightDropoutDetector",
     "WeightPruningDetector",

@@ -1,0 +1,104 @@
+"""VRA and BATS: features shaped before the head's energy, against OpenOOD's and the authors' code."""
+
+import numpy as np
+import pytest
+from _detector_problems import auroc, id_ood_problem, random_problem
+from scipy.special import logsumexp
+from scipy.stats import spearmanr
+
+from skdice import get_detector
+
+
+def _energy(F, W, b):
+    return logsumexp(F.astype(np.float64) @ W.astype(np.float64) + b, axis=1)
+
+
+def _openood_vra(H_val, W, b, H, high, low):
+    """OpenOOD's VRAPostprocessor: flattened percentiles, feature.clip(min=, max=), logsumexp."""
+    threshold_high = np.percentile(H_val.flatten(), high)
+    threshold_low = np.percentile(H_val.flatten(), low)
+    return _energy(np.clip(H, threshold_low, threshold_high), W, b)
+
+
+def _authors_bats(H_train, W, b, H, lam):
+    """bats_iterate_data_energy's two torch.where, with the pooled features' mean and std."""
+    feature_mean = H_train.astype(np.float64).mean(axis=0)
+    feature_std = H_train.astype(np.float64).std(axis=0)
+    f = np.where(H < (feature_std * lam + feature_mean), H, feature_std * lam + feature_mean)
+    f = np.where(f > (-feature_std * lam + feature_mean), f, -feature_std * lam + feature_mean)
+    return _energy(f, W, b)
+
+
+@pytest.mark.parametrize(("high", "low"), [(90, 10), (99, 1), (85, 15), (75, 25)])
+def test_vra_matches_openood(high, low):
+    # features without a block of zeros, so that both clips bind
+    _, W, b = random_problem()
+    rng = np.random.default_rng(0)
+    H = rng.lognormal(0.0, 1.0, size=(400, 24)).astype(np.float32)
+    H_test = rng.lognormal(0.0, 1.2, size=(200, 24)).astype(np.float32)
+    det = get_detector("vra", percentile_high=high, percentile_low=low).fit(H, W, b)
+    ref = _openood_vra(H, W, b, H_test, high, low)
+    scores = det.score_samples(H_test)
+    np.testing.assert_allclose(scores, ref, rtol=1e-5)
+    assert spearmanr(scores, ref).statistic == pytest.approx(1.0)
+
+
+def test_vra_with_lowest_percentile_of_post_relu_features_is_react():
+    H, W, b = random_problem()
+    vra = get_detector("vra", percentile_high=90, percentile_low=0).fit(H, W, b)
+    react = get_detector("react", percentile=90).fit(H, W, b)
+    assert vra.lower_ == 0.0  # post-ReLU features: the minimum is 0, so the clip from below is void
+    np.testing.assert_allclose(vra.score_samples(H), react.score_samples(H), rtol=1e-6)
+
+
+def test_vra_lower_percentile_above_upper_is_refused():
+    H, W, b = random_problem(n=20)
+    with pytest.raises(ValueError, match="percentile_low=95 exceeds percentile_high=90; the lower"):
+        get_detector("vra", percentile_high=90, percentile_low=95).fit(H, W, b)
+    with pytest.raises(ValueError, match="percentile_low=95 exceeds percentile_high=90"):
+        get_detector("vra", percentile_high=90, percentile_low=95).effective_params(24, 7)
+
+
+@pytest.mark.parametrize("lam", [0.5, 1.0, 1.25, 3.3])
+def test_bats_matches_the_authors_truncation_on_pooled_features(lam):
+    H, W, b = random_problem(n=400)
+    H_test, _, _ = random_problem(n=200, seed=1)
+    det = get_detector("bats", lam=lam).fit(H, W, b)
+    ref = _authors_bats(H, W, b, H_test, lam)
+    scores = det.score_samples(H_test)
+    np.testing.assert_allclose(scores, ref, rtol=1e-5)
+    assert spearmanr(scores, ref).statistic == pytest.approx(1.0)
+
+
+def test_bats_statistics_are_the_per_unit_mean_and_std():
+    H, W, b = random_problem()
+    det = get_detector("bats", lam=2.0).fit(H, W, b)
+    H64 = H.astype(np.float64)
+    np.testing.assert_allclose(det.mean_, H64.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(det.std_, H64.std(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(det.upper_ - det.lower_, 4.0 * det.std_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["vra", "bats"])
+def test_predict_class_reads_the_shaped_features(name):
+    H, W, b = random_problem()
+    det = get_detector(name).fit(H, W, b)
+    shaped = np.clip(H, det.lower_, det.upper_)
+    np.testing.assert_array_equal(det.predict_class(H), np.argmax(shaped @ W + b, axis=1))
+
+
+@pytest.mark.parametrize("name", ["vra", "bats"])
+def test_non_finite_row_is_reported(name):
+    H, W, b = random_problem()
+    det = get_detector(name).fit(H, W, b)
+    bad = H[:5].copy()
+    bad[3, 0] = -np.inf
+    with pytest.raises(ValueError, match="first at row 3"):
+        det.score_samples(bad)
+
+
+@pytest.mark.parametrize("name", ["vra", "bats"])
+def test_id_scores_higher_than_ood(name):
+    H_train, _, H_id, H_ood, W, b = id_ood_problem()
+    det = get_detector(name).fit(H_train, W, b)
+    assert auroc(det.score_samples(H_id), det.score_samples(H_ood)) > 0.9
