@@ -28,8 +28,8 @@ from .neco import NECODetector
 from .nnguide import NNGuideDetector
 from .react import DICEReActDetector, ReActDetector
 from .residual import ResidualDetector
-from .shaping import BATSDetector, VRADetector
 from .rmds import RMDSDetector
+from .shaping import BATSDetector, VRADetector
 from .vim import ViMDetector
 from .._dice import DICEDetector
 
