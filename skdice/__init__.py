@@ -43,6 +43,7 @@ _EXPORTS = {
     "NCIDetector": ".detectors.nci",
     "NECODetector": ".detectors.neco",
     "NNGuideDetector": ".detectors.nnguide",
+    "SHEDetector": ".detectors.she",
     "available_detectors": "._registry", "get_detector": "._registry",
     "load_detector": ".persistence", "save_detector": ".persistence",
 }

@@ -29,6 +29,7 @@ from .nnguide import NNGuideDetector
 from .react import DICEReActDetector, ReActDetector
 from .residual import ResidualDetector
 from .rmds import RMDSDetector
+from .she import SHEDetector
 from .shaping import BATSDetector, VRADetector
 from .vim import ViMDetector
 from .._dice import DICEDetector
@@ -61,6 +62,7 @@ __all__ = [
     "ReActDetector",
     "ResidualDetector",
     "SCALEDetector",
+    "SHEDetector",
     "UnitDropoutDetector",
     "UnitPruningDetector",
     "VRADetector",
