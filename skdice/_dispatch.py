@@ -81,7 +81,8 @@ def _reference_array(det):
 def check_namespace(det, X, method: str) -> None:
     """Refuse ``X`` in another namespace or on another device than ``det``'s fitted arrays.
 
-    A no-op unless ``array_api_dispatch`` is on.
+    A no-op unless ``array_api_dispatch`` is on and ``det`` declares
+    ``array_api_support``.
 
     Parameters
     ----------
@@ -96,8 +97,8 @@ def check_namespace(det, X, method: str) -> None:
         "Inputs passed to ``Class.method()`` must use the same namespace and
         the same device as those passed to fit()".
     """
-    if not get_config()["array_api_dispatch"]:
-        return
+    if not get_config()["array_api_dispatch"] or not det.__sklearn_tags__().array_api_support:
+        return  # a detector without the tag reads any input as NumPy, as it always has
     fitted = _reference_array(det)
     if fitted is None:
         return
@@ -188,7 +189,8 @@ def fit_in_namespace(det, X, y, head, train_mean, calibrate, space):
     else:
         det.fit_statistics(None, y, head, train_mean)
     for key, value in list(vars(det).items()):
-        if isinstance(value, np.ndarray):
+        # class labels that are not numbers (strings) stay NumPy, as scikit-learn's classes_ may
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
             setattr(det, key, to_namespace(value, xp, dev))
     det.offset_ = np.nan
     if calibrate:

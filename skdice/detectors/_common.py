@@ -13,7 +13,7 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from .._array_api import weight_as
+from .._array_api import top_k_mask, weight_as
 from .._base import BaseDetector
 from .._masked import MaskedHeadMixin
 
@@ -99,7 +99,13 @@ def _top_k_count(n_features: int, percentile: float) -> int:
 
 
 def _top_k_mask(X: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of the ``k`` largest entries of each row (ties: any of them)."""
+    """Boolean mask of the ``k`` largest entries of each row (ties: any of them).
+
+    In ``X``'s namespace (:func:`skdice._array_api.top_k_mask` for arrays
+    other than NumPy's).
+    """
+    if not isinstance(X, np.ndarray):
+        return top_k_mask(X, k)
     n, m = X.shape
     mask = np.zeros((n, m), dtype=bool)
     if k >= m:

@@ -66,13 +66,22 @@ _PARAMS = """
 #: (Section 4.1); Tables 2 and 10 compare them with DICE at the same p
 _P_GRID = {"p": (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)}
 
+class _Ablation(_SparseHeadEnergy):
+    """The ablations' mask is built on the host; they score in any namespace (tag ``array_api_support``)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        return tags
+
+
 _RANDOM_CONSTRAINTS = {
     **_SparseHeadEnergy._parameter_constraints,
     "random_state": ["random_state"],
 }
 
 
-class WeightDropoutDetector(_SparseHeadEnergy):
+class WeightDropoutDetector(_Ablation):
     __doc__ = (
         """Energy of the head after random weight dropout (DropConnect).
 
@@ -105,7 +114,7 @@ class WeightDropoutDetector(_SparseHeadEnergy):
         return weight_dropout_mask(head.weight.shape, self.p, self.random_state)
 
 
-class UnitDropoutDetector(_SparseHeadEnergy):
+class UnitDropoutDetector(_Ablation):
     __doc__ = (
         """Energy of the head after random unit dropout.
 
@@ -138,7 +147,7 @@ class UnitDropoutDetector(_SparseHeadEnergy):
         return unit_dropout_mask(head.weight.shape, self.p, self.random_state)
 
 
-class WeightPruningDetector(_SparseHeadEnergy):
+class WeightPruningDetector(_Ablation):
     __doc__ = (
         """Energy of the head after magnitude pruning of its weights.
 
@@ -169,7 +178,7 @@ class WeightPruningDetector(_SparseHeadEnergy):
         return weight_pruning_mask(head.weight, self.p)
 
 
-class UnitPruningDetector(_SparseHeadEnergy):
+class UnitPruningDetector(_Ablation):
     __doc__ = (
         """Energy of the head after pruning the units with the smallest weight norm.
 

@@ -22,15 +22,44 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from .._array_api import device_of, namespace, weight_as
 from .._numeric import logsumexp_rows
 from ._common import _HeadDetector, _top_k_count, _top_k_mask
 
 __all__ = ["ASHBDetector", "ASHPDetector", "ASHSDetector", "SCALEDetector"]
 
 
+# The shaping is written once for any namespace (array_api_compat's NumPy wrapper
+# for NumPy input): ``xp`` is the namespace of the block.
+
+
 def _sum_ratio(s1, s2):
+    xp = namespace(s1)
+    nonzero = s2 != 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(s2 != 0, s1 / np.where(s2 != 0, s2, 1.0), 0.0)
+        return xp.where(nonzero, s1 / xp.where(nonzero, s2, xp.ones_like(s2)), xp.zeros_like(s1))
+
+
+def _kept(X, mask):
+    """``X`` where ``mask``, 0 elsewhere."""
+    xp = namespace(X)
+    return xp.where(mask, X, xp.asarray(0, dtype=X.dtype, device=device_of(X)))
+
+
+def _row_sums(X):
+    """Row sums in float64."""
+    xp = namespace(X)
+    return xp.sum(X, axis=1, dtype=xp.float64)
+
+
+def _scaled_logits(det, H, X, scale):
+    """``(H @ W) * scale[:, None] + b`` in ``X``'s dtype; ``scale`` float64 per row."""
+    xp = namespace(X)
+    weight = det.weight_ if isinstance(X, np.ndarray) else weight_as(det.weight_, X.dtype)
+    Z = H @ weight
+    Z *= xp.astype(scale, X.dtype)[:, None]
+    Z += det.bias_
+    return Z
 
 
 class _Shaping(_HeadDetector):
@@ -51,6 +80,8 @@ class _Shaping(_HeadDetector):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.detector_tags.changes_classifier = True  # the head reads shaped features
+        # declared by the classes of this module only, not by every subclass of _Shaping
+        tags.array_api_support = getattr(self, "_any_namespace", False)
         return tags
 
     def classifier_block(self, X):
@@ -67,7 +98,8 @@ class _Shaping(_HeadDetector):
         scores = logsumexp_rows(self._shaped_logits(X, _top_k_mask(X, k), k))
         # pruning can drop a -inf (or a NaN that argpartition ranks low) and
         # leave a finite score: mark such rows so that the caller reports them
-        scores[~np.isfinite(X.sum(axis=1))] = np.nan
+        xp = namespace(X)
+        scores[~xp.isfinite(xp.sum(X, axis=1))] = xp.nan
         return scores
 
 
@@ -123,8 +155,10 @@ class ASHPDetector(_Shaping):
     def __init__(self, percentile=60, *, tpr=0.95):
         super().__init__(percentile, tpr=tpr)
 
+    _any_namespace = True
+
     def _shaped_logits(self, X, mask, k):
-        return self._logits(np.where(mask, X, X.dtype.type(0)))
+        return self._logits(_kept(X, mask))
 
 
 class ASHBDetector(_Shaping):
@@ -158,12 +192,10 @@ class ASHBDetector(_Shaping):
     def __init__(self, percentile=65, *, tpr=0.95):
         super().__init__(percentile, tpr=tpr)
 
+    _any_namespace = True
+
     def _shaped_logits(self, X, mask, k):
-        fill = X.sum(axis=1, dtype=np.float64) / k
-        Z = mask.astype(X.dtype) @ self.weight_
-        Z *= fill.astype(X.dtype)[:, None]
-        Z += self.bias_
-        return Z
+        return _scaled_logits(self, namespace(X).astype(mask, X.dtype), X, _row_sums(X) / k)
 
 
 class ASHSDetector(_Shaping):
@@ -197,14 +229,12 @@ class ASHSDetector(_Shaping):
     def __init__(self, percentile=90, *, tpr=0.95):
         super().__init__(percentile, tpr=tpr)
 
+    _any_namespace = True
+
     def _shaped_logits(self, X, mask, k):
-        pruned = np.where(mask, X, X.dtype.type(0))
-        s1 = X.sum(axis=1, dtype=np.float64)
-        s2 = pruned.sum(axis=1, dtype=np.float64)
-        Z = pruned @ self.weight_
-        Z *= np.exp(_sum_ratio(s1, s2)).astype(X.dtype)[:, None]
-        Z += self.bias_
-        return Z
+        pruned = _kept(X, mask)
+        ratio = _sum_ratio(_row_sums(X), _row_sums(pruned))
+        return _scaled_logits(self, pruned, X, namespace(X).exp(ratio))
 
 
 class SCALEDetector(_Shaping):
@@ -247,10 +277,8 @@ class SCALEDetector(_Shaping):
     def __init__(self, percentile=85, *, tpr=0.95):
         super().__init__(percentile, tpr=tpr)
 
+    _any_namespace = True
+
     def _shaped_logits(self, X, mask, k):
-        s1 = X.sum(axis=1, dtype=np.float64)
-        s2 = np.where(mask, X, X.dtype.type(0)).sum(axis=1, dtype=np.float64)
-        Z = X @ self.weight_
-        Z *= np.exp(_sum_ratio(s1, s2)).astype(X.dtype)[:, None]
-        Z += self.bias_
-        return Z
+        ratio = _sum_ratio(_row_sums(X), _row_sums(_kept(X, mask)))
+        return _scaled_logits(self, X, X, namespace(X).exp(ratio))

@@ -28,6 +28,7 @@ class _ContributionMasked(_SparseHeadEnergy):
         # the statistics are a function of the mean training feature alone
         tags.detector_tags.accepts_train_mean = True
         tags.detector_tags.fits_from_mean = True
+        tags.array_api_support = True  # the mask on the host, the masked head in X's namespace
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):

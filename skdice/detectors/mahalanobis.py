@@ -9,6 +9,7 @@ from scipy.linalg import pinvh
 from scipy.sparse import csr_matrix
 from sklearn.utils._param_validation import Interval
 
+from .._array_api import namespace
 from .._base import BaseDetector
 from .._numeric import row_chunks
 
@@ -124,6 +125,7 @@ class MahalanobisDetector(BaseDetector):
         tags.target_tags.required = True  # class labels, unlike the other detectors
         tags.detector_tags.requires_head = False
         tags.detector_tags.requires_class_labels = True
+        tags.array_api_support = True  # the covariance on the host, the scores in X's namespace
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):
@@ -178,8 +180,18 @@ class MahalanobisDetector(BaseDetector):
         return 2 * self.n_features_in_ + self.classes_.shape[0]
 
     def score_block(self, X):
+        if not isinstance(X, np.ndarray):
+            return self._score_block_any(X)
         Z = X.astype(np.float64) - self._center
         ZP = Z @ self.precision_
         sq = np.einsum("ij,ij->i", ZP, Z)
         d2 = sq[:, None] - 2.0 * (Z @ self._precision_means) + self._means_sqnorm
         return -np.maximum(d2.min(axis=1), 0.0)
+
+    def _score_block_any(self, X):
+        # score_block in another namespace (float64, as on the NumPy path)
+        xp = namespace(X)
+        Z = xp.astype(X, xp.float64) - self._center
+        sq = xp.sum((Z @ self.precision_) * Z, axis=1)
+        d2 = sq[:, None] - 2.0 * (Z @ self._precision_means) + self._means_sqnorm
+        return -xp.clip(xp.min(d2, axis=1), min=0.0)

@@ -7,6 +7,7 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from .._array_api import device_of, namespace
 from .._base import BaseDetector
 from .._masked import MaskedHeadMixin
 from .._numeric import column_mean, logsumexp_rows
@@ -22,13 +23,20 @@ _CLIP_CONSTRAINTS = {
 
 
 def _clip(X, threshold):
-    return np.minimum(X, X.dtype.type(threshold))
+    if isinstance(X, np.ndarray):
+        return np.minimum(X, X.dtype.type(threshold))
+    xp = namespace(X)
+    return xp.minimum(X, xp.asarray(threshold, dtype=X.dtype, device=device_of(X)))
 
 
 def _flag_non_finite_rows(X, scores):
-    # np.minimum maps +inf to the clip: mark rows with a non-finite entry NaN so
+    # the minimum maps +inf to the clip: mark rows with a non-finite entry NaN so
     # that the caller reports the first of them by its row
-    scores[~np.isfinite(X).all(axis=1)] = np.nan
+    if isinstance(X, np.ndarray):
+        scores[~np.isfinite(X).all(axis=1)] = np.nan
+    else:
+        xp = namespace(X)
+        scores[~xp.all(xp.isfinite(X), axis=1)] = xp.nan
     return scores
 
 
@@ -117,6 +125,7 @@ class ReActDetector(_HeadDetector):
         # the percentile clip is learnt from the training activations
         tags.detector_tags.uses_features = self.threshold is None
         tags.detector_tags.changes_classifier = True  # the head reads clipped features
+        tags.array_api_support = True  # the percentile is taken on the host (docs/api.md)
         return tags
 
     def classifier_block(self, X):
@@ -196,6 +205,7 @@ class DICEReActDetector(MaskedHeadMixin, BaseDetector):
         # the score is the energy of the masked head on the clipped features
         tags.detector_tags.masked_head = True
         tags.detector_tags.changes_classifier = True  # the masked head on clipped features
+        tags.array_api_support = True
         return tags
 
     _parameter_constraints: dict = {

@@ -7,6 +7,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from .._array_api import namespace, weight_as
 from .._base import BaseDetector
 from .._numeric import logit_blocks, logsumexp_rows, row_chunks
 
@@ -133,7 +134,17 @@ class ViMDetector(BaseDetector):
             residual_sum += float(self._residual_norm(np.asarray(X[rows], dtype=logits.dtype)).sum())
         self.alpha_ = max_logit_sum / residual_sum if residual_sum > 0 else 0.0
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True  # the principal space on the host, the scores in X's namespace
+        return tags
+
     def _residual_norm(self, X):
+        if not isinstance(X, np.ndarray):
+            xp = namespace(X)
+            origin = self._origin32 if X.dtype == xp.float32 else self.origin_
+            R = xp.astype((X - origin) @ weight_as(self.residual_basis_, X.dtype), xp.float64)
+            return xp.sqrt(xp.sum(R * R, axis=1))
         origin = self._origin32 if X.dtype == np.float32 else self.origin_
         R = (X - origin) @ self.residual_basis_
         return np.sqrt(np.einsum("ij,ij->i", R, R, dtype=np.float64))
@@ -143,6 +154,6 @@ class ViMDetector(BaseDetector):
         return self.weight_.shape[1] + self.residual_basis_.shape[1] + self.n_features_in_
 
     def score_block(self, X):
-        Z = X @ self.weight_
+        Z = X @ (self.weight_ if isinstance(X, np.ndarray) else weight_as(self.weight_, X.dtype))
         Z += self.bias_
         return logsumexp_rows(Z) - self.alpha_ * self._residual_norm(X)
