@@ -29,6 +29,7 @@ _EXPORTS = {
     "DICEMSPDetector": ".detectors.dice_msp",
     "DICEBottomKDetector": ".detectors.dice_variants", "DICERandomKDetector": ".detectors.dice_variants",
     "DICETopBottomKDetector": ".detectors.dice_variants",
+    "FDBDDetector": ".detectors.fdbd",
     "GENDetector": ".detectors.gen",
     "GradNormDetector": ".detectors.gradnorm",
     "KNNDetector": ".detectors.knn",

@@ -17,6 +17,7 @@ from .ash import ASHBDetector, ASHPDetector, ASHSDetector, SCALEDetector
 from .baselines import EnergyDetector, MaxLogitDetector, MSPDetector, ODINDetector
 from .dice_msp import DICEMSPDetector
 from .dice_variants import DICEBottomKDetector, DICERandomKDetector, DICETopBottomKDetector
+from .fdbd import FDBDDetector
 from .gen import GENDetector
 from .gradnorm import GradNormDetector
 from .klm import KLMatchingDetector
@@ -46,6 +47,7 @@ __all__ = [
     "DICEReActDetector",
     "DICETopBottomKDetector",
     "EnergyDetector",
+    "FDBDDetector",
     "GENDetector",
     "GradNormDetector",
     "KLMatchingDetector",
