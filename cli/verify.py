@@ -24,10 +24,17 @@ def verification_summary(report) -> list[str]:
             f"unchecked: {', '.join(report.unchecked)} (written without checksums by an older skdice: "
             "missing chunks are found, damaged ones that still decode are not; extract again to add them)"
         )
-    if report.unmanifested:
+    scores = [part for part in report.unmanifested if part.startswith("scores ")]
+    others = [part for part in report.unmanifested if part not in scores]
+    if others:
         lines.append(
-            f"no manifest: {', '.join(report.unmanifested)} (written before manifests by an older skdice: "
+            f"no manifest: {', '.join(others)} (written before manifests by an older skdice: "
             "a valid chunk in the wrong place is not found; extract again to add one)"
+        )
+    if scores:
+        lines.append(
+            f"no manifest: {', '.join(scores)} (written before score manifests by an older skdice: a valid "
+            "chunk in the wrong place is not found; score again with --overwrite to add one)"
         )
     if report.incomplete:
         lines.append(

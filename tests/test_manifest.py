@@ -347,3 +347,72 @@ def test_a_manifest_is_parsed_once_and_read_again_when_its_file_changes(store, m
     with pytest.raises(StoreError, match=r"chunk 1 \(rows 32 to 63\) of features does not match its digest"):
         list(iter_blocks(open_store(store).array("test", "features")))
     assert loads  # read again
+
+
+# --------------------------------------------------------------------------- scores written back (issue 19)
+
+
+def _score(store, split="test", name=None, p=0.5):
+    from skdice import DICEDetector
+    from skdice.workflows.score import score_to_store
+
+    fs = open_store(store)
+    det = DICEDetector(p=p).fit(fs.features(split), head=fs.head)
+    return det, score_to_store(store, split, det, method=name, block_rows=CHUNK)
+
+
+def _score_mismatch():
+    from skdice.store._manifest import SCORE_DIGEST_MISMATCH
+
+    return SCORE_DIGEST_MISMATCH
+
+
+def test_scores_carry_a_manifest_and_swapped_score_chunks_are_damage_then_recomputed(store):
+    from skdice.store import read_scores
+    from skdice.workflows.score import score_to_store
+
+    det, _ = _score(store)
+    reference = read_scores(store, "test", "dice")
+    assert zarr.open_array(str(store / "test" / "scores" / "dice")).attrs["manifest"]["chunks"]
+    one, two = _chunk(store, "test/scores/dice", 1), _chunk(store, "test/scores/dice", 2)
+    a, b = one.read_bytes(), two.read_bytes()
+    one.write_bytes(b), two.write_bytes(a)
+    assert _problems(store) == [
+        f"scores test/scores/dice: chunk 1 (rows 32 to 63) {_score_mismatch()}",
+        f"scores test/scores/dice: chunk 2 (rows 64 to 95) {_score_mismatch()}",
+    ]
+    assert verify_store(store).remedies == [
+        "re-run the same `skdice score` command (it recomputes the missing or damaged chunks)"]
+    with pytest.raises(StoreError, match=r"scores test/scores/dice of .* could not be read \(chunk 1 \(rows 32 to "
+                                         r"63\) does not match its digest in the scores' manifest .*re-run the same "
+                                         r"`skdice score`"):
+        read_scores(store, "test", "dice")
+    again = score_to_store(store, "test", det, block_rows=CHUNK)
+    assert again["resumed_from"] == 32  # from the first chunk its manifest disowns, not "nothing to do"
+    np.testing.assert_array_equal(read_scores(store, "test", "dice"), reference)
+    assert verify_store(store).ok
+
+
+@pytest.mark.parametrize("source", ["svhn/scores/dice", "test/scores/other"])
+def test_scores_copied_from_another_split_or_score_array_are_damage(store, source):
+    from skdice.store import read_scores
+
+    _score(store)
+    _score(store, *source.split("/scores/"), p=0.5)  # the same detector: only the place differs
+    shutil.rmtree(store / "test" / "scores" / "dice")
+    shutil.copytree(store.joinpath(*source.split("/")), store / "test" / "scores" / "dice")
+    problems = _problems(store)
+    assert f"scores test/scores/dice: chunk 0 (rows 0 to 31) {_score_mismatch()}" in problems
+    with pytest.raises(StoreError, match="does not match its digest in the scores' manifest"):
+        read_scores(store, "test", "dice")
+
+
+def test_scores_written_before_their_manifest_read_and_are_reported_unmanifested(store):
+    from skdice.store import read_scores
+
+    _score(store)
+    arr = zarr.open_array(str(store / "test" / "scores" / "dice"), mode="r+")
+    del arr.attrs["manifest"]
+    assert read_scores(store, "test", "dice").shape == (ROWS,)
+    report = verify_store(store)
+    assert report.ok and report.unmanifested == ["scores test/scores/dice"]

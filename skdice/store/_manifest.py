@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import StoreError
-from ._schema import MANIFEST, SPLIT_ARRAYS
+from ._schema import MANIFEST, SCORES, SPLIT_ARRAYS
 
 #: The per-chunk digests of a split being written (bookkeeping, like ``written``).
 DIGESTS = "digests"
@@ -51,8 +51,14 @@ DIGEST_MISMATCH = (
     "swapped with another chunk, copied from another split or store, or rolled back)"
 )
 
+#: What a score chunk whose digest differs is, in words.
+SCORE_DIGEST_MISMATCH = (
+    "does not match its digest in the scores' manifest (replaced, moved or edited after they were written: "
+    "swapped with another chunk, copied from another split, score array or store, or rolled back)"
+)
+
 #: The numeric arrays' data types, little-endian, as digested.
-_DTYPES = {"features": "<f4", "logits": "<f4", "labels": "<i8"}
+_DTYPES = {"features": "<f4", "logits": "<f4", "labels": "<i8", SCORES: "<f8"}
 #: Readers digest every ROW_STRIDE-th row of each chunk of these arrays (the first row
 #: included) as they read them: a full digest costs 2x a plain read (docs/store.md).
 SAMPLED = ("features", "logits")
@@ -95,7 +101,8 @@ def chunk_digest(name: str, index: int, values) -> bytes:
 
     Parameters
     ----------
-    name : {"features", "logits", "labels", "paths"}, or a sampled key (``"features[::32]"``)
+    name : {"features", "logits", "labels", "paths"}, a sampled key (``"features[::128]"``),
+        or a score array's key (:func:`score_key`)
     index : int
         The chunk's index in its split: part of the digest, so the same values
         at another index digest differently.
@@ -108,12 +115,12 @@ def chunk_digest(name: str, index: int, values) -> bytes:
         ``DIGEST_SIZE`` bytes of BLAKE2b.
     """
     h = hashlib.blake2b(digest_size=DIGEST_SIZE, person=_PERSON)
-    h.update(f"{name}\0{int(index)}\0".encode("ascii"))
+    h.update(f"{name}\0{int(index)}\0".encode("utf-8"))  # ASCII for the split arrays' names
     if name == "paths":
         # ASCII JSON: unambiguous (lengths and separators escaped), any str included
         h.update(json.dumps([str(p) for p in np.asarray(values).tolist()], ensure_ascii=True).encode("ascii"))
     else:
-        data = np.ascontiguousarray(values, dtype=_DTYPES[name.split("[")[0]])
+        data = np.ascontiguousarray(values, dtype=_DTYPES[name.split("[")[0].split("/")[0]])
         h.update(str(data.shape).encode("ascii"))
         h.update(data.reshape(-1).view(np.uint8))
     return h.digest()
@@ -398,3 +405,53 @@ def array_check(arr):
     remedy = f"delete the folder {root / parts[0]} and re-run `skdice extract` for it"
     record = read_manifest(root / parts[0] / MANIFEST, f"the manifest of split {parts[0]!r}", remedy)
     return digest_check(root, parts[0], parts[1], record)
+
+
+# --------------------------------------------------------------------------- scores written back
+
+
+def score_key(split: str, method: str, head) -> str:
+    """The digest name of ``<split>/scores/<method>``: bound to its split, its name and the store's head.
+
+    Scores copied from another split, another score array or another store
+    (another head) digest differently at the same place.
+    """
+    return f"{SCORES}/{method}\0{split}\0{head}"
+
+
+def score_record(split: str, method: str, head, count: int, chunk_rows: int, hexes) -> dict:
+    """The manifest of a score array (kept in its attributes under ``manifest``)."""
+    return {MANIFEST_ATTR: DIGEST, "version": MANIFEST_VERSION, "split": split, "method": method,
+            "head": head, "count": int(count), "chunk_rows": int(chunk_rows), "chunks": list(hexes)}
+
+
+def store_head(root) -> str | None:
+    """The head fingerprint of the store at ``root`` from its manifest; None without one (or unreadable)."""
+    try:
+        record = read_manifest(Path(root) / MANIFEST, "the store's manifest", "restore the store from a copy")
+    except StoreError:
+        return None
+    return None if record is None else record.get("head")
+
+
+def score_digests(arr, chunk_rows: int | None = None):
+    """:class:`ChunkDigests` of a score array from the manifest in its attributes; None without one.
+
+    Parameters
+    ----------
+    arr : zarr.Array
+        ``<split>/scores/<method>`` of a local store.
+    chunk_rows : int, default=None
+        The array's row chunk (read from it by default).
+
+    Returns
+    -------
+    ChunkDigests or None
+    """
+    record = arr.attrs.get(MANIFEST_ATTR)
+    root = getattr(arr.store, "root", None)
+    parts = str(arr.path).split("/")
+    if not isinstance(record, dict) or root is None or len(parts) != 3 or parts[1] != SCORES:
+        return None
+    key = score_key(parts[0], parts[2], store_head(os.fspath(root)))
+    return ChunkDigests(key, record.get("chunks"), chunk_rows or int(arr.chunks[0]))

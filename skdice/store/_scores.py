@@ -8,7 +8,26 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import IncompleteSplitError, StoreError
-from ._integrity import check_stored_array, checksummed_compressors, open_node, read_checked, scan_chunks
+from ._blocks import iter_blocks
+from ._integrity import (
+    array_root,
+    check_stored_array,
+    checksummed_compressors,
+    describe_node,
+    open_node,
+    read_checked,
+    rows_of,
+    scan_chunks,
+)
+from ._manifest import (
+    MANIFEST_ATTR,
+    SCORE_DIGEST_MISMATCH,
+    chunk_digest,
+    score_digests,
+    score_key,
+    score_record,
+    store_head,
+)
 from ._reader import FeatureStore, check_score_array, open_store
 from ._schema import (
     CHECKSUM,
@@ -83,13 +102,30 @@ class ScoresWriter:
         self.rows_done = int(stop)
 
     def finalize(self) -> None:
-        """Set the completion marker, after checking that every row was written."""
+        """Set the completion marker, after checking that every row was written.
+
+        The array's manifest (each chunk's digest at its place, bound to the
+        split, the array's name and the store's head; docs/store.md, "The
+        manifest") is written with the marker, in one update of its
+        attributes: the scores are read back for it, chunk by chunk (a
+        score is 8 bytes a row, a small fraction of the features' read).
+        """
         if self.rows_done != self.n_rows:
             raise IncompleteSplitError(
                 f"scores {self._array.path} hold {self.rows_done} of {self.n_rows} rows; "
                 "re-run the same scoring command (it resumes)."
             )
-        self._array.attrs.update({"complete": True})
+        self._array.attrs.update({MANIFEST_ATTR: self._manifest(), "complete": True})
+
+    def _manifest(self) -> dict:
+        split, _, method = str(self._array.path).split("/")
+        root = array_root(self._array)
+        head = None if root is None else store_head(root)
+        step = int(self._array.chunks[0])
+        key = score_key(split, method, head)
+        hexes = [chunk_digest(key, start // step, block).hex()
+                 for start, block in iter_blocks(self._array, step, prefetch=False, check=False)]
+        return score_record(split, method, head, self.n_rows, step, hexes)
 
 
 def open_scores_writer(
@@ -204,10 +240,17 @@ def _resume_at_first_damage(array, chunk_rows: int) -> ScoresWriter:
     if tuple(array.chunks) != (step,):
         return writer  # not the chunking this writer writes in: leave it to read_scores
     rows = writer.n_rows if writer.complete else writer.rows_done
-    damaged = next(scan_chunks(array, rows=rows), None)  # (chunk index, reason) of the first
-    if damaged is None:
+    digests = score_digests(array, step) if writer.complete else None
+    disowned = []
+
+    def on_block(start, block):
+        disowned.extend(digests.mismatches(start, block))
+
+    damaged = next(scan_chunks(array, rows=rows, on_block=on_block if digests else None), None)
+    first = min(([] if damaged is None else [int(damaged[0])]) + disowned, default=None)
+    if first is None:
         return writer
-    array.attrs.update({"rows_done": int(damaged[0]) * step, "complete": False})
+    array.attrs.update({"rows_done": first * step, "complete": False})
     return ScoresWriter(array)
 
 
@@ -253,4 +296,11 @@ def read_scores(path, split: str, method: str) -> np.ndarray:
         )
     count = group.attrs.get("count")
     check_score_array(array, count if isinstance(count, int) else int(array.shape[0]))
-    return np.asarray(read_checked(array), dtype=np.float64)
+    values = np.asarray(read_checked(array), dtype=np.float64)
+    digests = score_digests(array)
+    bad = [] if digests is None or not values.size else digests.mismatches(0, values)
+    if bad:
+        about = describe_node(store.path, str(array.path))
+        raise StoreError(f"{about.subject} could not be read (chunk {bad[0]}{rows_of(array, bad[0])} "
+                         f"{SCORE_DIGEST_MISMATCH}): {about.remedy}.")
+    return values

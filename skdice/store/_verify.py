@@ -18,7 +18,7 @@ from ._integrity import (
     rows_of,
     scan_chunks,
 )
-from ._manifest import DIGEST_MISMATCH
+from ._manifest import DIGEST_MISMATCH, MANIFEST_ATTR, SCORE_DIGEST_MISMATCH, score_digests
 from ._reader import FeatureStore, open_store
 from ._schema import CHECKSUM, CHECKSUM_ATTR, HEAD, SCORES, is_count, score_schema, split_schema, import_zarr
 
@@ -146,6 +146,8 @@ def verify_store(path, *, progress=None) -> StoreReport:
 def _digest_check(fs: FeatureStore, arr, prefix: str, part: str, remedy: str, report: StoreReport):
     """An ``on_block`` for :func:`scan_chunks` reporting each chunk its split's manifest disowns."""
     parts = arr.path.split("/")
+    if len(parts) == 3 and parts[1] == SCORES and prefix.startswith("scores "):
+        return _score_digest_check(arr, prefix, part, remedy, report)
     if len(parts) != 2 or not prefix.startswith("split "):
         return None
     try:
@@ -158,6 +160,21 @@ def _digest_check(fs: FeatureStore, arr, prefix: str, part: str, remedy: str, re
     def on_block(start, block):
         for k in digests.mismatches(start, block):
             report._add(f"{prefix}: chunk {k}{rows_of(arr, k)}{part} {DIGEST_MISMATCH}", remedy)
+
+    return on_block
+
+
+def _score_digest_check(arr, prefix: str, part: str, remedy: str, report: StoreReport):
+    """An ``on_block`` reporting each chunk of a complete score array its manifest disowns."""
+    if arr.attrs.get("complete", True) is not True:
+        return None
+    digests = score_digests(arr)
+    if digests is None:
+        return None
+
+    def on_block(start, block):
+        for k in digests.mismatches(start, block):
+            report._add(f"{prefix}: chunk {k}{rows_of(arr, k)}{part} {SCORE_DIGEST_MISMATCH}", remedy)
 
     return on_block
 
@@ -347,3 +364,5 @@ def _plan_split(fs: FeatureStore, split: str, report: StoreReport, plan: list) -
         plan.append((arr, rows, f"scores {node}"))
         if not has_checksum(arr):
             report.unchecked.append(f"scores {node}")
+        if rows is None and not isinstance(attrs.get(MANIFEST_ATTR), dict):
+            report.unmanifested.append(f"scores {node}")

@@ -205,3 +205,32 @@ def test_verify_of_a_store_without_manifests_says_so_and_exits_0(store):
         "no manifest: split 'id', split 'ood', the store (written before manifests by an older "
         "skdice: a valid chunk in the wrong place is not found; extract again to add one)"
     )
+
+
+def test_verify_names_scores_without_a_manifest_and_moved_score_chunks(store):
+    import zarr
+
+    head = skdice.store.open_store(store).head
+    X = skdice.store.open_store(store).features("id")
+    det = DICEDetector(p=0.5).fit(X, head=head)
+    from skdice.workflows.score import score_to_store
+
+    score_to_store(store, "id", det, block_rows=16)
+    arr = zarr.open_array(str(store / "id" / "scores" / "dice"), mode="r+")
+    manifest = arr.attrs["manifest"]
+    del arr.attrs["manifest"]
+    code, out, err = run(["verify", str(store)])
+    assert code == 0, err
+    assert out.splitlines()[1] == (
+        "no manifest: scores id/scores/dice (written before score manifests by an older skdice: a valid chunk "
+        "in the wrong place is not found; score again with --overwrite to add one)")
+    arr.attrs["manifest"] = manifest
+    one, two = (store / "id" / "scores" / "dice" / "c" / "0"), (store / "id" / "scores" / "dice" / "c" / "1")
+    a, b = one.read_bytes(), two.read_bytes()
+    one.write_bytes(b), two.write_bytes(a)
+    code, out, err = run(["verify", str(store)])
+    assert code == 1 and out == ""
+    assert err.splitlines()[0].startswith("scores id/scores/dice: chunk 0 (rows 0 to 15) does not match its digest "
+                                          "in the scores' manifest")
+    assert err.splitlines()[-1].endswith("re-run the same `skdice score` command (it recomputes the missing or "
+                                         "damaged chunks).")
