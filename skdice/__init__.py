@@ -45,6 +45,7 @@ _EXPORTS = {
     "NECODetector": ".detectors.neco",
     "NNGuideDetector": ".detectors.nnguide",
     "SHEDetector": ".detectors.she",
+    "RelationDetector": ".detectors.relation",
     "available_detectors": "._registry", "get_detector": "._registry",
     "load_detector": ".persistence", "save_detector": ".persistence",
 }

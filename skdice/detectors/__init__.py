@@ -28,6 +28,7 @@ from .nci import NCIDetector
 from .neco import NECODetector
 from .nnguide import NNGuideDetector
 from .react import DICEReActDetector, ReActDetector
+from .relation import RelationDetector
 from .residual import ResidualDetector
 from .rmds import RMDSDetector
 from .she import SHEDetector
@@ -62,6 +63,7 @@ __all__ = [
     "ODINDetector",
     "RMDSDetector",
     "ReActDetector",
+    "RelationDetector",
     "ResidualDetector",
     "SCALEDetector",
     "SHEDetector",
