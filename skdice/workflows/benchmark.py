@@ -143,9 +143,10 @@ def _file_sha256(path) -> str:
 def split_fingerprint(fs, split: str) -> str:
     """The content fingerprint of a split: BLAKE2b of its manifest's chunk digests and counts.
 
-    The manifest's digests cover every chunk's decoded features, logits,
-    labels and paths (docs/store.md, "The manifest"), not the split's name:
-    the same rows extracted under another name give the same fingerprint. A
+    The manifest's digests cover every chunk's decoded features, logits and
+    labels (docs/store.md, "The manifest"); the fingerprint leaves out the
+    split's name and its rows' paths: the same rows extracted under another
+    name, or from a copy of the images elsewhere, give the same fingerprint. A
     split written before manifests is hashed from its features, logits and
     labels, read block by block.
 
@@ -163,7 +164,7 @@ def split_fingerprint(fs, split: str) -> str:
     record = fs.manifest(split)
     if record is not None:
         keep = {k: record[k] for k in ("count", "chunk_rows", "n_features", "n_classes", "head")}
-        keep["chunks"] = {k: record["chunks"][k] for k in ("features", "logits", "labels", "paths")}
+        keep["chunks"] = {k: record["chunks"][k] for k in ("features", "logits", "labels")}
         h.update(json.dumps(keep, sort_keys=True).encode("ascii"))
     else:
         for _, block in SplitFeatures(fs, split).iter_blocks():
