@@ -20,11 +20,14 @@ def is_torch_tensor(value) -> bool:
 
 
 def as_numpy(value):
-    """A torch tensor as a NumPy array; anything else unchanged.
+    """A torch tensor (or a CuPy array) as a NumPy array; anything else unchanged.
 
     The tensor is detached from autograd, moved to the CPU, and a 16-bit float
     (``bfloat16``, which NumPy has no dtype for, or ``float16``) is widened to
-    float32. The only place skdice converts a tensor: every input check calls it.
+    float32; a CuPy array is copied to the host. The only place skdice
+    converts an input to NumPy: every input check calls it, so the searches
+    and the detectors without ``array_api_support`` read such arrays on the
+    host (the Array API boundary, docs/api.md).
 
     Parameters
     ----------
@@ -41,6 +44,8 @@ def as_numpy(value):
     >>> as_numpy(np.ones(3)) is not None
     True
     """
+    if type(value).__module__.split(".")[0] == "cupy":
+        return value.get()
     if not is_torch_tensor(value):
         return value
     value = value.detach().cpu()

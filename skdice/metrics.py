@@ -26,6 +26,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.metrics import average_precision_score, make_scorer, roc_auc_score, roc_curve
 
+# the metrics' one Array API boundary: scores of any namespace (torch on a GPU, CuPy) are read to the host
+from ._array_api import to_numpy
+
 __all__ = [
     "fpr_at_tpr",
     "auroc",
@@ -44,7 +47,7 @@ _METRIC_KEYS = ("fpr95", "auroc", "aupr_in", "aupr_out")
 
 
 def _scores(values, name):
-    arr = np.asarray(values)
+    arr = np.asarray(to_numpy(values))
     if arr.dtype.kind not in "fiub":
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}.")
     arr = arr.astype(np.float64).reshape(-1) if arr.ndim <= 1 else None
@@ -417,8 +420,7 @@ def fpr95_score(y_true, y_score, *, positive="id"):
     -------
     float
     """
-    y_true = np.asarray(y_true)
-    y_score = np.asarray(y_score)
+    y_true, y_score = to_numpy(y_true), to_numpy(y_score)
     is_id = y_true == 1
     if is_id.all() or not is_id.any():
         raise ValueError(
@@ -428,8 +430,7 @@ def fpr95_score(y_true, y_score, *, positive="id"):
 
 
 def _auroc_score(y_true, y_score):
-    y_true = np.asarray(y_true)
-    return roc_auc_score(y_true == 1, y_score)
+    return roc_auc_score(to_numpy(y_true) == 1, to_numpy(y_score))
 
 
 # The scorers read decision_function (= score_samples - offset_): make_scorer has

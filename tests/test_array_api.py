@@ -272,3 +272,37 @@ def test_to_namespace_copies_and_keeps_dtype():
 def array_space_xp():
     with sklearn.config_context(array_api_dispatch=True):
         return array_space(torch.ones(1))[0]
+
+
+# ------------------------------------------------- the searches and the metrics
+
+
+@pytest.mark.filterwarnings("ignore::skdice.exceptions.UninformativeValidationWarning")
+def test_searches_read_tensors_on_the_host_and_choose_as_on_numpy():
+    """The searches' boundary: their input checks read tensors as NumPy; the chosen detector is NumPy."""
+    from skdice.tuning import HyperparameterSearch, SparsitySearch
+
+    H, W, b, _ = _problem(n=200)
+    rng = np.random.default_rng(3)
+    X_id, X_noise = H[:80] + 0.01, np.abs(rng.normal(scale=3, size=(80, H.shape[1])))
+    ref = SparsitySearch().fit(H, W, b, X_id=X_id, X_noise=X_noise)
+    t = torch.asarray
+    with sklearn.config_context(array_api_dispatch=True):
+        got = SparsitySearch().fit(t(H), t(W), t(b), X_id=t(X_id), X_noise=t(X_noise))
+        other = HyperparameterSearch("react").fit(t(H), t(W), t(b), X_id=t(X_id), X_noise=t(X_noise))
+    assert got.best_params_ == ref.best_params_
+    assert isinstance(got.best_estimator_.masked_weight_, np.ndarray)
+    assert isinstance(other.best_estimator_.weight_, np.ndarray)
+
+
+def test_metrics_read_scores_of_any_namespace():
+    from skdice.metrics import auroc, fpr95_score, fpr_at_tpr
+
+    rng = np.random.default_rng(0)
+    s_id, s_ood = rng.normal(1, 1, 300), rng.normal(0, 1, 300)
+    device = DEVICES[-1]
+    t = lambda a: torch.asarray(a, device=device)  # noqa: E731
+    assert auroc(t(s_id), t(s_ood)) == auroc(s_id, s_ood)
+    assert fpr_at_tpr(t(s_id), t(s_ood)) == fpr_at_tpr(s_id, s_ood)
+    y = np.r_[np.ones(300), np.zeros(300)]
+    assert fpr95_score(t(y), t(np.r_[s_id, s_ood])) == fpr95_score(y, np.r_[s_id, s_ood])
