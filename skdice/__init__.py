@@ -38,6 +38,7 @@ _EXPORTS = {
     "DICEReActDetector": ".detectors.react", "ReActDetector": ".detectors.react",
     "ResidualDetector": ".detectors.residual",
     "BATSDetector": ".detectors.shaping", "VRADetector": ".detectors.shaping",
+    "OptFSDetector": ".detectors.shaping",
     "ViMDetector": ".detectors.vim",
     "RMDSDetector": ".detectors.rmds",
     "KLMatchingDetector": ".detectors.klm",

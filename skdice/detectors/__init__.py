@@ -32,7 +32,7 @@ from .relation import RelationDetector
 from .residual import ResidualDetector
 from .rmds import RMDSDetector
 from .she import SHEDetector
-from .shaping import BATSDetector, VRADetector
+from .shaping import BATSDetector, OptFSDetector, VRADetector
 from .vim import ViMDetector
 from .._dice import DICEDetector
 
@@ -61,6 +61,7 @@ __all__ = [
     "NECODetector",
     "NNGuideDetector",
     "ODINDetector",
+    "OptFSDetector",
     "RMDSDetector",
     "ReActDetector",
     "RelationDetector",

@@ -102,3 +102,73 @@ def test_id_scores_higher_than_ood(name):
     H_train, _, H_id, H_ood, W, b = id_ood_problem()
     det = get_detector(name).fit(H_train, W, b)
     assert auroc(det.score_samples(H_id), det.score_samples(H_ood)) > 0.9
+
+
+def _authors_optfs(H_train, W, b, H, use_ood_score):
+    """The OptFS authors' Ours.setup / get_lc_fv_list / postprocess, with their loops over bins."""
+    w_np, b_np = W.T, b[None, :]  # torch's fc.weight (C, m) and bias
+    feature = H_train
+    pred = np.argmax(feature @ w_np.T + b_np, axis=1)
+    left_b = np.quantile(feature, 1e-3)
+    right_b = np.quantile(feature, 1 - 1e-3)
+    width = (right_b - left_b) / 100.0
+    left_boundary = np.arange(left_b, right_b, width)
+    lc = w_np[pred] * feature
+    lc_fv_list = []
+    for x in left_boundary:
+        mask = (feature >= x) & (feature < x + width)
+        lc_fv_list.append(np.mean(np.sum(mask * lc, axis=1)))
+    lc_fv_list = np.array(lc_fv_list)
+    theta = lc_fv_list / np.linalg.norm(lc_fv_list, 2) * 1000
+    output = H @ w_np.T + b_np
+    pred = np.argmax(output, axis=1)
+    feat_p = np.zeros_like(H, dtype=np.float64)
+    for i, x in enumerate(left_boundary):
+        mask = (H >= x) & (H < x + width)
+        feat_p += mask * H * theta[i]
+    if use_ood_score == "energy":
+        return logsumexp(feat_p @ w_np.T + b_np, axis=1)
+    return np.sum(w_np[pred] * feat_p, axis=1)
+
+
+@pytest.mark.parametrize("ood_score", ["vanilla", "energy"])
+def test_optfs_matches_the_authors_code(ood_score):
+    H, W, b = random_problem(n=400)
+    H_test, _, _ = random_problem(n=200, seed=1)
+    det = get_detector("optfs", ood_score=ood_score).fit(H, W, b)
+    ref = _authors_optfs(H, W, b, H_test, ood_score)
+    scores = det.score_samples(H_test)
+    # the authors' bin weights come from float32 products: theta agrees to about 1e-6
+    np.testing.assert_allclose(scores, ref, rtol=1e-5)
+    assert spearmanr(scores, ref).statistic == pytest.approx(1.0)
+
+
+def test_optfs_bins_are_the_authors_arange():
+    H, W, b = random_problem(n=400)
+    det = get_detector("optfs").fit(H, W, b)
+    left, right = np.quantile(H, 1e-3), np.quantile(H, 1 - 1e-3)
+    width = (right - left) / 100.0
+    np.testing.assert_array_equal(det.bin_lower_, np.arange(left, right, width))
+    np.testing.assert_array_equal(det.bin_upper_, np.arange(left, right, width) + width)
+    assert det.bin_lower_.size in (100, 101)
+    assert np.linalg.norm(det.theta_) == pytest.approx(1000.0)
+
+
+def test_optfs_entries_outside_the_bins_are_zeroed():
+    H, W, b = random_problem(n=400)
+    det = get_detector("optfs").fit(H, W, b)
+    far = np.full((1, H.shape[1]), 10 * H.max(), dtype=np.float32)
+    assert det.score_samples(far)[0] == 0.0  # every entry above the 99.9% quantile's last bin
+
+
+def test_optfs_constant_features_are_refused():
+    _, W, b = random_problem(n=10)
+    with pytest.raises(ValueError, match="needs activations that vary: the 0.1% and 99.9% quantiles"):
+        get_detector("optfs").fit(np.ones((10, 24), dtype=np.float32), W, b)
+
+
+@pytest.mark.parametrize("ood_score", ["vanilla", "energy"])
+def test_optfs_id_scores_higher_than_ood(ood_score):
+    H_train, _, H_id, H_ood, W, b = id_ood_problem()
+    det = get_detector("optfs", ood_score=ood_score).fit(H_train, W, b)
+    assert auroc(det.score_samples(H_id), det.score_samples(H_ood)) > 0.9
