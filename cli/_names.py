@@ -12,9 +12,11 @@ __all__ = ["METHOD_NAMES", "MODEL_PRESETS", "complete_from"]
 
 #: every registered detector name (``skdice methods``), sorted
 METHOD_NAMES = (
-    "ash-b", "ash-p", "ash-s", "dice", "dice-bottom-k", "dice-msp", "dice-random-k", "dice-react",
-    "dice-top-bottom-k", "energy", "gen", "knn", "mahalanobis", "maxlogit", "msp", "odin", "react",
-    "scale", "unit-dropout", "unit-pruning", "vim", "weight-dropout", "weight-pruning",
+    "ash-b", "ash-p", "ash-s", "bats", "dice", "dice-bottom-k", "dice-msp", "dice-random-k",
+    "dice-react", "dice-top-bottom-k", "energy", "fdbd", "gen", "gradnorm", "klm", "knn", "line",
+    "mahalanobis", "maxlogit", "msp", "nci", "neco", "nnguide", "odin", "react", "relation",
+    "residual", "rmds", "scale", "she", "unit-dropout", "unit-pruning", "vim", "vra",
+    "weight-dropout", "weight-pruning",
 )
 
 #: the model presets of ``skdice extract --model``
