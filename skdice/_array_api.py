@@ -9,9 +9,11 @@ kernels below are the detectors' scoring operations written once for any
 namespace. NumPy input never comes here: it keeps the in-place NumPy kernels
 of :mod:`skdice._numeric`, so its speed is what it was.
 
-Built on ``array_api_compat`` (the namespace of an array) and
-``array_api_extra`` (``argpartition``); what neither provides is written here
-once, tested in tests/test_array_api.py:
+Built on ``array_api_compat`` (the namespace and device of an array).
+``array_api_extra`` (0.11) was checked first and is not used: it has no
+quantile and no logsumexp, and its ``argpartition`` for torch builds its
+ranks on the default device, which fails for CUDA tensors. What the standard
+lacks is written here once, tested in tests/test_array_api.py:
 
 * :func:`logsumexp_rows` and :func:`max_softmax_rows`: the standard has no
   logsumexp, nor an ``out=`` for an in-place exponential; the rows are

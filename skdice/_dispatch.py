@@ -73,7 +73,8 @@ def validate_rows(det, X, space, *, reset: bool):
 def _reference_array(det):
     """A fitted array of ``det`` (its namespace and device are those of its fit), or None."""
     for key, value in vars(det).items():
-        if key.endswith("_") and hasattr(value, "shape") and hasattr(value, "dtype"):
+        # classes_ may stay NumPy (string labels), as in scikit-learn
+        if key.endswith("_") and key != "classes_" and hasattr(value, "shape") and hasattr(value, "dtype"):
             return value
     return None
 

@@ -306,3 +306,14 @@ def test_metrics_read_scores_of_any_namespace():
     assert fpr_at_tpr(t(s_id), t(s_ood)) == fpr_at_tpr(s_id, s_ood)
     y = np.r_[np.ones(300), np.zeros(300)]
     assert fpr95_score(t(y), t(np.r_[s_id, s_ood])) == fpr95_score(y, np.r_[s_id, s_ood])
+
+
+def test_mahalanobis_string_labels_stay_numpy_and_scoring_follows_x():
+    H, _, _, y = _problem(n=120)
+    labels = np.array(["cat", "dog", "eel", "fox"])[y]
+    with sklearn.config_context(array_api_dispatch=True):
+        det = available_detectors()["mahalanobis"]().fit(_tensor(H, "cpu"), labels)
+        scores = det.score_samples(_tensor(H, "cpu"))
+    assert isinstance(det.classes_, np.ndarray) and isinstance(det.means_, torch.Tensor)
+    ref = available_detectors()["mahalanobis"]().fit(H, labels)
+    np.testing.assert_allclose(to_numpy(scores), ref.score_samples(H), rtol=1e-10)

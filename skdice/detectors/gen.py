@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-from array_api_extra import argpartition
 from sklearn.utils._param_validation import Interval
 
 from .._array_api import device_of, namespace
@@ -113,7 +112,10 @@ class GENDetector(_HeadDetector):
         Q = complement / total[:, None]
         M = min(int(self.M), C)
         if M < C:
-            idx = argpartition(P, C - M, axis=1)[:, C - M :]
+            # any M largest: tied probabilities have equal terms. Not array_api_extra's
+            # argpartition: its torch branch (0.11) builds its ranks on the default
+            # device, which fails for CUDA tensors
+            idx = xp.argsort(P, axis=1, descending=True)[:, :M]
             P = xp.take_along_axis(P, idx, axis=1)
             Q = xp.take_along_axis(Q, idx, axis=1)
         g = float(self.gamma)
