@@ -416,3 +416,56 @@ def test_scores_written_before_their_manifest_read_and_are_reported_unmanifested
     assert read_scores(store, "test", "dice").shape == (ROWS,)
     report = verify_store(store)
     assert report.ok and report.unmanifested == ["scores test/scores/dice"]
+
+
+# --------------------------------------------------------------------------- lazy and unaligned reads (issue 19)
+
+
+def _swap_1_2(store, name="features", split="test"):
+    one, two = _chunk(store, f"{split}/{name}", 1), _chunk(store, f"{split}/{name}", 2)
+    a, b = one.read_bytes(), two.read_bytes()
+    one.write_bytes(b), two.write_bytes(a)  # both whole valid chunks: only the digests tell
+
+
+@pytest.mark.parametrize("read", [
+    lambda fs: fs.features("test", dask=True).compute(scheduler="sync"),
+    lambda fs: fs.features("test", dask=True).rechunk((20, M)).sum(axis=1).compute(scheduler="threads"),
+    lambda fs: list(iter_blocks(fs.array("test", "features"), 20)),  # blocks cutting chunks
+    lambda fs: list(iter_blocks(fs.array("test", "features"), 48, start=40)),  # a resume inside a chunk
+    lambda fs: list(iter_blocks(fs.array("svhn", "labels"), 7)),
+])
+def test_lazy_and_unaligned_reads_refuse_a_swapped_chunk(store, read):
+    pytest.importorskip("dask")
+    _swap_1_2(store)
+    _swap_1_2(store, "labels", "svhn")  # labels 0, 1, 2, ...: the two chunks differ
+    with pytest.raises(StoreError, match=r"split '(test|svhn)' of .* could not be read \(chunk [12] \(rows \d+ to \d+\) of "
+                                         r"(features|labels) does not match its digest"):
+        read(open_store(store))
+
+
+def test_lazy_and_unaligned_reads_of_a_sound_split_give_its_rows(store):
+    da = pytest.importorskip("dask.array")
+    fs = open_store(store)
+    X = _features(1)
+    np.testing.assert_array_equal(fs.features("test", dask=True).compute(scheduler="sync"), X)
+    for step, start in ((20, 0), (48, 40), (7, 99), (1000, 3)):
+        blocks = list(iter_blocks(fs.array("test", "features"), step, start=start))
+        np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), X[start:])
+    assert isinstance(fs.features("test", dask=True), da.Array)
+
+
+def test_a_pickled_lazy_read_checks_where_it_is_unpickled(store):
+    """A Dask worker gets the reader pickled: the check is made again there, from the manifest."""
+    import pickle
+
+    pytest.importorskip("dask")
+    from skdice.store import lazy_rows
+
+    reads = lazy_rows(open_store(store).array("test", "features"), 16)
+    source = next(iter(reads.dask.values()))  # the CheckedReads in the graph
+    source[0:16]  # builds its check here
+    _swap_1_2(store)
+    again = pickle.loads(pickle.dumps(source))
+    with pytest.raises(StoreError, match=r"chunk 1 \(rows 32 to 63\) of features does not match its digest"):
+        again[32:48]
+    assert again[32:48, 0:2].shape == (16, 2)  # some columns only: the crc32c alone (docs/store.md)

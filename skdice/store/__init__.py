@@ -50,7 +50,7 @@ other are public inside the package (``_schema.HEAD``,
 zarr is imported inside the functions, so ``import skdice`` stays light.
 """
 
-from ._blocks import block_rows_for, iter_blocks
+from ._blocks import block_rows_for, iter_blocks, lazy_rows
 from ._import import import_arrays, load_array
 from ._lock import scores_lock
 from ._reader import FeatureStore, open_store
@@ -75,6 +75,7 @@ __all__ = [
     "explained_reads",
     "import_arrays",
     "iter_blocks",
+    "lazy_rows",
     "load_array",
     "open_scores_writer",
     "open_store",

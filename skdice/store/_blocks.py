@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._integrity import read_checked
+from ..exceptions import require
+from ._integrity import array_data_type, array_root, read_checked
 from ._manifest import array_check
 
 #: Bytes of features read per block by the streaming paths. Reading a store in
@@ -61,7 +62,9 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
         (in the reading thread, so it overlaps the caller's work); it raises
         to refuse the block. By default, for an array of a store's split
         that has a manifest, the manifest's digests of each chunk
-        (docs/store.md, "The manifest"); False checks nothing more than the
+        (docs/store.md, "The manifest"), also of the chunks a block cuts when
+        ``block_rows`` is not a multiple of the array's chunk (their other
+        rows are read for the check); False checks nothing more than the
         crc32c.
 
     Yields
@@ -80,8 +83,9 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
     step = int(block_rows or block_rows_for(array))
     starts = range(int(start), n, step)
     zarr_array = hasattr(array, "metadata") and hasattr(array, "store")
-    if check is None and zarr_array and step % max(int(array.chunks[0]), 1) == 0:
-        check = array_check(array)  # reads start on chunk boundaries: each chunk is checked
+    if check is None and zarr_array:
+        # blocks that cut a chunk read the rest of it for the check (docs/store.md, "The manifest")
+        check = array_check(array, lambda rows: read_checked(array, rows))
     check = check or None
 
     def read(s):
@@ -109,3 +113,72 @@ def iter_blocks(array, block_rows: int | None = None, *, start: int = 0, prefetc
         finally:
             for future in ahead.values():
                 future.cancel()
+
+
+class CheckedReads:
+    """A Zarr array for ``dask.array.from_array`` whose reads report damage as StoreError.
+
+    Each read of whole rows of a split's array is checked like a block read
+    (:func:`iter_blocks`): its chunks' crc32c, and their digests against the
+    split's manifest (the rows of a chunk the read cuts are read for the
+    check). The check is made in the process that reads (a Dask worker
+    included), from the manifest there; a read of some columns only is
+    checked for its crc32c alone.
+    """
+
+    def __init__(self, arr):
+        self.array = arr
+        self.shape = tuple(arr.shape)
+        self.dtype = arr.dtype
+        self.ndim = arr.ndim
+        self._check = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_check": None}  # made again where it is read
+
+    def __getitem__(self, selection):
+        block = read_checked(self.array, selection)
+        rows = _whole_rows(selection, self.shape)
+        if rows is not None:
+            if self._check is None:
+                self._check = array_check(self.array, lambda r: read_checked(self.array, r)) or False
+            if self._check:
+                self._check(rows.start, block)
+        return block
+
+    def __dask_tokenize__(self):
+        return ("skdice-store-read", str(array_root(self.array)), self.array.path,
+                self.shape, tuple(self.array.chunks), array_data_type(self.array))
+
+
+def _whole_rows(selection, shape):
+    """The rows ``slice(start, stop)`` when ``selection`` takes whole rows in order; None otherwise."""
+    selection = selection if isinstance(selection, tuple) else (selection,)
+    if not selection or len(selection) > len(shape) or not all(isinstance(s, slice) for s in selection):
+        return None
+    for s, n in zip(selection[1:], shape[1:]):
+        if s.indices(n) != (0, n, 1):
+            return None
+    start, stop, step = selection[0].indices(shape[0])
+    return slice(start, stop) if step == 1 and stop > start else None
+
+
+def lazy_rows(array, block_rows: int | None = None):
+    """A split's Zarr array as a lazy dask array of row blocks, every read checked (:class:`CheckedReads`).
+
+    Parameters
+    ----------
+    array : zarr.Array of shape (n_rows, n_columns)
+        From :meth:`FeatureStore.array`.
+    block_rows : int, default=None
+        Rows per dask block; :func:`block_rows_for` by default (whole store chunks).
+
+    Returns
+    -------
+    dask.array.Array
+        One block across the columns.
+    """
+    da = require("dask.array", "dask")
+    chunks = (int(block_rows or block_rows_for(array)), *array.shape[1:])
+    return da.from_array(CheckedReads(array), chunks=chunks, asarray=True, lock=False,
+                         meta=np.empty((0,) * array.ndim, dtype=array.dtype))

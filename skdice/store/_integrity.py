@@ -447,20 +447,3 @@ def _chunk_problem(arr, coord, dense: bool) -> str | None:
             return "failed its crc32c checksum"
         return f"could not be decoded ({type(exc).__name__}: {_one_line(exc)})"
     return None
-
-
-class CheckedReads:
-    """A Zarr array for ``dask.array.from_array`` whose reads report damage as StoreError."""
-
-    def __init__(self, arr):
-        self.array = arr
-        self.shape = tuple(arr.shape)
-        self.dtype = arr.dtype
-        self.ndim = arr.ndim
-
-    def __getitem__(self, selection):
-        return read_checked(self.array, selection)
-
-    def __dask_tokenize__(self):
-        return ("skdice-store-read", str(array_root(self.array)), self.array.path,
-                self.shape, tuple(self.array.chunks), array_data_type(self.array))

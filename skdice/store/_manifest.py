@@ -351,7 +351,7 @@ def split_problems(fs, split: str, layout: dict) -> list[str]:
     return problems
 
 
-def digest_check(root, split: str, name: str, record: dict | None):
+def digest_check(root, split: str, name: str, record: dict | None, read_rows=None):
     """A ``check(start, block)`` for block reads that refuses a chunk its split's manifest disowns.
 
     Readers check the digest of every ``ROW_STRIDE``-th row of each chunk of
@@ -365,6 +365,11 @@ def digest_check(root, split: str, name: str, record: dict | None):
     split, name : str
     record : dict or None
         The split's manifest.
+    read_rows : callable, default=None
+        ``read_rows(slice)``, the array's rows: with it, a block that starts or
+        ends inside a chunk is checked too, the rows of its first and last
+        chunks it lacks read for the check (at most two chunks decoded again
+        per block); without it, blocks must start on a chunk boundary.
 
     Returns
     -------
@@ -380,7 +385,11 @@ def digest_check(root, split: str, name: str, record: dict | None):
     digests = ChunkDigests(name, record["chunks"].get(key), record.get("chunk_rows", 1), stride)
     path = Path(root)
 
+    count = record.get("count")
+
     def check(start, block):
+        if read_rows is not None and isinstance(count, int):
+            start, block = whole_chunks(start, block, digests.chunk_rows, count, read_rows)
         bad = digests.mismatches(start, block)
         if bad:
             k = bad[0]
@@ -395,7 +404,21 @@ def digest_check(root, split: str, name: str, record: dict | None):
     return check
 
 
-def array_check(arr):
+def whole_chunks(start: int, block, chunk_rows: int, count: int, read_rows):
+    """``(start, block)`` widened to whole chunks: the rows it lacks of its first and last chunks read."""
+    end = start + len(block)
+    a = start // chunk_rows * chunk_rows
+    z = min(-(-end // chunk_rows) * chunk_rows, count)
+    if (a == start and z == end) or not len(block):
+        return start, block
+    parts = [read_rows(slice(a, start))] if a < start else []
+    parts.append(block)
+    if end < z:
+        parts.append(read_rows(slice(end, z)))
+    return a, np.concatenate([np.asarray(p) for p in parts])
+
+
+def array_check(arr, read_rows=None):
     """:func:`digest_check` for a Zarr array of a split of a local store, from its manifest; None when none."""
     root = getattr(arr.store, "root", None)
     parts = str(arr.path).split("/")
@@ -404,7 +427,7 @@ def array_check(arr):
     root = Path(os.fspath(root))
     remedy = f"delete the folder {root / parts[0]} and re-run `skdice extract` for it"
     record = read_manifest(root / parts[0] / MANIFEST, f"the manifest of split {parts[0]!r}", remedy)
-    return digest_check(root, parts[0], parts[1], record)
+    return digest_check(root, parts[0], parts[1], record, read_rows)
 
 
 # --------------------------------------------------------------------------- scores written back

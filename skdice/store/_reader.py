@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from .._head import Head
-from ..exceptions import IncompleteSplitError, StoreError, require
-from ._blocks import block_rows_for, iter_blocks
+from ..exceptions import IncompleteSplitError, StoreError
+from ._blocks import iter_blocks, lazy_rows
 from ._split import SplitFeatures
 from ._integrity import (
     check_stored_array,
-    CheckedReads,
     array_data_type,
     metadata_error,
     metadata_file,
@@ -563,7 +562,8 @@ class FeatureStore:
         dask : bool, default=False
             Return a lazy dask array instead of loading it: row blocks of about
             8 MiB (whole store chunks, so tasks are not a few KiB each), one
-            block across the features. Its reads report a damaged chunk as a
+            block across the features. Its reads report a damaged chunk, and
+            a chunk its manifest disowns, as a
             :class:`~skdice.exceptions.StoreError`, like the in-memory read.
 
         Returns
@@ -572,9 +572,7 @@ class FeatureStore:
         """
         arr = self.array(split, "features")
         if dask:
-            da = require("dask.array", "dask")
-            return da.from_array(CheckedReads(arr), chunks=(block_rows_for(arr), arr.shape[1]),
-                                 asarray=True, lock=False, meta=np.empty((0, 0), dtype=arr.dtype))
+            return lazy_rows(arr)
         return self._read_array(split, "features")
 
     def logits(self, split: str) -> np.ndarray:

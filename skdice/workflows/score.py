@@ -16,9 +16,8 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from .._numeric import scores_by_block
-from ..exceptions import require
 from ..persistence import load_detector
-from ..store import block_rows_for, iter_blocks, open_scores_writer, read_scores, scores_lock
+from ..store import block_rows_for, iter_blocks, lazy_rows, open_scores_writer, read_scores, scores_lock
 from .cluster import dask_client, resolve_scheduler
 from .resolve import SplitFeatures, damaged_store_error, open_feature_store
 
@@ -174,10 +173,8 @@ def _score_locked(fs, array, split, method, detector, step, overwrite, scheduler
 
 
 def _score_blocks_on_cluster(detector, array, writer, step, client, progress):
-    da = require("dask.array", "dask")
-
     n = array.shape[0]
-    X = da.from_zarr(array, chunks=(step, array.shape[1]))
+    X = lazy_rows(array, step)  # every read checked, on the workers too (crc32c and manifest)
     lazy = detector.score_samples(X)
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     first = writer.rows_done // step
