@@ -10,14 +10,16 @@ Per store (``--scale 1``): cifar10-test 500 (50 a class), cifar10-val 300,
 cifar10-blur 300 (labelled CIFAR-10 images blurred with a Gaussian of 0.7
 pixels: a stand-in for CIFAR-10-C, which is not in ../shared/data),
 tin 500 and tin-val 300 (disjoint Tiny-ImageNet-32 validation images),
-mnist 400, noise 200 (``gaussian[sigma=1]`` pixel noise). The training split
+mnist 400, noise 200 (``gaussian[sigma=1]`` pixel noise), val-jigsaw 200
+(4 x 4 jigsaw puzzles of further CIFAR-10 test images: the synthetic
+outliers of the tuning, beside tin-val, the real ones). The training split
 ``cifar10-train`` is 600 CIFAR-10 *test* images (60 a class) that no draw
 uses: the CIFAR-10 training set is not in ../shared/data, so this is a
 stand-in for the methods that fit on training features (KNN, ViM,
 Mahalanobis, ...); DICE's mask uses the official cached training mean. It is
 extracted once and copied into every store.
 
-Usage (about 5,600 forward passes; 4-6 minutes on two shared CPU cores)::
+Usage (about 6,000 forward passes; 4-6 minutes on two shared CPU cores)::
 
     python benchmarks/benchmark_protocol_stores.py --out /tmp/skdice-benchmark
 
@@ -97,7 +99,7 @@ def build(out: Path, seeds, scale: float = 1.0) -> dict:
     classes = _classes(cifar)
     files = {c.name: sorted(c.glob("*.jpg")) for c in classes}
     n = {k: max(1, int(round(v * scale))) for k, v in
-         dict(test=50, val=30, blur=30, tin=500, tin_val=300, mnist=400, noise=200).items()}
+         dict(test=50, val=30, blur=30, jigsaw=20, tin=500, tin_val=300, mnist=400, noise=200).items()}
     out.mkdir(parents=True, exist_ok=True)
     log: dict = {}
     base = out / "train-only.zarr"
@@ -113,11 +115,12 @@ def build(out: Path, seeds, scale: float = 1.0) -> dict:
         inputs = out / "inputs" / f"seed{seed}"
         draw = {k: list(np.asarray(v[N_TRAIN_PER_CLASS:])[rng.permutation(len(v) - N_TRAIN_PER_CLASS)])
                 for k, v in files.items()}
-        cut = np.cumsum([0, n["test"], n["val"], n["blur"]])
+        cut = np.cumsum([0, n["test"], n["val"], n["blur"], n["jigsaw"]])
         parts = {name: {k: v[cut[i]:cut[i + 1]] for k, v in draw.items()}
-                 for i, name in enumerate(["test", "val", "blur"])}
+                 for i, name in enumerate(["test", "val", "blur", "jigsaw"])}
         _link_folder(inputs / "cifar10-test", parts["test"])
         _link_folder(inputs / "cifar10-val", parts["val"])
+        _link_folder(inputs / "jigsaw-source", parts["jigsaw"])
         blur = inputs / "cifar10-blur.npz"
         if not blur.exists():
             _blurred_npz(blur, parts["blur"], sigma=0.7)
@@ -134,7 +137,8 @@ def build(out: Path, seeds, scale: float = 1.0) -> dict:
             _mnist_npz(mnist, data / "images" / "mnist-test.npz", rng.permutation(10000)[:n["mnist"]])
         jobs = [("cifar10-test", str(inputs / "cifar10-test")), ("cifar10-val", str(inputs / "cifar10-val")),
                 ("cifar10-blur", str(blur)), ("tin", str(inputs / "tin")), ("tin-val", str(inputs / "tin-val")),
-                ("mnist", str(mnist)), ("noise", f"gaussian[sigma=1]:{n['noise']}:{seed}")]
+                ("mnist", str(mnist)), ("noise", f"gaussian[sigma=1]:{n['noise']}:{seed}"),
+                ("val-jigsaw", f"jigsaw[grid=4,seed={seed}]:{inputs / 'jigsaw-source'}")]
         for split, source in jobs:
             if not (store / split).exists():
                 _extract(store, split, source, weights, log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import warnings
 
@@ -202,7 +203,11 @@ def test_tuning_goes_through_evaluate_stores_search(setup, monkeypatch):
         warnings.simplefilter("ignore")
         res = benchmark_stores(stores[:1], protocol, ["dice"], n_bootstrap=0)
     (call,) = calls
-    assert call["tune_id"] == "val" and call["tune_noise"] == ["oodval"]
+    if "tune_ood" in inspect.signature(bm.evaluate_store).parameters:  # real and synthetic sets told apart
+        assert call["tune_ood"] == ["oodval"] and call["tune_noise"] == []
+    else:
+        assert call["tune_noise"] == ["oodval"]
+    assert call["tune_id"] == "val"
     assert call["tune_metric"] == "fpr95" and call["random_state"] == 0 and call["train"] == "train"
     tuned = res.record["stores"][0]["methods"]["dice"]
     assert set(tuned["tuned"]["params"]) == {"p"} and tuned["params"]["p"] == tuned["tuned"]["params"]["p"]

@@ -57,7 +57,7 @@ def test_defaults_of_the_optional_keys():
 
 
 def test_to_dict_parses_back_to_the_same_protocol():
-    p = parse_protocol(_with(id={"val": "v", "train": "tr"}, ood={"val": ["ov"]}, csid={"test": ["c"]},
+    p = parse_protocol(_with(id={"val": "v", "train": "tr"}, ood={"val": ["ov"], "noise": ["nz"]}, csid={"test": ["c"]},
                              metrics={"seed": 3, "n_bootstrap": 0}, tuning={"metric": "auroc"}))
     assert parse_protocol(p.to_dict()) == p
 
@@ -77,8 +77,10 @@ def test_to_dict_parses_back_to_the_same_protocol():
         (_with(ood={"near": ["a", "a"]}), "ood.near names a split twice"),
         (_with(ood={"far": ["t"]}), "split 't' is named in both id.test and ood.far"),
         (_with(csid={"test": ["a"]}), "split 'a' is named in both ood.near and csid.test"),
-        (_with(id={"val": "v"}), "id.val is given but ood.val is not"),
+        (_with(id={"val": "v"}), "id.val is given but ood.val (or ood.noise) is not"),
         (_with(ood={"val": ["v"]}), "ood.val is given but id.val is not"),
+        (_with(ood={"noise": ["v"]}), "ood.noise is given but id.val is not"),
+        (_with(ood={"noise": ["a"]}, id={"val": "v"}), "split 'a' is named in both ood.noise and ood.near"),
         (_with(metrics={"tpr": 1.5}), "metrics.tpr must be in (0, 1), got 1.5"),
         (_with(metrics={"tpr": "high"}), "metrics.tpr must be a number"),
         (_with(metrics={"positive": "both"}), "metrics.positive must be 'id' or 'ood'"),
@@ -93,6 +95,11 @@ def test_each_error_names_the_key(data, words):
         parse_protocol(data, origin="p.toml")
     message = str(info.value)
     assert message.startswith("p.toml: ") and words in message
+
+
+def test_synthetic_outliers_alone_can_tune():
+    p = parse_protocol(_with(id={"val": "v"}, ood={"noise": ["jig"]}))
+    assert p.tuned and p.noise == ("jig",) and p.ood_val == ()
 
 
 def test_a_single_split_name_counts_as_a_list():

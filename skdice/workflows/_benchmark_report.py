@@ -120,7 +120,9 @@ class BenchmarkReport:
             lines.append(f"intervals: {100 * boot['confidence']:g}% percentile bootstrap, {boot['n_resamples']} "
                          f"resamples of the test rows (seed {boot['seed']})")
         tuned = proto["id"].get("val")
-        lines.append(f"tuned on {tuned!r} vs {', '.join(map(repr, proto['ood']['val']))} by {proto['tuning']['metric']}"
+        against = [f"{name!r}" for name in proto["ood"]["val"]] + \
+            [f"{name!r} (synthetic)" for name in proto["ood"].get("noise", [])]
+        lines.append(f"tuned on {tuned!r} vs {', '.join(against)} by {proto['tuning']['metric']} (the search's rule)"
                      if tuned else "not tuned: every method at its defaults")
         lines.append(f"ACC: accuracy of each method's classifier on {proto['id']['test']!r}"
                      + (" and the CSID splits pooled" if rec["full_spectrum"] else ""))

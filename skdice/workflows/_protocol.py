@@ -23,7 +23,7 @@ __all__ = ["Protocol", "ProtocolError", "load_protocol", "parse_protocol", "ship
 _KEYS = {
     "": {"name": "str", "description": "str"},
     "id": {"test": "str", "val": "str", "train": "str"},
-    "ood": {"val": "list", "near": "list", "far": "list"},
+    "ood": {"val": "list", "noise": "list", "near": "list", "far": "list"},
     "csid": {"test": "list"},
     "metrics": {"tpr": "float", "positive": "str", "n_bootstrap": "int", "confidence": "float", "seed": "int"},
     "tuning": {"metric": "str"},
@@ -50,7 +50,11 @@ class Protocol:
     id_train : str or None
         The ID training split the methods are fitted on (``[id] train``).
     ood_val : tuple of str
-        The OOD validation splits of the tuning (``[ood] val``).
+        The real OOD validation splits of the tuning (``[ood] val``).
+    noise : tuple of str
+        Synthetic outlier validation splits of the tuning (``[ood] noise``:
+        generated noise or corrupted ID images, ``skdice extract --data
+        gaussian:...``, ``jigsaw:...``); the search tells them from real ones.
     near, far : tuple of str
         The near- and far-OOD groups (``[ood] near``, ``[ood] far``).
     csid : tuple of str
@@ -81,6 +85,7 @@ class Protocol:
     id_val: str | None = None
     id_train: str | None = None
     ood_val: tuple = ()
+    noise: tuple = ()
     csid: tuple = ()
     tpr: float = 0.95
     positive: str = "id"
@@ -118,7 +123,8 @@ class Protocol:
         """
         out = {"name": self.name, **({"description": self.description} if self.description else {}),
                "id": {"test": self.id_test},
-               "ood": {"val": list(self.ood_val), "near": list(self.near), "far": list(self.far)},
+               "ood": {"val": list(self.ood_val), "noise": list(self.noise), "near": list(self.near),
+                       "far": list(self.far)},
                "csid": {"test": list(self.csid)},
                "metrics": {"tpr": self.tpr, "positive": self.positive, "n_bootstrap": self.n_bootstrap,
                            "confidence": self.confidence, "seed": self.seed},
@@ -205,7 +211,7 @@ def parse_protocol(data: dict, *, origin: str = "protocol", source: str = "") ->
     protocol = Protocol(
         name=get(("", "name")), description=get(("", "description"), ""),
         id_test=get(("id", "test")), id_val=get(("id", "val")), id_train=get(("id", "train")),
-        ood_val=get(("ood", "val"), ()), near=get(("ood", "near"), ()), far=get(("ood", "far"), ()),
+        ood_val=get(("ood", "val"), ()), noise=get(("ood", "noise"), ()), near=get(("ood", "near"), ()), far=get(("ood", "far"), ()),
         csid=get(("csid", "test"), ()), tpr=get(("metrics", "tpr"), 0.95),
         positive=get(("metrics", "positive"), "id"), n_bootstrap=get(("metrics", "n_bootstrap"), 1000),
         confidence=get(("metrics", "confidence"), 0.95), seed=get(("metrics", "seed"), 0),
@@ -219,12 +225,13 @@ def _check_roles(p: Protocol, origin: str) -> None:
     """Each split in one role; the OOD groups, the tuning pair and the metric settings sound."""
     if not p.ood:
         raise ProtocolError(f"{origin}: name at least one OOD test split in ood.near or ood.far.")
-    if (p.id_val is None) != (not p.ood_val):
-        given, missing = ("id.val", "ood.val") if p.id_val is not None else ("ood.val", "id.val")
+    if (p.id_val is None) != (not p.ood_val and not p.noise):
+        given, missing = ("id.val", "ood.val (or ood.noise)") if p.id_val is not None else \
+            ("ood.val" if p.ood_val else "ood.noise", "id.val")
         raise ProtocolError(f"{origin}: {given} is given but {missing} is not: the tuning needs both "
                             "(or leave both out to run every method at its defaults).")
     roles = [("id.test", (p.id_test,)), ("id.val", (p.id_val,) if p.id_val else ()),
-             ("id.train", (p.id_train,) if p.id_train else ()), ("ood.val", p.ood_val),
+             ("id.train", (p.id_train,) if p.id_train else ()), ("ood.val", p.ood_val), ("ood.noise", p.noise),
              ("ood.near", p.near), ("ood.far", p.far), ("csid.test", p.csid)]
     seen = {}
     for role, splits in roles:

@@ -18,6 +18,7 @@ fingerprint, skdice's version, each method's parameters and the seeds
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -178,7 +179,7 @@ def _check_store_splits(fs, protocol: Protocol, train) -> None:
     """Every split the protocol names is in the store, before anything is fitted."""
     have = set(fs.splits)
     roles = [("id.test", [protocol.id_test]), ("id.val", [protocol.id_val] if protocol.id_val else []),
-             ("ood.val", protocol.ood_val), ("ood.near", protocol.near), ("ood.far", protocol.far),
+             ("ood.val", protocol.ood_val), ("ood.noise", protocol.noise), ("ood.near", protocol.near), ("ood.far", protocol.far),
              ("csid.test", protocol.csid), ("training split", [train] if train else [])]
     for role, splits in roles:
         missing = [s for s in splits if s not in have]
@@ -242,8 +243,13 @@ def _run_store(index, store, protocol, named, *, full_spectrum, train, train_mea
     fs = open_feature_store(store)
     _check_store_splits(fs, protocol, train)
     say(f"store {index + 1}: {fs.path}")
-    tune = dict(tune_id=protocol.id_val, tune_noise=list(protocol.ood_val), tune_metric=protocol.tune_metric,
-                random_state=protocol.seed) if protocol.tuned else {}
+    tune = {}
+    if protocol.tuned:
+        tune = dict(tune_id=protocol.id_val, tune_metric=protocol.tune_metric, random_state=protocol.seed)
+        if "tune_ood" in inspect.signature(evaluate_store).parameters:
+            tune.update(tune_noise=list(protocol.noise), tune_ood=list(protocol.ood_val))
+        else:  # an evaluate_store that does not tell real OOD validation sets from synthetic ones
+            tune.update(tune_noise=[*protocol.noise, *protocol.ood_val])
     ev = evaluate_store(fs, protocol.id_test, list(protocol.ood), [spec for _, spec in named], p=p,
                         train=train, train_mean=train_mean, positive=protocol.positive, tpr=protocol.tpr,
                         progress=say, **tune)
@@ -269,7 +275,7 @@ def _run_store(index, store, protocol, named, *, full_spectrum, train, train_mea
                 "params": {k: _plain(v) for k, v in search.best_params_.items()},
                 "informative": bool(search.informative_)},
         }
-    used = [protocol.id_test, *([protocol.id_val] if protocol.id_val else []), *protocol.ood_val,
+    used = [protocol.id_test, *([protocol.id_val] if protocol.id_val else []), *protocol.ood_val, *protocol.noise,
             *protocol.ood, *protocol.csid, *([train] if train else [])]
     root = fs.manifest() or {}
     record = {"path": str(fs.path), "model": fs.model, "weights_sha256": root.get("weights_sha256"),
