@@ -21,6 +21,7 @@ NOTHING_TO_TUNE = {
     "mahalanobis": "reg is a numerical ridge; the paper's epsilon needs input gradients",
     "rmds": "no hyperparameter (Ren et al., 2021)",
     "klm": "no hyperparameter (Hendrycks et al., 2022)",
+    "gradnorm": "no hyperparameter: temperature 1 in the authors' code and OpenOOD (Huang et al., 2021)",
 }
 
 

@@ -146,7 +146,7 @@ class LINeDetector(BaseDetector):
         The clip ``t`` in use.
     class_means_ : ndarray of shape (n_classes, n_features), float64
         ``mu_c``, the mean unclipped fitting feature of each class (zero for
-        a class without fitting rows).
+        a class without fitting rows, whose rows keep every unit and weight).
     contribution_ : ndarray of shape (n_features, n_classes), float64
         The importance ``V[j, c] = mu_c[j] W[j, c]``.
     activation_mask_ : ndarray of shape (n_features, n_classes), bool
@@ -187,9 +187,10 @@ class LINeDetector(BaseDetector):
     store workflows, ``predict_class``), from the kept units only. The
     dense product for the predicted class comes on top of the masked one,
     so the scoring cost is about two products plus one masked head per class
-    (docs/performance.md). A class without fitting rows gets zero
-    importance (a :class:`~skdice.exceptions.DegenerateFitWarning`), so its
-    rows keep no unit at ``p_a > 0``. Not streamed: the statistics are class
+    (docs/performance.md). A class without fitting rows has no importance
+    (the authors' mean over no row is NaN, which prunes every unit and
+    weight): its rows are scored by the clipped dense head, as ReAct, with
+    a :class:`~skdice.exceptions.DegenerateFitWarning`. Not streamed: the statistics are class
     means, and the streaming protocol carries one mean feature.
 
     References
@@ -236,21 +237,25 @@ class LINeDetector(BaseDetector):
             else float(np.percentile(X, self.percentile))
         )
         means, counts = class_means(X, codes, n_classes)
-        empty = np.flatnonzero(counts == 0)
-        if empty.size:
-            warnings.warn(
-                f"LINeDetector: class(es) {empty[:10].tolist()} have no fitting rows, so their "
-                "importance is zero and rows predicted as them keep no unit; fit on rows of "
-                "every class.",
-                DegenerateFitWarning,
-                stacklevel=4,
-            )
         W64 = head.weight.astype(np.float64)
         V = means.T * W64
         self.class_means_ = means
         self.contribution_ = V
         self.activation_mask_ = _activation_mask(V, float(self.p_a))
         self.weight_thresholds_ = _weight_thresholds(V, W64, float(self.p_w))
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            # no importance to prune by (the authors' mean over no row is NaN, which
+            # prunes everything and scores every such row alike): the dense head
+            self.activation_mask_[:, empty] = True
+            self.weight_thresholds_[empty] = -np.inf
+            warnings.warn(
+                f"LINeDetector: class(es) {empty[:10].tolist()} have no fitting rows, so there is "
+                "no importance to prune by: rows predicted as them are scored by the clipped "
+                "dense head (ReAct); fit on rows of every class.",
+                DegenerateFitWarning,
+                stacklevel=4,
+            )
 
     # -------------------------------------------------------------- scoring
     @property

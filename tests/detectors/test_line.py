@@ -118,12 +118,16 @@ def test_id_scores_higher_than_ood():
     assert auroc(det.score_samples(H_id), det.score_samples(H_ood)) > 0.95
 
 
-def test_class_without_rows_warns():
+def test_class_without_rows_is_scored_by_the_clipped_dense_head():
     H, y, W, b = _labelled_problem()
     keep = y != 2
-    with pytest.warns(DegenerateFitWarning, match=r"class\(es\) \[2\] have no fitting rows"):
-        det = get_detector("line").fit(H[keep], y[keep], W=W, b=b)
-    assert not det.activation_mask_[:, 2].any()
+    with pytest.warns(DegenerateFitWarning, match=r"class\(es\) \[2\] have no fitting rows, so there"):
+        det = get_detector("line", threshold=1.0).fit(H[keep], y[keep], W=W, b=b)
+    assert det.activation_mask_[:, 2].all() and det.weight_thresholds_[2] == -np.inf
+    react = get_detector("react", threshold=1.0).fit(H, W, b)
+    rows = np.argmax(np.minimum(H, 1.0) @ W + b, axis=1) == 2
+    assert rows.any()
+    np.testing.assert_allclose(det.score_samples(H[rows]), react.score_samples(H[rows]), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
