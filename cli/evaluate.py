@@ -71,14 +71,24 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--tune-id",
                 help="ID validation split: tune every method that declares a grid on it (against "
-                "--tune-noise) before the evaluation; not a test split.",
+                "--tune-noise and --tune-ood) before the evaluation; not a test split.",
             ),
         ] = None,
         tune_noise: Annotated[
             list[str] | None,
             typer.Option(
                 "--tune-noise",
-                help="OOD validation split of the tuning; repeat for several (their mean).",
+                help="Synthetic OOD validation split of the tuning (noise, generated, corrupted ID); "
+                "repeatable. It confirms a move from the defaults, never makes one.",
+                show_default=False,
+            ),
+        ] = None,
+        tune_ood: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--tune-ood",
+                help="Real OOD validation split of the tuning (held out from --ood); repeatable. A move "
+                "from a method's defaults needs one --tune-ood and one --tune-noise split to agree.",
                 show_default=False,
             ),
         ] = None,
@@ -112,6 +122,7 @@ def register(app: typer.Typer) -> None:
                 progress=progress,
                 tune_id=tune_id,
                 tune_noise=tune_noise or (),
+                tune_ood=tune_ood or (),
             )
         from skdice.workflows.evaluate import EvaluationReport
 

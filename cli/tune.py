@@ -164,15 +164,24 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--id", help="Split of ID validation features.", show_default=False)
         ],
         noise: Annotated[
-            list[str],
+            list[str] | None,
             typer.Option(
                 "--noise",
-                help="Split of OOD validation features (noise:N, or a generated source; recommended: "
-                "an ID-derived corruption such as blur:FOLDER, docs/tuning.md); repeat for several: "
-                "every metric is then their mean.",
+                help="Split of synthetic OOD validation features (noise:N, a generated source or a "
+                "corruption such as blur:FOLDER); repeatable. Synthetic outliers confirm a move from "
+                "the defaults, never make one (docs/tuning.md).",
                 show_default=False,
             ),
-        ],
+        ] = None,
+        ood_val: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--ood-val",
+                help="Split of real OOD validation images (another data set, held out from testing); "
+                "repeatable. A move from the defaults needs one --ood-val and one --noise split to agree.",
+                show_default=False,
+            ),
+        ] = None,
         train: Annotated[
             str | None,
             typer.Option("--train", help="Split of ID training features (DICE: its mean defines the mask)."),
@@ -215,12 +224,13 @@ def register(app: typer.Typer) -> None:
         ] = 0,
         fmt: Annotated[Format, OUTPUT_FORMAT] = Format.table,
     ) -> None:
-        """Score a detector at every candidate on ID vs noise validation features and pick the best.
+        """Score a detector at every candidate on ID vs OOD validation features, and choose or decline.
 
-        As in Section 4.1 of the paper: noise images stand in for OOD data,
-        which is not available at deployment. A paired bootstrap says whether
-        the validation can choose at all; when it cannot, a `warning:` line
-        says why and the method's default is returned (DICE: p = 0.9).
+        The method's defaults (DICE: p = 0.9) stay unless a candidate beats
+        them beyond sampling noise (a paired bootstrap) on every validation
+        split, and the splits include real OOD images (--ood-val) and
+        synthetic outliers (--noise). When validation cannot move them, a
+        `warning:` line says why and names the split that decided.
         """
         from skdice.tuning import tune_store
 
@@ -234,7 +244,8 @@ def register(app: typer.Typer) -> None:
             search = tune_store(
                 store,
                 id_split=id_split,
-                noise_split=noise if len(noise) > 1 else noise[0],
+                noise_split=noise or (),
+                ood_val_split=ood_val or (),
                 train=train,
                 train_mean=train_mean,
                 grid=values,
@@ -248,10 +259,11 @@ def register(app: typer.Typer) -> None:
         context = {
             "store": str(store),
             "id": id_split,
-            "noise": "+".join(noise),
-            "noise_splits": list(noise),
+            "noise": "+".join(noise or ()),
+            "noise_splits": list(noise or ()),
+            "ood_val_splits": list(ood_val or ()),
             "train": train,
             "train_mean": None if train_mean is None else str(train_mean),
         }
         typer.echo(render_json(search, **context) if fmt is Format.json
-                   else render_table(search, noise=noise, id_split=id_split))
+                   else render_table(search, noise=[*(noise or ()), *(ood_val or ())], id_split=id_split))

@@ -198,7 +198,7 @@ def paired_bootstrap(id_scores, ood_scores, *, tpr=0.95, n_bootstrap=DEFAULT_N_B
     return bootstrap_placements(places, tpr, n_bootstrap, random_state)
 
 
-def bootstrap_placements(places, tpr, n_bootstrap, random_state):
+def bootstrap_placements(places, tpr, n_bootstrap, random_state, *, per_set=False):
     """:func:`paired_bootstrap` from the candidates' :class:`Placement` objects.
 
     Resamples are drawn in batches whose count matrices stay within about
@@ -211,11 +211,15 @@ def bootstrap_placements(places, tpr, n_bootstrap, random_state):
     tpr : float
     n_bootstrap : int
     random_state : int, RandomState instance or None
+    per_set : bool, default=False
+        Return every OOD set's resampled metrics instead of their mean
+        (the same resamples: the mean over the sets' axis is the default
+        return).
 
     Returns
     -------
-    fpr : ndarray of shape (n_candidates, n_bootstrap)
-    auroc : ndarray of shape (n_candidates, n_bootstrap)
+    fpr : ndarray of shape (n_candidates, n_bootstrap) or (n_candidates, n_sets, n_bootstrap)
+    auroc : ndarray of the same shape
     """
     G, n_sets = len(places), len(places[0])
     n_id = places[0][0].n_id
@@ -224,8 +228,8 @@ def bootstrap_placements(places, tpr, n_bootstrap, random_state):
     step = max(1, min(n_bootstrap, _BOOTSTRAP_BUDGET // max(n_id, *n_ood)))
     seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
     rng = np.random.default_rng(seed)
-    fpr = np.zeros((G, n_bootstrap))
-    auc = np.zeros((G, n_bootstrap))
+    fpr = np.zeros((G, n_sets, n_bootstrap))
+    auc = np.zeros((G, n_sets, n_bootstrap))
     for start in range(0, n_bootstrap, step):
         b = min(step, n_bootstrap - start)
         c_id = draw_counts(rng, b, n_id)
@@ -233,6 +237,8 @@ def bootstrap_placements(places, tpr, n_bootstrap, random_state):
         for g in range(G):
             for j in range(n_sets):
                 f, a = resampled_metrics(places[g][j], c_id, c_ood[j], k)
-                fpr[g, start : start + b] += f / n_sets
-                auc[g, start : start + b] += a / n_sets
-    return fpr, auc
+                fpr[g, j, start : start + b] = f
+                auc[g, j, start : start + b] = a
+    if per_set:
+        return fpr, auc
+    return fpr.mean(axis=1), auc.mean(axis=1)

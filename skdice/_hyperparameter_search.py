@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDetector, detector_tags
 from ._bootstrap import DEFAULT_N_BOOTSTRAP
-from ._decision import CandidateResults, choose
+from ._decision import REAL, SYNTHETIC, CandidateResults, choose
 from ._masked import masked_head_scores
 from ._numeric import column_mean, located_errors, predicted_classes, row_blocks, scores_by_block
 from ._search_grid import applicable_candidates, method_class, param_grid, same_value, spell_params
@@ -93,12 +93,17 @@ class SearchData:
     train : TrainingInfo
     X_id : array-like or block source
     noise : list of array-like or block source
+        Every OOD validation set: the synthetic ones, then the real ones.
     known : ndarray of int or None
         The labelled rows of ``X_id`` (None: no label).
     y_known : ndarray or None
         Their labels.
     y_id : ndarray or None
         Every row's label (-1 unknown), when some row is labelled.
+    kinds : list of str
+        ``"synthetic"`` or ``"real"`` for each set of ``noise``.
+    names : list of str
+        The name of each set of ``noise``.
     """
 
     estimator: BaseDetector
@@ -109,6 +114,8 @@ class SearchData:
     known: object
     y_known: object
     y_id: object
+    kinds: list
+    names: list
 
     @property
     def m(self) -> int:
@@ -149,21 +156,23 @@ class HyperparameterSearch(BaseEstimator):
     mean of each metric over the sets). The best candidate by ``metric``
     wins, unless the rule below finds the validation uninformative.
 
-    **The rule** (docs/tuning.md). The ID rows and each OOD set are
-    resampled ``n_bootstrap`` times (independently, with replacement, the
-    same resamples for every candidate: a paired bootstrap of the scores, no
-    new scoring). From the resamples every candidate gets a percentile
-    interval at ``confidence`` for its FPR and AUROC and for its *gap*, how
-    much worse than the best candidate it is. The validation is
-    **informative** when (a) the OOD set is separated from ID at some eligible
-    candidate, i.e. the lower end of its AUROC interval is above 0.5, and
-    (b) some eligible candidate is worse than the best beyond sampling
-    noise, i.e. the lower end of its gap interval is above 0. Otherwise the
-    search returns the **fallback**: the parameters of ``method`` as given
-    (a registered name: the detector's defaults, which its paper uses; DICE's
-    p = 0.9), or, when the grid lacks them or the guard flags them, the
-    nearest candidate the guard leaves; and it warns with
-    :class:`~skdice.exceptions.UninformativeValidationWarning`.
+    **The rule** (docs/tuning.md, "The rule"). The search starts from the
+    method's defaults (the parameters of ``method`` as given: a registered
+    name's defaults, which its paper uses, DICE's p = 0.9; or, when the grid
+    lacks them or the guard flags them, the eligible candidate nearest them)
+    and moves to another candidate only when (a) the OOD validation sets
+    include at least one real set (``X_ood``) and one synthetic set
+    (``X_noise``), and (b) that candidate beats the defaults beyond sampling
+    noise on *every* set: the lower end of the ``confidence`` interval of
+    its improvement, from ``n_bootstrap`` paired resamples of the ID rows and
+    each set (the same resamples for every candidate; no new scoring), is
+    above 0. Among the candidates that pass, the best by ``metric`` (the
+    mean over the sets) wins, and the search is **informative**. Otherwise
+    the defaults stay and the search warns with
+    :class:`~skdice.exceptions.UninformativeValidationWarning`; the reason
+    names the set that decided (``decided_by_``). On the paper's CIFAR-10
+    DenseNet every rule that let synthetic outliers choose alone picked
+    settings that real OOD punishes (docs/tuning.md, the evidence), hence (a).
 
     **The guard.** When ``y_id`` (class labels of the ID validation rows,
     -1 = unknown) is given and the detector changes the classifier (the tag
@@ -208,7 +217,7 @@ class HyperparameterSearch(BaseEstimator):
         Level of every interval.
     fallback : bool, default=True
         Return the fallback when the validation is uninformative; False keeps
-        the best candidate by the tie rule (the warning is given either way).
+        the best candidate by the mean metric (the warning is given either way).
     random_state : int, RandomState instance or None, default=0
         Seed of the resamples, and of every candidate of a random detector
         whose own ``random_state`` is None (a RandomState instance gives
@@ -230,7 +239,8 @@ class HyperparameterSearch(BaseEstimator):
         one's), ``gap_ci_low``/``_high``, ``worse`` (gap interval above 0),
         ``separated`` (AUROC interval above 0.5), ``id_accuracy`` (the
         candidate's classifier's; NaN without labels or for a detector that
-        keeps the classifier), ``flagged`` (by the guard) and
+        keeps the classifier), ``flagged`` (by the guard),
+        ``beats_defaults`` (beyond sampling noise on every set) and
         ``n_kept`` (weights the masked head keeps; -1 without a mask).
     best_index_ : int
         The chosen candidate (the fallback when uninformative).
@@ -241,14 +251,23 @@ class HyperparameterSearch(BaseEstimator):
         The chosen candidate, fitted; its ``offset_`` is the ``1 - tpr``
         quantile of its ID validation scores.
     informative_ : bool
-        Whether the validation could choose (the rule above).
+        Whether the search moved from the defaults on the evidence (the rule above).
     informative_reason_ : str
         Why, in one sentence.
+    decided_by_ : str or None
+        The validation set that decided: after a move, the set where the
+        chosen candidate's margin over the defaults is narrowest; otherwise
+        the set where the best rival fails to beat the defaults; None when
+        the sets given cannot move the choice (no real or no synthetic set).
+    validation_sets_ : list of dict
+        ``{"name": ..., "kind": "synthetic" | "real"}`` of every OOD
+        validation set, in the order of the metrics (``X_noise``'s, then
+        ``X_ood``'s; a dict's keys name them, else ``noise[i]``/``ood[i]``).
     leader_index_ : int
         The best eligible candidate by the point metric (tie rule), to which
-        the gaps are taken; ``best_index_`` when informative.
+        the gaps are taken.
     fallback_index_ : int
-        The candidate returned when uninformative.
+        The defaults' candidate (the rule's anchor), returned when uninformative.
     dense_accuracy_ : float or None
         ID accuracy of the dense head on the labelled rows; None when the
         guard did not run (no labels, or a detector that keeps the classifier).
@@ -275,9 +294,9 @@ class HyperparameterSearch(BaseEstimator):
     the labelled ID rows, so a search over G candidates makes at most G + 1
     scoring passes. The bootstrap works on the scores alone.
 
-    The rule applies no correction for the number of candidates: with many
-    candidates one of the differences is more likely to look real by chance,
-    which errs toward "informative".
+    The rule applies no correction for the number of candidates; requiring
+    the improvement on every set (an intersection-union test) keeps a move
+    at most as likely by chance as on one set.
 
     Examples
     --------
@@ -287,10 +306,11 @@ class HyperparameterSearch(BaseEstimator):
     >>> W, b = rng.normal(size=(16, 4)), np.zeros(4)
     >>> X_train, X_id = rng.random((200, 16)) + 1, rng.random((80, 16)) + 1
     >>> X_noise = rng.random((80, 16))
+    >>> X_ood = rng.random((80, 16)) * 0.5
     >>> search = HyperparameterSearch("react", grid={"percentile": [50, 90]})
-    >>> search = search.fit(X_train, W, b, X_id=X_id, X_noise=X_noise)
-    >>> sorted(search.best_params_)
-    ['percentile']
+    >>> search = search.fit(X_train, W, b, X_id=X_id, X_noise=X_noise, X_ood=X_ood)
+    >>> sorted(search.best_params_), search.validation_sets_[1]
+    (['percentile'], {'name': 'ood', 'kind': 'real'})
     """
 
     _parameter_constraints: dict = {
@@ -359,7 +379,8 @@ class HyperparameterSearch(BaseEstimator):
             return np.arange(len(candidates))
         return rankdata([c[self._tie_parameter] for c in candidates], method="ordinal")
 
-    def fit(self, X=None, W=None, b=None, *, y=None, head=None, train_mean=None, X_id, X_noise, y_id=None):
+    def fit(self, X=None, W=None, b=None, *, y=None, head=None, train_mean=None, X_id, X_noise=None,
+            X_ood=None, y_id=None):
         """Fit every candidate, score the validation rows once each, and choose.
 
         The head is given as for :meth:`skdice.DICEDetector.fit`
@@ -384,8 +405,15 @@ class HyperparameterSearch(BaseEstimator):
             yielding ``(start, block)``, such as
             :class:`skdice.workflows.resolve.SplitFeatures`) is read block by
             block, once per candidate, and never held whole.
-        X_noise : array-like of shape (n_ood, n_features) or block source, or a sequence or dict of them
-            The OOD validation set(s); with several, every metric is their mean.
+        X_noise : array-like of shape (n_ood, n_features) or block source, or a sequence or dict of them, default=None
+            Synthetic OOD validation set(s): Gaussian noise, generated
+            pixels, corrupted ID images. They can confirm a move from the
+            defaults, never make one (the rule). A dict names them.
+        X_ood : array-like of shape (n_ood, n_features) or block source, or a sequence or dict of them, default=None
+            Real OOD validation set(s): images of another data set, held out
+            from testing. A move from the defaults needs one of them and one
+            synthetic set to agree. With several sets of either kind, every
+            metric of ``cv_results_`` is their mean.
         y_id : array-like of shape (n_id,), default=None
             Class labels of the ID validation rows (-1 = unknown), for the guard.
 
@@ -402,27 +430,40 @@ class HyperparameterSearch(BaseEstimator):
             head_ = resolve_head(W, b, head, where)
         m = head_.n_features if head_ is not None else np.shape(X_id)[1]
         X_id = check_rows(X_id, "X_id", m, where)
-        noise = self._noise_sets(X_noise, m, where)
+        if X_noise is None and X_ood is None:
+            raise ValueError(f"{where}: give OOD validation features: X_noise (synthetic) and/or X_ood (real).")
+        synthetic = self._noise_sets(X_noise, m, where, "X_noise", "noise")
+        real = self._noise_sets(X_ood, m, where, "X_ood", "ood")
+        noise = [X for _, X in synthetic] + [X for _, X in real]
+        names = [name for name, _ in synthetic] + [name for name, _ in real]
+        if len(set(names)) < len(names):
+            raise ValueError(f"{where}: the OOD validation sets' names repeat: {names}.")
+        kinds = [SYNTHETIC] * len(synthetic) + [REAL] * len(real)
+        self.validation_sets_ = [{"name": name, "kind": kind} for name, kind in zip(names, kinds)]
         known, y_known = self._labels(y_id, X_id.shape[0])
         train = TrainingInfo(X, y, train_mean, m, where)
         data = SearchData(estimator, head_, train, X_id, noise, known, y_known,
-                          None if known is None else np.asarray(y_id))
+                          None if known is None else np.asarray(y_id), kinds, names)
         candidates, results, columns = self._run_search(data)
         self._finish(data, candidates, results, columns)
         return self
 
-    def _noise_sets(self, X_noise, m, where):
+    @staticmethod
+    def _noise_sets(X_noise, m, where, argument, prefix):
+        """``[(name, features), ...]`` of one argument's OOD sets (a dict names them)."""
+        if X_noise is None:
+            return []
         if isinstance(X_noise, dict):
-            sets = list(X_noise.values())
+            named = [(str(k), v) for k, v in X_noise.items()]
         elif isinstance(X_noise, (list, tuple)) and X_noise and (
             is_block_source(X_noise[0]) or np.ndim(X_noise[0]) == 2
         ):
-            sets = list(X_noise)
+            named = [(f"{prefix}[{i}]", v) for i, v in enumerate(X_noise)]
         else:
-            sets = [X_noise]
-        if not sets:
-            raise ValueError(f"{where}: X_noise holds no OOD validation set.")
-        return [check_rows(Xn, "X_noise", m, where) for Xn in sets]
+            named = [(prefix, X_noise)]
+        if not named:
+            raise ValueError(f"{where}: {argument} holds no OOD validation set.")
+        return [(name, check_rows(Xn, argument, m, where)) for name, Xn in named]
 
     def _labels(self, y_id, n_id):
         if y_id is None:
@@ -546,6 +587,7 @@ class HyperparameterSearch(BaseEstimator):
             tpr=self.tpr, guard=self.guard, max_accuracy_drop=self.max_accuracy_drop,
             dense_accuracy=self.dense_accuracy_, n_bootstrap=self.n_bootstrap,
             confidence=self.confidence, fallback=self.fallback, random_state=self.random_state,
+            kinds=data.kinds, names=data.names,
         )
         self.bootstrap_time_ = choice.bootstrap_time
         self.cv_results_ = {
@@ -566,6 +608,7 @@ class HyperparameterSearch(BaseEstimator):
         self.informative_reason_ = choice.reason
         self.leader_index_ = choice.leader
         self.fallback_index_ = choice.fallback
+        self.decided_by_ = None if choice.decided_by is None else data.names[choice.decided_by]
         self.n_features_in_ = data.m
         best = self._fit_candidate(data.estimator, candidates[chosen], data.train, data.head)
         best.offset_ = float(np.quantile(results.id_scores[chosen], 1.0 - self.tpr))

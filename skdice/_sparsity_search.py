@@ -33,13 +33,13 @@ class SparsitySearch(HyperparameterSearch):
 
     For every ``p`` of ``grid`` the search scores the in-distribution
     validation features and the noise features with DICE at that ``p`` and
-    computes FPR at ``tpr``, AUROC, AUPR-In and AUPR-Out; the candidate with
-    the best ``metric`` wins (Section 4.1 of the paper), unless the
-    validation is uninformative (the rule of :class:`HyperparameterSearch`:
-    no candidate separates noise from ID, or none is worse than the best
-    beyond sampling noise), in which case the search returns the paper's
-    p = 0.9 (or the grid's p nearest to it) and warns with
-    :class:`~skdice.exceptions.UninformativeValidationWarning`.
+    computes FPR at ``tpr``, AUROC, AUPR-In and AUPR-Out. The paper
+    (Section 4.1) takes the best ``p`` on Gaussian noise; skdice applies the
+    rule of :class:`HyperparameterSearch` instead: the paper's p = 0.9 (or
+    the grid's p nearest to it) stays unless another ``p`` beats it beyond
+    sampling noise on every validation set, real OOD (``X_ood``) and
+    synthetic (``X_noise``) alike; noise alone never moves it, and the search
+    then warns with :class:`~skdice.exceptions.UninformativeValidationWarning`.
 
     Efficient by construction: the mean training feature is computed once, the
     contribution matrix ``V`` is sorted once and every threshold read from it
@@ -71,7 +71,7 @@ class SparsitySearch(HyperparameterSearch):
     confidence : float, default=0.95
         Level of the intervals.
     fallback : bool, default=True
-        When uninformative, return the fallback p (False: the tie rule's p).
+        When uninformative, return the fallback p (False: the best p by the mean metric).
     random_state : int, RandomState instance or None, default=0
         Seed of the resamples.
 
@@ -97,7 +97,7 @@ class SparsitySearch(HyperparameterSearch):
         guard, as in :class:`HyperparameterSearch` (``fpr95_ci_low``,
         ``fpr95_ci_high``, ``auroc_ci_low``, ``auroc_ci_high``, ``gap``,
         ``gap_ci_low``, ``gap_ci_high``, ``worse``, ``separated``,
-        ``id_accuracy``, ``flagged``).
+        ``beats_defaults``, ``id_accuracy``, ``flagged``).
     best_index_ : int
         Index of the chosen candidate in ``cv_results_``.
     best_params_ : dict
@@ -111,7 +111,7 @@ class SparsitySearch(HyperparameterSearch):
         fraction ``tpr`` of held-out ID data (DICEDetector.fit would calibrate
         on the training rows, which the search may never see when it is given
         ``train_mean``).
-    informative_, informative_reason_, leader_index_, fallback_index_
+    informative_, informative_reason_, decided_by_, validation_sets_, leader_index_, fallback_index_
         As in :class:`HyperparameterSearch`.
     dense_accuracy_ : float or None
         ID accuracy of the dense head on the labelled rows (None without ``y_id``).

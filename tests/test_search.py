@@ -130,59 +130,128 @@ def test_bootstrap_is_seeded_paired_and_averages_the_sets():
 
 
 # ----------------------------------------------------------------- the rule
-def test_noise_scored_above_id_is_uninformative_and_returns_the_papers_p():
-    X_train, X_id, _, _, head = _problem(200, 10)
-    # "noise" that the head finds more in-distribution than ID itself (AUROC < 0.5),
-    # as N(0, 1) noise on the paper's CIFAR-10 DenseNet
-    X_noise = 1.5 * X_id
-    s, caught = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
-    assert s.informative_ is False
-    assert "not separated from ID at any candidate" in s.informative_reason_
-    assert np.all(s.cv_results_["auroc_ci_high"] < 0.5) and not s.cv_results_["separated"].any()
-    assert s.best_params_ == {"p": 0.9} and s.best_index_ == s.fallback_index_ == 4
+def _real(n, seed):
+    """A second draw of the problem's outliers, passed as the real OOD set."""
+    return _problem(n, n, seed=seed)[3]
+
+
+def test_noise_alone_never_moves_the_defaults_however_clearly_it_separates():
+    # p = 0.1 beats the default's neighbour beyond noise on this noise (the next test), but
+    # synthetic outliers may only confirm a move: the defaults stay, with one warning
+    X_train, X_id, _, X_noise, head = _problem(300, 300, seed=0)
+    s, caught = _quiet(lambda: SparsitySearch(grid=[0.1, 0.3]).fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+    assert s.cv_results_["fpr95"][0] < s.cv_results_["fpr95"][1] and s.cv_results_["worse"][1]
+    assert s.informative_ is False and s.best_params_ == {"p": 0.3} and s.decided_by_ is None
+    assert "no real OOD validation set was given" in s.informative_reason_
+    assert s.validation_sets_ == [{"name": "noise", "kind": "synthetic"}]
     assert len(caught) == 1
     message = str(caught[0].message)
-    assert "\n" not in message and "not separated" in message and "p=0.9" in message
-
-
-def test_every_candidate_tied_is_uninformative():
-    rng = np.random.default_rng(1)
-    W = np.abs(rng.normal(size=(6, 3))) + 0.1
-    X_train, X_id, X_noise = rng.random((40, 6)) + 1, rng.random((30, 6)) + 5, np.zeros((30, 6))
-    s, caught = _quiet(lambda: SparsitySearch().fit(X_train, W, np.zeros(3), X_id=X_id, X_noise=X_noise))
-    assert np.all(s.cv_results_["fpr95"] == 0) and s.cv_results_["separated"].all()
-    assert s.informative_ is False and "within sampling noise of the best" in s.informative_reason_
-    assert not s.cv_results_["worse"].any()
-    assert s.best_params_ == {"p": 0.9} and len(caught) == 1
-    # fallback=False keeps the tie rule (the smallest p), the warning stays
-    s2, caught2 = _quiet(lambda: SparsitySearch(fallback=False).fit(
-        X_train, W, np.zeros(3), X_id=X_id, X_noise=X_noise))
-    assert s2.best_params_ == {"p": 0.1} and len(caught2) == 1 and "fallback=False" in str(caught2[0].message)
+    assert "\n" not in message and "no real OOD" in message and "p=0.3" in message
+    # the same with real OOD rows alone: a move needs both kinds to agree
+    r, caught = _quiet(lambda: SparsitySearch(grid=[0.1, 0.3]).fit(X_train, head=head, X_id=X_id, X_ood=X_noise))
+    assert not r.informative_ and r.best_params_ == {"p": 0.3} and "no synthetic outlier set" in r.informative_reason_
+    assert r.validation_sets_ == [{"name": "ood", "kind": "real"}] and len(caught) == 1
 
 
 @pytest.mark.parametrize("n, informative", [(300, True), (30, False)])
 def test_the_same_difference_is_real_on_many_rows_and_noise_on_few(n, informative):
-    # one population: p = 0.1 beats p = 0.3 by about 8 points of FPR95
+    # one population: p = 0.1 beats p = 0.3 (the defaults' nearest) by about 8 points of FPR95
     X_train, X_id, _, X_noise, head = _problem(n, n, seed=0)
-    s, caught = _quiet(lambda: SparsitySearch(grid=[0.1, 0.3]).fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+    s, caught = _quiet(lambda: SparsitySearch(grid=[0.1, 0.3]).fit(
+        X_train, head=head, X_id=X_id, X_noise=X_noise, X_ood=_real(n, 5)))
     assert s.cv_results_["fpr95"][0] < s.cv_results_["fpr95"][1]
     assert s.informative_ is informative and len(caught) == (0 if informative else 1)
-    assert bool(s.cv_results_["worse"][1]) is informative
-    assert bool(s.cv_results_["gap_ci_low"][1] > 0) is informative
+    assert s.best_params_ == ({"p": 0.1} if informative else {"p": 0.3})
+    assert bool(s.cv_results_["beats_defaults"][0]) is informative
+    assert s.decided_by_ in ("noise", "ood")  # the set with the narrowest margin, or the one that vetoed
+    words = "beats the defaults p=0.3 beyond sampling noise on each of the 2" if informative else (
+        "no candidate beats the defaults p=0.3")
+    assert words in s.informative_reason_ and repr(s.decided_by_) in s.informative_reason_
 
 
-def test_an_informative_search_returns_the_best_candidate_and_records_the_intervals():
-    X_train, X_id, _, X_noise, head = _problem(300, 300, seed=1)
-    s, caught = _quiet(lambda: SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+def test_a_set_that_does_not_confirm_the_move_keeps_the_defaults_and_is_named():
+    # the synthetic set prefers p = 0.1 beyond noise; the real one sees no difference
+    X_train, X_id, _, X_noise, head = _problem(300, 300, seed=0)
+    tied = X_id * 0.5  # p = 0.1 and p = 0.3 within half a point of each other here
+    s, caught = _quiet(lambda: SparsitySearch(grid=[0.1, 0.3]).fit(
+        X_train, head=head, X_id=X_id, X_noise={"pixels": X_noise}, X_ood={"held-out": tied}))
+    assert not s.informative_ and s.best_params_ == {"p": 0.3} and len(caught) == 1
+    assert s.decided_by_ == "held-out" and "'held-out'" in s.informative_reason_
+    assert not s.cv_results_["beats_defaults"].any()
+
+
+def _replicates(margins, B=400, seed=0):
+    """Per-set resampled FPRs of two candidates (0: the defaults) whose difference is ``margins``."""
+    rng = np.random.default_rng(seed)
+    base = 0.5 + 0.01 * rng.standard_normal((len(margins), B))
+    rival = base - np.asarray(margins)[:, None] + 0.01 * rng.standard_normal((len(margins), B))
+    return np.stack([base, rival])
+
+
+@pytest.mark.parametrize("margins, moves, decided_by", [
+    ([0.2, -0.2], False, "real"),  # validation prefers what the held-out real set punishes
+    ([-0.2, 0.2], False, "synthetic"),  # and the mirror image
+    ([0.2, 0.05], True, "real"),  # both agree: the narrowest margin decided
+    ([0.2, 0.0], False, "real"),  # the real set cannot tell the two apart
+])
+def test_the_rule_moves_only_when_every_set_agrees(margins, moves, decided_by):
+    from skdice._decision import decide
+
+    reps = _replicates(margins)
+    verdict = decide(
+        metric="fpr95", point=reps.mean(axis=(1, 2)), set_replicates=reps, eligible=np.array([True, True]),
+        tie_order=np.arange(2), anchor=0, confidence=0.95, kinds=["synthetic", "real"],
+        names=["synthetic", "real"], spell=lambda i: f"candidate {i}",
+    )
+    assert verdict.informative is moves and verdict.chosen == (1 if moves else 0)
+    assert ["synthetic", "real"][verdict.decided_by] == decided_by
+    assert bool(verdict.beats_defaults[1]) is moves
+    # AUROC as the criterion: the same decisions from the mirrored metric
+    mirrored = decide(
+        metric="auroc", point=1 - reps.mean(axis=(1, 2)), set_replicates=1 - reps,
+        eligible=np.array([True, True]), tie_order=np.arange(2), anchor=0, confidence=0.95,
+        kinds=["synthetic", "real"], names=["synthetic", "real"], spell=lambda i: f"candidate {i}",
+    )
+    assert mirrored.informative is moves and mirrored.decided_by == verdict.decided_by
+
+
+def test_every_candidate_tied_keeps_the_defaults():
+    rng = np.random.default_rng(1)
+    W = np.abs(rng.normal(size=(6, 3))) + 0.1
+    X_train, X_id, X_noise = rng.random((40, 6)) + 1, rng.random((30, 6)) + 5, np.zeros((30, 6))
+    fit = dict(X_id=X_id, X_noise=X_noise, X_ood=np.zeros((20, 6)))
+    s, caught = _quiet(lambda: SparsitySearch().fit(X_train, W, np.zeros(3), **fit))
+    assert np.all(s.cv_results_["fpr95"] == 0) and s.cv_results_["separated"].all()
+    assert s.informative_ is False and "no candidate beats the defaults p=0.9" in s.informative_reason_
+    assert not s.cv_results_["worse"].any() and not s.cv_results_["beats_defaults"].any()
+    assert s.best_params_ == {"p": 0.9} and len(caught) == 1
+    # fallback=False returns the best by the mean (ties: the smallest p), the warning stays
+    s2, caught2 = _quiet(lambda: SparsitySearch(fallback=False).fit(X_train, W, np.zeros(3), **fit))
+    assert s2.best_params_ == {"p": 0.1} and len(caught2) == 1 and "fallback=False" in str(caught2[0].message)
+
+
+def test_an_informative_search_returns_the_best_agreed_candidate_and_records_the_intervals():
+    X_train, X_id, _, X_noise, head = _problem(300, 300, seed=0)
+    fit = dict(head=head, X_id=X_id, X_noise=X_noise, X_ood=_real(300, 5))
+    s, caught = _quiet(lambda: SparsitySearch(grid=[0.1, 0.3, 0.5]).fit(X_train, **fit))
     res = s.cv_results_
     assert s.informative_ and not caught and "beyond sampling noise" in s.informative_reason_
-    assert s.best_index_ == s.leader_index_ == int(np.argmin(res["fpr95"]))
+    agreed = np.flatnonzero(res["beats_defaults"])
+    assert s.best_index_ == agreed[np.argmin(res["fpr95"][agreed])] != s.fallback_index_
     assert np.all(res["fpr95_ci_low"] <= res["fpr95_ci_high"]) and np.all(res["auroc_ci_low"] <= res["auroc_ci_high"])
-    np.testing.assert_allclose(res["gap"], res["fpr95"] - res["fpr95"][s.best_index_])
-    assert res["gap"][s.best_index_] == 0 and res["gap_ci_low"][s.best_index_] == 0
+    np.testing.assert_allclose(res["gap"], res["fpr95"] - res["fpr95"][s.leader_index_])
+    assert res["gap"][s.leader_index_] == 0 and res["gap_ci_low"][s.leader_index_] == 0
     # auroc as the criterion: the gap is the leader's AUROC minus each candidate's
-    a, _ = _quiet(lambda: SparsitySearch(metric="auroc").fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+    a, _ = _quiet(lambda: SparsitySearch(grid=[0.1, 0.3, 0.5], metric="auroc").fit(X_train, **fit))
     np.testing.assert_allclose(a.cv_results_["gap"], a.cv_results_["auroc"][a.leader_index_] - a.cv_results_["auroc"])
+
+
+def test_the_names_of_the_sets_must_differ():
+    X_train, X_id, _, X_noise, head = _problem(60, 60, seed=0)
+    with pytest.raises(ValueError, match=r"names repeat: \['a', 'a'\]"):
+        SparsitySearch().fit(X_train, head=head, X_id=X_id, X_noise={"a": X_noise}, X_ood={"a": X_noise})
+    with pytest.raises(ValueError, match=r"give OOD validation features: X_noise \(synthetic\) and/or X_ood \(real\)"):
+        SparsitySearch().fit(X_train, head=head, X_id=X_id)
 
 
 def test_intervals_follow_the_confidence_and_the_resample_count():
@@ -197,18 +266,18 @@ def test_intervals_follow_the_confidence_and_the_resample_count():
 def test_guard_flags_a_candidate_that_breaks_the_classifier_and_does_not_choose_it():
     X_train, X_id, y_id, X_noise, head = _problem(300, 300, seed=0)
     grid = [0.1, 0.5, 0.99]
-    s, _ = _quiet(lambda: SparsitySearch(grid=grid).fit(X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
+    fit = dict(head=head, X_id=X_id, X_noise=X_noise, X_ood=_real(300, 5), y_id=y_id)
+    s, _ = _quiet(lambda: SparsitySearch(grid=grid).fit(X_train, **fit))
     res = s.cv_results_
     assert res["fpr95"][2] == res["fpr95"].min()  # the best FPR95 ...
     assert s.dense_accuracy_ - res["id_accuracy"][2] > 0.05  # ... with a broken classifier
     np.testing.assert_array_equal(res["flagged"], [False, False, True])
     assert s.best_params_ == {"p": 0.1} and s.informative_
-    off, _ = _quiet(lambda: SparsitySearch(grid=grid, guard=False).fit(
-        X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
+    assert s.fallback_index_ == 1  # the defaults' p = 0.9 is not in the grid: the nearest the guard leaves
+    off, _ = _quiet(lambda: SparsitySearch(grid=grid, guard=False).fit(X_train, **fit))
     assert off.best_params_ == {"p": 0.99} and off.cv_results_["flagged"][2]  # reported, chosen
     # the tolerance is the parameter: wide enough, nothing is flagged
-    loose, _ = _quiet(lambda: SparsitySearch(grid=grid, max_accuracy_drop=1.0).fit(
-        X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id))
+    loose, _ = _quiet(lambda: SparsitySearch(grid=grid, max_accuracy_drop=1.0).fit(X_train, **fit))
     assert not loose.cv_results_["flagged"].any() and loose.best_params_ == {"p": 0.99}
 
 

@@ -34,19 +34,27 @@ def _clip_data(seed=0):
     W = np.zeros((m, C))
     W[:C] = np.eye(C) * 2
     W[C] = 1
-    (X_train, _), (X_id, y_id) = id_rows(400), id_rows(300)
+    (X_train, y_train), (X_id, y_id) = id_rows(400), id_rows(300)
+    _TRAIN_LABELS[id(X_train)] = y_train
     X_noise = rng.uniform(0, 0.5, (300, m))
     X_noise[:, :C] = rng.uniform(5, 8, (300, C))
     X_noise[:, C] = 0
     return X_train, X_id, y_id, X_noise, Head(W, np.zeros(C))
 
 
+#: the class labels of each training array _clip_data made (detectors fitted per class need them)
+_TRAIN_LABELS: dict = {}
+
+
 def _search(method, grid, data, **options):
     X_train, X_id, y_id, X_noise, head = data
+    # the real OOD validation set: another draw of the same outliers (a move needs both kinds)
+    X_ood = _clip_data(seed=99)[3]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return HyperparameterSearch(method, grid, **options).fit(
-            X_train, head=head, X_id=X_id, X_noise=X_noise, y_id=y_id)
+            X_train, head=head, y=_TRAIN_LABELS.get(id(X_train)), X_id=X_id, X_noise=X_noise,
+            X_ood=X_ood, y_id=y_id)
 
 
 def test_the_guard_drops_a_react_clip_that_breaks_the_classifier():

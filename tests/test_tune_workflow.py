@@ -90,9 +90,9 @@ def test_a_split_without_labels_warns_that_the_guard_is_skipped(store):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("val", "val"), "split 'val' is given both as the ID validation split and as a noise split"),
-        (("val", ["a", "val"]), "given both as the ID validation split and as a noise split"),
-        (("val", ["a", "a"]), "noise split 'a' is given more than once"),
+        (("val", "val"), "split 'val' is given both as the ID validation split and as an OOD validation split"),
+        (("val", ["a", "val"]), "given both as the ID validation split and as an OOD validation split"),
+        (("val", ["a", "a"]), "validation split 'a' is given more than once"),
         (("val", []), "give at least one OOD validation split"),
         (("val", "a", ["test", "a"]), "split 'a' is both a validation split and a test split"),
         (("test", "a", ["test"]), "split 'test' is both a validation split and a test split"),
@@ -109,7 +109,7 @@ def test_check_validation_splits_returns_the_noise_list():
 
 
 def test_tune_store_refuses_an_id_split_that_is_a_noise_split(store):
-    with pytest.raises(ValueError, match="both as the ID validation split and as a noise split"):
+    with pytest.raises(ValueError, match="both as the ID validation split and as an OOD validation split"):
         tune_store(store[0], id_split="val", noise_split=["a", "val"], train="train")
 
 

@@ -113,8 +113,8 @@ class Evaluation:
     positive : str
         The FPR95 convention of the report (``"id"`` or ``"ood"``).
     tuning : dict or None
-        When the methods were tuned first (``tune_id``): ``{"id", "noise",
-        "methods": [{"method", "params", "informative", "reason"}, ...]}``,
+        When the methods were tuned first (``tune_id``): ``{"id", "noise", "ood",
+        "methods": [{"method", "params", "informative", "reason", "decided_by"}, ...]}``,
         one entry per method with a grid; also ``report.extra["tuning"]``.
     searches : dict of str to search
         The fitted searches, by method label.
@@ -167,12 +167,14 @@ class Evaluation:
         """
         if not self.tuning:
             return []
-        noise = ", ".join(map(repr, self.tuning["noise"]))
-        lines = [f"tuned on {self.tuning['id']!r} vs {noise} before the evaluation:"]
+        outliers = ", ".join(map(repr, [*self.tuning["noise"], *self.tuning.get("ood", [])]))
+        lines = [f"tuned on {self.tuning['id']!r} vs {outliers} before the evaluation:"]
         for item in self.tuning["methods"]:
             values = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
                                for k, v in item["params"].items())
-            how = "chosen" if item["informative"] else "fallback: validation cannot choose"
+            how = "chosen" if item["informative"] else "defaults kept: validation cannot move them"
+            if item.get("decided_by"):
+                how += f"; decided by {item['decided_by']!r}"
             lines.append(f"  {item['method'].partition(':')[0]}: {values} ({how})")
             if item.get("dropped"):
                 lines.append(f"    {dropped_note(item['dropped'])}")
@@ -215,6 +217,7 @@ def evaluate_store(
     progress=None,
     tune_id: str | None = None,
     tune_noise: Sequence[str] = (),
+    tune_ood: Sequence[str] = (),
     tune_metric: str = "fpr95",
     guard: bool = True,
     n_bootstrap: int | None = None,
@@ -255,11 +258,11 @@ def evaluate_store(
     tune_id : str, default=None
         An ID validation split: every method whose class declares a search
         grid (:func:`skdice.tuning.default_grid`) is first tuned on it
-        against ``tune_noise`` (:func:`skdice.workflows.tune.run_search`),
+        against ``tune_noise`` and ``tune_ood`` (:func:`~skdice.workflows.tune.run_search`)
         over the parameters its spec (and ``p``) leave free, and evaluated at
-        the chosen values. Neither split may be a test split.
-    tune_noise : sequence of str, default=()
-        The OOD validation split(s) of the tuning.
+        the chosen values. No validation split may be a test split.
+    tune_noise, tune_ood : sequence of str, default=()
+        The synthetic and the real OOD validation splits of the tuning.
     tune_metric : {"fpr95", "auroc"}, default="fpr95"
         Selection criterion of the tuning.
     guard : bool, default=True
@@ -298,7 +301,8 @@ def evaluate_store(
     ...                         ["svhn", "places365"], train="cifar10-train")
     >>> print(result.report.to_table())  # doctest: +SKIP
     """
-    ood_splits, tune_noise = _check_splits(positive, p, id_split, ood_splits, tune_id, tune_noise)
+    ood_splits, tune_noise, tune_ood = _check_splits(positive, p, id_split, ood_splits, tune_id, tune_noise,
+                                                     tune_ood)
     specs, detectors = _build_detectors(methods, p)
     say = progress or (lambda message: None)
     fs = open_feature_store(store)
@@ -309,29 +313,32 @@ def evaluate_store(
     splits = _open_test_splits(fs, id_split, ood_splits, dask)
     labels = fs.labels(id_split)
     train_data = TrainingData(fs, train, mean, dask)
-    tune = None if tune_id is None else dict(tune_id=tune_id, tune_noise=tune_noise, metric=tune_metric, tpr=tpr,
-                                             guard=guard, n_bootstrap=n_bootstrap, random_state=random_state)
+    tune = None if tune_id is None else dict(tune_id=tune_id, tune_noise=tune_noise, tune_ood=tune_ood,
+                                             metric=tune_metric, tpr=tpr, guard=guard,
+                                             n_bootstrap=n_bootstrap, random_state=random_state)
     fitted = _fit_methods(specs, detectors, p, fs, train_data, splits[id_split], say, tune)
     scores, correct = _score_splits(fitted, fs, splits, labels, head, dask, say)
     _calibrate_featureless(fitted, scores, id_split)
     id_accuracy = _id_accuracy(id_split, labels, fitted.masked(), correct)
-    tuning = None if tune_id is None else {"id": tune_id, "noise": list(tune_noise), "methods": fitted.tuning}
+    tuning = None if tune_id is None else {"id": tune_id, "noise": list(tune_noise), "ood": list(tune_ood),
+                                           "methods": fitted.tuning}
     report = _report(fitted, scores, id_split, ood_splits, tpr=tpr, positive=positive,
                      id_accuracy=id_accuracy, tuning=tuning)
     return Evaluation(report, id_accuracy, fitted.detectors, scores, positive, tuning, fitted.searches)
 
 
-def _check_splits(positive, p, id_split, ood_splits, tune_id, tune_noise):
-    """The OOD and tuning-noise split lists, checked against each other (with ``positive`` and ``p``)."""
+def _check_splits(positive, p, id_split, ood_splits, tune_id, tune_noise, tune_ood):
+    """The OOD and tuning split lists, checked against each other (with ``positive`` and ``p``)."""
     if positive not in ("id", "ood"):
         raise ValueError(f"positive must be 'id' or 'ood', got {positive!r}.")
     check_sparsity(p, allow_none=True)
     ood_splits = check_split_lists(id_split, ood_splits)
-    if (tune_id is None) != (not tune_noise):
-        raise ValueError("tune_id= and tune_noise= go together: give both, or neither.")
+    tune_noise, tune_ood = list(tune_noise), list(tune_ood)
+    if (tune_id is None) != (not tune_noise and not tune_ood):
+        raise ValueError("tune_id= goes with tune_noise= and/or tune_ood=: give both, or neither.")
     if tune_id is not None:
-        tune_noise = check_validation_splits(tune_id, tune_noise, [id_split, *ood_splits])
-    return ood_splits, tune_noise
+        check_validation_splits(tune_id, [*tune_noise, *tune_ood], [id_split, *ood_splits])
+    return ood_splits, tune_noise, tune_ood
 
 
 def _build_detectors(methods, p):
@@ -380,7 +387,7 @@ def _fit_methods(specs, detectors, p, fs, train_data, id_X, say, tune) -> _Fitte
         if tuned is not None:
             fitted.searches[key] = search
             fitted.tuning.append({"method": label, "params": tuned, "informative": search.informative_,
-                                  "reason": search.informative_reason_,
+                                  "reason": search.informative_reason_, "decided_by": search.decided_by_,
                                   "dropped": dropped_records(search)})
         say(f"fitting {key}")
         fit_detector(detector, train_data, id_X=id_X, calibrate=False)
@@ -485,7 +492,7 @@ def _id_accuracy(id_split, labels, masked, correct) -> dict | None:
     }
 
 
-def _tune(spec, detector, p, fs, train_data, tune_id, tune_noise, say, **options):
+def _tune(spec, detector, p, fs, train_data, tune_id, tune_noise, tune_ood, say, **options):
     """Tune one method's free parameters on the validation splits; None when it has none.
 
     The warnings of the search are given again with the method's name, so
@@ -505,7 +512,7 @@ def _tune(spec, detector, p, fs, train_data, tune_id, tune_noise, say, **options
     say(f"tuning {spec.name} on {tune_id}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run_search(search, fs, train_data, id_split=tune_id, noise_splits=tune_noise)
+        run_search(search, fs, train_data, id_split=tune_id, noise_splits=tune_noise, ood_val_splits=tune_ood)
     for item in caught:
         # stacklevel: the caller of evaluate_store (_tune < _fit_methods < evaluate_store)
         warnings.warn(f"tuning {spec.name}: {item.message}", item.category, stacklevel=4)

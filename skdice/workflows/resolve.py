@@ -220,30 +220,34 @@ def check_validation_splits(id_split: str, noise_splits, test_splits=()) -> list
     id_split : str
         The ID validation split.
     noise_splits : str or sequence of str
-        The OOD validation split(s).
+        The OOD validation split(s), synthetic and real alike.
     test_splits : sequence of str, default=()
         Splits the run evaluates on (``evaluate``'s ``--id`` and ``--ood``).
 
     Returns
     -------
     list of str
-        The noise splits.
+        The OOD validation splits.
 
     Raises
     ------
     ValueError
-        For no noise split, a repeated one, an ID validation split that is
-        also a noise split, or a validation split that is also a test split.
+        For no OOD validation split, a repeated one, an ID validation split
+        that is also an OOD one, or a validation split that is also a test
+        split.
     """
     noise = [noise_splits] if isinstance(noise_splits, str) else list(noise_splits)
     if not noise:
-        raise ValueError("give at least one OOD validation split (noise_splits=[SPLIT, ...]).")
+        raise ValueError(
+            "give at least one OOD validation split: synthetic (noise_splits=[SPLIT, ...]) or real "
+            "(ood_val_splits=[SPLIT, ...])."
+        )
     repeated = sorted({name for name in noise if noise.count(name) > 1})
     if repeated:
-        raise ValueError(f"noise split {', '.join(map(repr, repeated))} is given more than once.")
+        raise ValueError(f"validation split {', '.join(map(repr, repeated))} is given more than once.")
     if id_split in noise:
         raise ValueError(
-            f"split {id_split!r} is given both as the ID validation split and as a noise split."
+            f"split {id_split!r} is given both as the ID validation split and as an OOD validation split."
         )
     tests = set(test_splits)
     for name in (id_split, *noise):

@@ -94,8 +94,8 @@ def _candidates(search):
         return [base], name
 
 
-def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits):
-    """Fit a search on a store's ID validation split against its noise split(s).
+def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits, ood_val_splits=()):
+    """Fit a search on a store's ID validation split against its OOD validation splits.
 
     What the training split gives each candidate follows its tags:
     detectors fitted from the mean feature get the mean (the training split
@@ -122,6 +122,11 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits):
         The run's training split and/or mean.
     id_split : str
     noise_splits : sequence of str
+        Synthetic OOD validation splits (noise, generated pixels, corrupted
+        ID images): they confirm a move from the defaults, never make one.
+    ood_val_splits : sequence of str, default=()
+        Real OOD validation splits (images of another data set, held out
+        from testing): a move needs one of them and one synthetic split.
 
     Returns
     -------
@@ -132,7 +137,8 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits):
     candidates, name = _candidates(search)
     # block sources: the searches read the splits block by block, never whole
     X_id = SplitFeatures(fs, id_split)
-    X_noise = {split: SplitFeatures(fs, split) for split in noise_splits}
+    X_noise = {split: SplitFeatures(fs, split) for split in noise_splits} or None
+    X_ood = {split: SplitFeatures(fs, split) for split in ood_val_splits} or None
     labels = fs.labels(id_split)
     y_id = labels if (labels >= 0).any() else None
     kwargs = {}
@@ -156,7 +162,7 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits):
             kwargs["y"] = class_labels(fs, train.split)
         if train.mean is not None and all(detector_tags(c).accepts_train_mean for c in candidates):
             kwargs["train_mean"] = train.mean
-    search.fit(head=head, X_id=X_id, X_noise=X_noise, y_id=y_id, **kwargs)
+    search.fit(head=head, X_id=X_id, X_noise=X_noise, X_ood=X_ood, y_id=y_id, **kwargs)
     if y_id is None and detector_tags(search.best_estimator_).changes_classifier and search.guard:
         warnings.warn(
             f"split {id_split!r} has no class labels (every row is -1): the ID-accuracy guard "
@@ -171,7 +177,8 @@ def tune_store(
     store,
     *,
     id_split,
-    noise_split,
+    noise_split=(),
+    ood_val_split=(),
     train=None,
     train_mean=None,
     grid=None,
@@ -191,9 +198,14 @@ def tune_store(
         A store written by ``skdice extract``; its head is the model's head.
     id_split : str
         Split of ID validation features; its class labels feed the guard.
-    noise_split : str or sequence of str
-        Split(s) of OOD validation features (Gaussian noise, other
-        generators); with several, every metric is their mean.
+    noise_split : str or sequence of str, default=()
+        Split(s) of synthetic OOD validation features (Gaussian noise, the
+        generators and corruptions of ``skdice extract --data``).
+    ood_val_split : str or sequence of str, default=()
+        Split(s) of real OOD validation features (another data set's
+        images, held out from testing). The defaults stay unless a real and
+        a synthetic split agree (docs/tuning.md, "The rule"); with several
+        splits, every metric is their mean.
     train : str, default=None
         Split of ID training features. Mean-based detectors stream it chunk
         by chunk (it is never loaded whole); the others read it.
@@ -221,11 +233,14 @@ def tune_store(
     skdice.exceptions.StoreError
         When the store or a split is missing or incomplete.
     ValueError
-        For a split given both as ID validation and as noise, a bad grid, or
-        training data the method cannot be fitted from.
+        For no OOD validation split, a split given twice or both as ID
+        validation and as OOD, a bad grid, or training data the method cannot
+        be fitted from.
     """
     fs = open_feature_store(store)
-    noise = check_validation_splits(id_split, noise_split)
+    noise = [noise_split] if isinstance(noise_split, str) else list(noise_split)
+    ood = [ood_val_split] if isinstance(ood_val_split, str) else list(ood_val_split)
+    check_validation_splits(id_split, [*noise, *ood])
     if train is not None and train_mean is not None and method == "dice":
         raise ValueError("give exactly one of train=SPLIT or train_mean=FILE.npy.")
     if isinstance(method, str) and "random_state" in _base(method).get_params():
@@ -242,7 +257,7 @@ def tune_store(
             name = method if isinstance(method, str) else type(method).name
             raise ValueError(f"method={name} needs train=SPLIT (or train_mean=FILE.npy).")
     return run_search(search, fs, TrainingData(fs, train, train_mean), id_split=id_split,
-                      noise_splits=noise)
+                      noise_splits=noise, ood_val_splits=ood)
 
 
 def _base(method):
@@ -279,6 +294,12 @@ def _verdict(res, i, leader) -> str:
     return "worse" if res["worse"][i] else "tied"
 
 
+def _moves(res, i, defaults) -> str:
+    if i == defaults:
+        return "defaults"
+    return "yes" if res["beats_defaults"][i] else "no"
+
+
 def _noise_words(noise) -> str:
     noise = [noise] if isinstance(noise, str) else list(noise)
     if len(noise) == 1:
@@ -311,6 +332,15 @@ def _plain_table(columns, rows, *, justify, bold_rows=()):
         if j == 0:
             lines.append(" ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _decided_by(search):
+    """``{"set": name, "kind": kind}`` of the set that decided, or None."""
+    name = getattr(search, "decided_by_", None)
+    if name is None:
+        return None
+    kind = next((s["kind"] for s in search.validation_sets_ if s["name"] == name), None)
+    return {"set": name, "kind": kind}
 
 
 class SearchReport:
@@ -369,7 +399,7 @@ class SearchReport:
         header = [*names, "FPR95", "CI", "AUROC", "CI", "AUPR-In", "AUPR-Out"]
         header += ["kept"] if masked else []
         header += ["acc"] if guarded else []
-        header += ["verdict", "rank"]
+        header += ["verdict", "moves", "rank"]
         rows = []
         for i, params in enumerate(res["params"]):
             cells = [_value(params[k]) for k in names]
@@ -387,7 +417,8 @@ class SearchReport:
                 cells.append(f"{100 * res['n_kept'][i] / n_weights:.1f}%")
             if guarded:
                 cells.append(_percent(res["id_accuracy"][i]))
-            cells += [_verdict(res, i, search.leader_index_), str(int(res["rank_test_score"][i]))]
+            cells += [_verdict(res, i, search.leader_index_), _moves(res, i, search.fallback_index_),
+                      str(int(res["rank_test_score"][i]))]
             rows.append(tuple(cells))
         justify = ["left"] * len(names) + ["right"] * (len(header) - len(names))
         lines = [render(tuple(header), rows, justify=justify, bold_rows=[search.best_index_])]
@@ -400,7 +431,9 @@ class SearchReport:
         if guarded:
             tail += ("; acc = ID accuracy of the masked head" if masked else
                      "; acc = ID accuracy of the detector's classifier (predict_class)")
-        verdicts = "verdict: best, tied (within sampling noise of it), worse (beyond it)"
+        verdicts = ("verdict: best, tied (within sampling noise of it), worse (beyond it); moves: yes when "
+                    "the candidate beats the defaults (the row marked defaults) beyond sampling noise on "
+                    "every set")
         lines += ["", tail + ".", verdicts + (", flagged (by the guard)." if guarded else ".")]
         if guarded:
             drop = 100 * search.max_accuracy_drop
@@ -413,6 +446,10 @@ class SearchReport:
         dropped = dropped_records(search)
         if dropped:
             lines.append(dropped_note(dropped))
+        sets = getattr(search, "validation_sets_", [])
+        if sets:
+            lines.append("validation sets: " + ", ".join(f"{s['name']!r} ({s['kind']})" for s in sets)
+                         + "; the defaults stay unless a real and a synthetic set agree (docs/tuning.md)")
         verdict = "yes" if search.informative_ else "no"
         lines.append(f"informative: {verdict} ({search.informative_reason_})")
         label = "FPR95" if search.metric == "fpr95" else "AUROC"
@@ -421,8 +458,12 @@ class SearchReport:
             rule = "ties go to the smaller p" if type(search).__name__ == "SparsitySearch" else (
                 "ties go to the first in grid order")
             lines.append(f"chosen: {_spell(search.best_params_)} ({value}; {rule})")
+        elif search.best_index_ == search.fallback_index_:
+            lines.append(f"chosen: {_spell(search.best_params_)} ({value}; the defaults: validation cannot "
+                         "move them)")
         else:
-            lines.append(f"chosen: {_spell(search.best_params_)} ({value}; fallback: validation cannot choose)")
+            lines.append(f"chosen: {_spell(search.best_params_)} ({value}; the best by the mean although "
+                         "validation cannot move the defaults: fallback=False)")
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -445,6 +486,7 @@ class SearchReport:
             row["gap"] = 100 * float(res["gap"][i])
             row["gap_ci"] = _interval(res, "gap", i)
             row["worse"] = bool(res["worse"][i])
+            row["beats_defaults"] = bool(res["beats_defaults"][i]) if "beats_defaults" in res else None
             row["separated"] = bool(res["separated"][i])
             row["n_kept"] = int(res["n_kept"][i]) if res["n_kept"][i] >= 0 else None
             if "threshold" in res:
@@ -466,6 +508,8 @@ class SearchReport:
             "units": "percent",
             "informative": search.informative_,
             "informative_reason": search.informative_reason_,
+            "decided_by": _decided_by(search),
+            "validation_sets": list(getattr(search, "validation_sets_", [])),
             "best_p": best.get("p"),
             "best_params": best,
             "fallback_params": {k: _json_value(v) for k, v in res["params"][search.fallback_index_].items()},

@@ -295,9 +295,11 @@ def test_library_keywords_reach_the_user_as_flags():
     assert in_flag_words("exists: pass overwrite=True to replace it.") == "exists: pass --overwrite to replace it."
     assert in_flag_words("pass weights=FILE, or", COMMAND_FLAGS["extract"]) == "pass --weights FILE, or"
     # each command its own flags: the same library phrase, two commands' words
-    message = "give at least one OOD validation split (noise_splits=[SPLIT, ...])."
-    assert in_flag_words(message, COMMAND_FLAGS["tune"]).endswith("(--noise SPLIT).")
-    assert in_flag_words(message, COMMAND_FLAGS["evaluate"]).endswith("(--tune-noise SPLIT).")
+    message = ("give at least one OOD validation split: synthetic (noise_splits=[SPLIT, ...]) or real "
+               "(ood_val_splits=[SPLIT, ...]).")
+    assert in_flag_words(message, COMMAND_FLAGS["tune"]).endswith("(--noise SPLIT) or real (--ood-val SPLIT).")
+    assert in_flag_words(message, COMMAND_FLAGS["evaluate"]).endswith(
+        "(--tune-noise SPLIT) or real (--tune-ood SPLIT).")
     # a keyword no table names (a method spec's parameter) stays as written
     assert in_flag_words("pass threshold=... (the percentile needs X).", COMMAND_FLAGS["fit"]) == (
         "pass threshold=... (the percentile needs X)."

@@ -134,7 +134,7 @@ def clip_store(tmp_path_factory):
     noise[:, C] = 0
     val = id_rows(200)
     splits = {"train": id_rows(300), "val": val, "test": val, "noise": noise.astype(np.float32),
-              "ood": noise[:100].astype(np.float32)}
+              "ood": noise[:100].astype(np.float32), "real": noise[100:].astype(np.float32)}
     path = tmp_path_factory.mktemp("clip") / "s.zarr"
     write_store(path, Head(W, np.zeros(C)), splits, chunk_rows=64)
     return path
@@ -145,7 +145,7 @@ def test_evaluate_reports_the_clipped_accuracy_the_guard_used(clip_store, method
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = evaluate_store(clip_store, "test", ["ood"], [method], train="train", tune_id="val",
-                                tune_noise=["noise"], guard=False)
+                                tune_noise=["noise"], tune_ood=["real"], guard=False)
     search = next(iter(result.searches.values()))
     guard = 100 * search.cv_results_["id_accuracy"][search.best_index_]
     records = result.id_accuracy["masked"] + result.id_accuracy["changed"]

@@ -39,7 +39,7 @@ def store(tmp_path_factory):
         return X.astype(np.float32)
 
     splits = {"train": id_rows(200), "val": id_rows(200), "test": id_rows(150),
-              "noise": noise(200, 1.0), "ood": noise(150, 1.5)}
+              "noise": noise(200, 1.0), "ood": noise(150, 1.5), "real": noise(200, 1.0)}
     path = tmp_path_factory.mktemp("evaluate-tuned") / "s.zarr"
     write_store(path, Head(W, np.zeros(C)), splits, chunk_rows=64)
     return path
@@ -88,10 +88,24 @@ def test_table_prints_the_chosen_values(store, capsys):
     lines = out.splitlines()
     start = lines.index("tuned on 'val' vs 'noise' before the evaluation:")
     dice = tune_store(store, id_split="val", noise_split="noise", train="train")
-    how = "chosen" if dice.informative_ else "fallback: validation cannot choose"
+    how = "chosen" if dice.informative_ else "defaults kept: validation cannot move them"
     assert lines[start + 1] == f"  dice: p = {dice.best_params_['p']:g} ({how})"
     assert lines[start + 2].startswith("  react: percentile = ")
     assert any(line.split()[:2] == ["dice", f"{dice.best_params_['p']:g}"] for line in lines[2:])
+
+
+def test_tune_ood_reaches_the_search_as_a_real_set_and_tune_agrees(store, capsys):
+    code, out, err = _run(capsys, "evaluate", str(store), *BASE, "--tune-ood", "real", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["tuning"]["noise"] == ["noise"] and data["tuning"]["ood"] == ["real"]
+    for method in ("dice", "react"):
+        ref = tune_store(store, id_split="val", noise_split="noise", ood_val_split="real", train="train",
+                         method=method)
+        item = next(i for i in data["tuning"]["methods"] if i["method"].partition(":")[0] == method)
+        assert item["params"] == ref.best_params_ and item["informative"] == ref.informative_
+        assert item["decided_by"] == ref.decided_by_ and item["reason"] == ref.informative_reason_
+        assert [s["kind"] for s in ref.validation_sets_] == ["synthetic", "real"]
 
 
 def test_spec_parameters_and_p_are_not_tuned(store, capsys):
@@ -108,7 +122,7 @@ def test_uninformative_tuning_warns_once_per_method_naming_it(store, capsys):
     code, out, err = _run(capsys, "evaluate", str(store), "--id", "test", "--ood", "ood", "--train", "train",
                           "--method", "dice", "--tune-id", "val", "--tune-noise", "val",
                           "--format", "json")
-    assert code == 1 and "given both as the ID validation split and as a noise split" in err
+    assert code == 1 and "given both as the ID validation split and as an OOD validation split" in err
     code, out, err = _run(capsys, "evaluate", str(store), "--id", "test", "--ood", "ood", "--train", "train",
                           "--method", "dice", "--method", "odin", "--tune-id", "val", "--tune-noise", "train",
                           "--format", "json")
@@ -125,8 +139,8 @@ def test_uninformative_tuning_warns_once_per_method_naming_it(store, capsys):
     [
         (["--tune-id", "test", "--tune-noise", "noise"], "split 'test' is both a validation split and a test split"),
         (["--tune-id", "val", "--tune-noise", "ood"], "split 'ood' is both a validation split and a test split"),
-        (["--tune-id", "val"], "--tune-id and --tune-noise go together"),
-        (["--tune-noise", "noise"], "--tune-id and --tune-noise go together"),
+        (["--tune-id", "val"], "--tune-id goes with --tune-noise and/or --tune-ood: give both, or neither"),
+        (["--tune-noise", "noise"], "--tune-id goes with --tune-noise and/or --tune-ood: give both, or neither"),
     ],
 )
 def test_validation_splits_that_are_test_splits_are_refused(store, capsys, extra, message):

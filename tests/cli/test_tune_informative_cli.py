@@ -40,6 +40,7 @@ def _splits(seed=0, m=24, C=4):
         "train": train, "val": val, "test": test,
         "val-unlabelled": val[0],
         "noise": noise(300, 1.0), "noise2": noise(200, 2.0),
+        "real": noise(300, 1.0),  # another draw of the outliers, given as the real OOD set
         "inside": (1.5 * val[0]).astype(np.float32),  # scored above ID: uninformative
     }
     return splits, Head(W, np.zeros(C))
@@ -66,14 +67,19 @@ def _tune(capsys, store, *extra):
 
 # ------------------------------------------------------------- the verdict
 def test_json_has_informative_and_every_candidates_intervals(store, capsys):
-    code, out, err = _tune(capsys, store, "--noise", "noise", "--format", "json")
+    code, out, err = _tune(capsys, store, "--noise", "noise", "--ood-val", "real", "--grid", "0.1,0.3,0.5",
+                           "--format", "json")
     assert code == 0 and err == ""  # informative: no warning
     data = json.loads(out)
     splits, head = store[2], store[1]
-    ref = SparsitySearch().fit(splits["train"][0], head=head, X_id=splits["val"][0],
-                               X_noise=splits["noise"], y_id=splits["val"][1])
+    ref = SparsitySearch(grid=[0.1, 0.3, 0.5]).fit(
+        splits["train"][0], head=head, X_id=splits["val"][0], X_noise={"noise": splits["noise"]},
+        X_ood={"real": splits["real"]}, y_id=splits["val"][1])
     assert data["informative"] is True and ref.informative_
     assert data["informative_reason"] == ref.informative_reason_
+    assert data["validation_sets"] == [{"name": "noise", "kind": "synthetic"}, {"name": "real", "kind": "real"}]
+    assert data["decided_by"] == {"set": ref.decided_by_, "kind": "synthetic" if ref.decided_by_ == "noise" else "real"}
+    assert data["ood_val_splits"] == ["real"] and data["noise_splits"] == ["noise"]
     assert data["best_p"] == ref.best_params_["p"] and data["best_params"] == ref.best_params_
     res = ref.cv_results_
     for i, row in enumerate(data["results"]):
@@ -83,30 +89,44 @@ def test_json_has_informative_and_every_candidates_intervals(store, capsys):
         for key in ("fpr95", "auroc", "gap"):
             assert row[f"{key}_ci"] == pytest.approx([100 * res[f"{key}_ci_low"][i], 100 * res[f"{key}_ci_high"][i]])
         assert row["worse"] == bool(res["worse"][i]) and row["separated"] == bool(res["separated"][i])
+        assert row["beats_defaults"] == bool(res["beats_defaults"][i])
         assert row["id_accuracy"] == pytest.approx(100 * res["id_accuracy"][i])
         assert row["flagged"] == bool(res["flagged"][i]) and row["chosen"] == (i == ref.best_index_)
     assert data["guard"]["applied"] and data["guard"]["dense_accuracy"] == pytest.approx(100 * ref.dense_accuracy_)
     assert data["n_bootstrap"] == 200 and data["confidence"] == 0.95
 
 
-def test_uninformative_validation_gives_one_warning_line_and_the_papers_p(store, capsys):
-    code, out, err = _tune(capsys, store, "--noise", "inside", "--format", "json")
+@pytest.mark.parametrize("args, reason, decided_by", [
+    # noise alone, however clearly it separates, never moves the defaults
+    (["--noise", "noise"], "no real OOD validation set was given", None),
+    (["--ood-val", "real"], "no synthetic outlier set was given", None),
+    # a synthetic set scored above ID cannot confirm any move; the set named is the rival's weakest
+    (["--noise", "inside", "--ood-val", "real"], "no candidate beats the defaults p=0.9", ...),
+])
+def test_uninformative_validation_gives_one_warning_line_and_the_papers_p(store, capsys, args, reason, decided_by):
+    code, out, err = _tune(capsys, store, *args, "--format", "json")
     assert code == 0
     data = json.loads(out)
     assert data["informative"] is False and data["best_p"] == 0.9 and data["fallback_params"] == {"p": 0.9}
     lines = err.strip().splitlines()
+    if decided_by is ...:
+        assert data["decided_by"]["set"] in ("inside", "real")
+        assert f"on {data['decided_by']['set']!r} (95% interval of the improvement" in lines[0]
+    else:
+        assert data["decided_by"] is decided_by
     assert len(lines) == 1
-    assert lines[0].startswith("warning: validation cannot choose: the OOD validation set is not separated")
+    assert lines[0].startswith(f"warning: validation cannot choose: {reason}")
     assert "returning the fallback p=0.9" in lines[0]
 
 
 def test_table_shows_intervals_verdicts_the_guard_and_the_choice(store, capsys):
-    code, out, err = _tune(capsys, store, "--noise", "noise")
+    code, out, err = _tune(capsys, store, "--noise", "noise", "--ood-val", "real")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["p", "FPR95", "CI", "AUROC", "CI", "AUPR-In", "AUPR-Out", "kept", "acc", "verdict", "rank"]
+    assert lines[0].split() == ["p", "FPR95", "CI", "AUROC", "CI", "AUPR-In", "AUPR-Out", "kept", "acc", "verdict",
+                                "moves", "rank"]
     rows = [line.split() for line in lines[2:8]]
-    ref = tune_store(store[0], id_split="val", noise_split="noise", train="train")
+    ref = tune_store(store[0], id_split="val", noise_split="noise", ood_val_split="real", train="train")
     res = ref.cv_results_
     for i, row in enumerate(rows):
         assert row[2] == f"{100 * res['fpr95_ci_low'][i]:.2f}-{100 * res['fpr95_ci_high'][i]:.2f}"
@@ -114,9 +134,12 @@ def test_table_shows_intervals_verdicts_the_guard_and_the_choice(store, capsys):
         verdict = ("flagged" if res["flagged"][i] else "best" if i == ref.leader_index_
                    else "worse" if res["worse"][i] else "tied")
         assert row[9] == verdict
+        assert row[10] == ("defaults" if i == ref.fallback_index_ else "yes" if res["beats_defaults"][i] else "no")
     assert [r[0] for r in rows].count(f"{ref.best_params_['p']:g}*") == 1
+    assert "validation sets: 'noise' (synthetic), 'real' (real); the defaults stay unless" in out
     assert any(line.startswith("ID accuracy of the dense head: ") and "5 points below" in line for line in lines)
-    assert f"informative: yes ({ref.informative_reason_})" in lines
+    verdict = "yes" if ref.informative_ else "no"
+    assert f"informative: {verdict} ({ref.informative_reason_})" in lines
     assert lines[-1].startswith(f"chosen: p = {ref.best_params_['p']:g} (FPR95 ")
 
 
@@ -182,8 +205,9 @@ def test_method_and_named_grids_reach_hyperparameter_search(store, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--id", "val", "--noise", "val"], "split 'val' is given both as the ID validation split and as a noise split"),
-        (["--id", "val", "--noise", "noise", "--noise", "noise"], "noise split 'noise' is given more than once"),
+        (["--id", "val"], "give at least one OOD validation split: synthetic (--noise SPLIT) or real (--ood-val SPLIT)."),
+        (["--id", "val", "--noise", "val"], "split 'val' is given both as the ID validation split and as an OOD validation split"),
+        (["--id", "val", "--noise", "noise", "--noise", "noise"], "validation split 'noise' is given more than once"),
         (["--id", "val", "--noise", "noise", "--method", "react", "--grid", "percentile=90,150"],
          "grid value 150 of 'percentile' is out of range: The 'percentile' parameter of ReActDetector must be "
          "a float in the range [0.0, 100.0]"),
