@@ -48,7 +48,8 @@ def validate_rows(det, X, space, *, reset: bool):
     """scikit-learn's ``validate_data`` in ``X``'s namespace: float16, float32 and float64 kept.
 
     A 16-bit float that is not float16 (torch's bfloat16) is widened to
-    float32, as :func:`skdice._tensors.as_numpy` widens it on the NumPy path.
+    float32, as :func:`skdice._tensors.as_numpy` widens it on the NumPy path,
+    and a tensor that requires grad is detached, as there.
 
     Parameters
     ----------
@@ -63,6 +64,8 @@ def validate_rows(det, X, space, *, reset: bool):
     array of shape (n_samples, n_features)
     """
     xp = space[0]
+    if getattr(X, "requires_grad", False):
+        X = X.detach()  # scores are not differentiated: no autograd graph on the device
     floats = (xp.float32, xp.float64, xp.float16)
     if X.dtype not in floats and xp.isdtype(X.dtype, "real floating"):
         X = xp.astype(X, xp.float32)

@@ -317,3 +317,16 @@ def test_mahalanobis_string_labels_stay_numpy_and_scoring_follows_x():
     assert isinstance(det.classes_, np.ndarray) and isinstance(det.means_, torch.Tensor)
     ref = available_detectors()["mahalanobis"]().fit(H, labels)
     np.testing.assert_allclose(to_numpy(scores), ref.score_samples(H), rtol=1e-10)
+
+
+def test_tensors_that_require_grad_and_bfloat16_are_read_as_on_the_numpy_path():
+    H, W, b, _ = _problem(n=64)
+    ref = available_detectors()["dice"]().fit(H.astype(np.float32), W, b)
+    with sklearn.config_context(array_api_dispatch=True):
+        det = available_detectors()["dice"]().fit(_tensor(H.astype(np.float32), "cpu"), _tensor(W, "cpu"), _tensor(b, "cpu"))
+        grad = det.score_samples(_tensor(H.astype(np.float32), "cpu").requires_grad_(True))
+        half = det.score_samples(_tensor(H, "cpu").to(torch.bfloat16))
+    assert not grad.requires_grad
+    np.testing.assert_allclose(grad.numpy(), ref.score_samples(H.astype(np.float32)), rtol=1e-5)
+    widened = torch.asarray(H).to(torch.bfloat16).float().numpy()
+    np.testing.assert_allclose(half.numpy(), ref.score_samples(widened), rtol=1e-5)
