@@ -30,7 +30,12 @@ from .resolve import (
     stream_mean,
 )
 
-__all__ = ["check_file_prefix", "plot_store"]
+__all__ = ["MAX_BINS", "MAX_SWEEP", "check_file_prefix", "plot_store"]
+
+#: The most histogram bins (docs/cli.md, "Ranges"): more draws nothing finer and allocates without bound.
+MAX_BINS = 10000
+#: The most sparsities of the p sweep: each is one DICE head scoring every block of every split.
+MAX_SWEEP = 100
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]*")
 
@@ -95,13 +100,17 @@ def plot_store(
         DICE sparsity for the histograms and for the kept units marked on the
         covariance figure.
     class_index : int, default=None
-        Class of the unit-contribution and covariance figures; default: the
+        Class of the unit-contribution and covariance figures, 0 to
+        ``n_classes - 1`` (a negative one is refused before the store is
+        opened, one past the head's classes before any row is read); default: the
         most frequent label of the ID split (the class the head predicts most
         often when the split has no labels). ID rows are those labelled with this class
         (or predicted as it, when the split has no labels).
     ps : sequence of float, default=PAPER_PS
-        Sparsities of the sweep.
+        Sparsities of the sweep: distinct, each in [0, 1), at most
+        :data:`MAX_SWEEP` (100).
     bins : int, default=50
+        Histogram bins, 1 to :data:`MAX_BINS` (10000).
     prefix : str, default=""
         Prepended to the file names: letters, digits, ``.``, ``_``, ``-``
         only (no folder part), so every file lands in ``out_dir``.
@@ -134,6 +143,15 @@ def plot_store(
     ood_splits = check_split_lists(id_split, ood_splits)
     p = check_sparsity(p)
     ps = check_grid(ps, "ps").tolist()
+    if len(ps) > MAX_SWEEP:
+        raise ValueError(f"ps holds {len(ps)} sparsities; the sweep takes at most {MAX_SWEEP} "
+                         "(each is one DICE head scoring every row).")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or not 1 <= bins <= MAX_BINS:
+        raise ValueError(f"bins must be an integer from 1 to {MAX_BINS}, got {bins!r}.")
+    if class_index is not None and (isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer))
+                                    or class_index < 0):
+        raise ValueError(f"class {class_index!r} is out of range: a class is an integer from 0 to the number "
+                         "of classes - 1.")
     check_file_prefix(prefix)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ValueError(f"the output folder {out_dir} exists and is not a folder.")

@@ -155,3 +155,75 @@ def test_nothing_listening_is_one_line():
 
     with pytest.raises(ValueError, match="could not connect to the dask scheduler at 'tcp://127.0.0.1:"):
         probe_scheduler(f"tcp://127.0.0.1:{_free_port()}", timeout=0.5)
+
+
+# --------------------------------------------------------------------------- plot, evaluate and tune numbers
+
+
+def _cli(args, capsys):
+    from skdice.cli.app import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+_SWEEP = ",".join(str(i / 1000) for i in range(101))
+
+
+@pytest.mark.parametrize("args, line", [
+    (["evaluate", "NONE", "--id", "a", "--ood", "b", "--train", "t", "--p", "1.5"], "p must be in [0, 1), got 1.5."),
+    (["evaluate", "NONE", "--id", "a", "--ood", "b", "--train", "t", "--p", "nan"], "p must be in [0, 1), got nan."),
+    (["evaluate", "NONE", "--id", "a", "--ood", "b", "--train", "t", "--p", "-0.1"], "p must be in [0, 1), got -0.1."),
+    (["plot", "NONE", "--id", "a", "--ood", "b", "--train", "t", "--p", "nan"], "p must be in [0, 1), got nan."),
+    (["plot", "NONE", "--id", "a", "--ood", "b", "--train", "t", "--ps", "0,2"], "ps: every p must be in [0, 1), got 2.0."),
+    (["plot", "NONE", "--id", "a", "--ood", "b", "--train", "t", "--ps", "0,x"],
+     "--ps must be comma-separated numbers, got '0,x'."),
+    (["plot", "NONE", "--id", "a", "--ood", "b", "--train", "t", "--ps", ","],
+     "ps is empty: give at least one sparsity p in [0, 1)."),
+    (["plot", "NONE", "--id", "a", "--ood", "b", "--train", "t", "--ps", _SWEEP],
+     "ps holds 101 sparsities; the sweep takes at most 100 (each is one DICE head scoring every row)."),
+    (["plot", "NONE", "--id", "a", "--ood", "b", "--train", "t", "--class", "-1"],
+     "class -1 is out of range: a class is an integer from 0 to the number of classes - 1."),
+    (["tune", "NONE", "--id", "a", "--noise", "b", "--train", "t", "--max-accuracy-drop", "nan"],
+     "--max-accuracy-drop must be in [0, 100] points, got nan."),
+    (["tune", "NONE", "--id", "a", "--noise", "b", "--train", "t", "--max-accuracy-drop", "100.5"],
+     "--max-accuracy-drop must be in [0, 100] points, got 100.5."),
+])
+def test_numbers_are_refused_before_the_store_is_opened(tmp_path, capsys, args, line):
+    """The store does not exist: each number's line comes first, so it is checked before any work."""
+    args = [str(tmp_path / "none.zarr") if a == "NONE" else a for a in args]
+    code, err = _cli(args, capsys)
+    assert code == 1 and err == f"skdice: error: {line}\n"
+
+
+def test_plot_class_past_the_heads_classes_is_refused_before_any_row_is_read(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from skdice import Head
+    from skdice.workflows import plot as plot_workflow
+    from stores import write_store
+
+    rng = np.random.default_rng(0)
+    write_store(tmp_path / "s.zarr", Head(rng.normal(size=(4, 3))), {"id": rng.random((8, 4)),
+                                                                     "ood": rng.random((8, 4))})
+    monkeypatch.setattr(plot_workflow, "stream_mean", lambda *a, **k: pytest.fail("a split was read"))
+    code, err = _cli(["plot", str(tmp_path / "s.zarr"), "--id", "id", "--ood", "ood", "--train", "id",
+                      "--class", "3", "--out", str(tmp_path / "f")], capsys)
+    assert code == 1 and err == "skdice: error: class 3 is out of range for 3 classes.\n"
+    assert not (tmp_path / "f").exists()
+
+
+@pytest.mark.parametrize("bins", [0, 10001, True, 2.5, 10**20])
+def test_plot_store_bins_from_python_are_bounded_before_any_work(tmp_path, bins):
+    from skdice.workflows.plot import plot_store
+
+    with pytest.raises(ValueError, match=rf"bins must be an integer from 1 to 10000, got {bins!r}\."):
+        plot_store(tmp_path / "none.zarr", tmp_path, id_split="a", ood_splits=["b"], train_split="t", bins=bins)
+
+
+def test_the_cli_bins_bound_is_the_librarys():
+    from skdice.cli.plot import MAX_BINS
+    from skdice.workflows.plot import MAX_BINS as LIBRARY_MAX_BINS
+
+    assert MAX_BINS == LIBRARY_MAX_BINS
