@@ -120,3 +120,36 @@ def test_a_string_chunk_is_bounded_by_its_rows_times_the_longest_name(store):
         r"frame declares 68,719,476,736 decoded bytes where its array's chunk of strings holds "
         r"at most 2,097,284: refused before decoding")):
         open_store(store).paths("test")
+
+
+_WORKER = r"""
+import pickle, sys
+reads = pickle.loads(open(sys.argv[1], "rb").read())  # as a Dask worker receives its task
+import zarr
+print(zarr.config.get("codecs.zstd"))
+try:
+    reads[32:64]
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_worker_that_unpickles_a_store_reader_decodes_bounded(store, tmp_path):
+    """A fresh process (no skdice imported) that unpickles a lazy reader refuses the 64 GiB frame, and then
+    decodes every array it opens itself through the bounded codec too."""
+    import pickle
+    import subprocess
+    import sys
+
+    from skdice.store import lazy_rows
+
+    graph = lazy_rows(open_store(store).array("test", "features"), CHUNK).dask
+    source = next(v for v in graph.values() if hasattr(v, "array"))  # the reader in the graph
+    (tmp_path / "task.pkl").write_bytes(pickle.dumps(source))
+    _chunk_file(store).write_bytes(_with_crc(_frame_declaring(64 * 2**30)))
+    run = subprocess.run([sys.executable, "-c", _WORKER, str(tmp_path / "task.pkl")], capture_output=True,
+                         text=True, timeout=120)
+    lines = run.stdout.splitlines()
+    assert run.returncode == 0, run.stderr
+    assert lines[0] == "skdice.store._codecs.BoundedZstdCodec"  # selected in the worker by the unpickling
+    assert lines[1].startswith("StoreError ") and "refused before decoding" in lines[1], lines

@@ -20,6 +20,15 @@ entry), which every array opened afterwards in the process uses. It changes
 nothing for valid chunks; it only turns impossible ones into a clean
 ``ValueError`` that the store's readers report as damage (``read_checked``).
 
+In another process (a Dask worker): an array opened by skdice keeps its codec
+objects when it is pickled, so the worker decodes it through
+``BoundedZstdCodec`` whether or not skdice was imported there (unpickling
+imports this module); and unpickling the codec selects bounded decoding in
+that process too, for the arrays it opens itself afterwards. A process that
+opens a store's arrays through Zarr before any of that (say
+``da.from_zarr("store/test/features")`` in a fresh worker) decodes them with
+Zarr's own codec until it imports ``skdice.store`` and opens one through it.
+
 The frame header is parsed here because numcodecs exposes no function that
 returns a frame's declared content size; the layout is RFC 8878, section
 3.1.1.1.
@@ -126,6 +135,11 @@ def _make_codec_class():
             zstd.decompress(data, out)
             return chunk_spec.prototype.buffer.from_array_like(out)
 
+        def __reduce__(self):
+            # unpickled in another process (a Dask worker): bounded decoding selected there
+            # too, for the arrays that process opens itself afterwards
+            return (_unpickled_codec, (self.to_dict(),))
+
     BoundedZstdCodec.__module__ = __name__
     BoundedZstdCodec.__qualname__ = "BoundedZstdCodec"
     return BoundedZstdCodec
@@ -137,6 +151,12 @@ def __getattr__(name):
         globals()[name] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _unpickled_codec(config: dict):
+    """A :class:`BoundedZstdCodec` from its ``to_dict()``, bounded decoding selected in this process first."""
+    use_bounded_zstd()
+    return globals()["BoundedZstdCodec"].from_dict(config)
 
 
 def use_bounded_zstd() -> None:
