@@ -129,9 +129,14 @@ class KLMatchingDetector(BaseDetector):
         return 4 * self.weight_.shape[1]
 
     def score_block(self, X):
-        L = _log_softmax(self.classifier_block(X))
+        # one exponential: P = exp(L - max) / s and log P = L - max - log s
+        L = self.classifier_block(X)
+        L -= L.max(axis=1, keepdims=True)
         P = np.exp(L)
-        entropy = -np.einsum("ij,ij->i", P, L, dtype=np.float64)
+        total = P.sum(axis=1, keepdims=True)
+        P /= total
+        L -= np.log(total)
+        entropy = -np.einsum("ij,ij->i", P, L).astype(np.float64)
         cross = P @ self._log_templates.astype(X.dtype, copy=False)
         if self._zero_entries is not None:
             # probability mass where a template is zero: an infinite divergence

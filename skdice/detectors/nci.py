@@ -110,7 +110,7 @@ class NCIDetector(BaseDetector):
         pred = self.classifier_block(X).argmax(axis=1)
         Z = X - self.mean_feature_.astype(X.dtype)
         # the predicted class's weight row by row: a gather, not a second product
-        aligned = np.einsum("ij,ij->i", self._class_weights[pred].astype(X.dtype, copy=False), Z, dtype=np.float64)
-        norm = np.sqrt(np.einsum("ij,ij->i", Z, Z, dtype=np.float64))
+        aligned = np.einsum("ij,ij->i", self._class_weights[pred].astype(X.dtype, copy=False), Z).astype(np.float64)
+        norm = np.sqrt(np.einsum("ij,ij->i", Z, Z).astype(np.float64))
         alignment = np.divide(aligned, norm, out=np.zeros_like(aligned), where=norm > 0)
-        return alignment + self.alpha * np.abs(X).sum(axis=1, dtype=np.float64)
+        return alignment + self.alpha * np.abs(X).sum(axis=1).astype(np.float64)

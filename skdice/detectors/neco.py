@@ -166,9 +166,9 @@ class NECODetector(BaseDetector):
     def score_block(self, X):
         Z = X - self.mean_.astype(X.dtype)
         inside = Z @ self._projection.astype(X.dtype)
-        num = np.sqrt(np.einsum("ij,ij->i", inside, inside, dtype=np.float64))
+        num = np.sqrt(np.einsum("ij,ij->i", inside, inside).astype(np.float64))
         Z *= self._inverse_scale.astype(X.dtype)
-        den = np.sqrt(np.einsum("ij,ij->i", Z, Z, dtype=np.float64))
+        den = np.sqrt(np.einsum("ij,ij->i", Z, Z).astype(np.float64))
         with np.errstate(invalid="ignore", divide="ignore"):
             # a row at the mean scores 0; a non-finite row stays NaN (reported by the caller)
             ratio = np.where(den == 0, 0.0, num / den)

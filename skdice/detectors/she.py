@@ -171,10 +171,10 @@ class SHEDetector(BaseDetector):
         P = self.patterns_[pred].astype(X.dtype, copy=False)
         if self.metric == "euclidean":
             P -= X
-            return -np.sqrt(np.einsum("ij,ij->i", P, P, dtype=np.float64))
-        inner = np.einsum("ij,ij->i", X, P, dtype=np.float64)
+            return -np.sqrt(np.einsum("ij,ij->i", P, P).astype(np.float64))
+        inner = np.einsum("ij,ij->i", X, P).astype(np.float64)
         if self.metric == "inner_product":
             return inner
-        x_norm = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
-        p_norm = np.sqrt(np.einsum("ij,ij->i", P, P, dtype=np.float64))
+        x_norm = np.sqrt(np.einsum("ij,ij->i", X, X).astype(np.float64))
+        p_norm = np.sqrt(np.einsum("ij,ij->i", P, P).astype(np.float64))
         return inner / (np.maximum(x_norm, _COSINE_EPS) * np.maximum(p_norm, _COSINE_EPS))
