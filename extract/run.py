@@ -38,7 +38,7 @@ from ._identity import parameters_fingerprint  # noqa: E402
 from .data import Source, open_source  # noqa: E402
 from .hooked import HookedExtractor  # noqa: E402
 
-__all__ = ["extract_features", "resolve_device", "default_channels_last", "recorded_input_size"]
+__all__ = ["extract_features", "join_ranks", "resolve_device", "default_channels_last", "recorded_input_size"]
 
 _QUEUE_CHUNKS = 2  # chunks buffered for the writer thread: bounds memory
 
@@ -227,6 +227,46 @@ def _rendezvous():
         ) from None
 
 
+def join_ranks() -> tuple[int, int]:
+    """Join the ranks of a distributed extraction now, before a model is loaded; ``(rank, world_size)``.
+
+    ``extract_features`` joins them itself when no process group exists; a
+    caller that loads its model first (``skdice extract``) calls this before,
+    so that the ranks' bounded wait (``SKDICE_RENDEZVOUS_TIMEOUT``, 60 s by
+    default) counts from the start, whatever each model's load takes. Outside
+    a distributed run (``WORLD_SIZE`` unset or 1) it does nothing: ``(0, 1)``.
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    SkdiceError
+        When the ranks do not meet in time, naming the variables.
+    """
+    rank, world, _ = _dist_context()
+    return rank, world
+
+
+def _agree_to_start(rank, world, error, dist_here) -> None:
+    """Every rank's setup outcome, shared: one rank that could not set up stops them all, each with one line.
+
+    Without it a rank whose model, source or classes were refused would leave
+    the others waiting in the first collective for torch's 30 minutes.
+    """
+    failed = []
+    if world > 1:
+        box = [None] * world
+        torch.distributed.all_gather_object(box, None if error is None else f"{type(error).__name__}: {error}")
+        failed = [(r, message) for r, message in enumerate(box) if message is not None]
+        if failed and dist_here:
+            torch.distributed.destroy_process_group()
+    if failed and error is None:
+        r, message = failed[0]
+        raise SkdiceError(f"rank {r} of {world} could not start the extraction ({message}); every rank stops.")
+
+
 def _broadcast_status(rank, world, message):
     """Share rank 0's setup outcome, so no rank waits on a barrier rank 0 never reaches."""
     box = [message]
@@ -341,14 +381,22 @@ def extract_features(
     >>> open_store(path).features("test").shape  # doctest: +SKIP
     (10, 4)
     """
-    module, head, name, input_size, preprocess, attrs = _resolve_inputs(
-        module_or_spec, head, model_name, input_size, preprocess, batch_size, data, out)
-    callback = _progress_callback(progress)
+    # The ranks meet first, so their bounded wait counts from the start and not from when each
+    # one's model has loaded (a preset named here is loaded after it); then they agree that every
+    # rank could set up before any waits on another.
     rank, world, dist_here = _dist_context()
-    loop = _run_settings(module, device, rank, world, amp, channels_last, workers, batch_size)
-    source = _nonempty_source(data, input_size, preprocess, limit, split)
-    extractor = HookedExtractor(module, head)
-    check_classes(source, extractor.n_classes)  # before anything is written
+    try:
+        module, head, name, input_size, preprocess, attrs = _resolve_inputs(
+            module_or_spec, head, model_name, input_size, preprocess, batch_size, data, out)
+        callback = _progress_callback(progress)
+        loop = _run_settings(module, device, rank, world, amp, channels_last, workers, batch_size)
+        source = _nonempty_source(data, input_size, preprocess, limit, split)
+        extractor = HookedExtractor(module, head)
+        check_classes(source, extractor.n_classes)  # before anything is written
+    except Exception as exc:
+        _agree_to_start(rank, world, exc, dist_here)
+        raise
+    _agree_to_start(rank, world, None, dist_here)
     was_training = _on_device(module, loop)
     try:
         _write_split(extractor, source, Path(out), split, name, attrs, rank, world, notify=bool(progress),

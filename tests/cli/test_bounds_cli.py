@@ -93,6 +93,61 @@ def test_a_leftover_world_size_stops_extract_within_the_stated_time(tmp_path):
     assert time.monotonic() - started < 60
 
 
+_RANK = r"""
+import sys, time, torch
+from torch import nn
+import skdice.extract.models as models
+from skdice.extract.data import ArraySource
+from skdice.extract.run import extract_features, join_ranks
+from skdice.exceptions import SkdiceError
+
+how, out = sys.argv[1], sys.argv[2]
+if how == "preset":  # a preset loaded by name inside extract_features: never, the ranks have not met
+    models.load_preset = lambda *a, **k: sys.exit("the model was loaded before the ranks met")
+    target = "densenet-bc-100"
+else:
+    torch.manual_seed(0)
+    target = nn.Sequential(nn.Flatten(), nn.Linear(12, 4), nn.ReLU(), nn.Linear(4, 3))
+rows = 0 if how == "empty" else 4
+try:
+    extract_features(target, ArraySource(torch.rand(rows, 3, 2, 2)), out, "test", device="cpu")
+except (SkdiceError, ValueError) as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def _ranks(tmp_path, hows, timeout_s="3", world=None):
+    env = {**os.environ, "WORLD_SIZE": str(world or len(hows)), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+           "SKDICE_RENDEZVOUS_TIMEOUT": timeout_s, "SKDICE_DIST_BACKEND": "gloo"}
+    procs = [subprocess.Popen([sys.executable, "-c", _RANK, how, str(tmp_path / "s.zarr")],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r, how in enumerate(hows)]
+    try:
+        return [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def test_the_ranks_meet_before_a_preset_is_loaded(tmp_path):
+    """A leftover WORLD_SIZE=2 with extract_features given a preset name: the wait ends before any load."""
+    pytest.importorskip("torch")
+    ((out, err),) = _ranks(tmp_path, ["preset"], timeout_s="2", world=2)  # rank 1 never comes
+    assert out.startswith("SkdiceError the environment makes this a distributed extraction") and \
+        "did not meet within 2 s" in out, (out, err)
+
+
+def test_a_rank_that_cannot_start_stops_every_rank_with_one_line(tmp_path):
+    """Rank 1's source is empty: rank 0 stops at once naming it, instead of waiting torch's 30 minutes."""
+    pytest.importorskip("torch")
+    started = time.monotonic()
+    (out0, err0), (out1, err1) = _ranks(tmp_path, ["ok", "empty"])
+    assert out1.startswith("ValueError data source ") and "holds no images" in out1, (out1, err1)
+    assert out0.startswith("SkdiceError rank 1 of 2 could not start the extraction (ValueError: data source ") and \
+        out0.strip().endswith("every rank stops."), (out0, err0)
+    assert time.monotonic() - started < 100
+
+
 def test_plot_bins_and_tune_bootstrap_have_bounds():
     result = runner.invoke(app, ["plot", "s", "--id", "a", "--ood", "b", "--bins", "1000000000"])
     assert result.exit_code == 2 and "'--bins': Input should be less than or equal to 10000" in _words(result.output)
