@@ -72,6 +72,11 @@ OFFICIAL_SETTINGS = {
     "scale": {"percentile": [50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 97, 99]},  # scale.yml + 97, 99
     "gen": {"gamma": [0.01, 0.1, 0.5, 1, 2, 5, 10], "M": [10, 50, 100, 200, 500, 1000]},  # gen.yml
     "odin": {"temperature": [1, 10, 100, 1000]},  # odin.yml
+    "nci": {"alpha": [1e-4, 1e-3, 1e-2, 1e-1]},  # nci.yml alpha_list (the authors' code)
+    "nnguide": {"n_neighbors": [10, 100]},  # the authors' nnguide.yaml; OpenOOD's nnguide.yml
+    "relation": {"pow": [1, 2, 4, 6, 8]},  # relation.yml
+    "neco": {"dim": [100]},  # the authors' test_all_ood.py --neco_dim
+    "she": {"metric": ["inner_product", "euclidean", "cosine"]},  # the paper's ablation
 }
 
 
