@@ -15,6 +15,8 @@ then, page cache warm, times in alternation and keeps the best of ``--rounds``:
 - ``digests (before)``: the readers' checks as they were before, in the same
   run: every 32nd row, the manifest parsed again by each ``iter_blocks`` call
   (the stride-32 digests are computed here from the split's values);
+- the three reads again in one thread (``prefetch=False``): the CPU time of a
+  single-threaded read is the steadiest figure on a shared machine;
 - ``full digests``: the same read with the digest of every chunk whole (what
   ``verify`` checks), for comparison;
 - ``fit_store`` without the readers' digest checks, with them, and with the
@@ -45,11 +47,13 @@ def make_store(path: Path, n: int, m: int) -> Path:
 
     from skdice import Head
     from skdice.store import create_store, default_chunk_rows, open_store
+    from skdice.store._manifest import ROW_STRIDE
 
     if path.exists():
         try:
             fs = open_store(path)
-            if fs.split_info("train")["complete"] and fs.array("train", "features").shape == (n, m):
+            if (fs.split_info("train")["complete"] and fs.array("train", "features").shape == (n, m)
+                    and fs.manifest("train")["row_stride"] == ROW_STRIDE):  # written with today's stride
                 return path
         except Exception:  # noqa: BLE001 - anything else: write it again
             pass
@@ -119,14 +123,23 @@ def main(argv=None) -> None:
     def fit(check):
         original = _blocks.array_check
         if check is not True:
-            _blocks.array_check = (lambda array: None) if check is False else (lambda array: before())
+            _blocks.array_check = ((lambda array, read_rows=None: None) if check is False
+                                   else (lambda array, read_rows=None: before()))
         try:
             fit_store(DICEDetector(), path, "train")
         finally:
             _blocks.array_check = original
 
+    def one_thread(check):
+        def read():
+            for _ in iter_blocks(arr, prefetch=False, **check()):
+                pass
+        return read
+
     plain(), digests()  # warm the page cache
-    runs = {"plain": plain, "digests": digests, "digests (before)": digests_before, "full digests": full_digests,
+    runs = {"plain (1 thread)": one_thread(lambda: {"check": False}), "digests (1 thread)": one_thread(dict),
+            "digests before (1 thread)": one_thread(lambda: {"check": before()}),
+            "plain": plain, "digests": digests, "digests (before)": digests_before, "full digests": full_digests,
             "fit_store (no digests)": lambda: fit(False), "fit_store (digests)": lambda: fit(True),
             "fit_store (digests before)": lambda: fit("before")}
     wall = {name: [] for name in runs}
@@ -159,6 +172,8 @@ def main(argv=None) -> None:
         cpu_part = f"   cpu {tc[a] / tc[b]:.3f}" if a in tc and b in tc else ""
         print(f"{label:52s} {t[a] / t[b]:.3f}{cpu_part}")
 
+    ratio("digests / plain read, one thread:", "digests (1 thread)", "plain (1 thread)")
+    ratio("digests (before) / plain read, one thread:", "digests before (1 thread)", "plain (1 thread)")
     ratio("digests / plain read:", "digests", "plain")
     ratio("digests (before) / plain read:", "digests (before)", "plain")
     ratio("full digests / plain read:", "full digests", "plain")
