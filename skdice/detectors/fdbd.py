@@ -108,7 +108,9 @@ class FDBDDetector(BaseDetector):
 
     @property
     def block_width(self):
-        return 3 * self.weight_.shape[1] + self.n_features_in_
+        # the logits and their gathered boundary norms (the centred copy is one
+        # feature row, which the chunking counts already)
+        return 2 * self.weight_.shape[1]
 
     def score_block(self, X):
         Z = X @ self.weight_

@@ -95,7 +95,8 @@ class ResidualDetector(BaseDetector):
 
     @property
     def block_width(self):
-        return self.residual_basis_.shape[1] + self.n_features_in_
+        # the centred copy and its residual coordinates, at most two feature rows
+        return self.n_features_in_
 
     def score_block(self, X):
         origin = self.origin_.astype(X.dtype)

@@ -216,22 +216,77 @@ class BATSDetector(_ShapedEnergy):
         self.upper_ = mean + self.lam * std
 
 
+def _ceil_to(values: np.ndarray, dtype) -> np.ndarray:
+    """The least ``dtype`` numbers not below ``values``: ``x >= v`` iff ``x >= _ceil_to(v)`` for ``x`` in ``dtype``."""
+    out = values.astype(dtype)
+    low = out < values
+    out[low] = np.nextafter(out[low], dtype.type(np.inf))
+    return out
+
+
+def _segments(lower, upper, dtype):
+    """The bins ``[lower, upper)`` cut into segments between consecutive edges, in ``dtype``.
+
+    Returns the sorted distinct edges (rounded up to ``dtype``, so that
+    comparing a ``dtype`` entry with them is comparing it with the float64
+    edges) and which bins hold each segment ``[edges[s], edges[s + 1])``.
+    Consecutive bins can overlap or leave a gap by a rounding, as the
+    authors' ``b + width``: a segment then lies in two bins or in none.
+    """
+    lo, up = _ceil_to(lower, dtype), _ceil_to(upper, dtype)
+    edges = np.unique(np.concatenate([lo, up]))
+    member = (lo[:, None] <= edges[None, :-1]) & (up[:, None] >= edges[None, 1:])
+    return edges, member
+
+
 def _bin_weights(X, lower, upper, theta):
     """The shaping weight of each entry: the sum of ``theta`` over the bins ``[lower, upper)`` holding it.
 
-    The bins are the authors' ``[b, b + width)`` for ``b`` in ``numpy.arange(left, right,
-    width)`` (float64 edges, compared with the features in float64, as numpy
-    compares the authors' float32 features with them): consecutive bins can overlap
-    or leave a gap by a rounding, so an entry may sit in two bins or in none,
-    as in the authors' loop over masks. Entries outside every bin weigh 0.
+    One ``searchsorted`` per entry against the bins' edges in the features'
+    precision, then a table lookup; entries outside every bin weigh 0.
     """
-    idx = np.searchsorted(lower, X, side="right") - 1  # the last bin starting at or below x
-    here = np.maximum(idx, 0)
-    weights = np.where((idx >= 0) & (X < upper[here]), theta[here], 0.0)
-    # the bin before can still hold x where rounding made it overlap this one
-    before = np.maximum(idx - 1, 0)
-    weights += np.where((idx >= 1) & (X < upper[before]), theta[before], 0.0)
-    return weights.astype(X.dtype, copy=False)
+    edges, member = _segments(lower, upper, X.dtype)
+    table = np.zeros(edges.size + 1, dtype=X.dtype)
+    table[1:-1] = theta @ member
+    return table[_segment_index(edges, X)]
+
+
+def _segment_index(edges, X, cells_per_edge=4):
+    """``numpy.searchsorted(edges, X, side="right")``, exactly, by a table of cells (faster).
+
+    The range of ``edges`` is cut into evenly spaced cells by ``cell(v) =
+    trunc(clip((v - edges[0]) * scale))``, computed alike for the entries and
+    the edges. ``cell`` never decreases with ``v``, so an edge in a lower
+    cell than ``x`` lies below it and one in a higher cell above it: the
+    count of edges up to ``x`` is the count of edges in lower cells plus a
+    comparison with each edge of ``x``'s own cell (at most a few). About
+    twice as fast as a binary search per entry.
+    """
+    n_edges = edges.size
+    if n_edges < 2:
+        return np.searchsorted(edges, X, side="right")
+    n_cells = cells_per_edge * n_edges
+    origin = edges[0]
+    scale = edges.dtype.type(n_cells / (float(edges[-1]) - float(origin)))
+
+    def cell(values):
+        c = values - origin
+        c *= scale
+        np.clip(c, 0, n_cells - 1, out=c)
+        with np.errstate(invalid="ignore"):
+            c = c.astype(np.int32)
+        return np.clip(c, 0, n_cells - 1, out=c)  # NaN entries: anywhere; they are reported
+
+    edge_cells = cell(edges)
+    below = np.searchsorted(edge_cells, np.arange(n_cells), side="left").astype(np.int32)
+    rank = np.arange(n_edges) - below[edge_cells]
+    in_cell = np.full((rank.max() + 1, n_cells), np.nan, dtype=edges.dtype)  # NaN: never <= x
+    in_cell[rank, edge_cells] = edges
+    cells = cell(X)
+    index = below[cells]
+    for row in in_cell:
+        index += X >= row[cells]
+    return index
 
 
 class OptFSDetector(_HeadDetector):
@@ -340,29 +395,29 @@ class OptFSDetector(_HeadDetector):
         width = (right - left) / float(self.n_bins)
         lower = np.arange(left, right, width)
         upper = lower + width
-        totals = np.zeros(lower.size, dtype=np.float64)
+        edges, member = _segments(lower, upper, X.dtype)
+        segment_totals = np.zeros(edges.size + 1, dtype=np.float64)
         W = head.weight.astype(np.float64)
         for rows in row_chunks(X.shape[0], 16 * (X.shape[1] + head.n_classes)):
             block = np.asarray(X[rows])
             logits = block @ head.weight.astype(block.dtype)
             logits += head.bias.astype(block.dtype)
             contribution = W[:, logits.argmax(axis=1)].T * block  # lc = w[pred] * feature
-            idx = np.searchsorted(lower, block, side="right") - 1
-            here = np.maximum(idx, 0)
-            inside = (idx >= 0) & (block < upper[here])
-            totals += np.bincount(here[inside], contribution[inside], minlength=lower.size)
-            before = np.maximum(idx - 1, 0)
-            inside = (idx >= 1) & (block < upper[before])
-            totals += np.bincount(before[inside], contribution[inside], minlength=lower.size)
+            segment = _segment_index(edges, block)
+            segment_totals += np.bincount(segment.ravel(), contribution.ravel(), edges.size + 1)
+        totals = member @ segment_totals[1:-1]
         mean = totals / X.shape[0]
         norm = np.linalg.norm(mean)
         self.bin_lower_ = lower.astype(np.float64)
         self.bin_upper_ = upper.astype(np.float64)
         self.theta_ = mean / norm * 1000.0 if norm > 0 else mean
+        # the head's rows in torch's layout, to read each row's predicted-class weights
+        self._weight_rows = np.ascontiguousarray(head.weight.T)
 
     @property
     def block_width(self):
-        return 2 * self.n_features_in_ + 2 * self.weight_.shape[1]
+        # the shaped copy and its segment indices beside the features, then the logits
+        return max(3 * self.n_features_in_ // 2, self.weight_.shape[1])
 
     def _shaped(self, X):
         return X * _bin_weights(X, self.bin_lower_, self.bin_upper_, self.theta_)
@@ -379,6 +434,7 @@ class OptFSDetector(_HeadDetector):
             scores = logsumexp_rows(self._logits(shaped))
         else:
             classes = self._logits(X).argmax(axis=1)
-            scores = np.einsum("ij,ji->i", shaped, self.weight_[:, classes], dtype=np.float64)
+            rows = self._weight_rows[classes]  # w[pred], row by row
+            scores = np.einsum("ij,ij->i", shaped, rows, dtype=np.float64)
         scores[~np.isfinite(X).all(axis=1)] = np.nan
         return scores

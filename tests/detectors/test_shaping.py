@@ -172,3 +172,19 @@ def test_optfs_id_scores_higher_than_ood(ood_score):
     H_train, _, H_id, H_ood, W, b = id_ood_problem()
     det = get_detector("optfs", ood_score=ood_score).fit(H_train, W, b)
     assert auroc(det.score_samples(H_id), det.score_samples(H_ood)) > 0.9
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_segment_index_is_searchsorted_exactly(dtype):
+    from skdice.detectors.shaping import _segment_index
+
+    rng = np.random.default_rng(0)
+    # nearly even edges with pairs one rounding apart, as the authors' b + width makes them
+    pairs = np.linspace(1.0, 2.0, 5).astype(dtype)
+    edges = np.unique(np.r_[np.linspace(0.1, 7.3, 60).astype(dtype), pairs, np.nextafter(pairs, dtype(9))])
+    assert edges.size == 70
+    X = rng.normal(3.0, 3.0, size=(400, 80)).astype(dtype)
+    X[0, :edges.size] = edges  # every edge itself and the number just below it
+    X[1, :edges.size] = np.nextafter(edges, -np.inf)
+    X[2, :3] = [np.inf, -np.inf, 1e30]
+    np.testing.assert_array_equal(_segment_index(edges, X), np.searchsorted(edges, X, side="right"))
