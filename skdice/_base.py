@@ -421,11 +421,15 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             in float32 otherwise, so a row's score does not depend on the
             batch it is scored in (to float64 rounding for float64 input;
             docs/api.md "Same row, same score" gives the float32 bound). A
-            dask array returns a lazy dask array of scores.
+            dask array returns a lazy dask array of scores. Under
+            ``sklearn.set_config(array_api_dispatch=True)``, a detector with
+            the tag ``array_api_support`` scores a torch (CuPy, ...) array on
+            its device (docs/api.md "Arrays from any framework (Array API)").
 
         Returns
         -------
         scores : ndarray of shape (n_samples,), float64
+            In ``X``'s namespace and on its device under Array API dispatch.
         """
         check_is_fitted(self)
         if is_dask(X):
@@ -540,6 +544,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_samples,), int
+            int64 in ``X``'s namespace under Array API dispatch.
         """
         check_is_fitted(self)
         check_namespace(self, X, "predict")
