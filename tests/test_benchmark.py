@@ -218,7 +218,7 @@ def test_the_record_says_how_to_run_it_again(result, setup):
     rec = result.record
     assert rec["protocol"] == {**load_protocol(protocol).to_dict(), "source": str(protocol)}
     assert rec["skdice_version"] and rec["bootstrap"]["seed"] == 0 and rec["bootstrap"]["n_resamples"] == 40
-    assert [s["path"] for s in rec["stores"]] == [str(open_store(s).path) for s in stores]
+    assert [s["path"] for s in rec["stores"]] == [str(open_store(s).path.resolve()) for s in stores]
     for s, store in enumerate(stores):
         splits = rec["stores"][s]["splits"]
         assert set(splits) == {"test", "val", "oodval", *NEAR, *FAR, "shift", "train"}
@@ -265,3 +265,20 @@ def test_check_refuses_a_file_that_is_not_a_benchmark(tmp_path):
     (tmp_path / "s.json").write_text("{")
     with pytest.raises(ProtocolError, match=r"s.json is not JSON"):
         bm.check_benchmark(tmp_path / "s.json")
+
+
+def test_check_names_other_code_first(setup, tmp_path):
+    _, stores, _ = setup
+    plain = tmp_path / "plain.toml"
+    plain.write_text('name = "plain"\n[id]\ntest = "test"\n[ood]\nnear = ["near_a"]\nfar = ["far_a"]\n'
+                     '[metrics]\nn_bootstrap = 10\n')
+    record = benchmark_stores(stores[:1], plain, ["energy"]).to_dict()
+    assert record["skdice_source"] == bm.source_fingerprint() and record["skdice_source"].startswith("blake2b:")
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    same = bm.check_benchmark(path)
+    assert same.identical and same.differences == []
+    record["skdice_source"] = "blake2b:" + "0" * 32
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    found = bm.check_benchmark(path)
+    assert not found.identical and found.differences[0].startswith("skdice_source: 'blake2b:000")

@@ -175,6 +175,26 @@ def split_fingerprint(fs, split: str) -> str:
     return "blake2b:" + h.hexdigest()
 
 
+def source_fingerprint() -> str:
+    """BLAKE2b of the source of the skdice package that runs (every ``.py`` file under it, by path).
+
+    The version number names a release; this names the code itself, so that a
+    result computed by an edited or newer checkout of the same version does
+    not pass :func:`check_benchmark` unnoticed.
+
+    Returns
+    -------
+    str
+        ``"blake2b:<32 hex digits>"``.
+    """
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.blake2b(digest_size=16, person=b"skdice-source")
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode("utf-8") + b"\0")
+        h.update(path.read_bytes())
+    return "blake2b:" + h.hexdigest()
+
+
 def _check_store_splits(fs, protocol: Protocol, train) -> None:
     """Every split the protocol names is in the store, before anything is fitted."""
     have = set(fs.splits)
@@ -278,7 +298,7 @@ def _run_store(index, store, protocol, named, *, full_spectrum, train, train_mea
     used = [protocol.id_test, *([protocol.id_val] if protocol.id_val else []), *protocol.ood_val, *protocol.noise,
             *protocol.ood, *protocol.csid, *([train] if train else [])]
     root = fs.manifest() or {}
-    record = {"path": str(fs.path), "model": fs.model, "weights_sha256": root.get("weights_sha256"),
+    record = {"path": str(Path(fs.path).resolve()), "model": fs.model, "weights_sha256": root.get("weights_sha256"),
               "head": root.get("head"),
               "splits": {s: {"rows": int(fs.split_info(s)["count"]), "fingerprint": split_fingerprint(fs, s)}
                          for s in used},
@@ -471,6 +491,7 @@ def benchmark_stores(
     record = {
         "skdice_benchmark": FORMAT_VERSION,
         "skdice_version": __version__,
+        "skdice_source": source_fingerprint(),
         "protocol": {**protocol.to_dict(), "source": protocol.source},
         "full_spectrum": bool(full_spectrum),
         "methods": names,
