@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from ._options import StoreFolderArgument
 
 #: the library's phrases in this command's flags (errors.in_flag_words)
 IMPORT_FLAGS = {
@@ -48,16 +47,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command("import")
     def import_command(
-        store: StoreFolderArgument,
+        store: Annotated[Path, typer.Argument(help="Feature store folder: created by the first import, "
+                                                    "extended by the next ones.")],
         split: Annotated[str, typer.Option("--split", metavar="NAME", help="Split name, e.g. test, noise, svhn.")],
         features: Annotated[
             Path, typer.Option("--features", metavar="FILE",
                                help="Penultimate features (N, m): FILE.npy or FILE.npz:KEY.")],
-        labels: _file("--labels", "Class indices (N,), integers, -1 = unknown [default: all -1].") = None,
-        logits: _file("--logits", "The head's logits (N, C) [default: computed as features x weight + bias].") = None,
+        labels: _file("--labels", "Class indices (N,), integers, -1 = unknown. Default: all -1.") = None,
+        logits: _file("--logits", "The head's logits (N, C). Default: computed as features x weight + bias.") = None,
         weight: _file("--weight", "The head's weight (first split of a new store; else checked against "
                                   "the store's).") = None,
-        bias: _file("--bias", "The head's bias (C,) [default with --weight: zeros].") = None,
+        bias: _file("--bias", "The head's bias (C,). Default with --weight: zeros.") = None,
         weight_layout: Annotated[
             WeightLayout | None,
             typer.Option("--weight-layout", metavar="features-classes|classes-features",
