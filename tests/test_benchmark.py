@@ -163,17 +163,19 @@ def test_full_spectrum_without_csid_changes_nothing(setup, tmp_path):
     assert a == b
 
 
-def test_csid_accuracy_is_the_heads_share_right(result, setup):
+@pytest.mark.parametrize("split", ["test", "shift"])
+def test_id_and_csid_accuracy_is_each_classifiers_share_right(result, setup, split):
     _, stores, _ = setup
     for s, store in enumerate(stores):
         fs = open_store(store)
-        X, y = fs.features("shift"), fs.labels("shift")
+        X, y = fs.features(split), fs.labels(split)
         head = (X @ fs.head.weight + fs.head.bias).argmax(1)
-        dice = result.evaluations[s].detectors["dice"].predict_class(X)
+        detectors = dict(zip(METHODS, result.evaluations[s].detectors.values()))  # evaluate's keys carry tuned values
         acc = {(a["method"], a["split"]): a["per_store"][s] for a in result.record["accuracy"]}
-        assert acc[(None, "shift")] == pytest.approx(100 * np.mean(head == y))
-        assert acc[("energy", "shift")] == pytest.approx(100 * np.mean(head == y))
-        assert acc[("dice", "shift")] == pytest.approx(100 * np.mean(dice == y))
+        assert acc[(None, split)] == pytest.approx(100 * np.mean(head == y))
+        assert acc[("energy", split)] == pytest.approx(100 * np.mean(head == y))
+        for method in ("dice", "react"):  # a masked head, and clipped features through the dense head
+            assert acc[(method, split)] == pytest.approx(100 * np.mean(detectors[method].predict_class(X) == y))
 
 
 def test_each_test_split_is_read_once_for_all_methods(setup, tmp_path, monkeypatch):
