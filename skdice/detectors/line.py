@@ -243,6 +243,12 @@ class LINeDetector(BaseDetector):
         self.contribution_ = V
         self.activation_mask_ = _activation_mask(V, float(self.p_a))
         self.weight_thresholds_ = _weight_thresholds(V, W64, float(self.p_w))
+        # each unit's weights in increasing order, and each weight's place in it
+        order = np.argsort(W64, axis=1, kind="stable")
+        self._sorted_weight = np.take_along_axis(W64, order, axis=1)
+        rank = np.empty(order.shape, dtype=np.int32)
+        np.put_along_axis(rank, order, np.arange(n_classes, dtype=np.int32)[None, :], axis=1)
+        self._weight_rank = rank
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             # no importance to prune by (the authors' mean over no row is NaN, which
@@ -269,16 +275,31 @@ class LINeDetector(BaseDetector):
         return Z.argmax(axis=1)
 
     def _class_head(self, c, dtype):
-        """Class ``c``'s kept units and their masked weight rows, in ``dtype``."""
+        """Class ``c``'s kept units and their masked weight rows, in ``dtype``.
+
+        When most units are kept, the whole width with the pruned units' rows
+        zeroed (``units`` is then ``slice(None)``): a slightly wider product
+        instead of gathering the kept columns of every row, which costs more.
+        """
         units = np.flatnonzero(self.activation_mask_[:, c])
-        rows = self.weight_[units]
-        rows = np.array(rows, dtype=dtype)
-        if np.isfinite(self.weight_thresholds_[c]):
-            # |V| * W in float64, as the authors' float64 importance times the float32 weight
-            product = self.weight_[units].astype(np.float64)
-            product *= np.abs(self.contribution_[units, c])[:, None]
-            rows *= product > self.weight_thresholds_[c]
-        return units, rows
+        rows = self._pruned_rows(c, units, dtype)
+        if units.size <= self.n_features_in_ // 2:
+            return units, rows
+        head = np.zeros(self.weight_.shape, dtype=dtype)
+        head[units] = rows
+        return slice(None), head
+
+    def _pruned_rows(self, c, units, dtype):
+        """The weight rows of ``units`` with class ``c``'s weight pruning applied."""
+        rows = np.array(self.weight_[units], dtype=dtype)
+        threshold = self.weight_thresholds_[c]
+        if np.isfinite(threshold):
+            # the kept weights of a unit j are those with |V[j, c]| W[j, k] > threshold
+            # (float64, as the authors' float64 importance times the float32 weight): a
+            # suffix of the unit's weights in sorted order, found by a binary search
+            cut = _first_above(np.abs(self.contribution_[units, c]), self._sorted_weight[units], threshold)
+            rows *= self._weight_rank[units] >= cut[:, None]
+        return rows
 
     def _class_logits(self, X, classes, dtype):
         """Yield ``(rows, logits)``: each class's rows of ``X``, clipped, through its pruned head.
@@ -291,7 +312,7 @@ class LINeDetector(BaseDetector):
         for c in np.unique(classes):
             rows = np.flatnonzero(classes == c)
             units, head = self._class_head(int(c), dtype)
-            for chunk in row_chunks(rows.size, dtype.itemsize * (units.size + 2 * n_classes)):
+            for chunk in row_chunks(rows.size, dtype.itemsize * (head.shape[0] + 2 * n_classes)):
                 sel = rows[chunk]
                 Z = np.minimum(np.asarray(X[sel][:, units], dtype=dtype), threshold) @ head
                 Z += bias
@@ -331,6 +352,28 @@ class LINeDetector(BaseDetector):
             bad = int(np.flatnonzero(~np.isfinite(scores))[0])
             raise_non_finite(np.asarray(X[bad:bad + 1], dtype=dtype), scores[bad:bad + 1], bad)
         return scores
+
+
+def _first_above(scale, sorted_rows, threshold) -> np.ndarray:
+    """Per row ``j``, the first place ``r`` with ``scale[j] * sorted_rows[j, r] > threshold``.
+
+    ``scale >= 0`` and each row sorted in increasing order make the product
+    non-decreasing along the row (rounding is monotone), so the places that
+    pass form a suffix; a vectorised binary search finds where it starts
+    (the row's length when none passes).
+    """
+    n_rows, n_cols = sorted_rows.shape
+    lo = np.zeros(n_rows, dtype=np.int64)
+    hi = np.full(n_rows, n_cols, dtype=np.int64)
+    rows = np.arange(n_rows)
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo
+        mid = (lo + hi) // 2
+        above = scale * sorted_rows[rows, np.minimum(mid, n_cols - 1)] > threshold
+        hi = np.where(active & above, mid, hi)
+        lo = np.where(active & ~above, mid + 1, lo)
 
 
 def _activation_mask(V, p_a: float) -> np.ndarray:

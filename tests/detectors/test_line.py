@@ -169,3 +169,18 @@ def test_non_finite_row_is_reported_by_its_index():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="first at row 7"):
             det.score_samples(bad)
+
+
+@pytest.mark.parametrize(("p_w", "p_a"), [(0.1, 0.3), (0.5, 0.7), (0.9, 0.3)])
+def test_pruned_heads_equal_the_direct_rule_with_tied_weights(p_w, p_a):
+    # weights rounded to one decimal: many ties, some at the threshold itself
+    H, y, W, b = _labelled_problem()
+    W = np.round(W, 1).astype(np.float32)
+    W[3] = 0.0  # a unit whose weights all tie
+    det = get_detector("line", p_w=p_w, p_a=p_a).fit(H, y, W=W, b=b)
+    for c in range(W.shape[1]):
+        units, head = det._class_head(c, np.dtype(np.float64))
+        product = np.abs(det.contribution_[:, c])[:, None] * W.astype(np.float64)
+        expected = np.where(product > det.weight_thresholds_[c], W, 0)
+        expected[~det.activation_mask_[:, c]] = 0  # the full-width head zeroes pruned units
+        np.testing.assert_array_equal(head, expected[units])
