@@ -131,17 +131,21 @@ def decide(*, metric, point, set_replicates, eligible, tie_order, anchor, confid
                   + margin_words(chosen, decided_by))
         return Verdict(chosen, leader, True, reason, decided_by, beats, margin_low)
     else:
-        rival = leader if leader != anchor else None
-        if rival is None:
-            rest = np.setdiff1d(pool, [anchor])
-            rival = int(rest[np.argmin(loss[rest])]) if rest.size else None
+        rest = np.setdiff1d(pool, [anchor])
+        rival = int(rest[np.argmin(loss[rest])]) if rest.size else None
         if rival is None:
             reason = "only one candidate passes the ID-accuracy guard"
+        elif eligible[anchor] and loss[anchor] == best:
+            # the evidence agrees with the defaults: the best by the mean (a tie counts), and unbeaten
+            decided_by = int(np.argmin(margin_low[rival]))
+            reason = (f"the defaults {spell(anchor)} are the best candidate by the mean over the "
+                      f"{len(names)} validation sets, real and synthetic; the closest rival, "
+                      f"{spell(rival)}, is " + margin_words(rival, decided_by))
+            return Verdict(anchor, leader, True, reason, decided_by, beats, margin_low)
         else:
             decided_by = int(np.argmin(margin_low[rival]))
-            best_words = "the best candidate by the mean" if rival == leader else "the best rival"
             reason = (f"no candidate beats the defaults {spell(anchor)} beyond sampling noise on every "
-                      f"validation set: {best_words}, {spell(rival)}, is "
+                      f"validation set: the best candidate by the mean, {spell(rival)}, is "
                       + margin_words(rival, decided_by))
     return Verdict(anchor, leader, False, reason, decided_by, beats, margin_low)
 

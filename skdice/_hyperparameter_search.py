@@ -168,7 +168,8 @@ class HyperparameterSearch(BaseEstimator):
     each set (the same resamples for every candidate; no new scoring), is
     above 0. Among the candidates that pass, the best by ``metric`` (the
     mean over the sets) wins, and the search is **informative**. Otherwise
-    the defaults stay and the search warns with
+    the defaults stay; the search is informative still when they are the
+    best candidate by the mean, and otherwise warns with
     :class:`~skdice.exceptions.UninformativeValidationWarning`; the reason
     names the set that decided (``decided_by_``). On the paper's CIFAR-10
     DenseNet every rule that let synthetic outliers choose alone picked
@@ -251,7 +252,8 @@ class HyperparameterSearch(BaseEstimator):
         The chosen candidate, fitted; its ``offset_`` is the ``1 - tpr``
         quantile of its ID validation scores.
     informative_ : bool
-        Whether the search moved from the defaults on the evidence (the rule above).
+        Whether the evidence decided (the rule above): a move, or defaults
+        that are the best candidate by the mean; False warns.
     informative_reason_ : str
         Why, in one sentence.
     decided_by_ : str or None

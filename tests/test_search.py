@@ -188,13 +188,16 @@ def _replicates(margins, B=400, seed=0):
     return np.stack([base, rival])
 
 
-@pytest.mark.parametrize("margins, moves, decided_by", [
-    ([0.2, -0.2], False, "real"),  # validation prefers what the held-out real set punishes
-    ([-0.2, 0.2], False, "synthetic"),  # and the mirror image
-    ([0.2, 0.05], True, "real"),  # both agree: the narrowest margin decided
-    ([0.2, 0.0], False, "real"),  # the real set cannot tell the two apart
+@pytest.mark.parametrize("margins, moves, informative, decided_by", [
+    # validation prefers what the held-out real set punishes: the defaults stay, and the mean
+    # over the sets (a tie) agrees with them, so the verdict stands without a warning
+    ([0.2, -0.2], False, True, "real"),
+    ([-0.2, 0.2], False, True, "synthetic"),  # and the mirror image
+    ([0.2, 0.05], True, True, "real"),  # both agree: the narrowest margin decided
+    # better by the mean, but the real set cannot tell the two apart: the defaults stay, uninformative
+    ([0.2, 0.0], False, False, "real"),
 ])
-def test_the_rule_moves_only_when_every_set_agrees(margins, moves, decided_by):
+def test_the_rule_moves_only_when_every_set_agrees(margins, moves, informative, decided_by):
     from skdice._decision import decide
 
     reps = _replicates(margins)
@@ -203,7 +206,7 @@ def test_the_rule_moves_only_when_every_set_agrees(margins, moves, decided_by):
         tie_order=np.arange(2), anchor=0, confidence=0.95, kinds=["synthetic", "real"],
         names=["synthetic", "real"], spell=lambda i: f"candidate {i}",
     )
-    assert verdict.informative is moves and verdict.chosen == (1 if moves else 0)
+    assert verdict.informative is informative and verdict.chosen == (1 if moves else 0)
     assert ["synthetic", "real"][verdict.decided_by] == decided_by
     assert bool(verdict.beats_defaults[1]) is moves
     # AUROC as the criterion: the same decisions from the mirrored metric
@@ -212,21 +215,26 @@ def test_the_rule_moves_only_when_every_set_agrees(margins, moves, decided_by):
         eligible=np.array([True, True]), tie_order=np.arange(2), anchor=0, confidence=0.95,
         kinds=["synthetic", "real"], names=["synthetic", "real"], spell=lambda i: f"candidate {i}",
     )
-    assert mirrored.informative is moves and mirrored.decided_by == verdict.decided_by
+    assert mirrored.informative is informative and mirrored.chosen == verdict.chosen
+    assert mirrored.decided_by == verdict.decided_by
 
 
-def test_every_candidate_tied_keeps_the_defaults():
+def test_every_candidate_tied_keeps_the_defaults_and_says_the_evidence_agrees():
     rng = np.random.default_rng(1)
     W = np.abs(rng.normal(size=(6, 3))) + 0.1
     X_train, X_id, X_noise = rng.random((40, 6)) + 1, rng.random((30, 6)) + 5, np.zeros((30, 6))
     fit = dict(X_id=X_id, X_noise=X_noise, X_ood=np.zeros((20, 6)))
     s, caught = _quiet(lambda: SparsitySearch().fit(X_train, W, np.zeros(3), **fit))
     assert np.all(s.cv_results_["fpr95"] == 0) and s.cv_results_["separated"].all()
-    assert s.informative_ is False and "no candidate beats the defaults p=0.9" in s.informative_reason_
     assert not s.cv_results_["worse"].any() and not s.cv_results_["beats_defaults"].any()
-    assert s.best_params_ == {"p": 0.9} and len(caught) == 1
-    # fallback=False returns the best by the mean (ties: the smallest p), the warning stays
-    s2, caught2 = _quiet(lambda: SparsitySearch(fallback=False).fit(X_train, W, np.zeros(3), **fit))
+    # the defaults tie the best: the evidence agrees with them, no warning
+    assert s.best_params_ == {"p": 0.9} and s.leader_index_ == 0 and s.informative_ and not caught
+    assert s.informative_reason_.startswith("the defaults p=0.9 are the best candidate by the mean")
+    # without the real set the sets cannot decide: the same p, with the warning
+    n, caught = _quiet(lambda: SparsitySearch().fit(X_train, W, np.zeros(3), X_id=X_id, X_noise=X_noise))
+    assert n.best_params_ == {"p": 0.9} and not n.informative_ and len(caught) == 1
+    # fallback=False then returns the best by the mean (ties: the smallest p), the warning stays
+    s2, caught2 = _quiet(lambda: SparsitySearch(fallback=False).fit(X_train, W, np.zeros(3), X_id=X_id, X_noise=X_noise))
     assert s2.best_params_ == {"p": 0.1} and len(caught2) == 1 and "fallback=False" in str(caught2[0].message)
 
 

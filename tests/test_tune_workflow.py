@@ -145,7 +145,7 @@ def test_search_report_renders_every_candidate_and_records_the_context_first(sto
     assert lines[0].split()[:3] == ["p", "FPR95", "CI"] and set(lines[1]) <= {"-", " "}
     assert [line.split()[0].rstrip("*") for line in lines[2:4]] == ["0.1", "0.5"]
     assert f"{search.best_params_['p']:g}*" in lines[2 + search.best_index_]
-    assert "metrics in % on ID validation 'val' vs noise split 'a'" in report.to_table()
+    assert "metrics in % on ID validation 'val' vs OOD validation split 'a'" in report.to_table()
     data = json.loads(report.to_json())
     assert list(data)[:2] == ["store", "method"] and data["best_params"] == search.best_params_
     assert [row["p"] for row in data["results"]] == [0.1, 0.5]

@@ -114,7 +114,7 @@ class Evaluation:
         The FPR95 convention of the report (``"id"`` or ``"ood"``).
     tuning : dict or None
         When the methods were tuned first (``tune_id``): ``{"id", "noise", "ood",
-        "methods": [{"method", "params", "informative", "reason", "decided_by"}, ...]}``,
+        "methods": [{"method", "params", "informative", "reason", "decided_by", "moved"}, ...]}``,
         one entry per method with a grid; also ``report.extra["tuning"]``.
     searches : dict of str to search
         The fitted searches, by method label.
@@ -172,7 +172,12 @@ class Evaluation:
         for item in self.tuning["methods"]:
             values = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
                                for k, v in item["params"].items())
-            how = "chosen" if item["informative"] else "defaults kept: validation cannot move them"
+            if item.get("moved", item["informative"]):
+                how = "chosen"
+            elif item["informative"]:
+                how = "the defaults: validation agrees with them"
+            else:
+                how = "defaults kept: validation cannot move them"
             if item.get("decided_by"):
                 how += f"; decided by {item['decided_by']!r}"
             lines.append(f"  {item['method'].partition(':')[0]}: {values} ({how})")
@@ -388,6 +393,7 @@ def _fit_methods(specs, detectors, p, fs, train_data, id_X, say, tune) -> _Fitte
             fitted.searches[key] = search
             fitted.tuning.append({"method": label, "params": tuned, "informative": search.informative_,
                                   "reason": search.informative_reason_, "decided_by": search.decided_by_,
+                                  "moved": search.best_index_ != search.fallback_index_,
                                   "dropped": dropped_records(search)})
         say(f"fitting {key}")
         fit_detector(detector, train_data, id_X=id_X, calibrate=False)

@@ -303,8 +303,8 @@ def _moves(res, i, defaults) -> str:
 def _noise_words(noise) -> str:
     noise = [noise] if isinstance(noise, str) else list(noise)
     if len(noise) == 1:
-        return f"noise split {noise[0]!r}"
-    return "the mean over noise splits " + ", ".join(map(repr, noise))
+        return f"OOD validation split {noise[0]!r}"
+    return "the mean over OOD validation splits " + ", ".join(map(repr, noise))
 
 
 def _percent(x) -> str:
@@ -431,10 +431,11 @@ class SearchReport:
         if guarded:
             tail += ("; acc = ID accuracy of the masked head" if masked else
                      "; acc = ID accuracy of the detector's classifier (predict_class)")
-        verdicts = ("verdict: best, tied (within sampling noise of it), worse (beyond it); moves: yes when "
-                    "the candidate beats the defaults (the row marked defaults) beyond sampling noise on "
-                    "every set")
-        lines += ["", tail + ".", verdicts + (", flagged (by the guard)." if guarded else ".")]
+        verdicts = ("verdict: best, tied (within sampling noise of it), worse (beyond it)"
+                    + (", flagged (by the guard)" if guarded else "")
+                    + "; moves: yes when the candidate beats the defaults (the row marked defaults) "
+                    "beyond sampling noise on every set.")
+        lines += ["", tail + ".", verdicts]
         if guarded:
             drop = 100 * search.max_accuracy_drop
             lines.append(
@@ -454,7 +455,10 @@ class SearchReport:
         lines.append(f"informative: {verdict} ({search.informative_reason_})")
         label = "FPR95" if search.metric == "fpr95" else "AUROC"
         value = f"{label} {_percent(res[search.metric][search.best_index_])}%"
-        if search.informative_:
+        if search.informative_ and search.best_index_ == search.fallback_index_:
+            lines.append(f"chosen: {_spell(search.best_params_)} ({value}; the defaults: validation agrees "
+                         "with them)")
+        elif search.informative_:
             rule = "ties go to the smaller p" if type(search).__name__ == "SparsitySearch" else (
                 "ties go to the first in grid order")
             lines.append(f"chosen: {_spell(search.best_params_)} ({value}; {rule})")

@@ -67,7 +67,7 @@ def test_tune_passes_arguments_to_tune_store(monkeypatch, store):
     )
     assert result.exit_code == 0, result.output
     assert seen == {
-        "store": Path("S.zarr"), "id_split": "val", "noise_split": "gauss", "train": None,
+        "store": Path("S.zarr"), "id_split": "val", "noise_split": ["gauss"], "ood_val_split": (), "train": None,
         "train_mean": Path("m.npy"), "grid": [0.2, 0.6], "metric": "auroc", "method": "dice",
         "guard": True, "max_accuracy_drop": 0.05, "n_bootstrap": 200, "random_state": 0,
     }
@@ -81,7 +81,7 @@ def test_tune_table_lists_every_p_and_the_choice_of_sparsity_search(store):
     assert result.exit_code == 0, result.output
     ref = SparsitySearch().fit(arrays["train"], head=head, X_id=arrays["val"], X_noise=arrays["noise"])
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["p", "FPR95", "CI", "AUROC", "CI", "AUPR-In", "AUPR-Out", "kept", "verdict", "rank"]
+    assert lines[0].split() == ["p", "FPR95", "CI", "AUROC", "CI", "AUPR-In", "AUPR-Out", "kept", "verdict", "moves", "rank"]
     assert set(lines[1].replace(" ", "")) == {"-"}
     rows = [line.split() for line in lines[2:8]]
     assert [r[0].rstrip("*") for r in rows] == ["0.1", "0.3", "0.5", "0.7", "0.9", "0.99"]
@@ -95,12 +95,13 @@ def test_tune_table_lists_every_p_and_the_choice_of_sparsity_search(store):
             f"{100 * res['fpr95'][i]:.2f}", ci[0], f"{100 * res['auroc'][i]:.2f}", ci[1],
             *(f"{100 * res[k][i]:.2f}" for k in ("aupr_in", "aupr_out")),
             f"{100 * res['n_kept'][i] / n_weights:.1f}%", verdict,
+            "defaults" if i == ref.fallback_index_ else "yes" if res["beats_defaults"][i] else "no",
             str(res["rank_test_score"][i]),
         ]
-    assert lines[8:10] == ["", "metrics in % on ID validation 'val' vs noise split 'noise'; FPR at 95% TPR, "
+    assert lines[8:10] == ["", "metrics in % on ID validation 'val' vs OOD validation split 'noise'; FPR at 95% TPR, "
                                "ID positive; CI: 95% interval, paired bootstrap of 200 resamples; kept = weights kept."]
     assert lines[-1].startswith(f"chosen: p = {ref.best_params_['p']:g} (FPR95 ")
-    assert len(lines) == 13
+    assert len(lines) == 14  # with the line naming the validation sets and their kinds
 
 
 def test_tune_json_holds_every_metric_in_percent(store):
