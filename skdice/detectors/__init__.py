@@ -31,8 +31,8 @@ from .react import DICEReActDetector, ReActDetector
 from .relation import RelationDetector
 from .residual import ResidualDetector
 from .rmds import RMDSDetector
-from .she import SHEDetector
 from .shaping import BATSDetector, OptFSDetector, VRADetector
+from .she import SHEDetector
 from .vim import ViMDetector
 from .._dice import DICEDetector
 

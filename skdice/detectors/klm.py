@@ -61,7 +61,8 @@ class KLMatchingDetector(BaseDetector):
     The divergences to all templates come from one product of the chunk's
     probabilities with ``log d`` (``n x C`` by ``C x C``) in the input's
     precision; entries ``d_cj = 0`` (one-hot templates, or underflow) are
-    handled exactly: the divergence is infinite where ``p_j > 0``, and
+    handled exactly (a support count for one-hot templates, a product with
+    the zero pattern for others): the divergence is infinite where ``p_j > 0``, and
     ``0 log 0 = 0``. The templates are class means of the softmax, which a
     streaming fit could accumulate, but skdice's streaming fit streams a
     mean feature only; ``fit`` needs the rows.
@@ -122,7 +123,11 @@ class KLMatchingDetector(BaseDetector):
         zero = templates <= 0
         with np.errstate(divide="ignore"):
             self._log_templates = np.ascontiguousarray(np.where(zero, 0.0, np.log(templates)).T)
-        self._zero_entries = np.ascontiguousarray(zero.T, dtype=np.float64) if zero.any() else None
+        # templates with zero entries: the one-hot ones (a support count decides) and any
+        # other (underflow; a product with their zero pattern decides)
+        self._one_hot_classes = np.flatnonzero(empty)
+        self._zero_classes = np.flatnonzero(zero.any(axis=1) & ~empty)
+        self._zero_entries = np.ascontiguousarray(zero[self._zero_classes].T, dtype=np.float64)
 
     @property
     def block_width(self):
@@ -138,8 +143,14 @@ class KLMatchingDetector(BaseDetector):
         L -= np.log(total)
         entropy = -np.einsum("ij,ij->i", P, L).astype(np.float64)
         cross = P @ self._log_templates.astype(X.dtype, copy=False)
-        if self._zero_entries is not None:
-            # probability mass where a template is zero: an infinite divergence
-            blocked = (P > 0) @ self._zero_entries.astype(X.dtype, copy=False) > 0
-            cross[blocked] = -np.inf
+        # probability mass where a template is zero: an infinite divergence
+        positive = P > 0
+        if self._one_hot_classes.size:
+            E = self._one_hot_classes
+            elsewhere = positive.sum(axis=1)[:, None] - positive[:, E] > 0
+            cross[:, E] = np.where(elsewhere, -np.inf, cross[:, E])
+        if self._zero_classes.size:
+            G = self._zero_classes
+            blocked = positive @ self._zero_entries.astype(X.dtype, copy=False) > 0
+            cross[:, G] = np.where(blocked, -np.inf, cross[:, G])
         return entropy + cross.max(axis=1).astype(np.float64)

@@ -65,3 +65,16 @@ def test_id_scores_higher_than_ood():
     H_train, _, H_id, H_ood, W, b = id_ood_problem()
     det = get_detector("klm").fit(H_train, W, b)
     assert auroc(det.score_samples(H_id), det.score_samples(H_ood)) > 0.9
+
+
+def test_templates_with_underflowed_zeros_block_only_where_the_softmax_has_mass():
+    # class 1's fitting rows have logits 1000 apart: its template is exactly (0, 1, 0)
+    H = np.array([[2.0, 0.0, 1.0], [1.0, 0.5, 0.0], [0.0, 1000.0, 0.0], [0.0, 1000.0, 0.0], [0.0, 0.0, 3.0]])
+    W, b = np.eye(3), np.zeros(3)
+    det = KLMatchingDetector().fit(H, W, b)
+    np.testing.assert_array_equal(det.templates_[1], [0.0, 1.0, 0.0])
+    assert det._zero_classes.tolist() == [1] and det._one_hot_classes.size == 0
+    queries = np.array([[0.0, 1000.0, 0.0], [1.0, 1.0, 1.0], [3.0, 0.0, 0.0]])
+    scores = det.score_samples(queries)
+    np.testing.assert_allclose(scores, _official(H, queries, W, b), rtol=1e-9, atol=1e-12)
+    assert scores[0] == 0.0  # the softmax equals class 1's template
