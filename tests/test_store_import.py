@@ -189,3 +189,9 @@ def test_an_interrupted_import_resumes_bit_identical_and_refuses_other_data(tmp_
     for name in ("features", "logits", "labels"):
         np.testing.assert_array_equal(getattr(a, name)("test"), getattr(z, name)("test"))
     assert a.paths("test") == z.paths("test") and a.manifest("test")["chunks"] == z.manifest("test")["chunks"]
+
+
+def test_an_npz_member_holding_objects_is_refused_without_unpickling(tmp_path):
+    np.savez(tmp_path / "o.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match=r"o\.npz:x holds Python objects, not numbers \(pickles are never loaded\)"):
+        load_array(f"{tmp_path / 'o.npz'}:x")

@@ -81,20 +81,29 @@ def load_array(spec) -> np.ndarray:
                                      f"(members: {', '.join(names) or 'none'})")
                 if key not in names:
                     raise ValueError(f"{path} has no member {key!r} (members: {', '.join(names) or 'none'})")
-                return archive[key]
+                try:
+                    return archive[key]
+                except ValueError as exc:
+                    _refuse_objects(exc, f"{path}:{key}")
+                    raise
         with open(path, "rb") as handle:
             if handle.read(6) != b"\x93NUMPY":
                 raise OSError("no .npy header; pickles are never loaded")
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as exc:
-            if any(word in str(exc) for word in ("allow_pickle", "Object arrays", "Python objects")):
-                raise ValueError(f"{path} holds Python objects, not numbers (pickles are never loaded)") from None
+            _refuse_objects(exc, path)
             raise
     except ValueError as exc:
         raise ValueError(f"{exc}.".replace("..", ".")) from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path} is not a NumPy .npy or .npz file ({type(exc).__name__}: {exc}).") from None
+
+
+def _refuse_objects(exc: ValueError, where) -> None:
+    """NumPy's refusal to unpickle, in one line of ours."""
+    if any(word in str(exc) for word in ("allow_pickle", "Object arrays", "Python objects")):
+        raise ValueError(f"{where} holds Python objects, not numbers (pickles are never loaded)") from None
 
 
 def _array(value, name: str, ndim: int, kinds: str):
