@@ -14,7 +14,7 @@ __all__ = ["METHOD_NAMES", "MODEL_PRESETS", "complete_from"]
 METHOD_NAMES = (
     "ash-b", "ash-p", "ash-s", "bats", "dice", "dice-bottom-k", "dice-msp", "dice-random-k",
     "dice-react", "dice-top-bottom-k", "energy", "fdbd", "gen", "gradnorm", "klm", "knn", "line",
-    "mahalanobis", "maxlogit", "msp", "nci", "neco", "nnguide", "odin", "react", "relation",
+    "mahalanobis", "maxlogit", "msp", "nci", "neco", "nnguide", "odin", "optfs", "react", "relation",
     "residual", "rmds", "scale", "she", "unit-dropout", "unit-pruning", "vim", "vra",
     "weight-dropout", "weight-pruning",
 )

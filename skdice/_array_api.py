@@ -241,7 +241,7 @@ def _cached(weight, key, make):
     if hit is not None and hit[0]() is weight:
         return hit[1]
     value = make()
-    ref = weakref.ref(weight, lambda _, key=key: _CACHE.pop(key, None))
+    ref = weakref.ref(weight, lambda _, key=key, cache=_CACHE: cache.pop(key, None))
     _CACHE[key] = (ref, value)
     return value
 

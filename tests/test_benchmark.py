@@ -244,7 +244,7 @@ def test_a_store_without_a_protocol_split_is_refused_before_any_fit(setup, tmp_p
     _, stores, _ = setup
     other = tmp_path / "p.toml"
     other.write_text('name = "p"\n[id]\ntest = "test"\n[ood]\nnear = ["near_a"]\nfar = ["svhn"]\n')
-    with pytest.raises(ProtocolError, match=r"has no split 'svhn' \(the protocol's ood.far\).*Extract it"):
+    with pytest.raises(ProtocolError, match=r"has no split 'svhn' \(the protocol's ood.far\).*Extract or import it into the store"):
         benchmark_stores(stores, other, ["energy"])
 
 
@@ -262,7 +262,7 @@ def test_argument_errors(setup, kwargs, words):
 
 def test_check_refuses_a_file_that_is_not_a_benchmark(tmp_path):
     (tmp_path / "r.json").write_text('{"results": []}')
-    with pytest.raises(ProtocolError, match=r"is not the JSON of `skdice benchmark --format json`"):
+    with pytest.raises(ProtocolError, match=r"is not a benchmark result.s JSON \(no \"skdice_benchmark\": "):
         bm.check_benchmark(tmp_path / "r.json")
     (tmp_path / "s.json").write_text("{")
     with pytest.raises(ProtocolError, match=r"s.json is not JSON"):

@@ -206,7 +206,7 @@ def _check_store_splits(fs, protocol: Protocol, train) -> None:
         if missing:
             raise ProtocolError(
                 f"{fs.path} has no split {', '.join(map(repr, missing))} (the protocol's {role}); its splits: "
-                f"{', '.join(sorted(have)) or 'none'}. Extract it under that name (skdice extract --split NAME).")
+                f"{', '.join(sorted(have)) or 'none'}. Extract or import it into the store under that name.")
 
 
 def _csid_pass(fs, split, detectors, head):
@@ -577,7 +577,7 @@ def check_benchmark(result, *, progress=None) -> BenchmarkCheck:
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"{path} is not JSON ({exc}).") from None
     if not isinstance(record, dict) or record.get("skdice_benchmark") != FORMAT_VERSION:
-        raise ProtocolError(f"{path} is not the JSON of `skdice benchmark --format json` "
+        raise ProtocolError(f"{path} is not a benchmark result's JSON "
                             f"(no \"skdice_benchmark\": {FORMAT_VERSION}).")
     data = {k: v for k, v in record["protocol"].items() if k != "source"}
     protocol = parse_protocol(data, origin=f"the protocol recorded in {path}", source=record["protocol"]["source"])
