@@ -21,14 +21,14 @@ def summary_table(result) -> str:
     str
     """
     from skdice.extract.demo import ID_CLASSES
-    from skdice.workflows.demo import reading
+    from skdice.workflows.demo import p_line, reading
 
     from ._console import render_report
 
     acc = result.id_accuracy
     return "\n".join(
         [
-            f"p chosen on Gaussian noise: {result.best_p:g}",
+            p_line(result.best_p, result.p_reason),
             f"ID accuracy (digits {ID_CLASSES[0]}-{ID_CLASSES[-1]}): {acc['original']:.2f}% original head, "
             f"{acc['dice']:.2f}% DICE-masked head",
             "",

@@ -16,6 +16,7 @@ class _FakeResult:
     def __init__(self):
         self.report = Report([ReportRow("dice", 0.5, "uniform", 1.0, 99.0, 98.0, 97.0)])
         self.best_p = 0.5
+        self.p_reason = "the reason"
         self.id_accuracy = {"original": 91.5, "dice": 90.25}
         self.files = {"results.json": Path("r.json")}
 
@@ -39,7 +40,7 @@ def fake_demo(monkeypatch):
 
 @pytest.mark.parametrize(
     "fmt, expected",
-    [("table", "p chosen on Gaussian noise: 0.5"), ("markdown", "| dice | 0.5 | uniform |"),
+    [("table", "p = 0.5: the reason"), ("markdown", "| dice | 0.5 | uniform |"),
      ("csv", "dice,0.5,uniform,1.0")],
 )
 def test_demo_formats_and_options(fake_demo, tmp_path, fmt, expected):
@@ -54,7 +55,7 @@ def test_demo_table_has_the_choice_the_accuracy_and_every_report_cell(fake_demo,
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[:3] == [
-        "p chosen on Gaussian noise: 0.5",
+        "p = 0.5: the reason",
         "ID accuracy (digits 0-5): 91.50% original head, 90.25% DICE-masked head",
         "",
     ]

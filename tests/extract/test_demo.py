@@ -63,7 +63,7 @@ def test_demo_chooses_p_from_the_paper_grid_on_noise(two_runs):
     assert result.best_p in (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
     grid = result.search.cv_results_["param_p"].tolist()
     assert grid == [0.1, 0.3, 0.5, 0.7, 0.9, 0.99]
-    assert any("SparsitySearch on Gaussian noise" in line for line in lines)
+    assert any(line.startswith("SparsitySearch on Gaussian noise: p = ") for line in lines)
 
 
 def test_demo_classifier_is_accurate_and_dice_keeps_most_of_it(two_runs):
@@ -175,3 +175,28 @@ def test_demo_names_moved_to_the_workflows_say_where_they_went(name):
         getattr(skdice.extract.demo, name)
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         skdice.extract.demo.nothing
+
+
+def test_demo_says_why_p_is_what_it_is(two_runs):
+    # noise alone cannot move p (the search's rule), and the default 0.9 fails the
+    # accuracy guard on this 64-unit MLP: the summary says both, with the guard's figures
+    result, _, _ = two_runs
+    search = result.search
+    assert not search.informative_ and result.best_p == 0.7
+    accuracy = search.cv_results_["id_accuracy"][search.cv_results_["param_p"].tolist().index(0.9)]
+    assert search.dense_accuracy_ - accuracy > search.max_accuracy_drop
+    assert result.p_reason == (
+        f"validation cannot choose ({search.informative_reason_}); the default p = 0.9 keeps "
+        f"{100 * accuracy:.1f}% ID validation accuracy against {100 * search.dense_accuracy_:.1f}% dense "
+        "(the guard allows a drop of 5 points), so the nearest p within it")
+    assert result.to_text().splitlines()[0] == f"p = 0.7: {result.p_reason}"
+
+
+def test_search_reason_of_an_informative_search_is_validation_s_verdict():
+    from types import SimpleNamespace
+
+    from skdice.workflows.demo import p_line, search_reason
+
+    search = SimpleNamespace(informative_=True, informative_reason_="jigsaw and tin agree")
+    assert search_reason(search) == "chosen on validation (jigsaw and tin agree)"
+    assert p_line(0.5, "") == "p = 0.5"
