@@ -101,3 +101,24 @@ def test_another_model_name_is_refused_naming_the_flag(files):
 def test_an_unknown_layout_is_a_usage_error(files):
     code, _, err = _import(files, files / "s.zarr", "train", "--weight-layout", "sideways")
     assert code == 2 and "'sideways' is not one of 'features-classes', 'classes-features'" in err
+
+
+def test_given_logits_that_agree_with_the_head_are_stored_as_given(files):
+    # a framework's own logits (its float32 GEMM) differ from skdice's product by rounding:
+    # they are accepted and stored bit for bit, not recomputed
+    store = files / "own.zarr"
+    W = np.load(files / "head.npz")["kernel_t"].T
+    b = np.load(files / "head.npz")["bias"]
+    H = np.load(files / "test.npy")
+    logits = (H.astype(np.float64) @ W + b).astype(np.float32)
+    logits[0, 0] = np.nextafter(logits[0, 0], np.float32(np.inf))  # one ulp off the product
+    np.save(files / "test_logits.npy", logits)
+    code, _, err = _import(files, store, "test", "--logits", str(files / "test_logits.npy"),
+                           "--weight", f"{files / 'head.npz'}:kernel_t", "--bias", f"{files / 'head.npz'}:bias",
+                           "--weight-layout", "classes-features", "--model", "my-jax-net")
+    assert code == 0, err
+    from skdice.store import open_store
+
+    np.testing.assert_array_equal(open_store(store).logits("test"), logits)
+    code, out, err = run(["verify", str(store)])
+    assert code == 0 and "no damage found" in out, out + err
