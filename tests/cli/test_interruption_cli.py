@@ -173,3 +173,64 @@ def test_a_zarr_group_with_other_content_is_not_taken_for_a_half_created_store(t
     with pytest.raises(StoreError, match="not a skdice feature store"):
         create_store(path, model="m", head=Head(np.ones((3, 2)), np.zeros(2)))
     assert (path / "theirs").is_dir()
+
+
+#: a command run in a child process whose work (the library call it makes) marks a file and waits
+CHILD = textwrap.dedent('''
+    import importlib, os, sys, time
+    module, name = sys.argv[1].rsplit(".", 1)
+
+    def working(*args, **kwargs):
+        open(os.environ["SKDICE_TEST_MARK"], "w").close()
+        time.sleep(120)
+
+    setattr(importlib.import_module(module), name, working)
+    from skdice.cli.app import main
+    main(sys.argv[2:])
+''')
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    from skdice.store import import_arrays
+
+    folder = tmp_path_factory.mktemp("signals")
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(8, 3)).astype(np.float32), np.zeros(3, np.float32)
+    np.save(folder / "H.npy", rng.random((40, 8), dtype=np.float32))
+    np.save(folder / "W.npy", W)
+    np.save(folder / "b.npy", b)
+    for i, split in enumerate(("train", "test", "ood")):
+        head = dict(weight=W, bias=b, weight_layout="features-classes", model="toy") if i == 0 else {}
+        import_arrays(folder / "s.zarr", split, features=rng.random((40, 8), dtype=np.float32), **head)
+    return folder
+
+
+#: each command, the library function its work goes through, and its arguments ({d}: the folder)
+COMMANDS = {
+    "evaluate": ("skdice.evaluation.evaluate_store", "evaluate {d}/s.zarr --id test --ood ood --train train"),
+    "verify": ("skdice.store.verify_store", "verify {d}/s.zarr"),
+    "tune": ("skdice.tuning.tune_store", "tune {d}/s.zarr --train train --id test --noise ood"),
+    "plot": ("skdice.plotting.plot_store", "plot {d}/s.zarr --id test --ood ood --train train --out {d}/fig"),
+    "import": ("skdice.store.import_arrays", "import {d}/new.zarr --split x --features {d}/H.npy --weight {d}/W.npy "
+                                             "--bias {d}/b.npy --weight-layout features-classes --model m"),
+    "benchmark": ("skdice.workflows.benchmark.benchmark_stores",
+                  "benchmark {d}/s.zarr --protocol shared-cifar10-densenet"),
+    "demo": ("skdice.workflows.demo.run_demo", "demo --out {d}/demo"),
+}
+
+
+@pytest.mark.parametrize("command, signum, status, name", [
+    *[(command, signal.SIGTERM, 143, "SIGTERM") for command in sorted(COMMANDS)],
+    ("evaluate", signal.SIGINT, 130, "SIGINT"), ("demo", signal.SIGINT, 130, "SIGINT"),
+])
+def test_every_command_exits_128_plus_the_signal_it_got_while_working(small_store, command, signum, status, name):
+    target, args = COMMANDS[command]
+    mark = small_store / f"mark.{command}.{name}"
+    env = {**os.environ, "SKDICE_TEST_MARK": str(mark)}
+    process = subprocess.Popen([sys.executable, "-c", CHILD, target, *args.format(d=small_store).split()],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code, out, err = _signal_when(process, mark, signum)
+    assert code == status, err
+    assert err.rstrip().endswith(f"skdice: interrupted by {name}."), err
+    assert "Traceback" not in err
