@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from skdice.workflows._protocol import MAX_RESAMPLES  # light: no NumPy, no scikit-learn
+
 from ._options import OUTPUT_FORMAT, Sparsity
 
 
@@ -74,7 +76,7 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option("--n-bootstrap", help="Bootstrap resamples behind each interval (default: the "
                                                "protocol's metrics.n_bootstrap, else 1000); 0: none.",
-                         min=0, show_default=False),
+                         min=0, max=MAX_RESAMPLES, show_default=False),
         ] = None,
         fmt: Annotated[Format, OUTPUT_FORMAT] = Format.table,
         out: Annotated[

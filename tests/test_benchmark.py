@@ -251,7 +251,7 @@ def test_a_store_without_a_protocol_split_is_refused_before_any_fit(setup, tmp_p
 @pytest.mark.parametrize("kwargs, words", [
     (dict(stores=[]), "give at least one store"),
     (dict(methods=[]), "give at least one method"),
-    (dict(n_bootstrap=-1), "n_bootstrap must be >= 0"),
+    (dict(n_bootstrap=-1), r"n_bootstrap must be in \[0, 100000\], got -1"),
 ])
 def test_argument_errors(setup, kwargs, words):
     _, stores, protocol = setup

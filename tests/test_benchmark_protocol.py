@@ -86,6 +86,7 @@ def test_to_dict_parses_back_to_the_same_protocol():
         (_with(metrics={"positive": "both"}), "metrics.positive must be 'id' or 'ood'"),
         (_with(metrics={"confidence": 1.0}), "metrics.confidence must be in (0, 1)"),
         (_with(metrics={"n_bootstrap": -1}), "metrics.n_bootstrap must be a whole number >= 0"),
+        (_with(metrics={"n_bootstrap": 10**9}), "metrics.n_bootstrap must be in [0, 100000], got 1000000000"),
         (_with(metrics={"seed": True}), "metrics.seed must be a whole number >= 0"),
         (_with(tuning={"metric": "aupr"}), "tuning.metric must be 'fpr95' or 'auroc'"),
     ],

@@ -17,7 +17,11 @@ from pathlib import Path
 
 from ..exceptions import SkdiceError
 
-__all__ = ["Protocol", "ProtocolError", "load_protocol", "parse_protocol", "shipped_protocols"]
+__all__ = ["MAX_RESAMPLES", "Protocol", "ProtocolError", "load_protocol", "parse_protocol", "shipped_protocols"]
+
+#: the most bootstrap resamples a benchmark draws per cell (time grows with them; the
+#: intervals hardly change past a few thousand)
+MAX_RESAMPLES = 100_000
 
 #: every key a protocol may hold, by table ("" is the top level); the values say what each takes
 _KEYS = {
@@ -246,6 +250,8 @@ def _check_roles(p: Protocol, origin: str) -> None:
         raise ProtocolError(f"{origin}: metrics.positive must be 'id' or 'ood', got {p.positive!r}.")
     if not 0 < p.confidence < 1:
         raise ProtocolError(f"{origin}: metrics.confidence must be in (0, 1), got {p.confidence!r}.")
+    if not 0 <= p.n_bootstrap <= MAX_RESAMPLES:
+        raise ProtocolError(f"{origin}: metrics.n_bootstrap must be in [0, {MAX_RESAMPLES}], got {p.n_bootstrap!r}.")
     if p.tune_metric not in ("fpr95", "auroc"):
         raise ProtocolError(f"{origin}: tuning.metric must be 'fpr95' or 'auroc', got {p.tune_metric!r}.")
 

@@ -31,7 +31,7 @@ from .._base import detector_tags
 from .._numeric import located_errors, predicted_classes
 from .._version import __version__
 from ._cells import METRICS, Pair, batch_size, draw_batch, summary
-from ._protocol import Protocol, ProtocolError, load_protocol, parse_protocol, shipped_protocols
+from ._protocol import MAX_RESAMPLES, Protocol, ProtocolError, load_protocol, parse_protocol, shipped_protocols
 from .evaluate import evaluate_store
 from .methods import MethodSpec, expand_methods, parse_method
 from .resolve import SplitFeatures, open_feature_store, resolve_train_mean
@@ -464,8 +464,8 @@ def benchmark_stores(
     names = [name for name, _ in named]
     train = train if train is not None else protocol.id_train
     n_bootstrap = protocol.n_bootstrap if n_bootstrap is None else int(n_bootstrap)
-    if n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}.")
+    if not 0 <= n_bootstrap <= MAX_RESAMPLES:
+        raise ValueError(f"n_bootstrap must be in [0, {MAX_RESAMPLES}], got {n_bootstrap}.")
     mean_record = None
     if train_mean is not None and not hasattr(train_mean, "shape"):
         mean_record = {"path": str(train_mean), "sha256": _file_sha256(train_mean)}

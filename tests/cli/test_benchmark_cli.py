@@ -157,6 +157,17 @@ def test_errors_are_library_errors_cli_prints_in_one_line(args, words):
     assert isinstance(result.exception, ValueError) and words in str(result.exception)
 
 
+def test_n_bootstrap_has_a_bound_before_any_work(tmp_path):
+    from skdice.workflows._protocol import MAX_RESAMPLES
+    from skdice.workflows.benchmark import benchmark_stores
+
+    result = runner.invoke(app, ["benchmark", str(tmp_path / "none.zarr"), "--protocol", "cifar10-openood-v1.5",
+                                 "--n-bootstrap", str(MAX_RESAMPLES + 1)])
+    assert result.exit_code == 2 and "--n-bootstrap" in result.output and "100000" in result.output
+    with pytest.raises(ValueError, match=r"n_bootstrap must be in \[0, 100000\], got 100001"):
+        benchmark_stores([str(tmp_path / "none.zarr")], "cifar10-openood-v1.5", n_bootstrap=MAX_RESAMPLES + 1)
+
+
 def test_a_store_lacking_a_split_is_one_line(setup):
     root, stores = setup
     result = runner.invoke(app, ["benchmark", stores[0], "--protocol", "cifar10-openood-v1.5"])
