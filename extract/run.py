@@ -317,23 +317,20 @@ def extract_features(
     batch_size : int, default=64
     device : {"auto", "cpu", "cuda"} or torch.device, default="auto"
     workers : int, default=None
-        DataLoader worker processes; None means 0 on CPU and
-        ``min(8, cpu_count - 1)`` on CUDA. Batches are pinned in host memory
-        when the device is CUDA (pinning only speeds up host-to-GPU copies).
+        DataLoader worker processes; None means 0 on CPU and ``min(8, cpu_count - 1)`` on CUDA.
+        Batches are pinned in host memory when the device is CUDA (it speeds up host-to-GPU copies).
     limit : int, default=None
         Use only the first ``limit`` rows of the source.
     amp : bool, default=False
         bf16 autocast on CUDA (ignored with a warning on CPU). Recorded in the
         split; a resume must use the same setting.
     progress : callable, default=None
-        Called as ``progress(rows_done, rows_total)``: first with 0, then
-        after every batch, up to ``rows_total``, the rows this run extracts
-        (a resumed split counts only the chunks not yet written). Under
-        ``torchrun`` only rank 0 reports. Extraction draws nothing itself:
-        ``skdice extract`` passes the CLI's progress display. With a callable,
-        a split with every chunk already written is said on stderr. None or
-        False reports nothing; True is deprecated (a DeprecationWarning, and
-        nothing is drawn).
+        Called as ``progress(rows_done, rows_total)``: first with 0, then after every batch, up
+        to ``rows_total``, the rows this run extracts (a resumed split counts only the chunks not
+        yet written). Under ``torchrun`` only rank 0 reports. Extraction draws nothing itself:
+        ``skdice extract`` passes the CLI's progress display. With a callable, a split with every
+        chunk already written is said on stderr. None or False reports nothing; True is
+        deprecated (a DeprecationWarning, and nothing is drawn).
     model_name : str, default=None
         Name recorded in the store (default: the spec's name or the module's class).
     chunk_rows : int, default=None
@@ -358,18 +355,15 @@ def extract_features(
     Raises
     ------
     StoreError
-        When another process writes the same split, or the store or split
-        exists with other settings.
+        When another process writes the same split, or the store or split exists with other settings.
 
     Notes
     -----
-    The module runs in eval mode (its previous mode is restored afterwards);
-    it is moved to the device and, with ``channels_last``, converted to that
-    memory format in place, as ``nn.Module.to`` does.
-
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised
-    here (NCCL on CUDA, else gloo; ``SKDICE_DIST_BACKEND`` overrides) and
-    destroyed at the end; an existing process group is used as it is.
+    The module runs in eval mode (its previous mode is restored afterwards); it is moved to the
+    device and, with ``channels_last``, converted to that memory format in place, as
+    ``nn.Module.to`` does. Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is
+    initialised here (NCCL on CUDA, else gloo; ``SKDICE_DIST_BACKEND`` overrides) and destroyed
+    at the end; an existing process group is used as it is.
 
     Examples
     --------
@@ -381,9 +375,8 @@ def extract_features(
     >>> open_store(path).features("test").shape  # doctest: +SKIP
     (10, 4)
     """
-    # The ranks meet first, so their bounded wait counts from the start and not from when each
-    # one's model has loaded (a preset named here is loaded after it); then they agree that every
-    # rank could set up before any waits on another.
+    # The ranks meet first, so their bounded wait counts from the start, not from each one's model
+    # load; then they agree that every rank could set up before any waits on another.
     rank, world, dist_here = _dist_context()
     try:
         module, head, name, input_size, preprocess, attrs = _resolve_inputs(
@@ -441,7 +434,8 @@ def _on_device(module, loop):
 def _write_split(extractor, source, out, split, name, attrs, rank, world, *, notify, callback, loop, chunk_rows):
     """Prepare the split (rank 0) or open it, extract this rank's pending chunks, finalize (rank 0)."""
     batch_size, amp = loop["batch_size"], loop["amp"]
-    rows = default_chunk_rows(extractor.n_features, extractor.n_classes, batch_size) if chunk_rows is None else int(chunk_rows)
+    rows = (default_chunk_rows(extractor.n_features, extractor.n_classes, batch_size) if chunk_rows is None
+            else int(chunk_rows))
     extra = {"batch_size": int(batch_size)}
     if getattr(source, "classes", None):
         extra["classes"] = list(source.classes)

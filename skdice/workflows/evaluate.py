@@ -291,14 +291,12 @@ def evaluate_store(
 
     Notes
     -----
-    No split is loaded whole. Every method is fitted first (mean-based ones
-    stream the training split; those that keep training features, such as
-    KNN, read it), then each test split is read once, block by block
-    (:class:`~skdice.workflows.resolve.SplitFeatures`): every method scores
-    a block before the next is read, and over the ID split the same blocks
-    give the ID accuracy of every head. Memory is a few blocks plus the
-    scores returned, 8 bytes a row per method and split (measured in
-    docs/performance.md).
+    No split is loaded whole. Every method is fitted first (mean-based ones stream the training
+    split; those that keep training features, such as KNN, read it), then each test split is
+    read once, block by block (:class:`~skdice.workflows.resolve.SplitFeatures`): every method
+    scores a block before the next is read, and over the ID split the same blocks give the ID
+    accuracy of every head. Memory is a few blocks plus the scores returned, 8 bytes a row per
+    method and split (measured in docs/performance.md).
 
     Examples
     --------
@@ -306,8 +304,7 @@ def evaluate_store(
     ...                         ["svhn", "places365"], train="cifar10-train")
     >>> print(result.report.to_table())  # doctest: +SKIP
     """
-    ood_splits, tune_noise, tune_ood = _check_splits(positive, p, id_split, ood_splits, tune_id, tune_noise,
-                                                     tune_ood)
+    ood_splits, tune_noise, tune_ood = _check_splits(positive, p, id_split, ood_splits, tune_id, tune_noise, tune_ood)
     specs, detectors = _build_detectors(methods, p)
     say = progress or (lambda message: None)
     fs = open_feature_store(store)
