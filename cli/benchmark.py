@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
-from skdice.workflows._protocol import MAX_RESAMPLES  # light: no NumPy, no scikit-learn
-
 from ._options import OUTPUT_FORMAT, Sparsity
+
+#: skdice.workflows._protocol.MAX_RESAMPLES, written here so that the CLI starts without
+#: importing the workflows (tests/cli/test_benchmark_cli.py checks that the two agree)
+MAX_RESAMPLES = 100_000
 
 
 class Format(str, Enum):

@@ -158,9 +158,11 @@ def test_errors_are_library_errors_cli_prints_in_one_line(args, words):
 
 
 def test_n_bootstrap_has_a_bound_before_any_work(tmp_path):
+    from skdice.cli.benchmark import MAX_RESAMPLES as CLI_MAX
     from skdice.workflows._protocol import MAX_RESAMPLES
     from skdice.workflows.benchmark import benchmark_stores
 
+    assert CLI_MAX == MAX_RESAMPLES
     result = runner.invoke(app, ["benchmark", str(tmp_path / "none.zarr"), "--protocol", "cifar10-openood-v1.5",
                                  "--n-bootstrap", str(MAX_RESAMPLES + 1)])
     assert result.exit_code == 2 and "--n-bootstrap" in result.output and "100000" in result.output
