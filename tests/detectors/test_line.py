@@ -7,6 +7,7 @@ import pytest
 from _detector_problems import auroc, id_ood_problem, random_problem
 from scipy.special import logsumexp
 from scipy.stats import spearmanr
+from tolerances import score_atol
 
 from skdice import get_detector
 from skdice.exceptions import DegenerateFitWarning
@@ -109,7 +110,11 @@ def test_zero_sparsity_is_react():
     H, y, W, b = _labelled_problem()
     det = get_detector("line", p_w=0, p_a=0, threshold=1.0).fit(H, y, W=W, b=b)
     react = get_detector("react", threshold=1.0).fit(H, W, b)
-    np.testing.assert_allclose(det.score_samples(H), react.score_samples(H), rtol=1e-6)
+    expected = react.score_samples(H)
+    # two float32 code paths (a full-width head with nothing pruned, ReAct's clipped product): they
+    # agree within the bound of two summation orders, which a tolerance tuned on one BLAS kernel did not
+    atol = score_atol(H.dtype, np.minimum(H, 1.0), W, expected)
+    np.testing.assert_allclose(det.score_samples(H), expected, rtol=0, atol=atol)
 
 
 def test_id_scores_higher_than_ood():
