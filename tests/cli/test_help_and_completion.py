@@ -67,10 +67,10 @@ def test_commands_options_and_split_names_complete(store, tmp_path):
 
 
 def test_completion_can_be_shown_for_a_shell():
-    with CliRunner().isolation() as (out, _, _):
+    with CliRunner().isolation() as (out, err, _):
         with pytest.raises(SystemExit) as exit_info:
             main(["--show-completion", "bash"])
-        assert exit_info.value.code == 0
+        assert exit_info.value.code == 0, err.getvalue().decode()
         assert "_skdice_completion" in out.getvalue().decode()
 
 
