@@ -129,7 +129,9 @@ def test_runnable_blocks_run(doc, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    # detectors a doc defines (docs/api.md writes one) register for this test only
+    # detectors a doc defines (docs/api.md writes one) register for this test only; the catalogue
+    # is loaded first, or its one lazy load would fill the copy and leave the registry empty after
+    skdice._registry.available_detectors()
     monkeypatch.setattr(skdice._registry, "_REGISTRY", dict(skdice._registry._REGISTRY))
     namespace = {"__name__": f"docs.{doc.stem}"}
     for index, code in enumerate(_runnable_blocks(doc)):
