@@ -192,3 +192,27 @@ def test_expand_methods_replaces_all_by_every_registered_method_once():
     assert expand_methods(["all"]) == names
     assert expand_methods(["knn:n_neighbors=5", "all", "dice"]) == ["knn:n_neighbors=5", *names]
     assert expand_methods(["dice", "energy"]) == ["dice", "energy"]
+
+
+def test_tuning_lines_say_whether_the_defaults_or_a_stand_in_stayed():
+    from skdice.workflows.evaluate import Evaluation
+
+    def item(method, params, informative, moved, at_defaults):
+        return {"method": method, "params": params, "informative": informative, "reason": "",
+                "decided_by": "tin", "moved": moved, "at_defaults": at_defaults}
+
+    tuning = {"id": "val", "noise": ["jig"], "ood": ["tin"], "methods": [
+        item("knn", {"n_neighbors": 10}, True, True, False),
+        item("dice", {"p": 0.9}, True, False, True),
+        item("scale", {"percentile": 85}, False, False, True),
+        item("ash-b", {"percentile": 90}, False, False, False),  # the guard flags ASH-B's 65
+    ]}
+    lines = Evaluation(None, None, {}, {}, tuning=tuning).tuning_lines()
+    assert lines == [
+        "tuned on 'val' vs 'jig', 'tin' before the evaluation:",
+        "  knn: n_neighbors = 10 (chosen; decided by 'tin')",
+        "  dice: p = 0.9 (the defaults: validation agrees with them; decided by 'tin')",
+        "  scale: percentile = 85 (defaults kept: validation cannot move them; decided by 'tin')",
+        "  ash-b: percentile = 90 (the candidate nearest the defaults, which the guard flags or the grid lacks;"
+        " decided by 'tin')",
+    ]

@@ -23,6 +23,7 @@ from .._validation import check_sparsity
 from ..exceptions import SkdiceError, require
 from ..metrics import Report, ood_report
 from .._search import default_grid
+from .._search_grid import same_value
 from ._report import EvaluationReport, dropped_note, dropped_records
 from .fit import fit_detector
 from .methods import DEFAULT_METHODS, MethodSpec, build_detector, expand_methods, parse_method
@@ -114,7 +115,7 @@ class Evaluation:
         The FPR95 convention of the report (``"id"`` or ``"ood"``).
     tuning : dict or None
         When the methods were tuned first (``tune_id``): ``{"id", "noise", "ood",
-        "methods": [{"method", "params", "informative", "reason", "decided_by", "moved"}, ...]}``,
+        "methods": [{"method", "params", "informative", "reason", "decided_by", "moved", "at_defaults"}, ...]}``,
         one entry per method with a grid; also ``report.extra["tuning"]``.
     searches : dict of str to search
         The fitted searches, by method label.
@@ -174,6 +175,8 @@ class Evaluation:
                                for k, v in item["params"].items())
             if item.get("moved", item["informative"]):
                 how = "chosen"
+            elif not item.get("at_defaults", True):
+                how = "the candidate nearest the defaults, which the guard flags or the grid lacks"
             elif item["informative"]:
                 how = "the defaults: validation agrees with them"
             else:
@@ -384,6 +387,7 @@ def _fit_methods(specs, detectors, p, fs, train_data, id_X, say, tune) -> _Fitte
             search = _tune(spec, detector, p, fs, train_data, say=say, **tune)
             if search is not None:
                 tuned = dict(search.best_params_)
+                defaults = detector.get_params()
                 detector.set_params(**tuned)
         label, key = _labels(spec, detector, used, tuned)
         if tuned is not None:
@@ -391,6 +395,7 @@ def _fit_methods(specs, detectors, p, fs, train_data, id_X, say, tune) -> _Fitte
             fitted.tuning.append({"method": label, "params": tuned, "informative": search.informative_,
                                   "reason": search.informative_reason_, "decided_by": search.decided_by_,
                                   "moved": search.best_index_ != search.fallback_index_,
+                                  "at_defaults": all(same_value(v, defaults.get(k)) for k, v in tuned.items()),
                                   "dropped": dropped_records(search)})
         say(f"fitting {key}")
         fit_detector(detector, train_data, id_X=id_X, calibrate=False)
