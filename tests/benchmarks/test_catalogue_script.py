@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("zarr")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "catalogue_cifar10.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("catalogue_cifar10", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import catalogue_cifar10  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +39,7 @@ def test_every_detector_has_a_row_and_the_tuned_columns(store, capsys):
     from skdice import available_detectors
     from skdice.tuning import default_grid
 
-    _load().main([str(store), "--fit-split", "fit", "--id-split", "test", "--ood", "far",
+    catalogue_cifar10.main([str(store), "--fit-split", "fit", "--id-split", "test", "--ood", "far",
                   "--tune-id", "val", "--tune-noise", "jig", "--tune-ood", "tin"])
     out = capsys.readouterr().out.splitlines()
     assert out[1] == "tuned on val (120 labelled rows) against jig (80, synthetic), tin (80, real)"
