@@ -114,10 +114,9 @@ def _tuned(store, det, args, H_fit, labels, H_id, H_ood) -> list:
             X_noise={k: store.features(k) for k in args.tune_noise} or None,
             X_ood={k: store.features(k) for k in args.tune_ood} or None, **labels)
     fprs, aucs = _metrics(search.best_estimator_, H_id, H_ood)
-    defaults = {k: det.get_params()[k] for k in search.best_params_}
     if search.best_index_ != search.fallback_index_:
         how = "moved"
-    elif search.best_params_ == defaults:
+    elif search.at_defaults_:
         how = "the defaults"
     else:
         how = "nearest the defaults the guard allows"

@@ -270,6 +270,10 @@ class HyperparameterSearch(BaseEstimator):
         the gaps are taken.
     fallback_index_ : int
         The defaults' candidate (the rule's anchor), returned when uninformative.
+    at_defaults_ : bool
+        Whether ``best_params_`` are the method's defaults (False for a move,
+        and for the candidate nearest the defaults when the guard flags them
+        or the grid lacks them).
     dense_accuracy_ : float or None
         ID accuracy of the dense head on the labelled rows; None when the
         guard did not run (no labels, or a detector that keeps the classifier).
@@ -610,6 +614,8 @@ class HyperparameterSearch(BaseEstimator):
         self.informative_reason_ = choice.reason
         self.leader_index_ = choice.leader
         self.fallback_index_ = choice.fallback
+        defaults = self._base_estimator().get_params()
+        self.at_defaults_ = all(same_value(v, defaults.get(k)) for k, v in self.best_params_.items())
         self.decided_by_ = None if choice.decided_by is None else data.names[choice.decided_by]
         self.n_features_in_ = data.m
         best = self._fit_candidate(data.estimator, candidates[chosen], data.train, data.head)
@@ -622,15 +628,11 @@ class HyperparameterSearch(BaseEstimator):
         returned = spell_params(self.best_params_)
         if not self.fallback:
             what = f"returning the best candidate {returned} anyway (fallback=False)"
-        elif self._fallback_is_default():
+        elif self.at_defaults_:
             what = f"returning the fallback {returned} (the method's default)"
         else:
             what = f"returning the fallback {returned} (the candidate nearest the method's default)"
         return f"validation cannot choose: {self.informative_reason_}; {what}."
-
-    def _fallback_is_default(self) -> bool:
-        defaults = self._base_estimator().get_params()
-        return all(same_value(v, defaults.get(k)) for k, v in self.best_params_.items())
 
     def score_samples(self, X):
         """Scores of ``best_estimator_``: higher means more in-distribution.

@@ -142,11 +142,16 @@ def test_noise_alone_never_moves_the_defaults_however_clearly_it_separates():
     s, caught = _quiet(lambda: SparsitySearch(grid=[0.1, 0.3]).fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
     assert s.cv_results_["fpr95"][0] < s.cv_results_["fpr95"][1] and s.cv_results_["worse"][1]
     assert s.informative_ is False and s.best_params_ == {"p": 0.3} and s.decided_by_ is None
+    assert s.at_defaults_ is False  # DICE's default 0.9 is not in this grid: its nearest stands in
     assert "no real OOD validation set was given" in s.informative_reason_
     assert s.validation_sets_ == [{"name": "noise", "kind": "synthetic"}]
     assert len(caught) == 1
     message = str(caught[0].message)
     assert "\n" not in message and "no real OOD" in message and "p=0.3" in message
+    assert message.endswith("returning the fallback p=0.3 (the candidate nearest the method's default).")
+    d, caught = _quiet(lambda: SparsitySearch(grid=[0.1, 0.9]).fit(X_train, head=head, X_id=X_id, X_noise=X_noise))
+    assert d.best_params_ == {"p": 0.9} and d.at_defaults_ is True
+    assert not d.informative_ and str(caught[0].message).endswith("returning the fallback p=0.9 (the method's default).")
     # the same with real OOD rows alone: a move needs both kinds to agree
     r, caught = _quiet(lambda: SparsitySearch(grid=[0.1, 0.3]).fit(X_train, head=head, X_id=X_id, X_ood=X_noise))
     assert not r.informative_ and r.best_params_ == {"p": 0.3} and "no synthetic outlier set" in r.informative_reason_

@@ -23,7 +23,6 @@ from .._validation import check_sparsity
 from ..exceptions import SkdiceError, require
 from ..metrics import Report, ood_report
 from .._search import default_grid
-from .._search_grid import same_value
 from ._report import EvaluationReport, dropped_note, dropped_records
 from .fit import fit_detector
 from .methods import DEFAULT_METHODS, MethodSpec, build_detector, expand_methods, parse_method
@@ -387,7 +386,6 @@ def _fit_methods(specs, detectors, p, fs, train_data, id_X, say, tune) -> _Fitte
             search = _tune(spec, detector, p, fs, train_data, say=say, **tune)
             if search is not None:
                 tuned = dict(search.best_params_)
-                defaults = detector.get_params()
                 detector.set_params(**tuned)
         label, key = _labels(spec, detector, used, tuned)
         if tuned is not None:
@@ -395,7 +393,7 @@ def _fit_methods(specs, detectors, p, fs, train_data, id_X, say, tune) -> _Fitte
             fitted.tuning.append({"method": label, "params": tuned, "informative": search.informative_,
                                   "reason": search.informative_reason_, "decided_by": search.decided_by_,
                                   "moved": search.best_index_ != search.fallback_index_,
-                                  "at_defaults": all(same_value(v, defaults.get(k)) for k, v in tuned.items()),
+                                  "at_defaults": search.at_defaults_,
                                   "dropped": dropped_records(search)})
         say(f"fitting {key}")
         fit_detector(detector, train_data, id_X=id_X, calibrate=False)
