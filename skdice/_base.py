@@ -25,7 +25,11 @@ from ._head import Head
 from ._numeric import RunningMean, score_in_chunks
 from ._registry import _REGISTRY, available_detectors, get_detector, register  # noqa: F401
 from ._tags import DetectorTags, SkdiceTags, detector_tags, has_partial_fit
-from ._validation import FLOAT_DTYPES, as_numpy, check_head, check_id_mask, check_train_mean, is_dask, validate_data
+from ._streamed_fit import fit_block_source
+from ._validation import (
+    FLOAT_DTYPES, as_numpy, check_head, check_id_mask, check_train_mean, is_block_source, is_dask,
+    validate_data,
+)
 
 __all__ = [
     "BaseDetector",
@@ -177,10 +181,14 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), default=None
+        X : array-like of shape (n_samples, n_features), block source, default=None
             In-distribution training features (the penultimate layer). May be
             ``None`` only for detectors that can fit from ``train_mean``; then
-            ``offset_`` is NaN and ``predict`` refuses to run.
+            ``offset_`` is NaN and ``predict`` refuses to run. A block source
+            (a store split's ``SplitFeatures``: rows read block by block) is
+            accepted by detectors with the tag ``fits_from_blocks`` or
+            ``fits_from_mean``, read in passes so that memory does not grow
+            with its rows (``y`` then holds class labels only).
         *args
             Positional ``W, b, y`` (the design card's ``fit(H, W, b)``) or
             ``y`` alone (scikit-learn's ``fit(X, y)``); see the class docstring.
@@ -213,6 +221,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         self._validate_params()
         y, head = self._parse_fit_arguments(args, y, W, b, head)
         self._stream_reset()
+        if is_block_source(X):  # a split larger than memory, read in passes (tag fits_from_blocks)
+            return fit_block_source(self, X, y, head, train_mean, calibrate)
         space = array_space(X, self)
         if space is not None:  # everything follows X (scikit-learn's Array API dispatch)
             return fit_in_namespace(self, X, y, head, train_mean, calibrate, space)

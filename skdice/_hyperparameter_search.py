@@ -31,7 +31,8 @@ from ._decision import REAL, SYNTHETIC, CandidateResults, choose
 from ._masked import masked_head_scores
 from ._numeric import column_mean, located_errors, predicted_classes, row_blocks, scores_by_block
 from ._search_grid import applicable_candidates, method_class, param_grid, same_value, spell_params
-from ._validation import check_features, check_rows, check_train_mean, is_block_source, resolve_head
+from ._streamed_fit import CheckedBlocks
+from ._validation import check_rows, check_train_mean, is_block_source, resolve_head
 from .exceptions import UninformativeValidationWarning
 
 __all__ = ["DEFAULT_MAX_ACCURACY_DROP", "HyperparameterSearch", "SearchData", "TrainingInfo"]
@@ -45,11 +46,13 @@ class TrainingInfo:
     """The training information of a search: features, their labels, a given or computed mean."""
 
     def __init__(self, X, y, train_mean, m, where):
+        # a block source (a store split) stays one: detectors that fit from blocks read it
+        # in passes, the others get it loaded once (features)
         if X is not None and train_mean is not None:
-            self.X = check_features(X, "X", m, where)
+            self.X = check_rows(X, "X", m, where)
             self.given_mean = check_train_mean(train_mean, m)
         elif X is not None:
-            self.X, self.given_mean = check_features(X, "X", m, where), None
+            self.X, self.given_mean = check_rows(X, "X", m, where), None
         elif train_mean is not None:
             self.X, self.given_mean = None, check_train_mean(train_mean, m)
         else:
@@ -58,6 +61,7 @@ class TrainingInfo:
         self.m = m
         self.where = where
         self._mean = self.given_mean
+        self._loaded = None
 
     @property
     def can_mean(self) -> bool:
@@ -70,15 +74,24 @@ class TrainingInfo:
         return self._mean
 
     def one_row(self):
-        return np.zeros((1, self.m), dtype=np.float32) if self.X is None else self.X[:1]
+        if self.X is None:
+            return np.zeros((1, self.m), dtype=np.float32)
+        if is_block_source(self.X):
+            return next(block for _, block in self.X.iter_blocks())[:1]
+        return self.X[:1]
 
-    def features(self, name):
+    def features(self, name, streamed=False):
+        """The training rows for a candidate: the block source itself if it fits ``streamed``."""
         if self.X is None:
             raise ValueError(
                 f"{self.where}: method {name!r} is fitted on ID training features: pass X "
                 "(a mean feature is not enough)."
             )
-        return self.X
+        if streamed or not is_block_source(self.X):
+            return self.X
+        if self._loaded is None:
+            self._loaded = CheckedBlocks(self.X).concatenate()
+        return self._loaded
 
 
 @dataclass
@@ -554,7 +567,7 @@ class HyperparameterSearch(BaseEstimator):
         if not tags.uses_features and head is not None and not tags.requires_class_labels:
             # the scores are a function of the head alone: any one row fits it
             return det.fit(train.one_row(), head=head)
-        X = train.features(type(det).name or type(det).__name__)
+        X = train.features(type(det).name or type(det).__name__, tags.streamed_fit)
         kwargs = {"head": head} if head is not None else {}
         if train.given_mean is not None and tags.accepts_train_mean:
             kwargs["train_mean"] = train.given_mean

@@ -63,6 +63,36 @@ def row_chunks(n_rows: int, row_bytes: int):
         yield from gen_batches(n_rows, chunk_rows(n_rows, row_bytes))
 
 
+def feature_blocks(X, row_bytes: int):
+    """Row chunks of an array or a block source, each with its place among all the rows.
+
+    The one loop of the fits that accept both (tag ``fits_from_blocks``):
+    an array is cut by :func:`row_chunks`; a block source's blocks are read
+    in order and cut the same way, so a chunk's scratch stays within the
+    budget either way.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or block source
+    row_bytes : int
+        Scratch bytes needed per row.
+
+    Yields
+    ------
+    rows : slice
+        The chunk's rows among all the rows of ``X``.
+    block : ndarray of shape (rows, n_features)
+        A view of the array or of the block read: copy it before changing it.
+    """
+    if is_block_source(X):
+        for start, block in X.iter_blocks():
+            for rows in row_chunks(block.shape[0], row_bytes):
+                yield slice(start + rows.start, start + rows.stop), block[rows]
+    else:
+        for rows in row_chunks(X.shape[0], row_bytes):
+            yield rows, X[rows]
+
+
 def row_blocks(X):
     """The rows of ``X`` as ``(start, block)`` pairs: a block source's blocks, an array whole.
 
@@ -171,7 +201,7 @@ def logit_blocks(X, weight: np.ndarray, bias: np.ndarray):
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features) or block source
     weight : ndarray of shape (n_features, n_classes)
     bias : ndarray of shape (n_classes,)
 
@@ -185,9 +215,8 @@ def logit_blocks(X, weight: np.ndarray, bias: np.ndarray):
     dtype = compute_dtype(X)
     weight = np.asarray(weight, dtype=dtype)
     bias = np.asarray(bias, dtype=dtype)
-    n, m = X.shape
-    for rows in row_chunks(n, dtype.itemsize * (m + weight.shape[1])):
-        logits = np.asarray(X[rows], dtype=dtype) @ weight
+    for rows, block in feature_blocks(X, dtype.itemsize * (X.shape[1] + weight.shape[1])):
+        logits = np.asarray(block, dtype=dtype) @ weight
         logits += bias
         yield rows, logits
 
@@ -197,7 +226,7 @@ def predicted_classes(X, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features) or block source
     weight : ndarray of shape (n_features, n_classes)
     bias : ndarray of shape (n_classes,)
 
@@ -270,16 +299,15 @@ def column_mean(X: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
+    X : ndarray of shape (n_samples, n_features) or block source
 
     Returns
     -------
     ndarray of shape (n_features,), float64
     """
-    n, m = X.shape
-    stream = RunningMean(m)
-    for rows in row_chunks(n, 8 * m):
-        stream.update(X[rows])
+    stream = RunningMean(X.shape[1])
+    for _, block in feature_blocks(X, 8 * X.shape[1]):
+        stream.update(block)
     return stream.mean
 
 
@@ -412,13 +440,12 @@ class Moments:
 
         Parameters
         ----------
-        X : array-like of shape (n_rows, n_features)
+        X : array-like of shape (n_rows, n_features) or block source
             Any float dtype; summarised in float64, chunk by chunk.
         """
-        n_rows, m = X.shape
-        for rows in row_chunks(n_rows, 8 * 2 * m):
+        for _, block in feature_blocks(X, 8 * 2 * X.shape[1]):
             # a fresh float64 block: never centre the caller's array in place
-            D = np.array(X[rows], dtype=np.float64)
+            D = np.array(block, dtype=np.float64)
             n_b = D.shape[0]
             mean_b = D.mean(axis=0)
             D -= mean_b

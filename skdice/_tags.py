@@ -45,6 +45,13 @@ class DetectorTags:
         mixes in :class:`skdice._masked.MaskedHeadMixin`). The search's
         accuracy guard, evaluate's masked-head accuracy and the CLI read
         the masked head's classes and the kept weights through this tag.
+    fits_from_blocks : bool, default=False
+        ``fit`` accepts a block source (a store split read block by block,
+        :func:`skdice._validation.is_block_source`): the statistics are sums,
+        moments, class sums or exact percentiles accumulated over passes of
+        the rows, so memory does not grow with them. The store workflows
+        then stream the training split instead of loading it. False for
+        detectors that keep training rows (KNN's bank, NNGuide, Relation).
     changes_classifier : bool, default=False
         The logits the score reads differ from the dense head's ``X @ W + b``
         (ReAct's clip, ASH's pruning, SCALE's rescaling, every masked head):
@@ -60,11 +67,17 @@ class DetectorTags:
     uses_features: bool = True
     masked_head: bool = False
     changes_classifier: bool = False
+    fits_from_blocks: bool = False
 
     @property
     def partial_fit(self) -> bool:
         """Whether ``partial_fit`` is available (the statistic is a running mean)."""
         return self.fits_from_mean
+
+    @property
+    def streamed_fit(self) -> bool:
+        """Whether ``fit`` accepts a block source: ``fits_from_blocks``, ``fits_from_mean``, or no use of the features."""
+        return self.fits_from_blocks or self.fits_from_mean or not self.uses_features
 
     @property
     def dask_fit(self) -> bool:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._numeric import column_mean
-from ._validation import check_features, check_train_mean
+from ._streamed_fit import CheckedBlocks
+from ._validation import check_rows, check_train_mean, is_block_source
 from .sparsify import contribution_matrix, dice_thresholds
 
 __all__ = ["masked_heads", "training_mean"]
@@ -27,7 +28,7 @@ def training_mean(X, train_mean, n_features: int, where: str) -> np.ndarray:
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features) or None
+    X : array-like of shape (n_samples, n_features), block source or None
     train_mean : array-like of shape (n_features,) or None
     n_features : int
     where : str
@@ -40,7 +41,8 @@ def training_mean(X, train_mean, n_features: int, where: str) -> np.ndarray:
     if X is not None and train_mean is not None:
         raise ValueError(f"{where}: pass the training features or train_mean, not both.")
     if X is not None:
-        return column_mean(check_features(X, "X", n_features, where))
+        X = check_rows(X, "X", n_features, where)
+        return column_mean(CheckedBlocks(X) if is_block_source(X) else X)
     if train_mean is None:
         raise ValueError(
             f"{where} needs the ID training statistic: the training features X or "

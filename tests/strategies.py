@@ -289,3 +289,45 @@ def anticorrelated_dropped_and_kept_units(draw, min_rows=3, max_rows=60, max_uni
     seed = draw(st.integers(0, 2**32 - 1))
     Z = np.random.default_rng(seed).standard_normal((n, m + 1))
     return CorrelatedUnitSamples(X=Z @ factor.T + mean, kept=kept, weight=None, factor=factor, seed=seed)
+
+
+class RowBlocks:
+    """A block source over an in-memory matrix: ``shape``, ``dtype`` and ``iter_blocks()``.
+
+    The rows come in blocks of ``block_rows`` (the last one shorter), as a
+    store split's :class:`~skdice.workflows.resolve.SplitFeatures` gives
+    them; ``passes`` counts the calls of ``iter_blocks``.
+    """
+
+    def __init__(self, X, block_rows: int, name: str = "split 'rows'"):
+        self.X = X
+        self.shape = X.shape
+        self.dtype = X.dtype
+        self.block_rows = max(1, int(block_rows))
+        self.name = name
+        self.passes = 0
+
+    def iter_blocks(self):
+        self.passes += 1
+        for start in range(0, self.X.shape[0], self.block_rows):
+            yield start, self.X[start : start + self.block_rows]
+
+
+@st.composite
+def matrices_in_blocks(draw, max_rows=40, max_cols=6):
+    """A float32 or float64 matrix with ties, zeros and signs, and a block size for it.
+
+    The entries are drawn from a few values of each sign (ReLU zeros and
+    ties, as penultimate features have) or from bounded floats, so that order
+    statistics land on repeated values as often as on distinct ones.
+    """
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    n = draw(st.integers(1, max_rows))
+    m = draw(st.integers(1, max_cols))
+    elements = draw(st.sampled_from(["ties", "floats"]))
+    if elements == "ties":
+        values = st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 2.5, -3.0, 1e-3])
+    else:
+        values = bounded_floats()
+    X = draw(hnp.arrays(dtype, (n, m), elements=values))
+    return X, draw(st.integers(1, n))

@@ -445,7 +445,7 @@ def test_scoring_again_reuses_scores_and_another_detector_needs_overwrite(tmp_pa
 
 
 def test_evaluate_streams_the_training_mean_for_dice(store, monkeypatch):
-    """DICE is fitted block by block; the training features are never loaded whole."""
+    """DICE, Mahalanobis and ReAct are fitted block by block; only KNN's bank loads the split."""
     path, *_ = store
     import skdice.store
 
@@ -459,7 +459,10 @@ def test_evaluate_streams_the_training_mean_for_dice(store, monkeypatch):
     monkeypatch.setattr(skdice.store.FeatureStore, "features", spy)
     evaluate_store(path, "id", ["ood_a"], methods=["dice", "energy"], train="train")
     assert "train" not in loaded
-    evaluate_store(path, "id", ["ood_a"], methods=["mahalanobis"], train="train")
+    # class statistics are read block by block too (tag fits_from_blocks); a bank loads
+    evaluate_store(path, "id", ["ood_a"], methods=["mahalanobis", "react"], train="train")
+    assert "train" not in loaded
+    evaluate_store(path, "id", ["ood_a"], methods=["knn"], train="train")
     assert "train" in loaded
 
 

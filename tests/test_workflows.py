@@ -110,8 +110,9 @@ def test_build_detector_gives_a_run_wide_p_only_where_the_spec_leaves_it():
 
 
 def test_fit_detector_streams_a_mean_detector_and_loads_the_rows_for_the_others(store, monkeypatch):
-    """The choice comes from the declared tags: nothing is loaded for DICE, labels for Mahalanobis."""
+    """The choice comes from the declared tags: a mean or block statistics stream, a bank loads."""
     path, head, X, y = store
+    from skdice import KNNDetector
     from skdice.store import FeatureStore
 
     loaded = []
@@ -129,10 +130,17 @@ def test_fit_detector_streams_a_mean_detector_and_loads_the_rows_for_the_others(
     # an exact second pass calibrates offset_ as the in-memory fit does
     reference = DICEDetector(p=0.5).fit(X.astype(np.float32), head=head)
     assert dice.offset_ == pytest.approx(reference.offset_, rel=1e-6)
-    # DICE+ReAct with its percentile clip needs the rows; Mahalanobis needs labels too
-    fit_detector(DICEReActDetector(), train)
+    # DICE+ReAct's percentile clip and Mahalanobis's class statistics are read block
+    # by block (tag fits_from_blocks), equal to the in-memory fits
+    clipped = fit_detector(DICEReActDetector(), train)
+    assert clipped.threshold_ == DICEReActDetector().fit(X.astype(np.float32), head=head).threshold_
     maha = fit_detector(MahalanobisDetector(), train)
-    assert loaded == ["train"] and maha.classes_.tolist() == [0, 1, 2]
+    in_memory = MahalanobisDetector().fit(X.astype(np.float32), y)
+    np.testing.assert_allclose(maha.precision_, in_memory.precision_, rtol=1e-9, atol=1e-12)
+    assert loaded == [] and maha.classes_.tolist() == [0, 1, 2]
+    # KNN keeps its training rows: the split is loaded
+    fit_detector(KNNDetector(n_neighbors=3), train, calibrate=False)
+    assert loaded == ["train"]
 
 
 def test_fit_detector_without_training_data_says_which_parameter_to_pass(store):

@@ -72,6 +72,7 @@ class _Ablation(_SparseHeadEnergy):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
+        tags.detector_tags.fits_from_blocks = True  # the mask reads the head only
         return tags
 
 

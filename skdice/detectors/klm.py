@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from .._base import BaseDetector
-from .._numeric import row_chunks
+from .._numeric import feature_blocks
 
 __all__ = ["KLMatchingDetector"]
 
@@ -97,14 +97,19 @@ class KLMatchingDetector(BaseDetector):
     def __init__(self, *, tpr=0.95):
         self.tpr = tpr
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.detector_tags.fits_from_blocks = True  # class sums of softmax rows, one pass
+        return tags
+
     def fit_statistics(self, X, y, head, train_mean):
         n_classes = self.weight_.shape[1]
         sums = np.zeros((n_classes, n_classes), dtype=np.float64)
         counts = np.zeros(n_classes, dtype=np.int64)
         # the templates are accumulations: float64 logits whatever the input
         weight, bias = self.weight_.astype(np.float64), self.bias_.astype(np.float64)
-        for rows in row_chunks(X.shape[0], 8 * (X.shape[1] + 2 * n_classes)):
-            P = np.exp(_log_softmax(np.asarray(X[rows], dtype=np.float64) @ weight + bias))
+        for _, block in feature_blocks(X, 8 * (X.shape[1] + 2 * n_classes)):
+            P = np.exp(_log_softmax(np.asarray(block, dtype=np.float64) @ weight + bias))
             pred = P.argmax(axis=1)
             np.add.at(sums, pred, P)
             counts += np.bincount(pred, minlength=n_classes)

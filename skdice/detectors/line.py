@@ -10,7 +10,8 @@ from scipy.sparse import csr_matrix
 from sklearn.utils._param_validation import Interval
 
 from .._base import BaseDetector
-from .._numeric import compute_dtype, logsumexp_rows, row_chunks, score_in_chunks
+from .._numeric import compute_dtype, feature_blocks, logsumexp_rows, row_chunks, score_in_chunks
+from .._selection import entry_percentile
 from .._validation import raise_non_finite
 from ..exceptions import DegenerateFitWarning
 
@@ -82,7 +83,7 @@ def class_means(X, codes: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.nd
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
+    X : ndarray of shape (n_samples, n_features) or block source
     codes : ndarray of shape (n_samples,), int64
         Each row's class, in ``0 .. n_classes - 1``; rows coded -1 are left out.
     n_classes : int
@@ -92,10 +93,9 @@ def class_means(X, codes: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.nd
     means : ndarray of shape (n_classes, n_features), float64
     counts : ndarray of shape (n_classes,), int64
     """
-    n, m = X.shape
-    sums = np.zeros((n_classes, m), dtype=np.float64)
-    for rows in row_chunks(n, 8 * m):
-        block = np.asarray(X[rows], dtype=np.float64)
+    sums = np.zeros((n_classes, X.shape[1]), dtype=np.float64)
+    for rows, block in feature_blocks(X, 8 * X.shape[1]):
+        block = np.asarray(block, dtype=np.float64)
         kept = np.flatnonzero(codes[rows] >= 0)
         onehot = csr_matrix(
             (np.ones(kept.size), (codes[rows][kept], kept)), shape=(n_classes, block.shape[0])
@@ -226,6 +226,7 @@ class LINeDetector(BaseDetector):
         tags.target_tags.required = True
         tags.detector_tags.requires_class_labels = True  # the class-wise importance
         tags.detector_tags.changes_classifier = True  # class-wise pruned heads on clipped features
+        tags.detector_tags.fits_from_blocks = True  # an exact percentile and class means, over passes
         return tags
 
     # ------------------------------------------------------------------ fit
@@ -234,7 +235,7 @@ class LINeDetector(BaseDetector):
         codes = class_codes(y, n_classes, type(self).__name__)
         self.threshold_ = (
             float(self.threshold) if self.threshold is not None
-            else float(np.percentile(X, self.percentile))
+            else float(entry_percentile(X, self.percentile))
         )
         means, counts = class_means(X, codes, n_classes)
         W64 = head.weight.astype(np.float64)

@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import Interval
 
 from .._array_api import namespace
 from .._base import BaseDetector
-from .._numeric import row_chunks
+from .._numeric import feature_blocks
 
 __all__ = ["MahalanobisDetector"]
 
@@ -125,6 +125,7 @@ class MahalanobisDetector(BaseDetector):
         tags.target_tags.required = True  # class labels, unlike the other detectors
         tags.detector_tags.requires_head = False
         tags.detector_tags.requires_class_labels = True
+        tags.detector_tags.fits_from_blocks = True  # class sums, then the pooled scatter: two passes
         tags.array_api_support = True  # the covariance on the host, the scores in X's namespace
         return tags
 
@@ -137,8 +138,8 @@ class MahalanobisDetector(BaseDetector):
         n_classes = classes.shape[0]
         counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
         sums = np.zeros((n_classes, m), dtype=np.float64)
-        for chunk in row_chunks(n, 8 * m):
-            block = np.asarray(X[chunk], dtype=np.float64)
+        for chunk, block in feature_blocks(X, 8 * m):
+            block = np.asarray(block, dtype=np.float64)
             rows = codes[chunk]
             # class sums as a sparse one-hot product (np.add.at is far slower)
             onehot = csr_matrix(
@@ -150,9 +151,9 @@ class MahalanobisDetector(BaseDetector):
         center = (counts @ means) / n
 
         cov = np.zeros((m, m), dtype=np.float64)
-        for chunk in row_chunks(n, 8 * m):
+        for chunk, block in feature_blocks(X, 8 * m):
             # a copy: X may be the caller's float64 array
-            block = np.array(X[chunk], dtype=np.float64)
+            block = np.array(block, dtype=np.float64)
             block -= means[codes[chunk]]
             cov += block.T @ block
         cov /= n

@@ -124,6 +124,7 @@ class NECODetector(BaseDetector):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.detector_tags.requires_head = bool(self.maxlogit)
+        tags.detector_tags.fits_from_blocks = True  # moments with the co-moment matrix: one pass
         return tags
 
     def effective_params(self, n_features, n_classes=None, n_samples=None):

@@ -11,6 +11,7 @@ from .._array_api import device_of, namespace
 from .._base import BaseDetector
 from .._masked import MaskedHeadMixin
 from .._numeric import column_mean, logsumexp_rows
+from .._selection import entry_percentile
 from ..sparsify import contribution_matrix, dice_mask
 from ._common import _HeadDetector
 
@@ -52,7 +53,7 @@ def _clip_threshold(detector, X):
     # over every activation of every fitting row (the flattened matrix), as the
     # ReAct authors' compute_threshold.py does on about 2,000 ID *validation*
     # images: to follow it, fit on an ID validation split or pass threshold=
-    return float(np.percentile(X, detector.percentile))
+    return float(entry_percentile(X, detector.percentile))
 
 
 class ReActDetector(_HeadDetector):
@@ -124,6 +125,7 @@ class ReActDetector(_HeadDetector):
         tags = super().__sklearn_tags__()
         # the percentile clip is learnt from the training activations
         tags.detector_tags.uses_features = self.threshold is None
+        tags.detector_tags.fits_from_blocks = True  # an exact percentile over passes
         tags.detector_tags.changes_classifier = True  # the head reads clipped features
         tags.array_api_support = True  # the percentile is taken on the host (docs/api.md)
         return tags
@@ -202,6 +204,7 @@ class DICEReActDetector(MaskedHeadMixin, BaseDetector):
         # with an absolute clip threshold the mean fixes everything; a percentile
         # clip needs the training features themselves
         tags.detector_tags.fits_from_mean = self.threshold is not None
+        tags.detector_tags.fits_from_blocks = True  # the percentile and the mean over passes
         # the score is the energy of the masked head on the clipped features
         tags.detector_tags.masked_head = True
         tags.detector_tags.changes_classifier = True  # the masked head on clipped features

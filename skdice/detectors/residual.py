@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from .._base import BaseDetector
-from .vim import ViMDetector
+from .vim import ViMDetector, residual_space
 
 __all__ = ["ResidualDetector"]
 
@@ -20,7 +20,7 @@ class ResidualDetector(BaseDetector):
     orthonormal basis of the complement of the top ``dim`` eigenvectors of
     the uncentred covariance of ``h - o`` over the fitting features: ViM's
     virtual logit without the energy and without its scale ``alpha``
-    (:class:`~skdice.detectors.vim.ViMDetector`, whose fit it runs).
+    (:class:`~skdice.detectors.vim.ViMDetector`, whose residual space it fits).
 
     Parameters
     ----------
@@ -87,11 +87,13 @@ class ResidualDetector(BaseDetector):
         params = ViMDetector(dim=self.dim).effective_params(n_features, n_classes, n_samples)
         return {**self.get_params(), "dim": params["dim"]}
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.detector_tags.fits_from_blocks = True  # ViM's scatter: one pass
+        return tags
+
     def fit_statistics(self, X, y, head, train_mean):
-        vim = ViMDetector(dim=self.dim).fit(X, head=head, calibrate=False)
-        self.origin_ = vim.origin_
-        self.dim_ = vim.dim_
-        self.residual_basis_ = vim.residual_basis_
+        self.origin_, self.dim_, self.residual_basis_ = residual_space(X, head, self.dim)
 
     @property
     def block_width(self):

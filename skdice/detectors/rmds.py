@@ -109,6 +109,7 @@ class RMDSDetector(BaseDetector):
         tags.target_tags.required = True
         tags.detector_tags.requires_head = False
         tags.detector_tags.requires_class_labels = True
+        tags.detector_tags.fits_from_blocks = True  # Mahalanobis's two passes and one of moments
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):

@@ -7,7 +7,8 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._numeric import column_mean, logsumexp_rows, row_chunks
+from .._numeric import column_mean, feature_blocks, logsumexp_rows
+from .._selection import entry_percentile, entry_quantile
 from ._common import _HeadDetector
 
 __all__ = ["BATSDetector", "OptFSDetector", "VRADetector"]
@@ -19,6 +20,7 @@ class _ShapedEnergy(_HeadDetector):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.detector_tags.uses_features = True  # the bounds come from the fitting rows
+        tags.detector_tags.fits_from_blocks = True  # percentiles or moments, over passes
         tags.detector_tags.changes_classifier = True  # the head reads shaped features
         return tags
 
@@ -81,8 +83,10 @@ class VRADetector(_ShapedEnergy):
     (``torch.quantile(feat, q, dim=0)``, q1 = 0.6, q2 = 0.9 on CIFAR-10) or
     absolute bounds (0.5 and 1 for ImageNet ResNet-50); their model code that
     applies the bounds was not available to check, so the scalar rule of
-    OpenOOD is the one implemented. Not streamed: the bounds are percentiles
-    of all fitting activations (a copy of them is sorted).
+    OpenOOD is the one implemented. The bounds are exact percentiles of all
+    fitting activations; fitted on a block source (a store split), they are
+    selected over passes without a copy of the split
+    (:func:`skdice._selection.entry_percentile`).
 
     References
     ----------
@@ -120,7 +124,7 @@ class VRADetector(_ShapedEnergy):
                 f"VRADetector: percentile_low={self.percentile_low} exceeds percentile_high="
                 f"{self.percentile_high}; the lower clip must not lie above the upper one."
             )
-        low, high = np.percentile(X, [self.percentile_low, self.percentile_high])
+        low, high = entry_percentile(X, [self.percentile_low, self.percentile_high])
         self.lower_ = float(low)
         self.upper_ = float(high)
 
@@ -206,8 +210,8 @@ class BATSDetector(_ShapedEnergy):
     def fit_statistics(self, X, y, head, train_mean):
         mean = column_mean(X)
         sq = np.zeros_like(mean)
-        for rows in row_chunks(X.shape[0], 8 * X.shape[1]):
-            block = np.asarray(X[rows], dtype=np.float64) - mean
+        for _, block in feature_blocks(X, 8 * X.shape[1]):
+            block = np.asarray(block, dtype=np.float64) - mean
             sq += np.einsum("ij,ij->j", block, block)
         std = np.sqrt(sq / X.shape[0])
         self.mean_ = mean
@@ -379,6 +383,7 @@ class OptFSDetector(_HeadDetector):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.detector_tags.uses_features = True  # the bins and their weights
+        tags.detector_tags.fits_from_blocks = True  # two exact quantiles, then the bins' sums
         # the energy reads the head on shaped features; vanilla, the dense head's class
         tags.detector_tags.changes_classifier = self.ood_score == "energy"
         return tags
@@ -386,7 +391,7 @@ class OptFSDetector(_HeadDetector):
     def fit_statistics(self, X, y, head, train_mean):
         # as the authors: two scalar quantiles (in the features' precision), their
         # difference over 100, and numpy.arange's float64 edges from them
-        left, right = np.quantile(X, 1e-3), np.quantile(X, 1 - 1e-3)
+        left, right = entry_quantile(X, 1e-3), entry_quantile(X, 1 - 1e-3)
         if not right > left:
             raise ValueError(
                 "OptFSDetector needs activations that vary: the 0.1% and 99.9% quantiles of the "
@@ -398,8 +403,7 @@ class OptFSDetector(_HeadDetector):
         edges, member = _segments(lower, upper, X.dtype)
         segment_totals = np.zeros(edges.size + 1, dtype=np.float64)
         W = head.weight.astype(np.float64)
-        for rows in row_chunks(X.shape[0], 16 * (X.shape[1] + head.n_classes)):
-            block = np.asarray(X[rows])
+        for _, block in feature_blocks(X, 16 * (X.shape[1] + head.n_classes)):
             logits = block @ head.weight.astype(block.dtype)
             logits += head.bias.astype(block.dtype)
             contribution = W[:, logits.argmax(axis=1)].T * block  # lc = w[pred] * feature

@@ -9,7 +9,7 @@ from scipy.sparse import csr_matrix
 from sklearn.utils._param_validation import StrOptions
 
 from .._base import BaseDetector
-from .._numeric import predicted_classes, row_chunks
+from .._numeric import feature_blocks, predicted_classes
 
 __all__ = ["SHEDetector"]
 
@@ -34,17 +34,22 @@ def _integer_labels(y) -> np.ndarray:
     )
 
 
-def _class_sums(X, pred, rows, n_classes):
-    """float64 sums and counts of the rows ``rows`` of ``X`` by their class in ``pred``."""
+def _class_sums(X, pred, keep, n_classes):
+    """float64 sums and counts of the rows of ``X`` where ``keep`` holds, by their class in ``pred``.
+
+    ``X`` is an array or a block source (one pass over its blocks).
+    """
     sums = np.zeros((n_classes, X.shape[1]), dtype=np.float64)
-    for chunk in row_chunks(rows.size, 8 * X.shape[1]):
-        picked = rows[chunk]
-        # a sparse one-hot product (np.add.at is far slower)
-        onehot = csr_matrix(
-            (np.ones(picked.size), (pred[picked], np.arange(picked.size))), shape=(n_classes, picked.size)
-        )
-        sums += onehot @ np.asarray(X[picked], dtype=np.float64)
-    return sums, np.bincount(pred[rows], minlength=n_classes).astype(np.int64)
+    for rows, block in feature_blocks(X, 8 * X.shape[1]):
+        picked = np.flatnonzero(keep[rows])
+        if picked.size:
+            # a sparse one-hot product (np.add.at is far slower)
+            onehot = csr_matrix(
+                (np.ones(picked.size), (pred[rows][picked], np.arange(picked.size))),
+                shape=(n_classes, picked.size),
+            )
+            sums += onehot @ np.asarray(block[picked], dtype=np.float64)
+    return sums, np.bincount(pred[keep], minlength=n_classes).astype(np.int64)
 
 
 class SHEDetector(BaseDetector):
@@ -140,17 +145,18 @@ class SHEDetector(BaseDetector):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         tags.detector_tags.requires_class_labels = True
+        tags.detector_tags.fits_from_blocks = True  # predictions, then class sums: two passes
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):
         labels = _integer_labels(y)
         n_classes = self.weight_.shape[1]
         pred = predicted_classes(X, self.weight_, self.bias_)
-        sums, counts = _class_sums(X, pred, np.flatnonzero(labels == pred), n_classes)
+        sums, counts = _class_sums(X, pred, labels == pred, n_classes)
         missing = counts == 0
         if missing.any():
             # no correctly classified row: the rows the head assigns to the class instead
-            fallback, assigned = _class_sums(X, pred, np.flatnonzero(missing[pred]), n_classes)
+            fallback, assigned = _class_sums(X, pred, missing[pred], n_classes)
             sums[missing], counts[missing] = fallback[missing], assigned[missing]
             warnings.warn(
                 f"{type(self).__name__}: no fitting row of class(es) "

@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval
 
 from .._array_api import namespace, weight_as
 from .._base import BaseDetector
-from .._numeric import logit_blocks, logsumexp_rows, row_chunks
+from .._numeric import feature_blocks, logsumexp_rows
 
 __all__ = ["ViMDetector"]
 
@@ -24,6 +24,37 @@ def _default_dim(n_features: int) -> int:
         return 512
     return n_features // 2
 
+
+
+def residual_space(X, head, dim):
+    """ViM's origin ``-W^+ b``, ``dim`` and the basis of the residual space of ``X``.
+
+    One pass over ``X`` (an array or a block source): the float64 scatter
+    about the origin, then its eigenvectors past the ``dim`` largest.
+
+    Returns
+    -------
+    origin : ndarray of shape (n_features,), float64
+    dim : int
+    basis : ndarray of shape (n_features, n_features - dim), float32
+    """
+    n, m = X.shape
+    dim = _default_dim(m) if dim is None else int(dim)
+    if dim >= m:
+        raise ValueError(
+            f"dim={dim} must be smaller than the feature width {m}: the residual "
+            "space would be empty."
+        )
+    W = head.weight.astype(np.float64)
+    origin = -np.linalg.lstsq(W.T, head.bias.astype(np.float64), rcond=None)[0]
+    cov = np.zeros((m, m), dtype=np.float64)
+    for _, block in feature_blocks(X, 8 * m):
+        block = np.asarray(block, dtype=np.float64) - origin
+        cov += block.T @ block
+    cov /= n
+    eigvals, eigvecs = np.linalg.eigh(cov)  # ascending
+    order = np.argsort(eigvals)[::-1]
+    return origin, dim, np.ascontiguousarray(eigvecs[:, order[dim:]], dtype=np.float32)
 
 class ViMDetector(BaseDetector):
     """ViM: energy minus the scaled norm of the feature's residual off the principal subspace.
@@ -103,40 +134,25 @@ class ViMDetector(BaseDetector):
         return {**self.get_params(), "dim": dim}
 
     def fit_statistics(self, X, y, head, train_mean):
-        n, m = X.shape
-        dim = _default_dim(m) if self.dim is None else int(self.dim)
-        if dim >= m:
-            raise ValueError(
-                f"dim={dim} must be smaller than the feature width {m}: the residual "
-                "space would be empty."
-            )
-        W = head.weight.astype(np.float64)
-        origin = -np.linalg.lstsq(W.T, head.bias.astype(np.float64), rcond=None)[0]
-
-        cov = np.zeros((m, m), dtype=np.float64)
-        for rows in row_chunks(n, 8 * m):
-            block = np.asarray(X[rows], dtype=np.float64) - origin
-            cov += block.T @ block
-        cov /= n
-        eigvals, eigvecs = np.linalg.eigh(cov)  # ascending
-        order = np.argsort(eigvals)[::-1]
-        residual = np.ascontiguousarray(eigvecs[:, order[dim:]], dtype=np.float32)
-
-        self.origin_ = origin
-        self.dim_ = dim
-        self.residual_basis_ = residual
-        self._origin32 = origin.astype(np.float32)
+        self.origin_, self.dim_, self.residual_basis_ = residual_space(X, head, self.dim)
+        self._origin32 = self.origin_.astype(np.float32)
 
         max_logit_sum = 0.0
         residual_sum = 0.0
-        for rows, logits in logit_blocks(X, self.weight_, self.bias_):
+        dtype = np.float64 if X.dtype == np.float64 else np.float32
+        weight, bias = self.weight_.astype(dtype), self.bias_.astype(dtype)
+        for _, block in feature_blocks(X, np.dtype(dtype).itemsize * (X.shape[1] + weight.shape[1])):
+            block = np.asarray(block, dtype=dtype)
+            logits = block @ weight
+            logits += bias
             max_logit_sum += float(logits.max(axis=1).sum(dtype=np.float64))
-            residual_sum += float(self._residual_norm(np.asarray(X[rows], dtype=logits.dtype)).sum())
+            residual_sum += float(self._residual_norm(block).sum())
         self.alpha_ = max_logit_sum / residual_sum if residual_sum > 0 else 0.0
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.array_api_support = True  # the principal space on the host, the scores in X's namespace
+        tags.detector_tags.fits_from_blocks = True  # the scatter, then alpha: two passes
         return tags
 
     def _residual_norm(self, X):

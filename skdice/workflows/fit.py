@@ -17,8 +17,10 @@ How a workflow chooses to fit a detector
 ----------------------------------------
 From the detector's declared :class:`~skdice.DetectorTags`, never by a trial
 fit (:func:`fit_detector`): ``fits_from_mean`` detectors stream the training
-split (memory bounded whatever its size); the others load it; detectors with
-``uses_features=False`` may be fitted on the ID split alone.
+split once for its mean, ``fits_from_blocks`` ones read it block by block in
+the passes their statistics need (memory bounded whatever its size either
+way); the others (KNN, NNGuide, Relation: banks of training rows) load it;
+detectors with ``uses_features=False`` may be fitted on the ID split alone.
 """
 
 from __future__ import annotations
@@ -216,6 +218,9 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
       defines the statistics and the split, streamed, only calibrates
       ``offset_`` (not read at all when ``calibrate=False``): ``--train`` and
       ``--train-mean`` together give each method what it needs.
+    - ``fits_from_blocks`` (moments, class sums, exact percentiles): the
+      split is read block by block, in as many passes as the statistics
+      need, never loaded (with class labels for ``requires_class_labels``).
     - Otherwise the split is loaded (with class labels for
       ``requires_class_labels``), the cached mean passed where accepted; or,
       with a mean only, :meth:`BaseDetector.fit` from ``train_mean``.
@@ -263,7 +268,9 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
             return detector
         args = (class_labels(train.fs, train.split),) if tags.requires_class_labels else ()
         kwargs = {"train_mean": train.mean} if train.mean is not None and tags.accepts_train_mean else {}
-        return detector.fit(train.X, *args, head=head, **kwargs)
+        # statistics accumulated over passes read the split block by block; the rest load it
+        X = SplitFeatures(train.fs, train.split) if tags.fits_from_blocks else train.X
+        return detector.fit(X, *args, head=head, **kwargs)
     if train.mean is not None and tags.accepts_train_mean:
         return detector.fit(head=head, train_mean=train.mean)
     need = "training features: pass train=SPLIT"

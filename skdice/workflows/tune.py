@@ -157,7 +157,10 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits, 
             raise ValueError(
                 f"method {name!r} is fitted on in-distribution training features: pass train=SPLIT."
             )
-        kwargs["X"] = train.X
+        feature_users = [c for c in candidates if detector_tags(c).uses_features]
+        # a split read in passes when every candidate fits from blocks, else loaded once
+        streamed = all(detector_tags(c).streamed_fit for c in feature_users)
+        kwargs["X"] = SplitFeatures(fs, train.split) if streamed else train.X
         if any(detector_tags(c).requires_class_labels for c in candidates):
             kwargs["y"] = class_labels(fs, train.split)
         if train.mean is not None and all(detector_tags(c).accepts_train_mean for c in candidates):
