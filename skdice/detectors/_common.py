@@ -13,7 +13,7 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from .._array_api import top_k_mask, weight_as
+from .._array_api import namespace, top_k_mask, weight_as
 from .._base import BaseDetector
 from .._masked import MaskedHeadMixin
 
@@ -114,3 +114,14 @@ def _top_k_mask(X: np.ndarray, k: int) -> np.ndarray:
     idx = np.argpartition(X, m - k, axis=1)[:, m - k :]
     np.put_along_axis(mask, idx, True, axis=1)
     return mask
+
+
+def _flag_non_finite_rows(X, scores):
+    # the minimum maps +inf to the clip: mark rows with a non-finite entry NaN so
+    # that the caller reports the first of them by its row
+    if isinstance(X, np.ndarray):
+        scores[~np.isfinite(X).all(axis=1)] = np.nan
+    else:
+        xp = namespace(X)
+        scores[~xp.all(xp.isfinite(X), axis=1)] = xp.nan
+    return scores

@@ -13,7 +13,7 @@ from .._masked import MaskedHeadMixin
 from .._numeric import column_mean, logsumexp_rows
 from .._selection import entry_percentile
 from ..sparsify import contribution_matrix, dice_mask
-from ._common import _HeadDetector
+from ._common import _flag_non_finite_rows, _HeadDetector
 
 __all__ = ["DICEReActDetector", "ReActDetector"]
 
@@ -28,17 +28,6 @@ def _clip(X, threshold):
         return np.minimum(X, X.dtype.type(threshold))
     xp = namespace(X)
     return xp.minimum(X, xp.asarray(threshold, dtype=X.dtype, device=device_of(X)))
-
-
-def _flag_non_finite_rows(X, scores):
-    # the minimum maps +inf to the clip: mark rows with a non-finite entry NaN so
-    # that the caller reports the first of them by its row
-    if isinstance(X, np.ndarray):
-        scores[~np.isfinite(X).all(axis=1)] = np.nan
-    else:
-        xp = namespace(X)
-        scores[~xp.all(xp.isfinite(X), axis=1)] = xp.nan
-    return scores
 
 
 def _clip_threshold(detector, X):

@@ -7,6 +7,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from .._array_api import namespace, weight_as
 from .._base import BaseDetector
 from .vim import ViMDetector, residual_space
 
@@ -90,6 +91,7 @@ class ResidualDetector(BaseDetector):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.detector_tags.fits_from_blocks = True  # ViM's scatter: one pass
+        tags.array_api_support = True  # the residual space on the host, the scores in X's namespace
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):
@@ -101,6 +103,11 @@ class ResidualDetector(BaseDetector):
         return self.n_features_in_
 
     def score_block(self, X):
+        if not isinstance(X, np.ndarray):  # fitted arrays are on X's device already
+            xp = namespace(X)
+            R = (X - xp.astype(self.origin_, X.dtype)) @ weight_as(self.residual_basis_, X.dtype)
+            R = xp.astype(R, xp.float64)
+            return -xp.sqrt(xp.sum(R * R, axis=1))
         origin = self.origin_.astype(X.dtype)
         R = (X - origin) @ self.residual_basis_.astype(X.dtype, copy=False)
         return -np.sqrt(np.einsum("ij,ij->i", R, R, dtype=np.float64))

@@ -7,9 +7,10 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._array_api import device_of, namespace
 from .._numeric import column_mean, feature_blocks, logsumexp_rows
 from .._selection import entry_percentile, entry_quantile
-from ._common import _HeadDetector
+from ._common import _flag_non_finite_rows, _HeadDetector
 
 __all__ = ["BATSDetector", "OptFSDetector", "VRADetector"]
 
@@ -22,12 +23,16 @@ class _ShapedEnergy(_HeadDetector):
         tags.detector_tags.uses_features = True  # the bounds come from the fitting rows
         tags.detector_tags.fits_from_blocks = True  # percentiles or moments, over passes
         tags.detector_tags.changes_classifier = True  # the head reads shaped features
+        tags.array_api_support = True  # the bounds on the host, the scores in X's namespace
         return tags
 
     def _shaped(self, X):
-        lower = np.asarray(self.lower_, dtype=X.dtype)
-        upper = np.asarray(self.upper_, dtype=X.dtype)
-        return np.minimum(np.maximum(X, lower), upper)
+        if isinstance(X, np.ndarray):
+            lower = np.asarray(self.lower_, dtype=X.dtype)
+            upper = np.asarray(self.upper_, dtype=X.dtype)
+            return np.minimum(np.maximum(X, lower), upper)
+        xp = namespace(X)
+        return xp.minimum(xp.maximum(X, _bound(self.lower_, X, xp)), _bound(self.upper_, X, xp))
 
     def classifier_block(self, X):
         """The logits the score reads: the head on the shaped features."""
@@ -36,8 +41,14 @@ class _ShapedEnergy(_HeadDetector):
     def score_block(self, X):
         scores = logsumexp_rows(self._logits(self._shaped(X)))
         # the clip maps +-inf to a bound: mark such rows for the caller's error
-        scores[~np.isfinite(X).all(axis=1)] = np.nan
-        return scores
+        return _flag_non_finite_rows(X, scores)
+
+
+def _bound(value, X, xp):
+    """A clip bound (a float, or a per-unit array already on X's device) in X's dtype."""
+    if isinstance(value, float):
+        return xp.asarray(value, dtype=X.dtype, device=device_of(X))
+    return xp.astype(value, X.dtype)
 
 
 class VRADetector(_ShapedEnergy):
