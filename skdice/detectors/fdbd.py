@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._array_api import namespace, weight_as
 from .._base import BaseDetector
 from .._numeric import column_mean
 
@@ -89,6 +90,7 @@ class FDBDDetector(BaseDetector):
         tags = super().__sklearn_tags__()
         tags.detector_tags.accepts_train_mean = True
         tags.detector_tags.fits_from_mean = True  # the statistic is the mean feature
+        tags.array_api_support = True  # the mean on the device, the scores in X's namespace
         tags.detector_tags.uses_features = bool(self.distance_as_normalizer)
         return tags
 
@@ -113,6 +115,8 @@ class FDBDDetector(BaseDetector):
         return 2 * self.weight_.shape[1]
 
     def score_block(self, X):
+        if not isinstance(X, np.ndarray):
+            return self._score_in_namespace(X)
         Z = X @ self.weight_
         Z += self.bias_
         rows = np.arange(Z.shape[0])
@@ -125,3 +129,15 @@ class FDBDDetector(BaseDetector):
         norm = np.sqrt(np.einsum("ij,ij->i", centred, centred, dtype=np.float64))
         with np.errstate(divide="ignore", invalid="ignore"):
             return distance / norm
+
+    def _score_in_namespace(self, X):
+        """:meth:`score_block` for an array of another namespace (a torch tensor, say)."""
+        xp = namespace(X)
+        Z = X @ weight_as(self.weight_, X.dtype) + xp.astype(self.bias_, X.dtype)
+        top = xp.argmax(Z, axis=1)
+        Z = xp.abs(Z - xp.max(Z, axis=1, keepdims=True))
+        Z = Z / xp.take(xp.astype(self.boundary_norms_, Z.dtype), top, axis=0)
+        distance = xp.sum(Z, axis=1, dtype=xp.float64)
+        centred = X - xp.astype(self.mean_feature_, X.dtype) if self.distance_as_normalizer else X
+        centred = xp.astype(centred, xp.float64)
+        return distance / xp.sqrt(xp.sum(centred * centred, axis=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._array_api import namespace
 from ._common import _HeadDetector
 
 __all__ = ["GradNormDetector"]
@@ -65,7 +66,14 @@ class GradNormDetector(_HeadDetector):
     def __init__(self, *, tpr=0.95):
         self.tpr = tpr
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True  # the closed form in the input's namespace
+        return tags
+
     def score_block(self, X):
+        if not isinstance(X, np.ndarray):
+            return self._score_in_namespace(X)
         E = self._logits(X)
         E -= E.max(axis=1, keepdims=True)
         np.exp(E, out=E)
@@ -76,3 +84,13 @@ class GradNormDetector(_HeadDetector):
         np.abs(E, out=E)
         spread = E.sum(axis=1, dtype=np.float64) / total[:, 0]
         return np.abs(X).sum(axis=1, dtype=np.float64) * spread
+
+    def _score_in_namespace(self, X):
+        """:meth:`score_block` for an array of another namespace (a torch tensor, say)."""
+        xp = namespace(X)
+        E = self._logits(X)
+        E = xp.exp(E - xp.max(E, axis=1, keepdims=True))
+        total = xp.astype(xp.sum(E, axis=1, dtype=xp.float64), E.dtype)[:, None]
+        spread = xp.sum(xp.abs(E * E.shape[1] - total), axis=1, dtype=xp.float64)
+        spread = spread / xp.astype(total[:, 0], xp.float64)
+        return xp.sum(xp.abs(X), axis=1, dtype=xp.float64) * spread

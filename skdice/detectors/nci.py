@@ -7,6 +7,7 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from .._array_api import namespace
 from .._base import BaseDetector
 from .._numeric import column_mean
 
@@ -95,6 +96,7 @@ class NCIDetector(BaseDetector):
         tags = super().__sklearn_tags__()
         tags.detector_tags.accepts_train_mean = True
         tags.detector_tags.fits_from_mean = True
+        tags.array_api_support = True  # the mean on the device, the scores in X's namespace
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):
@@ -107,6 +109,8 @@ class NCIDetector(BaseDetector):
         return self.weight_.shape[1] + 2 * self.n_features_in_
 
     def score_block(self, X):
+        if not isinstance(X, np.ndarray):
+            return self._score_in_namespace(X)
         pred = self.classifier_block(X).argmax(axis=1)
         Z = X - self.mean_feature_.astype(X.dtype)
         # the predicted class's weight row by row: a gather, not a second product
@@ -114,3 +118,15 @@ class NCIDetector(BaseDetector):
         norm = np.sqrt(np.einsum("ij,ij->i", Z, Z).astype(np.float64))
         alignment = np.divide(aligned, norm, out=np.zeros_like(aligned), where=norm > 0)
         return alignment + self.alpha * np.abs(X).sum(axis=1).astype(np.float64)
+
+    def _score_in_namespace(self, X):
+        """:meth:`score_block` for an array of another namespace (a torch tensor, say)."""
+        xp = namespace(X)
+        pred = xp.argmax(self.classifier_block(X), axis=1)
+        Z = X - xp.astype(self.mean_feature_, X.dtype)
+        rows = xp.take(xp.astype(self._class_weights, X.dtype), pred, axis=0)
+        aligned = xp.astype(xp.sum(rows * Z, axis=1), xp.float64)
+        norm = xp.sqrt(xp.astype(xp.sum(Z * Z, axis=1), xp.float64))
+        positive = norm > 0
+        alignment = xp.where(positive, aligned / xp.where(positive, norm, 1.0), 0.0)
+        return alignment + self.alpha * xp.astype(xp.sum(xp.abs(X), axis=1), xp.float64)

@@ -7,6 +7,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from .._array_api import namespace, weight_as
 from .._base import BaseDetector
 from .._numeric import Moments
 
@@ -125,6 +126,7 @@ class NECODetector(BaseDetector):
         tags = super().__sklearn_tags__()
         tags.detector_tags.requires_head = bool(self.maxlogit)
         tags.detector_tags.fits_from_blocks = True  # moments with the co-moment matrix: one pass
+        tags.array_api_support = True  # the principal space on the host, the scores in X's namespace
         return tags
 
     def effective_params(self, n_features, n_classes=None, n_samples=None):
@@ -165,6 +167,8 @@ class NECODetector(BaseDetector):
         return 2 * self.n_features_in_ + self.dim_ + (self.weight_.shape[1] if self.maxlogit else 0)
 
     def score_block(self, X):
+        if not isinstance(X, np.ndarray):
+            return self._score_in_namespace(X)
         Z = X - self.mean_.astype(X.dtype)
         inside = Z @ self._projection.astype(X.dtype)
         num = np.sqrt(np.einsum("ij,ij->i", inside, inside).astype(np.float64))
@@ -175,4 +179,17 @@ class NECODetector(BaseDetector):
             ratio = np.where(den == 0, 0.0, num / den)
         if self.maxlogit:
             ratio *= self.classifier_block(X).max(axis=1)
+        return ratio
+
+    def _score_in_namespace(self, X):
+        """:meth:`score_block` for an array of another namespace (a torch tensor, say)."""
+        xp = namespace(X)
+        Z = X - xp.astype(self.mean_, X.dtype)
+        inside = Z @ weight_as(self._projection, X.dtype)
+        num = xp.sqrt(xp.astype(xp.sum(inside * inside, axis=1), xp.float64))
+        Z = Z * xp.astype(self._inverse_scale, X.dtype)
+        den = xp.sqrt(xp.astype(xp.sum(Z * Z, axis=1), xp.float64))
+        ratio = xp.where(den == 0, 0.0, num / xp.where(den == 0, 1.0, den))
+        if self.maxlogit:
+            ratio = ratio * xp.astype(xp.max(self.classifier_block(X), axis=1), xp.float64)
         return ratio
