@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import pinvh
 
+from .._array_api import namespace
 from .._base import BaseDetector
 from .._numeric import Moments
 from .mahalanobis import MahalanobisDetector
@@ -110,6 +111,7 @@ class RMDSDetector(BaseDetector):
         tags.detector_tags.requires_head = False
         tags.detector_tags.requires_class_labels = True
         tags.detector_tags.fits_from_blocks = True  # Mahalanobis's two passes and one of moments
+        tags.array_api_support = True  # the covariances on the host, the scores in X's namespace
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):
@@ -134,6 +136,11 @@ class RMDSDetector(BaseDetector):
         return 2 * self.n_features_in_ + self.classes_.shape[0]
 
     def score_block(self, X):
+        if not isinstance(X, np.ndarray):  # float64, as on the NumPy path
+            xp = namespace(X)
+            Z = xp.astype(X, xp.float64) - self.background_mean_
+            quadratic = xp.sum((Z @ self._quadratic) * Z, axis=1)
+            return quadratic + xp.max(Z @ self._linear - self._constant, axis=1)
         Z = X.astype(np.float64) - self.background_mean_
         quadratic = np.einsum("ij,ij->i", Z @ self._quadratic, Z)
         per_class = Z @ self._linear

@@ -8,6 +8,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from sklearn.utils._param_validation import StrOptions
 
+from .._array_api import namespace
 from .._base import BaseDetector
 from .._numeric import feature_blocks, predicted_classes
 
@@ -146,6 +147,7 @@ class SHEDetector(BaseDetector):
         tags.target_tags.required = True
         tags.detector_tags.requires_class_labels = True
         tags.detector_tags.fits_from_blocks = True  # predictions, then class sums: two passes
+        tags.array_api_support = True  # the patterns on the host, the scores in X's namespace
         return tags
 
     def fit_statistics(self, X, y, head, train_mean):
@@ -173,6 +175,8 @@ class SHEDetector(BaseDetector):
         return self.weight_.shape[1] + 2 * self.n_features_in_
 
     def score_block(self, X):
+        if not isinstance(X, np.ndarray):
+            return self._score_in_namespace(X)
         pred = self.classifier_block(X).argmax(axis=1)
         P = self.patterns_[pred].astype(X.dtype, copy=False)
         if self.metric == "euclidean":
@@ -184,3 +188,19 @@ class SHEDetector(BaseDetector):
         x_norm = np.sqrt(np.einsum("ij,ij->i", X, X).astype(np.float64))
         p_norm = np.sqrt(np.einsum("ij,ij->i", P, P).astype(np.float64))
         return inner / (np.maximum(x_norm, _COSINE_EPS) * np.maximum(p_norm, _COSINE_EPS))
+
+    def _score_in_namespace(self, X):
+        """:meth:`score_block` for an array of another namespace (a torch tensor, say)."""
+        xp = namespace(X)
+        pred = xp.argmax(self.classifier_block(X), axis=1)
+        P = xp.take(xp.astype(self.patterns_, X.dtype), pred, axis=0)
+
+        def norm(A):
+            return xp.sqrt(xp.astype(xp.sum(A * A, axis=1), xp.float64))
+
+        if self.metric == "euclidean":
+            return -norm(P - X)
+        inner = xp.astype(xp.sum(X * P, axis=1), xp.float64)
+        if self.metric == "inner_product":
+            return inner
+        return inner / (xp.clip(norm(X), min=_COSINE_EPS) * xp.clip(norm(P), min=_COSINE_EPS))
