@@ -48,6 +48,10 @@ class TrainingInfo:
     def __init__(self, X, y, train_mean, m, where):
         # a block source (a store split) stays one: detectors that fit from blocks read it
         # in passes, the others get it loaded once (features)
+        if is_block_source(X):
+            # one checked source for every candidate's fit: the exact percentiles' first
+            # count and the entries they found are shared (a grid of clips costs one pass each)
+            X = CheckedBlocks(check_rows(X, "X", m, where), memo=True)
         if X is not None and train_mean is not None:
             self.X = check_rows(X, "X", m, where)
             self.given_mean = check_train_mean(train_mean, m)
@@ -90,7 +94,7 @@ class TrainingInfo:
         if streamed or not is_block_source(self.X):
             return self.X
         if self._loaded is None:
-            self._loaded = CheckedBlocks(self.X).concatenate()
+            self._loaded = self.X.concatenate()
         return self._loaded
 
 

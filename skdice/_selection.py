@@ -23,7 +23,11 @@ entries sharing the found digits number at most :data:`COLLECT_LIMIT`, one
 more pass collects them and ``numpy.partition`` finishes. float32 features
 take two passes (the 32 bits are known after two counts); float64 ones
 usually three. Memory is the block being read, one 65,536-bin count per rank
-sought and at most :data:`COLLECT_LIMIT` entries; a hand-rolled selection
+sought and at most :data:`COLLECT_LIMIT` entries. A source with a
+``selection_memo`` dict (the training rows of a search, which every
+candidate's fit reads: :class:`skdice._streamed_fit.CheckedBlocks` made with
+``memo=True``) keeps the first count and the entries found, so a grid of
+percentiles costs one pass per further candidate; a hand-rolled selection
 because neither numpy nor scikit-learn selects over blocks (Dask's
 percentiles are approximate).
 """
@@ -150,7 +154,14 @@ def _order_statistics(X, dtype: np.dtype, ranks: list[int]) -> list:
     # per rank sought: the digits found (prefix), how many bits they cover, the rank
     # among the entries sharing them, and how many entries share them
     state = {r: [0, 0, r, int(X.shape[0]) * int(X.shape[1])] for r in ranks}
+    # a source read by several fits (a search's candidates) keeps the first count,
+    # which every rank shares, and the entries found (``selection_memo``)
+    memo = getattr(X, "selection_memo", None)
+    top = (0, 0, "count")
     found: dict[int, object] = {}
+    if memo is not None:
+        values = memo.setdefault(("values", dtype.str), {})
+        found.update({r: values[r] for r in ranks if r in values})
     while len(found) < len(ranks):
         groups = {}
         for r, (prefix, known, _, count) in state.items():
@@ -159,9 +170,13 @@ def _order_statistics(X, dtype: np.dtype, ranks: list[int]) -> list:
                 groups.setdefault((prefix, known, mode), []).append(r)
         counts = {g: np.zeros(_BINS, dtype=np.int64) for g in groups if g[2] == "count"}
         collected = {g: [] for g in groups if g[2] == "collect"}
-        for entries in _entries(X, dtype):
+        read = list(groups)
+        if top in counts and memo is not None and ("top", dtype.str) in memo:
+            counts[top] = memo[("top", dtype.str)]
+            read.remove(top)
+        for entries in _entries(X, dtype) if read else ():
             keys = _keys(entries, key_type)
-            for prefix, known, mode in groups:
+            for prefix, known, mode in read:
                 if known:
                     share = (keys >> key_type.type(bits - known)) == key_type.type(prefix)
                     if mode == "collect":
@@ -175,6 +190,8 @@ def _order_statistics(X, dtype: np.dtype, ranks: list[int]) -> list:
                     sub = keys
                 digit = (sub >> key_type.type(bits - known - _DIGIT)) & key_type.type(_BINS - 1)
                 counts[(prefix, known, mode)] += np.bincount(digit.astype(np.intp), minlength=_BINS)
+        if top in read and memo is not None:
+            memo[("top", dtype.str)] = counts[top]
         for group, members in groups.items():
             prefix, known, mode = group
             if mode == "collect":
@@ -193,4 +210,6 @@ def _order_statistics(X, dtype: np.dtype, ranks: list[int]) -> list:
                             int(counts[group][digit])]
                 if known + _DIGIT == bits:
                     found[r] = _float_of(state[r][0], dtype)
+    if memo is not None:
+        values.update(found)
     return [found[r] for r in ranks]

@@ -38,6 +38,11 @@ class CheckedBlocks:
     source : block source
         ``shape`` ``(n_rows, n_features)`` and ``iter_blocks()`` yielding
         ``(start, block)`` pairs in order.
+    memo : bool, default=False
+        Keep what the exact percentiles learn of the rows
+        (``selection_memo``) for the next fit that reads them: a search
+        fits every candidate on the same source, whose rows must not change
+        meanwhile (a store split's never do).
 
     Attributes
     ----------
@@ -48,8 +53,9 @@ class CheckedBlocks:
         The source's ``name`` (a store split's ``"split 'NAME' of PATH"``), or ``"X"``.
     """
 
-    def __init__(self, source):
+    def __init__(self, source, memo: bool = False):
         self.source = source
+        self.selection_memo = {} if memo else None
         self.shape = tuple(int(v) for v in source.shape)
         dtype = np.dtype(getattr(source, "dtype", np.float32))
         self.dtype = dtype if dtype in FLOAT_DTYPES else np.dtype(np.float32)
@@ -118,7 +124,7 @@ def fit_block_source(detector, X, y, head, train_mean, calibrate):
             f"{cls} cannot be fitted block by block: its statistics hold the training rows "
             "themselves. Load the rows into memory and call fit with an array."
         )
-    source = CheckedBlocks(X)
+    source = X if isinstance(X, CheckedBlocks) else CheckedBlocks(X)
     n, m = source.shape
     if n == 0:
         raise ValueError(f"{source.name} has no rows to fit on.")

@@ -80,3 +80,25 @@ def test_quantiles_outside_the_unit_interval_are_refused(q):
 def test_an_empty_source_has_no_quantile():
     with pytest.raises(ValueError, match="no entries to take a quantile of"):
         entry_quantile(RowBlocks(np.ones((0, 3), np.float32), 1), 0.5)
+
+
+def test_a_memo_keeps_the_first_count_and_the_entries_found(monkeypatch):
+    # a search's candidates read one source: after the first selection, a new
+    # percentile costs the second pass alone and a repeated one no pass
+    from skdice._streamed_fit import CheckedBlocks
+
+    monkeypatch.setattr(selection, "COLLECT_LIMIT", 0)
+    X = np.random.default_rng(5).standard_normal((120, 9)).astype(np.float32)
+    rows = RowBlocks(X, 11)
+    source = CheckedBlocks(rows, memo=True)
+    _same(entry_percentile(source, [10, 90]), np.percentile(X, [10, 90]))
+    assert rows.passes == 2
+    _same(entry_percentile(source, [5, 95]), np.percentile(X, [5, 95]))
+    assert rows.passes == 3
+    _same(entry_percentile(source, 90.0), np.percentile(X, 90.0))
+    assert rows.passes == 3
+    # without a memo every selection starts again
+    fresh = RowBlocks(X, 11)
+    entry_percentile(CheckedBlocks(fresh), [10, 90])
+    entry_percentile(CheckedBlocks(fresh), [10, 90])
+    assert fresh.passes == 4

@@ -244,12 +244,8 @@ class LINeDetector(BaseDetector):
         self.contribution_ = V
         self.activation_mask_ = _activation_mask(V, float(self.p_a))
         self.weight_thresholds_ = _weight_thresholds(V, W64, float(self.p_w))
-        # each unit's weights in increasing order, and each weight's place in it
-        order = np.argsort(W64, axis=1, kind="stable")
-        self._sorted_weight = np.take_along_axis(W64, order, axis=1)
-        rank = np.empty(order.shape, dtype=np.int32)
-        np.put_along_axis(rank, order, np.arange(n_classes, dtype=np.int32)[None, :], axis=1)
-        self._weight_rank = rank
+        # each unit's weights in increasing order: the bounds of the class heads
+        self._sorted_weight = np.sort(W64, axis=1)
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             # no importance to prune by (the authors' mean over no row is NaN, which
@@ -275,47 +271,54 @@ class LINeDetector(BaseDetector):
         Z += self.bias_
         return Z.argmax(axis=1)
 
-    def _class_head(self, c, dtype):
-        """Class ``c``'s kept units and their masked weight rows, in ``dtype``.
+    def _class_head(self, c, weight, out=None):
+        """Class ``c``'s pruned head at full width: ``weight`` where kept, 0 elsewhere.
 
-        When most units are kept, the whole width with the pruned units' rows
-        zeroed (``units`` is then ``slice(None)``): a slightly wider product
-        instead of gathering the kept columns of every row, which costs more.
+        A unit's kept weights are those with ``|V[j, c]| W[j, k]`` above the
+        class's threshold, which (``|V[j, c]| >= 0``, rounding monotone) are
+        exactly the weights at or above the unit's least kept one: one
+        comparison of the head with a bound per unit (``+inf`` for the
+        class's inactive units and for units that keep nothing), written into
+        ``out`` when given, so that scoring reuses one buffer for every class.
+        Rows of inactive units are zero, which equals leaving them out of the
+        product.
         """
-        units = np.flatnonzero(self.activation_mask_[:, c])
-        rows = self._pruned_rows(c, units, dtype)
-        if units.size <= self.n_features_in_ // 2:
-            return units, rows
-        head = np.zeros(self.weight_.shape, dtype=dtype)
-        head[units] = rows
-        return slice(None), head
+        out = np.empty(weight.shape, dtype=weight.dtype) if out is None else out
+        bound = self._unit_bounds(c).astype(weight.dtype)
+        return np.multiply(weight, weight >= bound[:, None], out=out)
 
-    def _pruned_rows(self, c, units, dtype):
-        """The weight rows of ``units`` with class ``c``'s weight pruning applied."""
-        rows = np.array(self.weight_[units], dtype=dtype)
+    def _unit_bounds(self, c):
+        """Per unit, the least weight class ``c`` keeps (float64; ``+inf``: none, ``-inf``: all)."""
+        n_units, n_classes = self.weight_.shape
+        bound = np.full(n_units, np.inf)
+        units = np.flatnonzero(self.activation_mask_[:, c])
         threshold = self.weight_thresholds_[c]
-        if np.isfinite(threshold):
-            # the kept weights of a unit j are those with |V[j, c]| W[j, k] > threshold
-            # (float64, as the authors' float64 importance times the float32 weight): a
-            # suffix of the unit's weights in sorted order, found by a binary search
-            cut = _first_above(np.abs(self.contribution_[units, c]), self._sorted_weight[units], threshold)
-            rows *= self._weight_rank[units] >= cut[:, None]
-        return rows
+        if not np.isfinite(threshold):  # no weight pruning for this class
+            bound[units] = -np.inf
+            return bound
+        # the first place in each unit's sorted weights where |V[j, c]| W > threshold
+        # (float64, as the authors' float64 importance times the float32 weight)
+        cut = _first_above(np.abs(self.contribution_[units, c]), self._sorted_weight, threshold, units)
+        keeps = cut < n_classes
+        bound[units[keeps]] = self._sorted_weight[units[keeps], cut[keeps]]
+        return bound
 
     def _class_logits(self, X, classes, dtype):
         """Yield ``(rows, logits)``: each class's rows of ``X``, clipped, through its pruned head.
 
-        Each class's head is built once, from its kept units only.
+        Each class's head is built once, into one buffer shared by the classes.
         """
         n_classes = self.weight_.shape[1]
         bias = self.bias_.astype(dtype, copy=False)
         threshold = dtype.type(self.threshold_)
+        weight = self.weight_.astype(dtype, copy=False)
+        head = np.empty(weight.shape, dtype=dtype)
         for c in np.unique(classes):
             rows = np.flatnonzero(classes == c)
-            units, head = self._class_head(int(c), dtype)
-            for chunk in row_chunks(rows.size, dtype.itemsize * (head.shape[0] + 2 * n_classes)):
+            self._class_head(int(c), weight, out=head)
+            for chunk in row_chunks(rows.size, dtype.itemsize * (weight.shape[0] + 2 * n_classes)):
                 sel = rows[chunk]
-                Z = np.minimum(np.asarray(X[sel][:, units], dtype=dtype), threshold) @ head
+                Z = np.minimum(np.asarray(X[sel], dtype=dtype), threshold) @ head
                 Z += bias
                 yield sel, Z
 
@@ -355,18 +358,18 @@ class LINeDetector(BaseDetector):
         return scores
 
 
-def _first_above(scale, sorted_rows, threshold) -> np.ndarray:
-    """Per row ``j``, the first place ``r`` with ``scale[j] * sorted_rows[j, r] > threshold``.
+def _first_above(scale, sorted_rows, threshold, rows) -> np.ndarray:
+    """Per row ``j`` of ``rows``, the first place ``r`` with ``scale * sorted_rows[j, r] > threshold``.
 
-    ``scale >= 0`` and each row sorted in increasing order make the product
-    non-decreasing along the row (rounding is monotone), so the places that
-    pass form a suffix; a vectorised binary search finds where it starts
-    (the row's length when none passes).
+    ``scale >= 0`` (one entry per row of ``rows``) and each row sorted in
+    increasing order make the product non-decreasing along the row
+    (rounding is monotone), so the places that pass form a suffix; a
+    vectorised binary search finds where it starts (the row's length when
+    none passes), reading only the entries it probes.
     """
-    n_rows, n_cols = sorted_rows.shape
-    lo = np.zeros(n_rows, dtype=np.int64)
-    hi = np.full(n_rows, n_cols, dtype=np.int64)
-    rows = np.arange(n_rows)
+    n_cols = sorted_rows.shape[1]
+    lo = np.zeros(rows.size, dtype=np.int64)
+    hi = np.full(rows.size, n_cols, dtype=np.int64)
     while True:
         active = lo < hi
         if not active.any():
