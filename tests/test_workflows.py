@@ -224,3 +224,19 @@ def test_tuning_lines_say_whether_the_defaults_or_a_stand_in_stayed():
         "  ash-b: percentile = 90 (the candidate nearest the defaults, which the guard flags or the grid lacks;"
         " decided by 'tin')",
     ]
+
+
+def test_a_fit_from_blocks_reports_every_pass(store, monkeypatch):
+    """``skdice fit``'s bar: ReAct's exact percentile reads the split twice, then calibrates."""
+    path, head, X, y = store
+    import skdice._selection
+    from skdice import ReActDetector
+
+    monkeypatch.setattr(skdice._selection, "COLLECT_LIMIT", 0)  # count both digits, as at scale
+
+    calls = []
+    train = TrainingData(open_feature_store(path), "train")
+    det = fit_detector(ReActDetector(), train, progress=lambda done, total: calls.append((done, total)))
+    n = len(X)
+    assert [c for c in calls if c[0] == n] == [(n, n)] * 3  # two counts, then the scoring pass
+    assert det.threshold_ == np.percentile(X.astype(np.float32), 90)

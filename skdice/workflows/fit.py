@@ -239,7 +239,8 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
     calibrate : bool, default=True
         Whether ``offset_`` is wanted.
     progress : callable, default=None
-        ``progress(rows_done, rows_total)`` while a split is streamed.
+        ``progress(rows_done, rows_total)`` while a split is streamed (for
+        ``fits_from_blocks``, once per pass: each pass counts from 0 again).
 
     Returns
     -------
@@ -269,7 +270,10 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
         args = (class_labels(train.fs, train.split),) if tags.requires_class_labels else ()
         kwargs = {"train_mean": train.mean} if train.mean is not None and tags.accepts_train_mean else {}
         # statistics accumulated over passes read the split block by block; the rest load it
-        X = SplitFeatures(train.fs, train.split) if tags.fits_from_blocks else train.X
+        X = train.X
+        if tags.fits_from_blocks:
+            X = SplitFeatures(train.fs, train.split)
+            X = X if progress is None else _ReportedPasses(X, progress)
         return detector.fit(X, *args, head=head, **kwargs)
     if train.mean is not None and tags.accepts_train_mean:
         return detector.fit(head=head, train_mean=train.mean)
@@ -277,6 +281,20 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
     if tags.accepts_train_mean:
         need += " or train_mean=PATH"
     raise ValueError(f"method {type(detector).name!r} is fitted on in-distribution {need}.")
+
+
+class _ReportedPasses:
+    """A block source that reports each block read: ``progress(rows_done, rows)``, pass after pass."""
+
+    def __init__(self, source, progress):
+        self.source, self.progress = source, progress
+        self.shape, self.dtype, self.name = source.shape, source.dtype, source.name
+
+    def iter_blocks(self):
+        n = self.shape[0]
+        for start, block in self.source.iter_blocks():
+            yield start, block
+            self.progress(start + block.shape[0], n)
 
 
 def _first_rows(X):
