@@ -270,10 +270,11 @@ def fit_detector(detector, train: TrainingData, *, id_X=None, calibrate=True, pr
         args = (class_labels(train.fs, train.split),) if tags.requires_class_labels else ()
         kwargs = {"train_mean": train.mean} if train.mean is not None and tags.accepts_train_mean else {}
         # statistics accumulated over passes read the split block by block; the rest load it
-        X = train.X
         if tags.fits_from_blocks:
             X = SplitFeatures(train.fs, train.split)
             X = X if progress is None else _ReportedPasses(X, progress)
+        else:
+            X = train.X
         return detector.fit(X, *args, head=head, **kwargs)
     if train.mean is not None and tags.accepts_train_mean:
         return detector.fit(head=head, train_mean=train.mean)
