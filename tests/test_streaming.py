@@ -253,6 +253,8 @@ def test_fit_store_errors(store, tmp_path):
         fit_store(DICEDetector(), path, "train", calibration="all")
     with pytest.raises(ValueError, match="cannot be fitted out of core"):
         fit_store(get_detector("energy"), path, "train")
+    with pytest.raises(ValueError, match=r"ReActDetector is not fitted from a mean feature: fit it on the split read in passes"):
+        fit_store(get_detector("react"), path, "train")
     with pytest.raises(StoreError, match="no split 'val'"):
         fit_store(DICEDetector(), path, "val")
     writer = create_store(path, model="toy", head=Head(W, b))

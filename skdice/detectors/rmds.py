@@ -70,9 +70,9 @@ class RMDSDetector(BaseDetector):
     with ``z = h - mu_0`` and ``m_c = mu_c - mu_0``, so a chunk costs one
     ``m x m`` and one ``m x C`` product, about as much as Mahalanobis alone.
 
-    Both statistics are means and covariances, which could be accumulated in
-    one pass, but skdice's streaming fit streams a mean feature only, so
-    ``fit`` needs the rows in memory (or a dask array computed first).
+    Both statistics are class sums and scatters: ``fit`` also takes a block
+    source (a store split read in passes, tag ``fits_from_blocks``), so the
+    store workflows never load the training split.
 
     There is nothing to tune: the search grid is empty.
 

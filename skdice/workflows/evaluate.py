@@ -294,7 +294,8 @@ def evaluate_store(
     Notes
     -----
     No split is loaded whole. Every method is fitted first (mean-based ones stream the training
-    split; those that keep training features, such as KNN, read it), then each test split is
+    split, those with ``fits_from_blocks`` read it in passes, those that keep training rows,
+    KNN, NNGuide and Relation, read it), then each test split is
     read once, block by block (:class:`~skdice.workflows.resolve.SplitFeatures`): every method
     scores a block before the next is read, and over the ID split the same blocks give the ID
     accuracy of every head. Memory is a few blocks plus the scores returned, 8 bytes a row per

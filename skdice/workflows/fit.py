@@ -42,7 +42,14 @@ __all__ = ["calibrate_offset", "fit_detector", "fit_from_store", "fit_store"]
 def _check_streamable(detector):
     if not isinstance(detector, BaseDetector):
         raise TypeError(f"expected a skdice detector, got {type(detector).__name__}.")
-    if not detector_tags(detector).fits_from_mean:
+    tags = detector_tags(detector)
+    if tags.fits_from_blocks and not tags.fits_from_mean:
+        raise ValueError(
+            f"{type(detector).__name__} is not fitted from a mean feature: fit it on the split "
+            "read in passes, detector.fit(open_store(STORE).block_source(SPLIT), head=...), "
+            "or with skdice.workflows.fit.fit_detector."
+        )
+    if not tags.fits_from_mean:
         raise ValueError(
             f"{type(detector).__name__} cannot be fitted out of core: its statistics are not "
             "a mean feature. Load the split into memory and call fit."

@@ -100,7 +100,9 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits, 
     What the training split gives each candidate follows its tags:
     detectors fitted from the mean feature get the mean (the training split
     streamed block by block, or the cached mean), the others the training
-    features in memory (with class labels where they need them); detectors
+    split (with class labels where they need them): read in passes when
+    every candidate fits from blocks (tag ``fits_from_blocks``), else in
+    memory; detectors
     whose scores come from the head alone need no training data. The ID
     split's class labels (rows ``-1`` unknown) feed the guard; a split
     without any gives one :class:`~skdice.exceptions.UnlabelledValidationWarning`.
@@ -111,7 +113,7 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits, 
     :class:`HyperparameterSearch`); what stays in memory is 8 bytes a row
     per candidate (the scores) and the placements of the bootstrap. Training
     features are read whole only for detectors that keep them (KNN,
-    Mahalanobis...).
+    NNGuide, Relation).
 
     Parameters
     ----------
@@ -211,7 +213,8 @@ def tune_store(
         splits, every metric is their mean.
     train : str, default=None
         Split of ID training features. Mean-based detectors stream it chunk
-        by chunk (it is never loaded whole); the others read it.
+        by chunk, those with ``fits_from_blocks`` read it in passes (it is
+        never loaded whole); the banks (KNN, NNGuide, Relation) read it.
     train_mean : array-like of shape (n_features,), str or path-like, default=None
         The mean training feature, or a ``.npy`` file holding it
         (:func:`skdice.workflows.resolve.load_train_mean`).
