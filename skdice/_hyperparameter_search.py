@@ -81,7 +81,11 @@ class TrainingInfo:
         if self.X is None:
             return np.zeros((1, self.m), dtype=np.float32)
         if is_block_source(self.X):
-            return next(block for _, block in self.X.iter_blocks())[:1]
+            blocks = self.X.iter_blocks()
+            try:  # one block read; the reads ahead are cancelled
+                return next(blocks)[1][:1].copy()
+            finally:
+                blocks.close()
         return self.X[:1]
 
     def features(self, name, streamed=False):

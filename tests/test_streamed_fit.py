@@ -117,16 +117,18 @@ def test_without_calibration_offset_is_nan_and_the_rows_are_read_for_the_statist
     assert source.passes == 2  # the mean, then the centred squares; no scoring pass
 
 
-@pytest.mark.parametrize("method", ["vra", "knn"])
+@pytest.mark.parametrize("method", ["vra", "knn", "ash-s"])
 def test_a_search_on_a_block_source_chooses_as_on_the_array(method):
-    # VRA's candidates read the source in passes; KNN's bank gets it loaded once
+    # VRA's candidates read the source in passes; KNN's bank gets it loaded once;
+    # ASH's, fitted from the head alone, take one row of the first block
     from skdice.tuning import HyperparameterSearch
 
     head, X, _, T = _problem(seed=3)
     rng = np.random.default_rng(4)
     X_ood = rng.random((120, X.shape[1])).astype(np.float32) * 3
     X_noise = rng.standard_normal((120, X.shape[1])).astype(np.float32)
-    grid = {"percentile_high": [80, 95], "percentile_low": [5]} if method == "vra" else {"n_neighbors": [1, 5]}
+    grid = {"vra": {"percentile_high": [80, 95], "percentile_low": [5]}, "knn": {"n_neighbors": [1, 5]},
+            "ash-s": {"percentile": [65, 90]}}[method]
     kwargs = dict(head=head, X_id=T, X_noise=X_noise, X_ood=X_ood)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
