@@ -31,6 +31,17 @@ def residual_space(X, head, dim):
 
     One pass over ``X`` (an array or a block source): the float64 scatter
     about the origin, then its eigenvectors past the ``dim`` largest.
+    :class:`ViMDetector` and :class:`~skdice.detectors.residual.ResidualDetector`
+    fit it.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or block source
+        The fitting features.
+    head : Head
+        The classifier head, whose ``-W^+ b`` is the origin.
+    dim : int or None
+        Dimension of the principal space; None for ViM's rule.
 
     Returns
     -------

@@ -6,7 +6,7 @@ from _detector_problems import auroc, id_ood_problem, random_problem
 from scipy.special import logsumexp
 
 from skdice import get_detector
-from skdice.detectors.vim import ViMDetector, _default_dim
+from skdice.detectors.vim import ViMDetector, _default_dim, residual_space
 
 
 def _reference(H_train, H, W, b, dim):
@@ -71,3 +71,19 @@ def test_id_scores_higher_than_ood():
     H_train, _, H_id, H_ood, W, b = id_ood_problem()
     det = get_detector("vim", dim=8).fit(H_train, W, b)
     assert auroc(det.score_samples(H_id), det.score_samples(H_ood)) > 0.95
+
+
+def test_residual_space_spans_the_scatters_smallest_directions():
+    # against pinv and a full eigen-decomposition in the test (the ViM paper's recipe)
+    from skdice import Head
+
+    H, W, b = random_problem(m=24, C=7)
+    origin, dim, basis = residual_space(H, Head(W, b), 10)
+    u = -np.linalg.pinv(W.T.astype(np.float64)) @ b.astype(np.float64)
+    np.testing.assert_allclose(origin, u, rtol=1e-6, atol=1e-9)
+    Xc = H.astype(np.float64) - u
+    vals, vecs = np.linalg.eigh(Xc.T @ Xc / len(Xc))
+    expected = vecs[:, np.argsort(-vals)[10:]]
+    assert dim == 10 and basis.shape == (24, 14)
+    # the same subspace: the projectors agree (each basis is determined up to rotation)
+    np.testing.assert_allclose(basis @ basis.T, expected @ expected.T, atol=1e-5)
