@@ -28,7 +28,7 @@ from ._tags import DetectorTags, SkdiceTags, detector_tags, has_partial_fit
 from ._streamed_fit import fit_block_source
 from ._validation import (
     FLOAT_DTYPES, as_numpy, check_head, check_id_mask, check_train_mean, is_block_source, is_dask,
-    validate_data,
+    missing_head_error, validate_data,
 )
 
 __all__ = [
@@ -243,10 +243,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                     + (" (or train_mean=...)." if tags.accepts_train_mean else ".")
                 )
             if head is None:
-                raise ValueError(
-                    f"{type(self).__name__}.fit needs the classifier head: "
-                    "pass W (n_features, n_classes) and b, or head=Head(W, b)."
-                )
+                raise missing_head_error(type(self).__name__)
             # the mean fixes the width when W fits it either way round, so that a
             # transposed W (torch's (C, m) fc.weight) meets check_head's hint
             shape = np.shape(head.weight if isinstance(head, Head) else head[0])
@@ -265,10 +262,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         if head is not None:
             head = check_head(head, n_features, "X" if X is not None else "train_mean")
         elif tags.requires_head:
-            raise ValueError(
-                f"{type(self).__name__}.fit needs the classifier head: "
-                "pass W (n_features, n_classes) and b, or head=Head(W, b)."
-            )
+            raise missing_head_error(type(self).__name__)
         if X is not None and y is not None:
             if tags.requires_class_labels:
                 y = np.asarray(y)

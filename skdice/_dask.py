@@ -13,7 +13,7 @@ import uuid
 import numpy as np
 
 from ._numeric import RunningMean
-from ._validation import check_head, check_id_mask, check_train_mean
+from ._validation import check_head, check_id_mask, check_train_mean, missing_head_error
 from .exceptions import require
 
 __all__ = ["fit_dask", "score_dask"]
@@ -91,10 +91,7 @@ def fit_dask(detector, X, y, head, train_mean):
             f"Found array with 0 sample(s) (shape=(0, {m})) while a minimum of 1 is required."
         )
     if head is None:
-        raise ValueError(
-            f"{type(detector).__name__}.fit needs the classifier head: "
-            "pass W (n_features, n_classes) and b, or head=Head(W, b)."
-        )
+        raise missing_head_error(type(detector).__name__)
     head = check_head(head, m)
     if y is not None:
         # the same checks as the NumPy path: strings and NaN are refused, not read as ID

@@ -33,7 +33,7 @@ from sklearn.utils.validation import validate_data
 from ._array_api import device_of, namespace, to_namespace, to_numpy
 from ._numeric import row_chunks
 from ._tags import detector_tags
-from ._validation import check_head, check_id_mask, check_train_mean, raise_non_finite
+from ._validation import check_head, check_id_mask, check_train_mean, missing_head_error, raise_non_finite
 
 __all__ = [
     "check_namespace",
@@ -164,10 +164,7 @@ def fit_in_namespace(det, X, y, head, train_mean, calibrate, space):
     if head is not None:
         head = check_head(head, n_features, "X")
     elif tags.requires_head:
-        raise ValueError(
-            f"{name}.fit needs the classifier head: pass W (n_features, n_classes) and b, "
-            "or head=Head(W, b)."
-        )
+        raise missing_head_error(name)
     if y is not None:
         y = to_numpy(y)
         if tags.requires_class_labels:

@@ -46,21 +46,16 @@ class TrainingInfo:
     """The training information of a search: features, their labels, a given or computed mean."""
 
     def __init__(self, X, y, train_mean, m, where):
-        # a block source (a store split) stays one: detectors that fit from blocks read it
-        # in passes, the others get it loaded once (features)
-        if is_block_source(X):
-            # one checked source for every candidate's fit: the exact percentiles' first
-            # count and the entries they found are shared (a grid of clips costs one pass each)
-            X = CheckedBlocks(check_rows(X, "X", m, where), memo=True)
-        if X is not None and train_mean is not None:
-            self.X = check_rows(X, "X", m, where)
-            self.given_mean = check_train_mean(train_mean, m)
-        elif X is not None:
-            self.X, self.given_mean = check_rows(X, "X", m, where), None
-        elif train_mean is not None:
-            self.X, self.given_mean = None, check_train_mean(train_mean, m)
-        else:
-            self.X = self.given_mean = None
+        if X is not None:
+            X = check_rows(X, "X", m, where)
+            if is_block_source(X):
+                # a block source (a store split) stays one, checked once for every candidate's
+                # fit: detectors that fit from blocks read it in passes and share what the exact
+                # percentiles found (a grid of clips costs one pass each); the others get it
+                # loaded once (features)
+                X = CheckedBlocks(X, memo=True)
+        self.X = X
+        self.given_mean = None if train_mean is None else check_train_mean(train_mean, m)
         self.y = None if y is None else np.asarray(y)
         self.m = m
         self.where = where

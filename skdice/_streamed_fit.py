@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numeric import RunningMean, scores_by_block
+from ._numeric import scores_by_block
 from ._tags import detector_tags
-from ._validation import FLOAT_DTYPES, check_head, check_train_mean
+from ._validation import FLOAT_DTYPES, check_head, check_train_mean, missing_head_error
 
 __all__ = ["CheckedBlocks", "fit_block_source"]
 
@@ -146,23 +146,13 @@ def fit_block_source(detector, X, y, head, train_mean, calibrate):
     if head is not None:
         head = check_head(head, m)
     elif tags.requires_head:
-        raise ValueError(
-            f"{cls}.fit needs the classifier head: pass W (n_features, n_classes) and b, "
-            "or head=Head(W, b)."
-        )
+        raise missing_head_error(cls)
     detector.__dict__.pop("feature_names_in_", None)
     detector.n_features_in_ = m
     if head is not None:
         detector.weight_, detector.bias_ = head.weight, head.bias
-    if tags.fits_from_mean and not tags.fits_from_blocks and tags.uses_features:
-        if train_mean is None:
-            stream = RunningMean(m)
-            for _, block in source.iter_blocks():
-                stream.update(block)
-            train_mean = stream.mean
-        detector.fit_statistics(None, None, head, train_mean)
-    else:
-        detector.fit_statistics(source, y, head, train_mean)
+    # a mean-based detector's column_mean reads the source as it reads an array
+    detector.fit_statistics(source, y, head, train_mean)
     if calibrate:
         scores = scores_by_block(source, detector.calibration_scores)
         detector.offset_ = float(np.quantile(scores, 1.0 - detector.tpr))

@@ -24,6 +24,7 @@ __all__ = [
     "check_rows",
     "check_grid",
     "check_head",
+    "missing_head_error",
     "check_id_mask",
     "check_sparsity",
     "check_train_mean",
@@ -350,6 +351,25 @@ def raise_non_finite(block, scores, start: int):
     raise ValueError(
         f"the score of row {start + bad_row} is not finite: its features overflow "
         f"{block.dtype} in the head's product; rescale the features."
+    )
+
+
+def missing_head_error(owner: str) -> ValueError:
+    """The one error of a ``fit`` called without the head a detector needs.
+
+    Parameters
+    ----------
+    owner : str
+        The detector's class name.
+
+    Returns
+    -------
+    ValueError
+        For the caller to raise.
+    """
+    return ValueError(
+        f"{owner}.fit needs the classifier head: pass W (n_features, n_classes) and b, "
+        "or head=Head(W, b)."
     )
 
 

@@ -229,3 +229,14 @@ def test_a_bare_square_torch_weight_is_refused_with_the_spellings_that_state_it(
     with pytest.raises(ValueError, match=match):
         SparsitySearch().fit(H, fc.weight, fc.bias, X_id=H, X_noise=H)
     DICEDetector().fit(H, fc.weight.detach().numpy(), fc.bias.detach().numpy())  # numpy: as documented, (m, C)
+
+
+def test_missing_head_error_names_the_detector_and_both_spellings():
+    from skdice._validation import missing_head_error
+
+    error = missing_head_error("ReActDetector")
+    assert isinstance(error, ValueError)
+    assert str(error) == (
+        "ReActDetector.fit needs the classifier head: pass W (n_features, n_classes) and b, "
+        "or head=Head(W, b)."
+    )

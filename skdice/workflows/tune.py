@@ -100,9 +100,9 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits, 
     What the training split gives each candidate follows its tags:
     detectors fitted from the mean feature get the mean (the training split
     streamed block by block, or the cached mean), the others the training
-    split (with class labels where they need them): read in passes when
-    every candidate fits from blocks (tag ``fits_from_blocks``), else in
-    memory; detectors
+    split (with class labels where they need them), read in passes by the
+    candidates that fit from blocks (tag ``fits_from_blocks``) and loaded
+    once by the search for the others; detectors
     whose scores come from the head alone need no training data. The ID
     split's class labels (rows ``-1`` unknown) feed the guard; a split
     without any gives one :class:`~skdice.exceptions.UnlabelledValidationWarning`.
@@ -159,10 +159,9 @@ def run_search(search, fs, train: TrainingData, *, id_split: str, noise_splits, 
             raise ValueError(
                 f"method {name!r} is fitted on in-distribution training features: pass train=SPLIT."
             )
-        feature_users = [c for c in candidates if detector_tags(c).uses_features]
-        # a split read in passes when every candidate fits from blocks, else loaded once
-        streamed = all(detector_tags(c).streamed_fit for c in feature_users)
-        kwargs["X"] = SplitFeatures(fs, train.split) if streamed else train.X
+        # the search reads the split in passes for candidates that fit from blocks and
+        # loads it once for the others (TrainingInfo.features)
+        kwargs["X"] = SplitFeatures(fs, train.split)
         if any(detector_tags(c).requires_class_labels for c in candidates):
             kwargs["y"] = class_labels(fs, train.split)
         if train.mean is not None and all(detector_tags(c).accepts_train_mean for c in candidates):
